@@ -1,0 +1,1 @@
+"""LAAC: LLM-based automated audio captioning (CED encoder -> Q-Former -> LLM), HuggingFace-native."""
