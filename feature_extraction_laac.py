@@ -1,0 +1,233 @@
+# Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
+"""Log-mel front end of LAAC: the CED / Dasheng mel spectrogram, computed with torch.stft (no torchaudio).
+
+Per clip: 16 kHz mono -> centred STFT (reflect padding, periodic Hann) -> power -> 64 HTK mel bands 0-8000 Hz
+(unnormalised triangles) -> 10 * log10(max(mel, 1e-10)) -> clamp at (clip max - 120 dB).
+A clip of N samples gives 1 + N // 160 frames.
+"""
+
+from math import gcd
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.audio_utils import mel_filter_bank
+from transformers.utils import TensorType, logging
+
+
+logger = logging.get_logger(__name__)
+
+SAMPLING_RATE = 16000
+N_FFT = 512
+WIN_LENGTH = 512
+HOP_LENGTH = 160  # 10 ms frames
+N_MELS = 64
+F_MIN = 0.0
+F_MAX = 8000.0
+TOP_DB = 120.0
+AMIN = 1e-10  # power floor before the log
+# Shortest mel the extractor emits: 80 frames = 5 CED time patches x 4 frequency patches = 20 tokens, enough for
+# one 17-token Q-Former window. Shorter clips are padded with silence in the waveform.
+MIN_NUM_FRAMES = 80
+
+AudioInput = Union[np.ndarray, torch.Tensor, Sequence[float]]
+
+
+def mel_num_frames(num_samples: int, hop_length: int = HOP_LENGTH) -> int:
+    """Frames of a centred STFT: 1 + num_samples // hop_length."""
+    return 1 + num_samples // hop_length
+
+
+def _to_float_array(audio: AudioInput) -> np.ndarray:
+    """numpy copy of one clip; integer PCM scaled to [-1, 1]."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu()
+        audio = audio.float() if audio.dtype in (torch.float16, torch.bfloat16) else audio
+        audio = audio.numpy()
+    audio = np.asarray(audio)
+    if audio.dtype == np.bool_ or not (np.issubdtype(audio.dtype, np.number)):
+        raise ValueError(f"audio must be numeric samples, got dtype {audio.dtype}; pass float or integer PCM")
+    if np.issubdtype(audio.dtype, np.signedinteger):
+        return audio.astype(np.float64) / -np.iinfo(audio.dtype).min  # int16: / 32768
+    if np.issubdtype(audio.dtype, np.unsignedinteger):
+        half = (int(np.iinfo(audio.dtype).max) + 1) / 2  # uint8: centred on 128
+        return (audio.astype(np.float64) - half) / half
+    return audio.astype(np.float64 if audio.dtype == np.float64 else np.float32)
+
+
+def _to_mono(audio: np.ndarray, index: int) -> np.ndarray:
+    """
+    Downmix by the mean over channels. A 2-D clip may be [channels, samples] or [samples, channels]: the shorter
+    axis is taken as the channel axis (a clip has more samples than channels; a square array counts as
+    [channels, samples]).
+    """
+    if audio.ndim == 1:
+        return audio
+    if audio.ndim != 2:
+        raise ValueError(
+            f"clip {index} has shape {audio.shape}; expected 1-D mono or 2-D multi-channel audio. Pass a batch as "
+            "a list of clips, not as one >2-D array"
+        )
+    channel_axis = 0 if audio.shape[0] <= audio.shape[1] else 1
+    return audio.mean(axis=channel_axis)
+
+
+def _resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    from scipy.signal import resample_poly  # scipy is optional for remote-code use; needed only here
+
+    divisor = gcd(orig_rate, target_rate)
+    return resample_poly(audio, target_rate // divisor, orig_rate // divisor).astype(audio.dtype)
+
+
+class LaacFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Turns raw audio into the log-mel input of the CED / Dasheng encoders.
+
+    Args:
+        feature_size (`int`, defaults to 64): mel bands.
+        sampling_rate (`int`, defaults to 16000): rate the mel is computed at; other rates are resampled to it.
+        n_fft, win_length, hop_length (`int`, default 512 / 512 / 160): STFT size, periodic-Hann window, hop.
+        f_min, f_max (`float`, default 0 / 8000): mel filterbank range (HTK scale, no normalisation).
+        top_db (`float`, defaults to 120): dynamic range kept below each clip's maximum.
+        padding_value (`float`, defaults to 0.0): value of the mel frames added to pad a batch.
+        min_num_frames (`int`, defaults to 80): clips shorter than this many frames are padded with silence (in
+            the waveform) up to it, so that even a 10 ms clip fills one Q-Former window. 0 disables it.
+    """
+
+    model_input_names = ["input_features", "feature_attention_mask"]
+
+    def __init__(
+        self,
+        feature_size: int = N_MELS,
+        sampling_rate: int = SAMPLING_RATE,
+        n_fft: int = N_FFT,
+        win_length: int = WIN_LENGTH,
+        hop_length: int = HOP_LENGTH,
+        f_min: float = F_MIN,
+        f_max: float = F_MAX,
+        top_db: float = TOP_DB,
+        padding_value: float = 0.0,
+        min_num_frames: int = MIN_NUM_FRAMES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self.hop_length = hop_length
+        self.f_min = f_min
+        self.f_max = f_max
+        self.top_db = top_db
+        self.min_num_frames = min_num_frames
+        # (n_fft // 2 + 1, n_mels) float64; not saved (to_dict drops `mel_filters`), rebuilt from the fields above
+        self.mel_filters = mel_filter_bank(
+            num_frequency_bins=1 + n_fft // 2,
+            num_mel_filters=feature_size,
+            min_frequency=f_min,
+            max_frequency=f_max,
+            sampling_rate=sampling_rate,
+            norm=None,
+            mel_scale="htk",
+        )
+
+    def num_frames(self, num_samples: int) -> int:
+        """Mel frames this extractor emits for a clip of `num_samples` samples at `self.sampling_rate`."""
+        return max(mel_num_frames(num_samples, self.hop_length), self.min_num_frames)
+
+    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(samples,) float mono at `sampling_rate` -> (n_mels, 1 + samples // hop_length) dB."""
+        if waveform.shape[-1] <= self.n_fft // 2:
+            raise ValueError(
+                f"a clip of {waveform.shape[-1]} samples is too short for the reflect-padded STFT (needs > "
+                f"{self.n_fft // 2}); keep min_num_frames > 0 so short clips are padded with silence"
+            )
+        window = torch.hann_window(self.win_length, periodic=True, dtype=waveform.dtype)
+        stft = torch.stft(
+            waveform,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )
+        power = stft.abs() ** 2  # (n_fft // 2 + 1, frames)
+        mel = torch.from_numpy(self.mel_filters).to(power.dtype).T @ power  # (n_mels, frames)
+        log_mel = 10.0 * torch.log10(mel.clamp(min=AMIN))
+        return torch.maximum(log_mel, log_mel.max() - self.top_db)  # per-clip dynamic range
+
+    def _prepare_clip(self, audio: AudioInput, index: int, sampling_rate: int, resample: bool) -> np.ndarray:
+        """Validate one clip and bring it to mono float at `self.sampling_rate`, padded to `min_num_frames`."""
+        audio = _to_mono(_to_float_array(audio), index)
+        if audio.shape[0] == 0:
+            raise ValueError(f"clip {index} is empty (0 samples); drop it or pass at least one sample")
+        bad = int((~np.isfinite(audio)).sum())
+        if bad:
+            raise ValueError(f"clip {index} has {bad} NaN/Inf samples; clean or drop the audio before extraction")
+        if sampling_rate != self.sampling_rate:
+            if not resample:
+                raise ValueError(
+                    f"expected {self.sampling_rate} Hz audio, got {sampling_rate}; pass resample=True or resample first"
+                )
+            audio = _resample(audio, sampling_rate, self.sampling_rate)
+        min_samples = (self.min_num_frames - 1) * self.hop_length
+        if audio.shape[0] < min_samples:
+            audio = np.pad(audio, (0, min_samples - audio.shape[0]))  # silence, so the clip fills one window
+        return audio
+
+    @staticmethod
+    def _is_batch(raw_speech: Any) -> bool:
+        # A batch is a list/tuple of clips; a 2-D array is ONE multi-channel clip.
+        return isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and (
+            isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple))
+        )
+
+    def __call__(
+        self,
+        raw_speech: Union[AudioInput, Sequence[AudioInput]],
+        sampling_rate: Optional[int] = None,
+        return_tensors: Optional[Union[str, TensorType]] = "pt",
+        resample: bool = True,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        r"""
+        Args:
+            raw_speech: one clip or a list of clips. A clip is a numpy array, torch tensor or list of samples:
+                float, or integer PCM (int16/int32/uint8..., scaled to [-1, 1]); 1-D mono or 2-D multi-channel
+                ([channels, samples] or [samples, channels], the shorter axis being the channels), downmixed by
+                the mean.
+            sampling_rate: rate of `raw_speech`. If omitted, a warning is logged and `self.sampling_rate` assumed.
+            return_tensors: "pt" (default), "np", or None for lists.
+            resample: resample other rates with scipy's `resample_poly`; if False they raise a ValueError.
+
+        Returns:
+            `BatchFeature` with `input_features` float32 (B, n_mels, T_max) in dB, each clip right-padded with
+            `padding_value`, and `feature_attention_mask` int32 (B, T_max), 1 for real frames.
+        """
+        if kwargs:
+            logger.warning(f"LaacFeatureExtractor ignores the arguments {sorted(kwargs)}")
+        if sampling_rate is None:
+            logger.warning(
+                f"no sampling_rate given to LaacFeatureExtractor; assuming {self.sampling_rate} Hz. Pass "
+                "sampling_rate= to avoid silent errors"
+            )
+            sampling_rate = self.sampling_rate
+        clips = list(raw_speech) if self._is_batch(raw_speech) else [raw_speech]
+        mels = []
+        for index, clip in enumerate(clips):
+            audio = self._prepare_clip(clip, index, sampling_rate, resample)
+            mels.append(self.log_mel(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).numpy())
+        lengths = [mel.shape[-1] for mel in mels]
+        features = np.full((len(mels), self.feature_size, max(lengths)), self.padding_value, dtype=np.float32)
+        mask = np.zeros((len(mels), max(lengths)), dtype=np.int32)
+        for index, (mel, length) in enumerate(zip(mels, lengths)):
+            features[index, :, :length] = mel
+            mask[index, :length] = 1
+        data = {"input_features": features, "feature_attention_mask": mask}
+        if return_tensors is None:
+            data = {key: value.tolist() for key, value in data.items()}
+        return BatchFeature(data, tensor_type=return_tensors)
+
+
+__all__ = ["LaacFeatureExtractor", "mel_num_frames"]
