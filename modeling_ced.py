@@ -17,7 +17,7 @@ Weight names match the `mispeech/ced-*` (and `mispeech/dasheng-*`) safetensors c
 """
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -278,6 +278,29 @@ class CedPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["CedBlock"]
     _supports_sdpa = True
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, strict: bool = False, **kwargs: Any):
+        """
+        `transformers` `from_pretrained`, plus `strict=True`: raise a ValueError naming every missing, unexpected
+        or wrongly shaped checkpoint tensor (transformers itself only warns about missing ones).
+        """
+        if not strict:
+            return super().from_pretrained(*args, **kwargs)
+        return_info = kwargs.pop("output_loading_info", False)
+        kwargs["ignore_mismatched_sizes"] = True  # collect shape mismatches in `info` and report them below
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        problems = {
+            kind: sorted(str(key) for key in info[kind])
+            for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
+            if info[kind]
+        }
+        if problems:
+            raise ValueError(
+                f"checkpoint does not match {cls.__name__} strictly: {problems}; check the config (embed_dim, depth, "
+                "patch sizes, target_length) or convert the checkpoint with convert_ced_original_checkpoint.py"
+            )
+        return (model, info) if return_info else model
+
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)  # Linear/Conv ~ N(0, 0.02), norms to identity, BatchNorm stats reset
         if isinstance(module, CedModel):
@@ -287,6 +310,9 @@ class CedPreTrainedModel(PreTrainedModel):
 
 class CedModel(CedPreTrainedModel):
     """The CED encoder. Input: log-mel dB (B, n_mels, T); output: packed tokens + mask (see `CedModelOutput`)."""
+
+    # A classifier checkpoint (mispeech/ced-*) carries the tagging head; the encoder alone ignores it.
+    _keys_to_ignore_on_load_unexpected = [r"^outputlayer\."]
 
     def __init__(self, config: CedConfig) -> None:
         super().__init__(config)
