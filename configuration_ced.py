@@ -6,11 +6,10 @@ The mel front end lives in `LaacFeatureExtractor`; the front-end fields here (`n
 `f_min`, `f_max`, `center`) are kept only so those files round-trip and to document what the weights expect.
 """
 
-from typing import Any, Optional, Union
+from typing import Any
 
 from transformers import PretrainedConfig
 from transformers.utils import logging
-
 
 logger = logging.get_logger(__name__)
 
@@ -61,13 +60,13 @@ class CedConfig(PretrainedConfig):
 
     def __init__(
         self,
-        name: Optional[str] = None,
-        embed_dim: Optional[int] = None,
-        depth: Optional[int] = None,
-        num_heads: Optional[int] = None,
+        name: str | None = None,
+        embed_dim: int | None = None,
+        depth: int | None = None,
+        num_heads: int | None = None,
         mlp_ratio: float = 4.0,
-        patch_size: Union[int, list[int]] = 16,
-        patch_stride: Union[int, list[int]] = 16,
+        patch_size: int | list[int] = 16,
+        patch_stride: int | list[int] = 16,
         n_mels: int = 64,
         target_length: int = 1012,
         qkv_bias: bool = True,
@@ -98,9 +97,13 @@ class CedConfig(PretrainedConfig):
         self.depth = depth if depth is not None else preset[1]
         self.num_heads = num_heads if num_heads is not None else preset[2]
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+            raise ValueError(
+                f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
+            )
         if pooling != "mean":
-            raise ValueError(f"pooling {pooling!r} is not implemented; use pooling='mean' (the released models)")
+            raise ValueError(
+                f"pooling {pooling!r} is not implemented; use pooling='mean' (the released models)"
+            )
         self.mlp_ratio = mlp_ratio
         self.patch_size = patch_size
         self.patch_stride = patch_stride
@@ -141,17 +144,21 @@ class DashengConfig(CedConfig):
 
     def __init__(
         self,
-        name: Optional[str] = None,
-        patch_size: Union[int, list[int]] = (64, 4),
-        patch_stride: Union[int, list[int]] = (64, 4),
+        name: str | None = None,
+        patch_size: int | list[int] = (64, 4),
+        patch_stride: int | list[int] = (64, 4),
         target_length: int = 1008,
         trim_last_chunk: bool = True,
-        encoder_kwargs: Optional[dict[str, Any]] = None,
+        encoder_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         fields = {
-            "patch_size": list(patch_size) if not isinstance(patch_size, int) else patch_size,
-            "patch_stride": list(patch_stride) if not isinstance(patch_stride, int) else patch_stride,
+            "patch_size": list(patch_size)
+            if not isinstance(patch_size, int)
+            else patch_size,
+            "patch_stride": list(patch_stride)
+            if not isinstance(patch_stride, int)
+            else patch_stride,
             "target_length": target_length,
             "trim_last_chunk": trim_last_chunk,
             **kwargs,
@@ -160,5 +167,7 @@ class DashengConfig(CedConfig):
         for key, value in (encoder_kwargs or {}).items():
             if key not in kwargs:
                 fields[key] = value
-        fields.pop("loss", None)  # a training setting of the mispeech port, not architecture
+        fields.pop(
+            "loss", None
+        )  # a training setting of the mispeech port, not architecture
         super().__init__(name=name, **fields)

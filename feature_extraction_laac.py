@@ -6,15 +6,15 @@ Per clip: 16 kHz mono -> centred STFT (reflect padding, periodic Hann) -> power 
 A clip of N samples gives 1 + N // 160 frames.
 """
 
+from collections.abc import Sequence
 from math import gcd
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 from transformers.utils import TensorType, logging
-
 
 logger = logging.get_logger(__name__)
 
@@ -31,7 +31,7 @@ AMIN = 1e-10  # power floor before the log
 # one 17-token Q-Former window. Shorter clips are padded with silence in the waveform.
 MIN_NUM_FRAMES = 80
 
-AudioInput = Union[np.ndarray, torch.Tensor, Sequence[float]]
+AudioInput = np.ndarray | torch.Tensor | Sequence[float]
 
 
 def mel_num_frames(num_samples: int, hop_length: int = HOP_LENGTH) -> int:
@@ -43,11 +43,15 @@ def _to_float_array(audio: AudioInput) -> np.ndarray:
     """numpy copy of one clip; integer PCM scaled to [-1, 1]."""
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu()
-        audio = audio.float() if audio.dtype in (torch.float16, torch.bfloat16) else audio
+        audio = (
+            audio.float() if audio.dtype in (torch.float16, torch.bfloat16) else audio
+        )
         audio = audio.numpy()
     audio = np.asarray(audio)
     if audio.dtype == np.bool_ or not (np.issubdtype(audio.dtype, np.number)):
-        raise ValueError(f"audio must be numeric samples, got dtype {audio.dtype}; pass float or integer PCM")
+        raise ValueError(
+            f"audio must be numeric samples, got dtype {audio.dtype}; pass float or integer PCM"
+        )
     if np.issubdtype(audio.dtype, np.signedinteger):
         return audio.astype(np.float64) / -np.iinfo(audio.dtype).min  # int16: / 32768
     if np.issubdtype(audio.dtype, np.unsignedinteger):
@@ -74,10 +78,14 @@ def _to_mono(audio: np.ndarray, index: int) -> np.ndarray:
 
 
 def _resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    from scipy.signal import resample_poly  # scipy is optional for remote-code use; needed only here
+    from scipy.signal import (
+        resample_poly,  # scipy is optional for remote-code use; needed only here
+    )
 
     divisor = gcd(orig_rate, target_rate)
-    return resample_poly(audio, target_rate // divisor, orig_rate // divisor).astype(audio.dtype)
+    return resample_poly(audio, target_rate // divisor, orig_rate // divisor).astype(
+        audio.dtype
+    )
 
 
 class LaacFeatureExtractor(SequenceFeatureExtractor):
@@ -111,7 +119,12 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         min_num_frames: int = MIN_NUM_FRAMES,
         **kwargs: Any,
     ) -> None:
-        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            **kwargs,
+        )
         self.n_fft = n_fft
         self.win_length = win_length
         self.hop_length = hop_length
@@ -153,18 +166,28 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
             return_complex=True,
         )
         power = stft.abs() ** 2  # (n_fft // 2 + 1, frames)
-        mel = torch.from_numpy(self.mel_filters).to(power.dtype).T @ power  # (n_mels, frames)
+        mel = (
+            torch.from_numpy(self.mel_filters).to(power.dtype).T @ power
+        )  # (n_mels, frames)
         log_mel = 10.0 * torch.log10(mel.clamp(min=AMIN))
-        return torch.maximum(log_mel, log_mel.max() - self.top_db)  # per-clip dynamic range
+        return torch.maximum(
+            log_mel, log_mel.max() - self.top_db
+        )  # per-clip dynamic range
 
-    def _prepare_clip(self, audio: AudioInput, index: int, sampling_rate: int, resample: bool) -> np.ndarray:
+    def _prepare_clip(
+        self, audio: AudioInput, index: int, sampling_rate: int, resample: bool
+    ) -> np.ndarray:
         """Validate one clip and bring it to mono float at `self.sampling_rate`, padded to `min_num_frames`."""
         audio = _to_mono(_to_float_array(audio), index)
         if audio.shape[0] == 0:
-            raise ValueError(f"clip {index} is empty (0 samples); drop it or pass at least one sample")
+            raise ValueError(
+                f"clip {index} is empty (0 samples); drop it or pass at least one sample"
+            )
         bad = int((~np.isfinite(audio)).sum())
         if bad:
-            raise ValueError(f"clip {index} has {bad} NaN/Inf samples; clean or drop the audio before extraction")
+            raise ValueError(
+                f"clip {index} has {bad} NaN/Inf samples; clean or drop the audio before extraction"
+            )
         if sampling_rate != self.sampling_rate:
             if not resample:
                 raise ValueError(
@@ -173,21 +196,25 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
             audio = _resample(audio, sampling_rate, self.sampling_rate)
         min_samples = (self.min_num_frames - 1) * self.hop_length
         if audio.shape[0] < min_samples:
-            audio = np.pad(audio, (0, min_samples - audio.shape[0]))  # silence, so the clip fills one window
+            audio = np.pad(
+                audio, (0, min_samples - audio.shape[0])
+            )  # silence, so the clip fills one window
         return audio
 
     @staticmethod
     def _is_batch(raw_speech: Any) -> bool:
         # A batch is a list/tuple of clips; a 2-D array is ONE multi-channel clip.
-        return isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and (
-            isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple))
+        return (
+            isinstance(raw_speech, (list, tuple))
+            and len(raw_speech) > 0
+            and (isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple)))
         )
 
     def __call__(
         self,
-        raw_speech: Union[AudioInput, Sequence[AudioInput]],
-        sampling_rate: Optional[int] = None,
-        return_tensors: Optional[Union[str, TensorType]] = "pt",
+        raw_speech: AudioInput | Sequence[AudioInput],
+        sampling_rate: int | None = None,
+        return_tensors: str | TensorType | None = "pt",
         resample: bool = True,
         **kwargs: Any,
     ) -> BatchFeature:
@@ -206,7 +233,9 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
             `padding_value`, and `feature_attention_mask` int32 (B, T_max), 1 for real frames.
         """
         if kwargs:
-            logger.warning(f"LaacFeatureExtractor ignores the arguments {sorted(kwargs)}")
+            logger.warning(
+                f"LaacFeatureExtractor ignores the arguments {sorted(kwargs)}"
+            )
         if sampling_rate is None:
             logger.warning(
                 f"no sampling_rate given to LaacFeatureExtractor; assuming {self.sampling_rate} Hz. Pass "
@@ -217,9 +246,17 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         mels = []
         for index, clip in enumerate(clips):
             audio = self._prepare_clip(clip, index, sampling_rate, resample)
-            mels.append(self.log_mel(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).numpy())
+            mels.append(
+                self.log_mel(
+                    torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+                ).numpy()
+            )
         lengths = [mel.shape[-1] for mel in mels]
-        features = np.full((len(mels), self.feature_size, max(lengths)), self.padding_value, dtype=np.float32)
+        features = np.full(
+            (len(mels), self.feature_size, max(lengths)),
+            self.padding_value,
+            dtype=np.float32,
+        )
         mask = np.zeros((len(mels), max(lengths)), dtype=np.int32)
         for index, (mel, length) in enumerate(zip(mels, lengths)):
             features[index, :, :length] = mel
