@@ -1,0 +1,373 @@
+# Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
+"""
+LAAC: automated audio captioning with an LLM (the Xiaomi DCASE 2024 Task 6 system).
+
+audio -> log-mel -> CED/Dasheng encoder tokens -> windowed Q-Former (every `window_size` tokens -> 1 query) ->
+linear projection -> spliced into the text decoder's input embeddings at the audio placeholder tokens of
+Prompt I -> caption. One forward serves training (loss on caption tokens) and `generate()`.
+"""
+
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    Blip2QFormerModel,
+    GenerationConfig,
+    GenerationMixin,
+    PreTrainedModel,
+)
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.utils import logging
+
+from .configuration_laac import DEFAULT_GENERATION, LaacConfig, num_windows
+from .modeling_ced import CedModel, DashengModel, chunk_layout, num_freq_patches
+
+
+logger = logging.get_logger(__name__)
+
+AUDIO_TOWER_CLASSES = {"ced": CedModel, "dasheng": DashengModel}
+
+
+def time_major_index(num_frames: int, audio_config: Any) -> list[int]:
+    """
+    Permutation that turns one clip's frequency-major encoder tokens (per chunk: index f * n_t + t) into
+    time-major order (per chunk: index t * n_f + f), chunk after chunk.
+    """
+    n_freq = num_freq_patches(audio_config)
+    index, offset = [], 0
+    for _, kept in chunk_layout(num_frames, audio_config):
+        index += [offset + f * kept + t for t in range(kept) for f in range(n_freq)]
+        offset += n_freq * kept
+    return index
+
+
+class LaacQFormer(nn.Module):
+    """
+    The bridge: a BLIP-2 Q-Former run independently on non-overlapping windows of `window_size` encoder tokens,
+    `queries_per_window` learned queries each, so a clip of N tokens becomes `num_windows(N) * queries` tokens.
+    """
+
+    def __init__(self, config: LaacConfig) -> None:
+        super().__init__()
+        self.window_size = config.window_size
+        self.last_window = config.last_window
+        hidden = config.qformer_config.hidden_size
+        self.query_tokens = nn.Parameter(torch.zeros(1, config.queries_per_window, hidden))
+        self.transformer = Blip2QFormerModel(config.qformer_config)
+
+    def windows(self, tokens: torch.Tensor, token_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """
+        (B, N, D) packed tokens + (B, N) mask -> the windows that exist, in clip order: (n_windows_total, W, D),
+        their (n_windows_total, W) token mask, and the number of windows per clip.
+        """
+        batch, n_tokens, dim = tokens.shape
+        counts = token_mask.sum(-1).tolist()
+        per_clip = [num_windows(int(n), self.window_size, self.last_window) for n in counts]
+        max_windows = max(max(per_clip), 1)
+        total = max_windows * self.window_size
+        pad = total - n_tokens
+        if pad > 0:  # room for a zero-padded last window; the mask hides the padding
+            tokens = nn.functional.pad(tokens, (0, 0, 0, pad))
+            token_mask = nn.functional.pad(token_mask, (0, pad))
+        tokens = tokens[:, :total].reshape(batch, max_windows, self.window_size, dim)  # (B, n_win, W, D)
+        token_mask = token_mask[:, :total].reshape(batch, max_windows, self.window_size)
+        exists = torch.arange(max_windows, device=tokens.device)[None, :] < torch.tensor(
+            per_clip, device=tokens.device
+        )[:, None]  # (B, n_win): windows beyond a clip's count come only from batch padding
+        return tokens[exists], token_mask[exists], per_clip
+
+    def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """Returns the query outputs of every real window, flattened in clip order: (total_queries, H), counts."""
+        windows, window_mask, per_clip = self.windows(tokens, token_mask)
+        queries = self.query_tokens.expand(windows.shape[0], -1, -1)
+        out = self.transformer(
+            query_embeds=queries, encoder_hidden_states=windows, encoder_attention_mask=window_mask
+        ).last_hidden_state  # (n_windows_total, queries_per_window, H)
+        n_queries = self.query_tokens.shape[1]
+        return out.reshape(-1, out.shape[-1]), [n * n_queries for n in per_clip]
+
+
+class LaacPreTrainedModel(PreTrainedModel):
+    config_class = LaacConfig
+    config: LaacConfig
+    base_model_prefix = ""
+    main_input_name = "input_ids"
+    input_modalities = ("audio", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _no_split_modules = ["CedBlock", "Blip2QFormerLayer", "LlamaDecoderLayer", "BartEncoderLayer", "BartDecoderLayer"]
+    _skip_keys_device_placement = ["cache"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, LaacQFormer):
+            nn.init.normal_(module.query_tokens, std=self.config.qformer_config.initializer_range)
+
+
+class _LaacTextEncoder:
+    """
+    What `generate()` calls as the encoder of an encoder-decoder text model: it splices the audio into the
+    prompt embeddings, then runs the text encoder. A plain object (not a module) so it adds no parameters.
+    """
+
+    def __init__(self, model: "LaacForConditionalGeneration") -> None:
+        self.model = model
+
+    def forward(self, **kwargs: Any) -> BaseModelOutput:
+        return self.model.encode_prompt(**kwargs)
+
+    __call__ = forward
+
+
+class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
+    """
+    Audio encoder + windowed Q-Former + projection + text decoder. `input_ids` hold Prompt I with one audio
+    placeholder token per audio token (see `LaacProcessor`); the projected Q-Former outputs replace them.
+    """
+
+    def __init__(self, config: LaacConfig) -> None:
+        super().__init__(config)
+        self.audio_tower = AUDIO_TOWER_CLASSES[config.audio_config.model_type](config.audio_config)
+        self.qformer = LaacQFormer(config)
+        self.language_projection = nn.Linear(config.qformer_config.hidden_size, config.text_config.hidden_size)
+        text_auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+        self.language_model = text_auto.from_config(config.text_config)
+        self.post_init()
+        self.generation_config = self._default_generation_config()
+
+    def _default_generation_config(self) -> GenerationConfig:
+        """The report's decoding (beam 3, 2..30 new tokens); the audio placeholder can never be generated."""
+        text = GenerationConfig.from_model_config(self.config.text_config).to_dict()
+        keep = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_eos_token_id")
+        settings = {k: text[k] for k in keep if text.get(k) is not None}
+        if settings.get("pad_token_id") is None and settings.get("eos_token_id") is not None:
+            eos = settings["eos_token_id"]
+            settings["pad_token_id"] = eos[0] if isinstance(eos, list) else eos
+        return GenerationConfig(**settings, **DEFAULT_GENERATION, suppress_tokens=[self.config.audio_token_id])
+
+    # -- embeddings plumbing (used by resize_token_embeddings, generate, peft) ---------------------------------
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    def get_encoder(self, modality: Optional[str] = None) -> Any:
+        if self.config.is_encoder_decoder and modality is None:
+            return _LaacTextEncoder(self)
+        return self.audio_tower
+
+    def get_decoder(self) -> nn.Module:
+        return self.language_model.get_decoder()
+
+    # -- audio path ----------------------------------------------------------------------------------------------
+
+    def _clip_frames(self, input_features: torch.Tensor, feature_attention_mask: Optional[torch.Tensor]) -> list[int]:
+        if feature_attention_mask is None:
+            return [input_features.shape[-1]] * input_features.shape[0]
+        return feature_attention_mask.long().sum(-1).tolist()
+
+    def _order_tokens(self, tokens: torch.Tensor, frames: list[int]) -> torch.Tensor:
+        """Reorder each clip's packed tokens to time-major when the config asks for it (the original: frequency)."""
+        if self.config.token_order == "frequency":
+            return tokens
+        index = torch.zeros(tokens.shape[:2], dtype=torch.long, device=tokens.device)
+        for row, n in enumerate(frames):
+            perm = torch.tensor(time_major_index(n, self.config.audio_config), device=tokens.device)
+            index[row, : perm.numel()] = perm
+        return tokens.gather(1, index[..., None].expand_as(tokens))
+
+    def get_audio_features(
+        self, input_features: torch.Tensor, feature_attention_mask: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, list[int]]:
+        """
+        Log-mel (B, n_mels, T) -> audio tokens in the text width, flattened in clip order: (total_tokens, D_text),
+        and the number of audio tokens per clip (`LaacConfig.num_audio_tokens` of each clip's frame count).
+        """
+        # 1. encoder tokens, each clip packed left-aligned in its own order
+        encoded = self.audio_tower(input_features, feature_attention_mask=feature_attention_mask, return_dict=True)
+        frames = self._clip_frames(input_features, feature_attention_mask)
+        tokens = self._order_tokens(encoded.last_hidden_state, frames)  # (B, N_max, D_audio)
+        # 2. Q-Former over windows of tokens
+        queries, per_clip = self.qformer(tokens.to(self.qformer.query_tokens.dtype), encoded.attention_mask)
+        if min(per_clip) == 0:
+            raise ValueError(
+                f"a clip gives no audio tokens (frames per clip: {frames}); clips need at least "
+                f"{self.config.window_size} encoder tokens. Pad short audio (LaacFeatureExtractor does by default) "
+                "or use last_window='pad'"
+            )
+        # 3. projection to the text width
+        return self.language_projection(queries.to(self.language_projection.weight.dtype)), per_clip
+
+    def _placeholder_mask(self, input_ids: torch.Tensor, per_clip: list[int]) -> torch.Tensor:
+        mask = input_ids == self.config.audio_token_id  # (B, L)
+        found = mask.sum(-1).tolist()
+        if found != per_clip:
+            raise ValueError(
+                f"audio placeholder tokens per clip {found} do not match the audio tokens per clip {per_clip}; build "
+                "the inputs with LaacProcessor (it expands the placeholder with LaacConfig.num_audio_tokens)"
+            )
+        return mask
+
+    def embed_inputs(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        input_features: Optional[torch.Tensor] = None,
+        feature_attention_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Prompt token embeddings with the projected audio tokens scattered into the placeholder positions."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        if input_features is None:
+            if input_ids is not None and bool((input_ids == self.config.audio_token_id).any()):
+                raise ValueError("input_ids contain audio placeholder tokens but no input_features were given")
+            return inputs_embeds
+        if input_ids is None:
+            raise ValueError("input_features need input_ids to locate the audio placeholder tokens")
+        audio, per_clip = self.get_audio_features(input_features, feature_attention_mask)
+        mask = self._placeholder_mask(input_ids, per_clip)
+        return inputs_embeds.masked_scatter(mask[..., None], audio.to(inputs_embeds.dtype))
+
+    def encode_prompt(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        input_features: Optional[torch.Tensor] = None,
+        feature_attention_mask: Optional[torch.Tensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        **kwargs: Any,
+    ) -> BaseModelOutput:
+        """Encoder-decoder text models only: run the text encoder over the prompt with the audio spliced in."""
+        inputs_embeds = self.embed_inputs(input_ids, inputs_embeds, input_features, feature_attention_mask)
+        kwargs = {k: v for k, v in kwargs.items() if k in ("output_attentions", "output_hidden_states")}
+        return self.language_model.get_encoder()(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, return_dict=True, **kwargs
+        )
+
+    # -- forward ---------------------------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        input_features: Optional[torch.Tensor] = None,
+        feature_attention_mask: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.LongTensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        labels: Optional[torch.LongTensor] = None,
+        decoder_input_ids: Optional[torch.LongTensor] = None,
+        decoder_attention_mask: Optional[torch.Tensor] = None,
+        encoder_outputs: Optional[Union[BaseModelOutput, tuple]] = None,
+        **kwargs: Any,
+    ) -> Any:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): the prompt (and, for a decoder-only text
+            model in training, the caption), with one `audio_token_id` per audio token.
+        input_features (`torch.FloatTensor` of shape `(batch_size, n_mels, frames)`): log-mel from
+            `LaacFeatureExtractor`. `feature_attention_mask` (batch_size, frames) marks real frames.
+        labels (`torch.LongTensor`): decoder-only: same shape as `input_ids`, -100 except on caption tokens and
+            EOS; encoder-decoder: the caption token ids (the decoder inputs are derived from them).
+        Other keyword arguments (`cache`, `use_cache`, `logits_to_keep`, ...) go to the text model.
+        """
+        if self.config.is_encoder_decoder:
+            if encoder_outputs is None:
+                encoder_outputs = self.encode_prompt(
+                    input_ids, attention_mask, input_features, feature_attention_mask, inputs_embeds
+                )
+            return self.language_model(
+                encoder_outputs=encoder_outputs,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=decoder_attention_mask,
+                labels=labels,
+                **kwargs,
+            )
+        # 1. prompt embeddings with the audio spliced in (only in the prefill step: later steps have no features)
+        inputs_embeds = self.embed_inputs(input_ids, inputs_embeds, input_features, feature_attention_mask)
+        # 2. positions that skip left padding, so a padded clip decodes exactly like the clip alone
+        if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -inputs_embeds.shape[1] :]
+        # 3. the text decoder (its loss shifts labels and ignores -100)
+        return self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            labels=labels,
+            **kwargs,
+        )
+
+    # -- assembly from released parts ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_components(
+        cls,
+        audio: str,
+        text: str,
+        audio_token: str = "<|audio|>",
+        dtype: Optional[torch.dtype] = None,
+        **config_kwargs: Any,
+    ) -> "LaacForConditionalGeneration":
+        """
+        Build a LAAC model from a pretrained audio encoder (a `mispeech/ced-*` / `mispeech/dasheng-*` id or folder)
+        and a pretrained text model (a Hub id or folder, e.g. "meta-llama/Llama-2-7b-hf"); the Q-Former and the
+        projection start random. The audio placeholder token is added to the text vocabulary exactly as
+        `LaacProcessor.from_components(audio, text)` adds it, so the two agree on its id.
+
+            model = LaacForConditionalGeneration.from_components("mispeech/ced-base", "meta-llama/Llama-2-7b-hf")
+        """
+        from transformers import AutoConfig, AutoTokenizer
+
+        from .configuration_ced import CedConfig, DashengConfig
+
+        audio_config = _load_audio_config(audio, CedConfig, DashengConfig)
+        audio_tower = AUDIO_TOWER_CLASSES[audio_config.model_type].from_pretrained(audio, config=audio_config, dtype=dtype)
+        text_config = AutoConfig.from_pretrained(text)
+        text_auto = AutoModelForSeq2SeqLM if getattr(text_config, "is_encoder_decoder", False) else AutoModelForCausalLM
+        language_model = text_auto.from_pretrained(text, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(text)
+        tokenizer.add_special_tokens({"additional_special_tokens": [audio_token]})
+        language_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        config = LaacConfig(
+            audio_config=audio_tower.config,
+            text_config=language_model.config,
+            audio_token_id=tokenizer.convert_tokens_to_ids(audio_token),
+            **config_kwargs,
+        )
+        model = cls(config)
+        model.audio_tower.load_state_dict(audio_tower.state_dict())
+        model.language_model.load_state_dict(language_model.state_dict())
+        if dtype is not None:
+            model.to(dtype)
+        return model
+
+
+def _load_audio_config(path: str, *classes: type) -> Any:
+    """The audio encoder's config class from the `model_type` in its config.json (ced or dasheng)."""
+    from transformers import PretrainedConfig
+
+    config_dict, _ = PretrainedConfig.get_config_dict(path)
+    by_type = {c.model_type: c for c in classes}
+    model_type = config_dict.get("model_type", "ced")
+    if model_type not in by_type:
+        raise ValueError(f"{path} is a {model_type!r} model; expected one of {sorted(by_type)} (CED or Dasheng)")
+    return by_type[model_type].from_dict(config_dict)
+
+
+# save_pretrained copies this file (and its siblings) next to the weights; LaacConfig.auto_map lists the entry points.
+LaacForConditionalGeneration.register_for_auto_class("AutoModel")
+
+__all__ = ["LaacForConditionalGeneration", "LaacPreTrainedModel", "LaacQFormer", "time_major_index"]

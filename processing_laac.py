@@ -1,0 +1,247 @@
+# Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
+"""
+LaacProcessor: audio -> log-mel features, and Prompt I with the audio placeholder expanded to one token per
+audio token (the count comes from `num_audio_tokens`, the same helper the model uses). With captions it also
+builds the training labels: only caption tokens and EOS carry loss.
+"""
+
+import re
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from transformers import BatchFeature, ProcessorMixin
+from transformers.utils import logging
+
+from .configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig, num_audio_tokens
+from .configuration_laac import _build_audio_config
+from .feature_extraction_laac import LaacFeatureExtractor
+
+
+logger = logging.get_logger(__name__)
+
+IGNORE_INDEX = -100
+DEFAULT_AUDIO_TOKEN = "<|audio|>"
+_PUNCTUATION = re.compile(r"[^\w\s']|_")
+
+
+def normalize_caption(caption: str) -> str:
+    """Training targets as in the report: lower-cased, punctuation stripped, single spaces."""
+    return " ".join(_PUNCTUATION.sub(" ", caption.lower()).split())
+
+
+class LaacProcessor(ProcessorMixin):
+    r"""
+    Feature extractor + tokenizer + Prompt I.
+
+    Args:
+        feature_extractor ([`LaacFeatureExtractor`]): audio -> log-mel.
+        tokenizer: the text model's tokenizer, with `audio_token` added as a special token.
+        audio_token (`str`): the placeholder token that `LaacConfig.audio_token_id` identifies.
+        prompt_template (`str`): Prompt I by default; `<AcousticTokens>` marks the audio.
+        audio_token_layout (`dict`): `LaacConfig.audio_token_layout()`, so the processor counts audio tokens
+            exactly as the model does.
+        is_encoder_decoder (`bool`): captions go to the decoder (BART) rather than after the prompt (Llama).
+    """
+
+    feature_extractor_class = "AutoFeatureExtractor"
+    tokenizer_class = "AutoTokenizer"
+
+    def __init__(
+        self,
+        feature_extractor: Optional[LaacFeatureExtractor] = None,
+        tokenizer: Any = None,
+        audio_token: str = DEFAULT_AUDIO_TOKEN,
+        prompt_template: str = PROMPT_I,
+        audio_token_layout: Optional[dict[str, Any]] = None,
+        is_encoder_decoder: bool = False,
+        chat_template: Optional[str] = None,
+    ) -> None:
+        if prompt_template.count(AUDIO_PLACEHOLDER) != 1:
+            raise ValueError(
+                f"prompt_template must contain {AUDIO_PLACEHOLDER!r} exactly once, got {prompt_template!r}"
+            )
+        self.audio_token = audio_token
+        self.prompt_template = prompt_template
+        self.audio_token_layout = audio_token_layout or LaacConfig().audio_token_layout()
+        self.is_encoder_decoder = is_encoder_decoder
+        self._audio_config = _build_audio_config(dict(self.audio_token_layout["audio_config"]))
+        super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
+        if self.tokenizer.convert_tokens_to_ids(audio_token) in (None, self.tokenizer.unk_token_id):
+            raise ValueError(
+                f"the tokenizer has no token {audio_token!r}; add it with "
+                f"tokenizer.add_special_tokens({{'additional_special_tokens': [{audio_token!r}]}}) and resize the "
+                "model's embeddings, or build both with from_components()"
+            )
+        self.audio_token_id = self.tokenizer.convert_tokens_to_ids(audio_token)
+
+    # -- length arithmetic (mirrors the model) ----------------------------------------------------------------------
+
+    def num_audio_tokens(self, num_frames: int) -> int:
+        """Audio tokens for `num_frames` mel frames: the model's `LaacConfig.num_audio_tokens`, same helper."""
+        layout = self.audio_token_layout
+        return num_audio_tokens(
+            num_frames, self._audio_config, layout["window_size"], layout["queries_per_window"], layout["last_window"]
+        )
+
+    def build_prompt(self, n_audio_tokens: int, prompt: Optional[str] = None) -> str:
+        """The prompt text with the placeholder expanded to `n_audio_tokens` audio tokens."""
+        template = self.prompt_template if prompt is None else prompt
+        if template.count(AUDIO_PLACEHOLDER) != 1:
+            raise ValueError(
+                f"a prompt must contain {AUDIO_PLACEHOLDER!r} exactly once, got {template!r}; e.g. {PROMPT_I!r}"
+            )
+        return template.replace(AUDIO_PLACEHOLDER, self.audio_token * n_audio_tokens)
+
+    # -- tokenization -----------------------------------------------------------------------------------------------
+
+    def _encode(self, text: str, special: bool = True) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def _prompt_and_caption_ids(self, prompt: str, caption: Optional[str]) -> tuple[list[int], list[int]]:
+        """
+        Token ids of the prompt and of the caption for a decoder-only text model. The trailing space of
+        "Detailed: " belongs to the caption's first token in a joint tokenization, so the prompt is tokenized
+        without it and the caption ids are what the joint tokenization adds; generation then continues from
+        exactly the prompt ids it was trained with.
+        """
+        prompt_ids = self._encode(prompt.rstrip(" "))
+        if caption is None:
+            return prompt_ids, []
+        joint = self._encode(prompt + caption)
+        if joint[: len(prompt_ids)] == prompt_ids:
+            caption_ids = joint[len(prompt_ids) :]
+        else:  # tokenizer merges across the boundary: fall back to separate pieces
+            caption_ids = self._encode(caption, special=False)
+        if self.tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has no eos_token; set tokenizer.eos_token so captions can end")
+        if caption_ids[-1:] != [self.tokenizer.eos_token_id]:
+            caption_ids = caption_ids + [self.tokenizer.eos_token_id]
+        return prompt_ids, caption_ids
+
+    def _pad(self, rows: list[list[int]], value: int, side: str) -> torch.Tensor:
+        width = max(len(r) for r in rows)
+        padded = [[value] * (width - len(r)) + r if side == "left" else r + [value] * (width - len(r)) for r in rows]
+        return torch.tensor(padded, dtype=torch.long)
+
+    def _decoder_only_text(self, prompts: list[str], captions: Optional[list[str]]) -> dict[str, torch.Tensor]:
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        ids, labels = [], []
+        for i, prompt in enumerate(prompts):
+            prompt_ids, caption_ids = self._prompt_and_caption_ids(prompt, None if captions is None else captions[i])
+            ids.append(prompt_ids + caption_ids)
+            labels.append([IGNORE_INDEX] * len(prompt_ids) + caption_ids)
+        # Left padding: prompts end where generation starts, and the model derives positions from the mask.
+        out = {
+            "input_ids": self._pad(ids, pad_id, "left"),
+            "attention_mask": self._pad([[1] * len(r) for r in ids], 0, "left"),
+        }
+        if captions is not None:
+            out["labels"] = self._pad(labels, IGNORE_INDEX, "left")
+        return out
+
+    def _encoder_decoder_text(self, prompts: list[str], captions: Optional[list[str]]) -> dict[str, torch.Tensor]:
+        pad_id = self.tokenizer.pad_token_id
+        ids = [self._encode(p) for p in prompts]
+        out = {
+            "input_ids": self._pad(ids, pad_id, "right"),
+            "attention_mask": self._pad([[1] * len(r) for r in ids], 0, "right"),
+        }
+        if captions is not None:
+            out["labels"] = self._pad([self._encode(c) for c in captions], IGNORE_INDEX, "right")
+        return out
+
+    # -- main entry point -------------------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        audio: Any = None,
+        text: Optional[Union[str, Sequence[str]]] = None,
+        sampling_rate: Optional[int] = None,
+        prompt: Optional[str] = None,
+        return_tensors: str = "pt",
+        normalize: bool = True,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        r"""
+        Args:
+            audio: one clip or a list of clips (see `LaacFeatureExtractor`).
+            text: optional captions, one per clip: training targets (normalised unless `normalize=False`).
+            sampling_rate: rate of `audio`; other rates are resampled to 16 kHz.
+            prompt: a prompt other than the configured template; must contain `<AcousticTokens>` once.
+
+        Returns:
+            `BatchFeature` with `input_features`, `feature_attention_mask`, `input_ids`, `attention_mask` and, with
+            captions, `labels`.
+        """
+        if audio is None:
+            raise ValueError("LaacProcessor needs audio; pass audio=<array or list of arrays> and sampling_rate=")
+        if return_tensors != "pt":
+            raise ValueError(f"return_tensors={return_tensors!r} is not supported; LaacProcessor returns 'pt' tensors")
+        features = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt", **kwargs)
+        frames = features["feature_attention_mask"].sum(-1).tolist()
+        captions = None
+        if text is not None:
+            captions = [text] if isinstance(text, str) else list(text)
+            if len(captions) != len(frames):
+                raise ValueError(f"got {len(frames)} audio clips but {len(captions)} captions; pass one caption per clip")
+            captions = [normalize_caption(c) if normalize else c for c in captions]
+        prompts = [self.build_prompt(self.num_audio_tokens(int(n)), prompt) for n in frames]
+        build = self._encoder_decoder_text if self.is_encoder_decoder else self._decoder_only_text
+        return BatchFeature({**features, **build(prompts, captions)}, tensor_type="pt")
+
+    def decode_captions(self, sequences: torch.Tensor, input_ids: Optional[torch.Tensor] = None) -> list[str]:
+        """
+        Captions from `model.generate(**inputs)`: drops the prompt (decoder-only models return it; pass the
+        `input_ids` that went in) and every special token, and trims whitespace.
+        """
+        if input_ids is not None and not self.is_encoder_decoder:
+            sequences = sequences[:, input_ids.shape[1] :]
+        texts = self.tokenizer.batch_decode(sequences, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+        return [" ".join(t.split()) for t in texts]
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "input_features", "feature_attention_mask"]
+
+    @classmethod
+    def from_components(
+        cls,
+        audio: Optional[str],
+        text: str,
+        audio_token: str = DEFAULT_AUDIO_TOKEN,
+        config: Optional[LaacConfig] = None,
+    ) -> "LaacProcessor":
+        """
+        The processor matching `LaacForConditionalGeneration.from_components(audio, text)`: the text model's
+        tokenizer with the audio token added (same id as the model's), the default feature extractor, and the
+        token layout of `config` (default: one built from the audio encoder at `audio`).
+        """
+        from transformers import AutoConfig, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(text)
+        tokenizer.add_special_tokens({"additional_special_tokens": [audio_token]})
+        if tokenizer.pad_token is None:  # Llama 2 has none; unk (or eos) is never a caption target
+            tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+        text_config = AutoConfig.from_pretrained(text)
+        is_encoder_decoder = bool(getattr(text_config, "is_encoder_decoder", False))
+        if config is None:
+            from .modeling_laac import _load_audio_config
+            from .configuration_ced import CedConfig, DashengConfig
+
+            audio_config = _load_audio_config(audio, CedConfig, DashengConfig) if audio else None
+            config = LaacConfig(audio_config=audio_config, text_config=text_config)
+        tokenizer.padding_side = "right" if is_encoder_decoder else "left"
+        return cls(
+            LaacFeatureExtractor(),
+            tokenizer,
+            audio_token=audio_token,
+            prompt_template=config.prompt_template,
+            audio_token_layout=config.audio_token_layout(),
+            is_encoder_decoder=is_encoder_decoder,
+        )
+
+
+LaacFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+LaacProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = ["LaacProcessor", "normalize_caption", "IGNORE_INDEX"]
