@@ -387,11 +387,20 @@ def compute_dcase_metrics(
     if runnable:
         cache_path = str(prepare_cache_dir(cache_dir, spice_corenlp_dir))
         with _java_version_allowed(java_major_version(java_path)):
-            candidates, mult_refs = ptb_tokenize(list(predictions), [list(r) for r in references], java_path, cache_path)
+            candidates, mult_refs = ptb_tokenize(
+                list(predictions), [list(r) for r in references], java_path, cache_path
+            )
             corpus = _score(
-                candidates, mult_refs, runnable, cache_path, java_path, sbert_model, echecker_path,
-                echecker_base_model, device,
-            )  # fmt: skip
+                candidates,
+                mult_refs,
+                runnable,
+                cache_path=cache_path,
+                java_path=java_path,
+                sbert_model=sbert_model,
+                echecker_path=echecker_path,
+                echecker_base_model=echecker_base_model,
+                device=device,
+            )
         result = {name: float(corpus[name]) for name in runnable}
     for name, reason in unavailable.items():
         logger.warning(f"{name} not computed: {reason}")
@@ -403,6 +412,7 @@ def _score(
     candidates: list[str],
     mult_refs: list[list[str]],
     names: Sequence[str],
+    *,
     cache_path: str,
     java_path: str | Path | None,
     sbert_model: str | Path | None,

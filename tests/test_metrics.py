@@ -86,7 +86,8 @@ def test_readme_example_reproduces_published_values(readme_scores: dict) -> None
     # aac-metrics README / tests/test_doc_examples.py: bleu_1 0.4278 and cider_d 0.9614 (4 decimals).
     assert readme_scores["bleu_1"] == pytest.approx(0.4278, abs=1e-4)
     assert readme_scores["cider_d"] == pytest.approx(0.9614, abs=1e-4)
-    # METEOR ran on Java 17 through the lifted version check (0.2634 measured with aac-metrics' own jar layout).
+    # METEOR ran on Java 17 through the lifted version check (0.2634 measured here; not published by aac-metrics,
+    # but METEOR equals pycocoevalcap's own wrapper on the Clotho sample, see the parity test).
     assert readme_scores["meteor"] == pytest.approx(0.2634, abs=1e-4)
 
 
