@@ -97,13 +97,9 @@ class CedConfig(PretrainedConfig):
         self.depth = depth if depth is not None else preset[1]
         self.num_heads = num_heads if num_heads is not None else preset[2]
         if self.embed_dim % self.num_heads:
-            raise ValueError(
-                f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
-            )
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if pooling != "mean":
-            raise ValueError(
-                f"pooling {pooling!r} is not implemented; use pooling='mean' (the released models)"
-            )
+            raise ValueError(f"pooling {pooling!r} is not implemented; use pooling='mean' (the released models)")
         self.mlp_ratio = mlp_ratio
         self.patch_size = patch_size
         self.patch_stride = patch_stride
@@ -153,12 +149,8 @@ class DashengConfig(CedConfig):
         **kwargs: Any,
     ) -> None:
         fields = {
-            "patch_size": list(patch_size)
-            if not isinstance(patch_size, int)
-            else patch_size,
-            "patch_stride": list(patch_stride)
-            if not isinstance(patch_stride, int)
-            else patch_stride,
+            "patch_size": list(patch_size) if not isinstance(patch_size, int) else patch_size,
+            "patch_stride": list(patch_stride) if not isinstance(patch_stride, int) else patch_stride,
             "target_length": target_length,
             "trim_last_chunk": trim_last_chunk,
             **kwargs,
@@ -167,7 +159,5 @@ class DashengConfig(CedConfig):
         for key, value in (encoder_kwargs or {}).items():
             if key not in kwargs:
                 fields[key] = value
-        fields.pop(
-            "loss", None
-        )  # a training setting of the mispeech port, not architecture
+        fields.pop("loss", None)  # a training setting of the mispeech port, not architecture
         super().__init__(name=name, **fields)

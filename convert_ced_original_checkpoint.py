@@ -38,9 +38,7 @@ def load_original_state_dict(
     return state_dict, config
 
 
-def convert_state_dict(
-    state_dict: dict[str, torch.Tensor], model_type: str = "ced"
-) -> dict[str, torch.Tensor]:
+def convert_state_dict(state_dict: dict[str, torch.Tensor], model_type: str = "ced") -> dict[str, torch.Tensor]:
     """Original key names -> mispeech key names (`encoder.` prefix, head `outputlayer.*` at the top)."""
     converted = {}
     for key, value in state_dict.items():
@@ -52,9 +50,7 @@ def convert_state_dict(
             converted[key] = value
             continue
         if key.startswith("init_bn.1.") and model_type == "ced":
-            key = "init_bn." + key.removeprefix(
-                "init_bn.1."
-            )  # mispeech CED stores a bare BatchNorm2d
+            key = "init_bn." + key.removeprefix("init_bn.1.")  # mispeech CED stores a bare BatchNorm2d
         converted["encoder." + key] = value
     return converted
 
@@ -69,31 +65,19 @@ def infer_config(
     """Read the architecture off the (converted) tensor shapes; heads and chunk length come from arguments."""
     patch = state_dict["encoder.patch_embed.proj.weight"]  # (D, 1, k_f, k_t)
     embed_dim = patch.shape[0]
-    depth = len(
-        {key.split(".")[2] for key in state_dict if key.startswith("encoder.blocks.")}
-    )
+    depth = len({key.split(".")[2] for key in state_dict if key.startswith("encoder.blocks.")})
     fields: dict[str, Any] = {
         "embed_dim": embed_dim,
         "depth": depth,
-        "num_heads": num_heads
-        or (stored_config or {}).get("num_heads")
-        or embed_dim // HEAD_DIM,
+        "num_heads": num_heads or (stored_config or {}).get("num_heads") or embed_dim // HEAD_DIM,
         "mlp_ratio": state_dict["encoder.blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
         "qkv_bias": "encoder.blocks.0.attn.qkv.bias" in state_dict,
-        "n_mels": state_dict[
-            "encoder.init_bn.weight"
-            if model_type == "ced"
-            else "encoder.init_bn.1.weight"
-        ].shape[0],
+        "n_mels": state_dict["encoder.init_bn.weight" if model_type == "ced" else "encoder.init_bn.1.weight"].shape[0],
     }
     if model_type == "dasheng":
-        fields.update(
-            patch_size=list(patch.shape[2:]), patch_stride=list(patch.shape[2:])
-        )
+        fields.update(patch_size=list(patch.shape[2:]), patch_stride=list(patch.shape[2:]))
         stored_length = (stored_config or {}).get("target_length")
-        return DashengConfig(
-            target_length=target_length or stored_length or 1008, **fields
-        )
+        return DashengConfig(target_length=target_length or stored_length or 1008, **fields)
     fields.update(
         patch_size=patch.shape[-1],
         patch_stride=patch.shape[-1],
@@ -112,33 +96,21 @@ def convert_checkpoint(
     """Convert, load strictly into the HF model (so every tensor is checked), and save config + safetensors."""
     original, stored_config = load_original_state_dict(checkpoint_path)
     state_dict = convert_state_dict(original, model_type)
-    config = infer_config(
-        state_dict, model_type, num_heads, target_length, stored_config
-    )
-    model = (DashengModel if model_type == "dasheng" else CedForAudioClassification)(
-        config
-    )
-    if (
-        model_type == "dasheng"
-    ):  # DashengModel holds the encoder itself: its own keys have no prefix
-        state_dict = {
-            key.removeprefix("encoder."): value for key, value in state_dict.items()
-        }
+    config = infer_config(state_dict, model_type, num_heads, target_length, stored_config)
+    model = (DashengModel if model_type == "dasheng" else CedForAudioClassification)(config)
+    if model_type == "dasheng":  # DashengModel holds the encoder itself: its own keys have no prefix
+        state_dict = {key.removeprefix("encoder."): value for key, value in state_dict.items()}
     model.load_state_dict(state_dict, strict=True)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="original .pt checkpoint")
     parser.add_argument("output_dir", help="folder for config.json + model.safetensors")
     parser.add_argument("--model-type", choices=["ced", "dasheng"], default="ced")
-    parser.add_argument(
-        "--num-heads", type=int, default=None, help=f"default: embed_dim // {HEAD_DIM}"
-    )
+    parser.add_argument("--num-heads", type=int, default=None, help=f"default: embed_dim // {HEAD_DIM}")
     parser.add_argument(
         "--target-length",
         type=int,

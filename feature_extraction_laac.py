@@ -43,15 +43,11 @@ def _to_float_array(audio: AudioInput) -> np.ndarray:
     """numpy copy of one clip; integer PCM scaled to [-1, 1]."""
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu()
-        audio = (
-            audio.float() if audio.dtype in (torch.float16, torch.bfloat16) else audio
-        )
+        audio = audio.float() if audio.dtype in (torch.float16, torch.bfloat16) else audio
         audio = audio.numpy()
     audio = np.asarray(audio)
     if audio.dtype == np.bool_ or not (np.issubdtype(audio.dtype, np.number)):
-        raise ValueError(
-            f"audio must be numeric samples, got dtype {audio.dtype}; pass float or integer PCM"
-        )
+        raise ValueError(f"audio must be numeric samples, got dtype {audio.dtype}; pass float or integer PCM")
     if np.issubdtype(audio.dtype, np.signedinteger):
         return audio.astype(np.float64) / -np.iinfo(audio.dtype).min  # int16: / 32768
     if np.issubdtype(audio.dtype, np.unsignedinteger):
@@ -83,9 +79,7 @@ def _resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray
     )
 
     divisor = gcd(orig_rate, target_rate)
-    return resample_poly(audio, target_rate // divisor, orig_rate // divisor).astype(
-        audio.dtype
-    )
+    return resample_poly(audio, target_rate // divisor, orig_rate // divisor).astype(audio.dtype)
 
 
 class LaacFeatureExtractor(SequenceFeatureExtractor):
@@ -166,28 +160,18 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
             return_complex=True,
         )
         power = stft.abs() ** 2  # (n_fft // 2 + 1, frames)
-        mel = (
-            torch.from_numpy(self.mel_filters).to(power.dtype).T @ power
-        )  # (n_mels, frames)
+        mel = torch.from_numpy(self.mel_filters).to(power.dtype).T @ power  # (n_mels, frames)
         log_mel = 10.0 * torch.log10(mel.clamp(min=AMIN))
-        return torch.maximum(
-            log_mel, log_mel.max() - self.top_db
-        )  # per-clip dynamic range
+        return torch.maximum(log_mel, log_mel.max() - self.top_db)  # per-clip dynamic range
 
-    def _prepare_clip(
-        self, audio: AudioInput, index: int, sampling_rate: int, resample: bool
-    ) -> np.ndarray:
+    def _prepare_clip(self, audio: AudioInput, index: int, sampling_rate: int, resample: bool) -> np.ndarray:
         """Validate one clip and bring it to mono float at `self.sampling_rate`, padded to `min_num_frames`."""
         audio = _to_mono(_to_float_array(audio), index)
         if audio.shape[0] == 0:
-            raise ValueError(
-                f"clip {index} is empty (0 samples); drop it or pass at least one sample"
-            )
+            raise ValueError(f"clip {index} is empty (0 samples); drop it or pass at least one sample")
         bad = int((~np.isfinite(audio)).sum())
         if bad:
-            raise ValueError(
-                f"clip {index} has {bad} NaN/Inf samples; clean or drop the audio before extraction"
-            )
+            raise ValueError(f"clip {index} has {bad} NaN/Inf samples; clean or drop the audio before extraction")
         if sampling_rate != self.sampling_rate:
             if not resample:
                 raise ValueError(
@@ -196,9 +180,7 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
             audio = _resample(audio, sampling_rate, self.sampling_rate)
         min_samples = (self.min_num_frames - 1) * self.hop_length
         if audio.shape[0] < min_samples:
-            audio = np.pad(
-                audio, (0, min_samples - audio.shape[0])
-            )  # silence, so the clip fills one window
+            audio = np.pad(audio, (0, min_samples - audio.shape[0]))  # silence, so the clip fills one window
         return audio
 
     @staticmethod
@@ -233,9 +215,7 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
             `padding_value`, and `feature_attention_mask` int32 (B, T_max), 1 for real frames.
         """
         if kwargs:
-            logger.warning(
-                f"LaacFeatureExtractor ignores the arguments {sorted(kwargs)}"
-            )
+            logger.warning(f"LaacFeatureExtractor ignores the arguments {sorted(kwargs)}")
         if sampling_rate is None:
             logger.warning(
                 f"no sampling_rate given to LaacFeatureExtractor; assuming {self.sampling_rate} Hz. Pass "
@@ -246,11 +226,7 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         mels = []
         for index, clip in enumerate(clips):
             audio = self._prepare_clip(clip, index, sampling_rate, resample)
-            mels.append(
-                self.log_mel(
-                    torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-                ).numpy()
-            )
+            mels.append(self.log_mel(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).numpy())
         lengths = [mel.shape[-1] for mel in mels]
         features = np.full(
             (len(mels), self.feature_size, max(lengths)),

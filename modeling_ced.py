@@ -50,9 +50,7 @@ def _num_patches(length: int, kernel: int, stride: int) -> int:
 
 def num_freq_patches(config: CedConfig) -> int:
     """Frequency patches per time step: 4 for CED (64 mels / 16), 1 for Dasheng (64 / 64)."""
-    return _num_patches(
-        config.n_mels, _pair(config.patch_size)[0], _pair(config.patch_stride)[0]
-    )
+    return _num_patches(config.n_mels, _pair(config.patch_size)[0], _pair(config.patch_stride)[0])
 
 
 def chunk_layout(num_frames: int, config: CedConfig) -> list[tuple[int, int]]:
@@ -67,9 +65,7 @@ def chunk_layout(num_frames: int, config: CedConfig) -> list[tuple[int, int]]:
       chunk; Dasheng (`config.trim_last_chunk`) keeps only the patches that hold real frames.
     """
     if num_frames < 1:
-        raise ValueError(
-            f"num_frames must be >= 1, got {num_frames}; empty audio cannot be encoded"
-        )
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}; empty audio cannot be encoded")
     kernel, stride = _pair(config.patch_size)[1], _pair(config.patch_stride)[1]
     if num_frames <= config.target_length:
         n = _num_patches(max(num_frames, kernel), kernel, stride)
@@ -78,9 +74,7 @@ def chunk_layout(num_frames: int, config: CedConfig) -> list[tuple[int, int]]:
     n_full, rest = divmod(num_frames, config.target_length)
     layout = [(per_chunk, per_chunk)] * n_full
     if rest:
-        kept = (
-            _num_patches(rest, kernel, stride) if config.trim_last_chunk else per_chunk
-        )
+        kept = _num_patches(rest, kernel, stride) if config.trim_last_chunk else per_chunk
         if kept > 0:
             layout.append((per_chunk, kept))
     return layout
@@ -93,14 +87,10 @@ def ced_num_tokens(num_frames: int, config: CedConfig) -> int:
     CED-Base: 1001 frames (10 s) -> 248; 3001 (30 s) -> 756 = 3 x 252; 2024 -> 504; 5 -> 4.
     Dasheng: `max(1, num_frames // 4)` (25 tokens per second).
     """
-    return num_freq_patches(config) * sum(
-        kept for _, kept in chunk_layout(num_frames, config)
-    )
+    return num_freq_patches(config) * sum(kept for _, kept in chunk_layout(num_frames, config))
 
 
-dasheng_num_tokens = (
-    ced_num_tokens  # one rule for both encoders; the config carries the differences
-)
+dasheng_num_tokens = ced_num_tokens  # one rule for both encoders; the config carries the differences
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -147,9 +137,7 @@ class _EncodedChunks:
     """Chunk-level encoder state before packing: `hidden` (n_chunks, n_freq * n_time, D) per layer."""
 
     hidden: list[torch.Tensor]
-    kept_mask: (
-        torch.Tensor
-    )  # (n_chunks, n_freq * n_time) bool: token is part of its clip's output
+    kept_mask: torch.Tensor  # (n_chunks, n_freq * n_time) bool: token is part of its clip's output
     chunks_per_clip: list[int]
     tokens_per_clip: list[int]
 
@@ -212,9 +200,7 @@ class CedAttention(nn.Module):
         self.num_heads = config.num_heads
         self.head_dim = config.embed_dim // config.num_heads
         self.attn_drop = config.attn_drop_rate
-        self.qkv: nn.Linear | None = nn.Linear(
-            config.embed_dim, 3 * config.embed_dim, bias=config.qkv_bias
-        )
+        self.qkv: nn.Linear | None = nn.Linear(config.embed_dim, 3 * config.embed_dim, bias=config.qkv_bias)
         self.proj = nn.Linear(config.embed_dim, config.embed_dim)
         self.proj_drop = nn.Dropout(config.drop_rate)
 
@@ -240,25 +226,16 @@ class CedAttention(nn.Module):
         self.qkv = _linear_from(torch.cat([p.weight for p in parts]), bias)
         del self.q_proj, self.k_proj, self.v_proj
 
-    def _project(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.is_fused:
             return self.qkv(x).chunk(3, dim=-1)
         return self.q_proj(x), self.k_proj(x), self.v_proj(x)
 
-    def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, dim = x.shape
         # (n, L, D) -> (n, heads, L, head_dim)
-        q, k, v = (
-            t.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-            for t in self._project(x)
-        )
-        attn_mask = (
-            None if key_mask is None else key_mask[:, None, None, :]
-        )  # (n, 1, 1, L), True = attend
+        q, k, v = (t.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2) for t in self._project(x))
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (n, 1, 1, L), True = attend
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -292,12 +269,8 @@ class CedBlock(GradientCheckpointingLayer):
         self.mlp = CedMlp(config)
         self.drop_path = drop_path
 
-    def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        x = x + _drop_path(
-            self.attn(self.norm1(x), key_mask), self.drop_path, self.training
-        )
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + _drop_path(self.attn(self.norm1(x), key_mask), self.drop_path, self.training)
         return x + _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
@@ -326,9 +299,7 @@ class CedPreTrainedModel(PreTrainedModel):
         if not strict:
             return super().from_pretrained(*args, **kwargs)
         return_info = kwargs.pop("output_loading_info", False)
-        kwargs["ignore_mismatched_sizes"] = (
-            True  # collect shape mismatches in `info` and report them below
-        )
+        kwargs["ignore_mismatched_sizes"] = True  # collect shape mismatches in `info` and report them below
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         problems = {
             kind: sorted(str(key) for key in info[kind])
@@ -343,9 +314,7 @@ class CedPreTrainedModel(PreTrainedModel):
         return (model, info) if return_info else model
 
     def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(
-            module
-        )  # Linear/Conv ~ N(0, 0.02), norms to identity, BatchNorm stats reset
+        super()._init_weights(module)  # Linear/Conv ~ N(0, 0.02), norms to identity, BatchNorm stats reset
         if isinstance(module, CedModel):
             init.trunc_normal_(module.time_pos_embed, std=0.02)
             init.trunc_normal_(module.freq_pos_embed, std=0.02)
@@ -370,7 +339,7 @@ class CedModel(CedPreTrainedModel):
         self.time_pos_embed = nn.Parameter(torch.zeros(1, config.embed_dim, 1, grid_t))
         self.freq_pos_embed = nn.Parameter(torch.zeros(1, config.embed_dim, grid_f, 1))
         self.pos_drop = nn.Dropout(config.drop_rate)
-        drop_paths = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        drop_paths = [config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)]  # meta-safe
         self.blocks = nn.ModuleList([CedBlock(config, p) for p in drop_paths])
         self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
         self.post_init()
@@ -402,9 +371,7 @@ class CedModel(CedPreTrainedModel):
 
     # -- forward steps --------------------------------------------------------------------------------------------
 
-    def _clip_lengths(
-        self, input_features: torch.Tensor, feature_attention_mask: torch.Tensor | None
-    ) -> list[int]:
+    def _clip_lengths(self, input_features: torch.Tensor, feature_attention_mask: torch.Tensor | None) -> list[int]:
         batch, n_mels, frames = input_features.shape
         if n_mels != self.config.n_mels:
             raise ValueError(
@@ -419,77 +386,48 @@ class CedModel(CedPreTrainedModel):
             )
         lengths = feature_attention_mask.long().sum(-1).tolist()
         if min(lengths) < 1:
-            raise ValueError(
-                f"feature_attention_mask marks a clip with 0 frames (lengths {lengths})"
-            )
+            raise ValueError(f"feature_attention_mask marks a clip with 0 frames (lengths {lengths})")
         return lengths
 
-    def _normalize(
-        self, input_features: torch.Tensor, lengths: list[int]
-    ) -> torch.Tensor:
+    def _normalize(self, input_features: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         """Per-mel BatchNorm, then zero every frame past a clip's end: the original zero-pads AFTER the norm."""
-        x = self.init_bn(input_features.unsqueeze(2)).transpose(
-            1, 2
-        )  # (B, F, 1, T) -> (B, 1, F, T)
+        x = self.init_bn(input_features.unsqueeze(2)).transpose(1, 2)  # (B, F, 1, T) -> (B, 1, F, T)
         frame_ids = torch.arange(x.shape[-1], device=x.device)
-        valid = (
-            frame_ids[None, :] < torch.tensor(lengths, device=x.device)[:, None]
-        )  # (B, T)
+        valid = frame_ids[None, :] < torch.tensor(lengths, device=x.device)[:, None]  # (B, T)
         return x.masked_fill(~valid[:, None, None, :], 0.0)
 
-    def _split_chunks(
-        self, x: torch.Tensor, layouts: list[list[tuple[int, int]]], lengths: list[int]
-    ) -> torch.Tensor:
+    def _split_chunks(self, x: torch.Tensor, layouts: list[list[tuple[int, int]]], lengths: list[int]) -> torch.Tensor:
         """(B, 1, F, T) -> (n_real_chunks, 1, F, W), clips in batch order, chunks in time order."""
         batch, _, n_mels, _ = x.shape
         max_chunks = max(len(layout) for layout in layouts)
-        if (
-            max_chunks == 1
-        ):  # every clip fits one chunk: no need to pad to target_length
+        if max_chunks == 1:  # every clip fits one chunk: no need to pad to target_length
             kernel = _pair(self.config.patch_size)[1]
             width = max(kernel, max(lengths))
         else:
             width = self.config.target_length
         total = max_chunks * width
-        x = (
-            F.pad(x, (0, total - x.shape[-1]))
-            if x.shape[-1] < total
-            else x[..., :total]
-        )
-        x = x.reshape(batch, 1, n_mels, max_chunks, width).permute(
-            0, 3, 1, 2, 4
-        )  # (B, n_chunks, 1, F, W)
+        x = F.pad(x, (0, total - x.shape[-1])) if x.shape[-1] < total else x[..., :total]
+        x = x.reshape(batch, 1, n_mels, max_chunks, width).permute(0, 3, 1, 2, 4)  # (B, n_chunks, 1, F, W)
         exists = torch.tensor(
             [[c < len(layout) for c in range(max_chunks)] for layout in layouts],
             device=x.device,
         )
-        return x[
-            exists
-        ]  # chunks that exist only because of batch padding are dropped here
+        return x[exists]  # chunks that exist only because of batch padding are dropped here
 
     def _embed(self, chunks: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(chunks)  # (n, D, n_freq, n_time)
         n_time = x.shape[-1]
         x = x + self.time_pos_embed[..., :n_time] + self.freq_pos_embed
-        x = x.flatten(2).transpose(
-            1, 2
-        )  # (n, n_freq * n_time, D), frequency-major: index f * n_time + t
+        x = x.flatten(2).transpose(1, 2)  # (n, n_freq * n_time, D), frequency-major: index f * n_time + t
         return self.pos_drop(x)
 
-    def _token_masks(
-        self, layouts: list[list[tuple[int, int]]], n_time: int, device: torch.device
-    ):
+    def _token_masks(self, layouts: list[list[tuple[int, int]]], n_time: int, device: torch.device):
         """Per chunk token masks (n, n_freq * n_time): attended (key mask) and kept (output)."""
-        pairs = torch.tensor(
-            [pair for layout in layouts for pair in layout], device=device
-        )  # (n, 2)
+        pairs = torch.tensor([pair for layout in layouts for pair in layout], device=device)  # (n, 2)
         time_ids = torch.arange(n_time, device=device)
         n_freq = num_freq_patches(self.config)
         attended, kept = (
-            (time_ids[None, :] < pairs[:, i : i + 1])[:, None, :]
-            .expand(-1, n_freq, -1)
-            .flatten(1)
-            for i in (0, 1)
+            (time_ids[None, :] < pairs[:, i : i + 1])[:, None, :].expand(-1, n_freq, -1).flatten(1) for i in (0, 1)
         )
         return attended, kept
 
@@ -501,16 +439,10 @@ class CedModel(CedPreTrainedModel):
         """Run the encoder chunk by chunk without packing (used by the tagging head, which pools per chunk)."""
         lengths = self._clip_lengths(input_features, feature_attention_mask)
         layouts = [chunk_layout(n, self.config) for n in lengths]
-        chunks = self._split_chunks(
-            self._normalize(input_features, lengths), layouts, lengths
-        )
+        chunks = self._split_chunks(self._normalize(input_features, lengths), layouts, lengths)
         x = self._embed(chunks)
-        attended, kept = self._token_masks(
-            layouts, x.shape[1] // num_freq_patches(self.config), x.device
-        )
-        key_mask = (
-            None if bool(attended.all()) else attended
-        )  # no mask lets SDPA pick its fastest kernel
+        attended, kept = self._token_masks(layouts, x.shape[1] // num_freq_patches(self.config), x.device)
+        key_mask = None if bool(attended.all()) else attended  # no mask lets SDPA pick its fastest kernel
         hidden = [x]
         for block in self.blocks:
             x = block(x, key_mask)
@@ -524,23 +456,15 @@ class CedModel(CedPreTrainedModel):
         )
 
     @staticmethod
-    def pack_tokens(
-        encoded: _EncodedChunks, hidden: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def pack_tokens(encoded: _EncodedChunks, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(n_chunks, L, D) chunk states -> (B, N_max, D) left-aligned per clip, and the (B, N_max) mask."""
-        flat = hidden[
-            encoded.kept_mask
-        ]  # (total_tokens, D), ordered clip, chunk, frequency, time
+        flat = hidden[encoded.kept_mask]  # (total_tokens, D), ordered clip, chunk, frequency, time
         counts = torch.tensor(encoded.tokens_per_clip, device=hidden.device)
         if flat.shape[0] != int(counts.sum()):
-            raise RuntimeError(
-                f"token count {flat.shape[0]} != chunk_layout total {int(counts.sum())}"
-            )
+            raise RuntimeError(f"token count {flat.shape[0]} != chunk_layout total {int(counts.sum())}")
         positions = torch.arange(int(counts.max()), device=hidden.device)
         mask = positions[None, :] < counts[:, None]  # (B, N_max)
-        packed = hidden.new_zeros(*mask.shape, hidden.shape[-1]).masked_scatter(
-            mask[..., None], flat
-        )
+        packed = hidden.new_zeros(*mask.shape, hidden.shape[-1]).masked_scatter(mask[..., None], flat)
         return packed, mask.long()
 
     def forward(
@@ -557,22 +481,14 @@ class CedModel(CedPreTrainedModel):
             frames (right padding). Each clip is encoded as if it were alone.
         """
         output_hidden_states = (
-            output_hidden_states
-            if output_hidden_states is not None
-            else self.config.output_hidden_states
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        return_dict = (
-            return_dict if return_dict is not None else self.config.return_dict
-        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         encoded = self.encode_chunks(input_features, feature_attention_mask)
-        last_hidden_state, attention_mask = self.pack_tokens(
-            encoded, encoded.hidden[-1]
-        )
+        last_hidden_state, attention_mask = self.pack_tokens(encoded, encoded.hidden[-1])
         hidden_states = None
         if output_hidden_states:
-            hidden_states = tuple(
-                self.pack_tokens(encoded, h)[0] for h in encoded.hidden[:-1]
-            )
+            hidden_states = tuple(self.pack_tokens(encoded, h)[0] for h in encoded.hidden[:-1])
         output = CedModelOutput(
             last_hidden_state=last_hidden_state,
             attention_mask=attention_mask,
@@ -599,15 +515,11 @@ class CedForAudioClassification(CedPreTrainedModel):
             encoded.hidden[-1],
             encoded.kept_mask[..., None].to(encoded.hidden[-1].dtype),
         )
-        chunk_logits = self.outputlayer(
-            (hidden * kept).sum(1) / kept.sum(1)
-        )  # (n_chunks, C)
+        chunk_logits = self.outputlayer((hidden * kept).sum(1) / kept.sum(1))  # (n_chunks, C)
         clip_logits = []
         for z in chunk_logits.split(encoded.chunks_per_clip):
             # log(mean sigmoid(z)) - log(1 - mean sigmoid(z)), computed stably; equals z for one chunk
-            log_p = torch.logsumexp(F.logsigmoid(z), 0) - torch.logsumexp(
-                F.logsigmoid(-z), 0
-            )
+            log_p = torch.logsumexp(F.logsigmoid(z), 0) - torch.logsumexp(F.logsigmoid(-z), 0)
             clip_logits.append(log_p)
         return torch.stack(clip_logits)  # (B, C)
 
@@ -623,22 +535,16 @@ class CedForAudioClassification(CedPreTrainedModel):
         r"""
         labels (`torch.FloatTensor` of shape `(batch_size, outputdim)`, *optional*): multi-hot tag targets.
         """
-        return_dict = (
-            return_dict if return_dict is not None else self.config.return_dict
-        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         encoded = self.encoder.encode_chunks(input_features, feature_attention_mask)
         logits = self._clip_logits(encoded)
         loss = None
         if labels is not None:
             loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        last_hidden_state, attention_mask = self.encoder.pack_tokens(
-            encoded, encoded.hidden[-1]
-        )
+        last_hidden_state, attention_mask = self.encoder.pack_tokens(encoded, encoded.hidden[-1])
         hidden_states = None
         if output_hidden_states:
-            hidden_states = tuple(
-                self.encoder.pack_tokens(encoded, h)[0] for h in encoded.hidden[:-1]
-            )
+            hidden_states = tuple(self.encoder.pack_tokens(encoded, h)[0] for h in encoded.hidden[:-1])
         output = CedAudioClassifierOutput(
             loss=loss,
             logits=logits,
@@ -662,9 +568,7 @@ class DashengModel(CedModel):
     def _build_init_bn(config: CedConfig) -> nn.Module:
         # The original wraps the BatchNorm between two (parameter-free) einops Rearrange layers, so its weights are
         # stored as `init_bn.1.*`; an Identity at index 0 keeps that name without the reshapes.
-        return nn.Sequential(
-            nn.Identity(), nn.BatchNorm2d(config.n_mels, momentum=0.01)
-        )
+        return nn.Sequential(nn.Identity(), nn.BatchNorm2d(config.n_mels, momentum=0.01))
 
 
 __all__ = [

@@ -26,12 +26,8 @@ REFERENCE = Path("/work/shared/reference/ced_reference.safetensors")
 def reference() -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     with safe_open(str(REFERENCE), "pt") as f:
         config = json.loads(f.metadata()["config"])
-        tensors = {key: f.get_tensor(key) for key in f}
-    weights = {
-        key.removeprefix("weights."): v
-        for key, v in tensors.items()
-        if key.startswith("weights.")
-    }
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    weights = {key.removeprefix("weights."): v for key, v in tensors.items() if key.startswith("weights.")}
     return config, tensors, weights
 
 
@@ -51,9 +47,7 @@ def _mel(frames: int, seed: int = 0) -> torch.Tensor:
 
 def _batch(mels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     longest = max(m.shape[-1] for m in mels)
-    features = torch.full(
-        (len(mels), 64, longest), 7.0
-    )  # padding value must not matter
+    features = torch.full((len(mels), 64, longest), 7.0)  # padding value must not matter
     mask = torch.zeros(len(mels), longest, dtype=torch.long)
     for i, mel in enumerate(mels):
         features[i, :, : mel.shape[-1]] = mel[0]
@@ -78,17 +72,11 @@ def _tiny_dasheng() -> DashengModel:
 def test_tokens_and_probabilities_match_original(classifier, reference, name):
     _, tensors, _ = reference
     features = LaacFeatureExtractor()(tensors[f"wave_{name}"], sampling_rate=16000)
-    torch.testing.assert_close(
-        features["input_features"][0], tensors[f"mel_{name}"], atol=1e-3, rtol=0
-    )
+    torch.testing.assert_close(features["input_features"][0], tensors[f"mel_{name}"], atol=1e-3, rtol=0)
     with torch.no_grad():
         out = classifier(**features)
-    torch.testing.assert_close(
-        out.last_hidden_state[0], tensors[f"tokens_{name}"], atol=1e-4, rtol=0
-    )
-    torch.testing.assert_close(
-        out.probabilities[0], tensors[f"logits_{name}"], atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(out.last_hidden_state[0], tensors[f"tokens_{name}"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.probabilities[0], tensors[f"logits_{name}"], atol=1e-5, rtol=0)
     assert out.attention_mask.sum().item() == tensors[f"tokens_{name}"].shape[0]
 
 
@@ -97,31 +85,19 @@ def test_intermediates_match_original(classifier, reference):
     captured = {}
     encoder = classifier.encoder
     hooks = [
-        encoder.init_bn.register_forward_hook(
-            lambda m, i, o: captured.update(bn=o[0, :, 0])
-        ),
-        encoder.pos_drop.register_forward_hook(
-            lambda m, i, o: captured.update(embed=o[0])
-        ),
-        encoder.blocks[0].register_forward_hook(
-            lambda m, i, o: captured.update(block0=o[0])
-        ),
+        encoder.init_bn.register_forward_hook(lambda m, i, o: captured.update(bn=o[0, :, 0])),
+        encoder.pos_drop.register_forward_hook(lambda m, i, o: captured.update(embed=o[0])),
+        encoder.blocks[0].register_forward_hook(lambda m, i, o: captured.update(block0=o[0])),
     ]
     with torch.no_grad():
         out = classifier(tensors["mel_1s"][None], output_hidden_states=True)
     for hook in hooks:
         hook.remove()
     torch.testing.assert_close(captured["bn"], tensors["bn_1s"], atol=1e-4, rtol=0)
-    torch.testing.assert_close(
-        captured["embed"], tensors["embed_1s"], atol=1e-4, rtol=0
-    )
-    torch.testing.assert_close(
-        captured["block0"], tensors["block0_1s"], atol=1e-4, rtol=0
-    )
+    torch.testing.assert_close(captured["embed"], tensors["embed_1s"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(captured["block0"], tensors["block0_1s"], atol=1e-4, rtol=0)
     assert len(out.hidden_states) == 3  # embeddings + 2 blocks
-    torch.testing.assert_close(
-        out.hidden_states[1][0], tensors["block0_1s"], atol=1e-4, rtol=0
-    )
+    torch.testing.assert_close(out.hidden_states[1][0], tensors["block0_1s"], atol=1e-4, rtol=0)
 
 
 # -- length rules -----------------------------------------------------------------------------------------------
@@ -129,9 +105,7 @@ def test_intermediates_match_original(classifier, reference):
 
 def test_token_count_helper():
     ced, dasheng = CedConfig(), DashengConfig()
-    assert [
-        ced_num_tokens(n, ced) for n in (1001, 3001, 2024, 5, 1012, 1013, 16, 15)
-    ] == [
+    assert [ced_num_tokens(n, ced) for n in (1001, 3001, 2024, 5, 1012, 1013, 16, 15)] == [
         248,
         756,
         504,
@@ -142,9 +116,7 @@ def test_token_count_helper():
         4,
     ]
     assert chunk_layout(2024, ced) == [(63, 63), (63, 63)]
-    assert [
-        dasheng_num_tokens(n, dasheng) for n in (1001, 3001, 1008, 1010, 2, 100)
-    ] == [250, 750, 252, 252, 1, 25]
+    assert [dasheng_num_tokens(n, dasheng) for n in (1001, 3001, 1008, 1010, 2, 100)] == [250, 750, 252, 252, 1, 25]
     assert chunk_layout(1100, dasheng) == [(252, 252), (252, 23)]
     with pytest.raises(ValueError, match="num_frames must be >= 1"):
         ced_num_tokens(0, ced)
@@ -162,23 +134,17 @@ def test_exact_multiple_keeps_last_chunk(classifier):
 def test_short_clip_pads_with_zeros_after_batchnorm(classifier):
     bn = classifier.encoder.init_bn
     # frames holding this value become exactly 0 after the BatchNorm, i.e. what padding after the norm gives
-    zero_after_bn = (
-        bn.running_mean - bn.bias * torch.sqrt(bn.running_var + bn.eps) / bn.weight
-    )
+    zero_after_bn = bn.running_mean - bn.bias * torch.sqrt(bn.running_var + bn.eps) / bn.weight
     short = _mel(5)
     padded = torch.cat([short, zero_after_bn[None, :, None].expand(1, 64, 11)], dim=-1)
     with torch.no_grad():
         out_short = classifier.encoder(short)
         out_padded = classifier.encoder(padded)
     assert out_short.last_hidden_state.shape == (1, 4, 64)
-    torch.testing.assert_close(
-        out_short.last_hidden_state, out_padded.last_hidden_state, atol=1e-4, rtol=0
-    )
+    torch.testing.assert_close(out_short.last_hidden_state, out_padded.last_hidden_state, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "lengths", [[1100, 300, 7], [2024, 1012, 1500], [120, 64, 200]]
-)
+@pytest.mark.parametrize("lengths", [[1100, 300, 7], [2024, 1012, 1500], [120, 64, 200]])
 def test_ced_batch_equals_alone(classifier, lengths):
     mels = [_mel(n, seed=i) for i, n in enumerate(lengths)]
     features, mask = _batch(mels)
@@ -195,9 +161,7 @@ def test_ced_batch_equals_alone(classifier, lengths):
             atol=1e-5,
             rtol=0,
         )
-        torch.testing.assert_close(
-            batched.probabilities[i], single.probabilities[0], atol=1e-5, rtol=0
-        )
+        torch.testing.assert_close(batched.probabilities[i], single.probabilities[0], atol=1e-5, rtol=0)
         assert torch.all(batched.last_hidden_state[i, counts[i] :] == 0)
 
 
@@ -221,9 +185,7 @@ def test_dasheng_batch_equals_alone_and_shapes():
         1,
     ]  # 25 tokens per second
     for i, single in enumerate(alone):
-        torch.testing.assert_close(
-            batched.last_hidden_state[i, : single.shape[0]], single, atol=1e-5, rtol=0
-        )
+        torch.testing.assert_close(batched.last_hidden_state[i, : single.shape[0]], single, atol=1e-5, rtol=0)
     with torch.no_grad():
         assert model(_mel(1001)).last_hidden_state.shape == (1, 250, 32)
 
@@ -258,9 +220,7 @@ def test_batchnorm_frozen_in_train_mode(reference):
     model = CedForAudioClassification(CedConfig(**config))
     model.load_state_dict(weights)
     model.train()
-    assert (
-        model.training and model.encoder.training and not model.encoder.init_bn.training
-    )
+    assert model.training and model.encoder.training and not model.encoder.init_bn.training
     before = model.encoder.init_bn.running_mean.clone()
     features, mask = _batch([_mel(1100), _mel(50, 1)])
     out = model(features, feature_attention_mask=mask, labels=torch.zeros(2, 527))
@@ -268,14 +228,10 @@ def test_batchnorm_frozen_in_train_mode(reference):
     assert torch.equal(model.encoder.init_bn.running_mean, before)
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
-    assert (
-        model.encoder.init_bn.weight.grad is not None
-    )  # affine BN weights still train
+    assert model.encoder.init_bn.weight.grad is not None  # affine BN weights still train
     model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(
-            model(features, feature_attention_mask=mask).logits, out.logits.detach()
-        )
+        torch.testing.assert_close(model(features, feature_attention_mask=mask).logits, out.logits.detach())
 
 
 def test_unfuse_and_fuse_qkv_keep_outputs(classifier):
@@ -288,10 +244,7 @@ def test_unfuse_and_fuse_qkv_keep_outputs(classifier):
         unfused = classifier.encoder(mel).last_hidden_state
         classifier.encoder.fuse_qkv()
         refused = classifier.encoder(mel).last_hidden_state
-    assert (
-        "encoder.blocks.0.attn.q_proj.weight" in keys
-        and "encoder.blocks.0.attn.qkv.weight" not in keys
-    )
+    assert "encoder.blocks.0.attn.q_proj.weight" in keys and "encoder.blocks.0.attn.qkv.weight" not in keys
     torch.testing.assert_close(unfused, fused, atol=1e-6, rtol=0)
     assert torch.equal(refused, fused)
     assert set(classifier.state_dict()) == original_keys
@@ -304,9 +257,7 @@ def test_gradient_checkpointing_gives_same_gradients():
 
     def gradients() -> list[torch.Tensor]:
         model.zero_grad()
-        model(
-            features, feature_attention_mask=mask
-        ).last_hidden_state.square().sum().backward()
+        model(features, feature_attention_mask=mask).last_hidden_state.square().sum().backward()
         return [p.grad.clone() for p in model.parameters()]
 
     plain = gradients()
@@ -324,18 +275,12 @@ def test_lora_on_unfused_q_and_v():
     with torch.no_grad():
         expected = encoder(mel).last_hidden_state
     encoder.unfuse_qkv()
-    lora = get_peft_model(
-        encoder, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
-    )
+    lora = get_peft_model(encoder, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     trainable = [name for name, p in lora.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)
-    assert sum(".q_proj." in name for name in trainable) == 4 and not any(
-        "k_proj" in n for n in trainable
-    )
+    assert sum(".q_proj." in name for name in trainable) == 4 and not any("k_proj" in n for n in trainable)
     with torch.no_grad():
-        torch.testing.assert_close(
-            lora(input_features=mel).last_hidden_state, expected, atol=1e-6, rtol=0
-        )
+        torch.testing.assert_close(lora(input_features=mel).last_hidden_state, expected, atol=1e-6, rtol=0)
 
 
 # -- saving and loading -------------------------------------------------------------------------------------------
@@ -348,9 +293,7 @@ def test_save_and_load_round_trip(classifier, tmp_path):
     mel = _mel(400)
     with torch.no_grad():
         expected = classifier(mel)
-        torch.testing.assert_close(
-            loaded(mel).probabilities, expected.probabilities, atol=0, rtol=0
-        )
+        torch.testing.assert_close(loaded(mel).probabilities, expected.probabilities, atol=0, rtol=0)
         torch.testing.assert_close(
             encoder_only(mel).last_hidden_state,
             expected.last_hidden_state,
@@ -394,9 +337,7 @@ def test_loads_mispeech_format_folder(reference, tmp_path):
         str(tmp_path / "model.safetensors"),
     )
     model = CedForAudioClassification.from_pretrained(tmp_path, strict=True).eval()
-    assert (
-        model.config.embed_dim == 64
-    )  # explicit fields win over the "ced-base" preset name
+    assert model.config.embed_dim == 64  # explicit fields win over the "ced-base" preset name
     with torch.no_grad():
         probabilities = model(tensors["mel_10s"][None]).probabilities[0]
     torch.testing.assert_close(probabilities, tensors["logits_10s"], atol=1e-5, rtol=0)
@@ -426,9 +367,7 @@ def test_convert_original_checkpoint(reference, tmp_path):
     original["front_end.0.spectrogram.window"] = torch.hann_window(512)
     torch.save(original, tmp_path / "ced.pt")
     convert_checkpoint(str(tmp_path / "ced.pt"), str(tmp_path / "hf"), num_heads=4)
-    model = CedForAudioClassification.from_pretrained(
-        tmp_path / "hf", strict=True
-    ).eval()
+    model = CedForAudioClassification.from_pretrained(tmp_path / "hf", strict=True).eval()
     assert (model.config.embed_dim, model.config.depth, model.config.outputdim) == (
         64,
         2,
@@ -446,13 +385,9 @@ def test_convert_original_dasheng_dump(tmp_path):
         {"model": state, "config": {"num_heads": 4, "target_length": 1008}},
         tmp_path / "dasheng.pt",
     )
-    convert_checkpoint(
-        str(tmp_path / "dasheng.pt"), str(tmp_path / "hf"), model_type="dasheng"
-    )
+    convert_checkpoint(str(tmp_path / "dasheng.pt"), str(tmp_path / "hf"), model_type="dasheng")
     loaded = DashengModel.from_pretrained(tmp_path / "hf", strict=True).eval()
     assert loaded.config.num_heads == 4 and loaded.config.patch_size == [64, 4]
     mel = _mel(500)
     with torch.no_grad():
-        torch.testing.assert_close(
-            loaded(mel).last_hidden_state, model(mel).last_hidden_state, atol=0, rtol=0
-        )
+        torch.testing.assert_close(loaded(mel).last_hidden_state, model(mel).last_hidden_state, atol=0, rtol=0)

@@ -16,7 +16,7 @@ REFERENCE = Path("/work/shared/reference/ced_reference.safetensors")
 @pytest.fixture(scope="module")
 def reference() -> dict[str, torch.Tensor]:
     with safe_open(str(REFERENCE), "pt") as f:
-        return {key: f.get_tensor(key) for key in f if not key.startswith("weights.")}
+        return {key: f.get_tensor(key) for key in f.keys() if not key.startswith("weights.")}
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +25,12 @@ def extractor() -> LaacFeatureExtractor:
 
 
 def _noise(num_samples: int, seed: int = 0) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal(num_samples) * 0.1).astype(
-        np.float32
-    )
+    return (np.random.default_rng(seed).standard_normal(num_samples) * 0.1).astype(np.float32)
 
 
 @pytest.mark.parametrize("name", ["1s", "10s"])
 def test_mel_matches_original_front_end(extractor, reference, name):
-    features = extractor(reference[f"wave_{name}"], sampling_rate=16000)[
-        "input_features"
-    ][0]
+    features = extractor(reference[f"wave_{name}"], sampling_rate=16000)["input_features"][0]
     expected = reference[f"mel_{name}"]
     assert features.shape == expected.shape
     torch.testing.assert_close(features, expected, atol=1e-3, rtol=0)
@@ -54,11 +50,7 @@ def test_batch_pads_right_and_masks(extractor):
 
 
 def test_frames_formula():
-    assert (
-        mel_num_frames(16000) == 101
-        and mel_num_frames(160000) == 1001
-        and mel_num_frames(159) == 1
-    )
+    assert mel_num_frames(16000) == 101 and mel_num_frames(160000) == 1001 and mel_num_frames(159) == 1
     assert LaacFeatureExtractor().num_frames(160) == 80
     assert LaacFeatureExtractor(min_num_frames=0).num_frames(1000) == 7
 
@@ -66,27 +58,19 @@ def test_frames_formula():
 def test_integer_pcm_is_scaled(extractor):
     pcm16 = (np.random.default_rng(3).standard_normal(16000) * 3000).astype(np.int16)
     from_int = extractor(pcm16, sampling_rate=16000)["input_features"]
-    from_float = extractor(pcm16.astype(np.float32) / 32768.0, sampling_rate=16000)[
-        "input_features"
-    ]
+    from_float = extractor(pcm16.astype(np.float32) / 32768.0, sampling_rate=16000)["input_features"]
     torch.testing.assert_close(from_int, from_float, atol=1e-4, rtol=0)
     pcm8 = (pcm16 // 256 + 128).astype(np.uint8)
     from_uint8 = extractor(pcm8, sampling_rate=16000)["input_features"]
-    from_float8 = extractor((pcm8.astype(np.float32) - 128) / 128, sampling_rate=16000)[
-        "input_features"
-    ]
+    from_float8 = extractor((pcm8.astype(np.float32) - 128) / 128, sampling_rate=16000)["input_features"]
     torch.testing.assert_close(from_uint8, from_float8, atol=1e-4, rtol=0)
 
 
 def test_multichannel_is_downmixed_either_layout(extractor):
     left, right = _noise(16000, 4), _noise(16000, 5)
     mono = extractor((left + right) / 2, sampling_rate=16000)["input_features"]
-    channels_first = extractor(np.stack([left, right]), sampling_rate=16000)[
-        "input_features"
-    ]
-    channels_last = extractor(
-        torch.from_numpy(np.stack([left, right], axis=1)), sampling_rate=16000
-    )
+    channels_first = extractor(np.stack([left, right]), sampling_rate=16000)["input_features"]
+    channels_last = extractor(torch.from_numpy(np.stack([left, right], axis=1)), sampling_rate=16000)
     torch.testing.assert_close(channels_first, mono, atol=1e-4, rtol=0)
     torch.testing.assert_close(channels_last["input_features"], mono, atol=1e-4, rtol=0)
 
@@ -101,9 +85,7 @@ def test_resampling_keeps_a_tone_in_its_mel_band(extractor):
     peak = int(at_16k.mean(-1).argmax())
     assert int(at_44k.mean(-1).argmax()) == peak
     assert abs(float(at_44k[peak].mean() - at_16k[peak].mean())) < 0.5  # dB
-    with pytest.raises(
-        ValueError, match="expected 16000 Hz audio, got 44100; pass resample=True"
-    ):
+    with pytest.raises(ValueError, match="expected 16000 Hz audio, got 44100; pass resample=True"):
         extractor(tone(44100), sampling_rate=44100, resample=False)
 
 
@@ -111,9 +93,7 @@ def test_short_clip_is_padded_with_silence(extractor):
     out = extractor(_noise(160), sampling_rate=16000)  # 10 ms
     assert out["input_features"].shape == (1, 64, 80)
     assert int(out["feature_attention_mask"].sum()) == 80
-    no_padding = LaacFeatureExtractor(min_num_frames=0)(
-        _noise(1000), sampling_rate=16000
-    )
+    no_padding = LaacFeatureExtractor(min_num_frames=0)(_noise(1000), sampling_rate=16000)
     assert no_padding["input_features"].shape == (1, 64, 7)
     with pytest.raises(ValueError, match="too short"):
         LaacFeatureExtractor(min_num_frames=0)(_noise(100), sampling_rate=16000)
@@ -150,20 +130,13 @@ def test_missing_sampling_rate_warns_and_assumes_16k(extractor):
 
 def test_return_types(extractor):
     as_numpy = extractor(_noise(1600), sampling_rate=16000, return_tensors="np")
-    assert (
-        isinstance(as_numpy["input_features"], np.ndarray)
-        and as_numpy["input_features"].dtype == np.float32
-    )
-    as_list = extractor(
-        [_noise(16000).tolist()], sampling_rate=16000, return_tensors=None
-    )
+    assert isinstance(as_numpy["input_features"], np.ndarray) and as_numpy["input_features"].dtype == np.float32
+    as_list = extractor([_noise(16000).tolist()], sampling_rate=16000, return_tensors=None)
     assert len(as_list["input_features"][0]) == 64
 
 
 def test_save_and_load_round_trip(tmp_path):
-    extractor = LaacFeatureExtractor(
-        min_num_frames=32, top_db=80.0, padding_value=-100.0
-    )
+    extractor = LaacFeatureExtractor(min_num_frames=32, top_db=80.0, padding_value=-100.0)
     extractor.save_pretrained(tmp_path)
     loaded = LaacFeatureExtractor.from_pretrained(tmp_path)
     assert loaded.to_dict() == extractor.to_dict()
@@ -174,9 +147,5 @@ def test_save_and_load_round_trip(tmp_path):
         extractor(clips, sampling_rate=16000),
         loaded(clips, sampling_rate=16000),
     )
-    torch.testing.assert_close(
-        first["input_features"], second["input_features"], atol=0, rtol=0
-    )
-    assert (
-        first["input_features"][0, 0, -1] == -100.0
-    )  # padding_value used for batch padding
+    torch.testing.assert_close(first["input_features"], second["input_features"], atol=0, rtol=0)
+    assert first["input_features"][0, 0, -1] == -100.0  # padding_value used for batch padding
