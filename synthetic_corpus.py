@@ -26,6 +26,7 @@ import argparse
 import csv
 import functools
 import json
+import logging as stdlib_logging
 import multiprocessing
 import os
 import re
@@ -656,7 +657,8 @@ def render_clip(rng: np.random.Generator, clip: ClipSpec) -> np.ndarray:
     for event in clip.events:
         _add_at(mix, render_event(rng, event), _samples(event.start_s))
     # Light pinkish noise floor 25-35 dB under the events, as in any real recording.
-    floor = _filtered_noise(rng, n, "lowpass", 3000.0) + 0.3 * rng.standard_normal(n)
+    white = rng.standard_normal(n)
+    floor = signal.sosfilt(_butter("lowpass", 3000.0), white) + 0.3 * white
     floor_db = rng.uniform(-35.0, -25.0)
     mix += floor * (EVENT_RMS * 10 ** (floor_db / 20) / (np.std(floor) + 1e-12))
     mix *= 10 ** (rng.uniform(-6.0, 0.0) / 20)
@@ -699,6 +701,8 @@ def _attribute_phrases(
         slot = slots[int(rng.integers(len(slots)))]
         choice = words[slot][int(rng.integers(len(words[slot])))]
         (adjectives if slot == "adj" else adverbs).append(choice)
+    if len(adverbs) == 2 and all(adverb.endswith("ly") and " " not in adverb.strip() for adverb in adverbs):
+        adverbs.insert(1, " and")  # "loudly and quickly", not "loudly quickly"
     return "".join(adjectives), "".join(adverbs)
 
 
@@ -908,7 +912,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.set_verbosity_info()
+    # Library modules only log; the command line shows INFO messages on stderr.
+    stdlib_logging.basicConfig(format="%(message)s", level=stdlib_logging.INFO)
     sizes = dict(zip(SPLITS, (args.n_train, args.n_val, args.n_test)))
     seconds = write_corpus(args.out, sizes, seed=args.seed, num_workers=args.workers)
     for split, n in sizes.items():
