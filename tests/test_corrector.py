@@ -1,0 +1,349 @@
+"""Tests for the LAAC post-corrector: FENSE-format error detector, LLM corrector, gate, CLI, corruption rules."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+from laac.correct_captions import main as correct_captions_main
+from laac.corrector_laac import (
+    CORRECTION_SYSTEM_PROMPT,
+    FENSE_ERROR_TYPES,
+    BertFlatClassifier,
+    CaptionCorrector,
+    Correction,
+    ErrorDetector,
+    PostCorrector,
+    correction_problem,
+    normalize_caption,
+    parse_corrected_caption,
+    save_echecker_checkpoint,
+)
+from laac.train_error_detector import apply_rule, corrupt_caption, split_by_clip
+
+
+WORDS = (
+    "a dog barks while car passes by and then man is speaking rain falls on the tin roof birds chirp loudly "
+    "in of with door closes water flows people talk"
+).split()
+CAPTIONS = [
+    "A dog barks while a car passes by.",
+    "a man is speaking and then",
+    "Rain falls on the tin roof",
+    "birds chirp loudly loudly",
+    "water flows",
+]
+
+
+def tiny_config(vocab_size: int) -> BertConfig:
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=80,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_fense_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny random BERT saved exactly as FENSE does (model_type pointing at the Hub, legacy position_ids)."""
+    folder = tmp_path_factory.mktemp("fense")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer_dir = folder / "tokenizer"
+    tokenizer.save_pretrained(tokenizer_dir)
+    config = tiny_config(len(vocab))
+    config_dir = folder / "config"
+    config.save_pretrained(config_dir)
+    torch.manual_seed(0)
+    classifier = BertFlatClassifier(config, num_classes=len(FENSE_ERROR_TYPES))
+    state_dict = dict(classifier.state_dict())
+    state_dict["encoder.embeddings.position_ids"] = torch.arange(80)[None]  # what transformers 4.2x saved
+    checkpoint_file = folder / "echecker_tiny.ckpt"
+    torch.save({"model_type": "bert-base-uncased", "num_classes": 6, "state_dict": state_dict}, checkpoint_file)
+    return {
+        "file": str(checkpoint_file), "tokenizer": str(tokenizer_dir), "config": str(config_dir),
+        "classifier": classifier, "hf_tokenizer": tokenizer,
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_detector(tiny_fense_checkpoint: dict) -> ErrorDetector:
+    return ErrorDetector.from_pretrained(
+        tiny_fense_checkpoint["file"], tiny_fense_checkpoint["tokenizer"], tiny_fense_checkpoint["config"]
+    )
+
+
+def fense_reference_probabilities(checkpoint: dict, captions: list[str]) -> list[float]:
+    """FENSE's own recipe, re-done independently: strip, lower, pad to 64, BERT [CLS] -> linear -> sigmoid[-1]."""
+    state = torch.load(checkpoint["file"], weights_only=True)["state_dict"]
+    encoder = BertModel(tiny_config(checkpoint["hf_tokenizer"].vocab_size), add_pooling_layer=True).eval()
+    encoder.load_state_dict({k[len("encoder."):]: v for k, v in state.items()
+                             if k.startswith("encoder.") and "position_ids" not in k})
+    texts = [__import__("re").sub(r"[^\w\s]", "", c).lower() for c in captions]
+    batch = checkpoint["hf_tokenizer"](texts, truncation=True, padding="max_length", max_length=64,
+                                       return_tensors="pt")
+    with torch.no_grad():
+        cls = encoder(**batch).last_hidden_state[:, 0]
+        logits = cls @ state["clf.weight"].T + state["clf.bias"]
+    return torch.sigmoid(logits[:, -1]).tolist()
+
+
+# ------------------------------------------------------------------------------------------------ error detector
+def test_detector_loads_fense_format_and_matches_reference(tiny_fense_checkpoint: dict, tiny_detector: ErrorDetector):
+    probabilities = tiny_detector(CAPTIONS)
+    expected = fense_reference_probabilities(tiny_fense_checkpoint, CAPTIONS)
+    assert len(probabilities) == len(CAPTIONS)
+    assert probabilities == pytest.approx(expected, abs=1e-5)
+    assert all(0.0 < p < 1.0 for p in probabilities)
+    assert tiny_detector.classifier.clf.out_features == 6
+
+
+def test_detector_batching_equals_one_by_one(tiny_detector: ErrorDetector):
+    batched = tiny_detector(CAPTIONS, batch_size=3)
+    single = [tiny_detector([caption], batch_size=1)[0] for caption in CAPTIONS]
+    assert batched == pytest.approx(single, abs=1e-5)
+
+
+def test_detector_preprocessing(tiny_detector: ErrorDetector):
+    noisy, clean = tiny_detector(["A DOG, barks!!", "a dog barks"])
+    assert noisy == pytest.approx(clean, abs=1e-6)
+    long_caption = " ".join(["rain"] * 200)
+    assert tiny_detector.tokenize([long_caption])["input_ids"].shape == (1, 64)
+    with pytest.raises(ValueError, match="expects strings"):
+        tiny_detector([None])
+
+
+def test_detector_round_trip_via_save_echecker_checkpoint(tmp_path, tiny_fense_checkpoint: dict,
+                                                          tiny_detector: ErrorDetector):
+    # Our own format: encoder_config inside the .ckpt and tokenizer files next to it, so a folder path suffices.
+    save_echecker_checkpoint(tiny_detector.classifier, str(tmp_path / "echecker.ckpt"), "tiny-bert")
+    tiny_fense_checkpoint["hf_tokenizer"].save_pretrained(tmp_path)
+    reloaded = ErrorDetector.from_pretrained(str(tmp_path))
+    assert reloaded(CAPTIONS) == pytest.approx(tiny_detector(CAPTIONS), abs=1e-6)
+    assert torch.load(tmp_path / "echecker.ckpt", weights_only=True)["model_type"] == "tiny-bert"
+
+
+def test_detector_refuses_pickled_objects_unless_trusted(tmp_path, tiny_fense_checkpoint: dict):
+    checkpoint = torch.load(tiny_fense_checkpoint["file"], weights_only=True)
+    checkpoint["hparams"] = argparse.Namespace(lr=1e-4)  # an arbitrary Python object
+    path = tmp_path / "pickled.ckpt"
+    torch.save(checkpoint, path)
+    kwargs = {"tokenizer_path": tiny_fense_checkpoint["tokenizer"], "encoder_config": tiny_fense_checkpoint["config"]}
+    with pytest.raises(ValueError, match="trust_pickled_checkpoint"):
+        ErrorDetector.from_pretrained(str(path), **kwargs)
+    detector = ErrorDetector.from_pretrained(str(path), trust_pickled_checkpoint=True, **kwargs)
+    assert len(detector(CAPTIONS[:2])) == 2
+
+
+def test_detector_rejects_mismatched_config(tmp_path, tiny_fense_checkpoint: dict):
+    wrong = tiny_config(tiny_fense_checkpoint["hf_tokenizer"].vocab_size)
+    wrong.num_hidden_layers = 3
+    with pytest.raises(ValueError, match="does not match"):
+        ErrorDetector.from_pretrained(tiny_fense_checkpoint["file"], tiny_fense_checkpoint["tokenizer"], wrong)
+    torch.save({"state_dict": {}}, tmp_path / "bad.ckpt")
+    with pytest.raises(ValueError, match="model_type"):
+        ErrorDetector.from_pretrained(str(tmp_path / "bad.ckpt"))
+
+
+# ------------------------------------------------------------------------------------------------ answer parsing
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("rain is falling on a tin roof ==> rain is falling on the tin roof", "rain is falling on the tin roof"),
+        ("A dog barks loudly.", "a dog barks loudly"),
+        ('Corrected sentence: "A dog barks, loudly."', "a dog barks loudly"),
+        ('The sentence should be "birds chirp loudly" instead of "birds chirp loudly loudly".', "birds chirp loudly"),
+        ("A man speaks. Then a door closes.\nI hope this helps!", "a man speaks"),
+        ("\n\n  A car passes by!\nExplanation: the tail was removed.", "a car passes by"),
+        ("Revised version: Water is flowing in a stream", "water is flowing in a stream"),
+        ("a dog barks ==>", "a dog barks"),
+        ("   ", ""),
+        ("...", ""),
+    ],
+)
+def test_parse_corrected_caption(answer: str, expected: str):
+    assert parse_corrected_caption(answer) == expected
+
+
+def test_correction_problem():
+    assert correction_problem("a dog barks", "") == "empty_answer"
+    assert correction_problem("a dog barks", " ".join(["a dog barks"] * 4)) == "answer_too_long"
+    assert correction_problem("a dog barks", "i cannot help with that") == "answer_no_overlap"
+    assert correction_problem("a dog barks and", "a dog barks") is None
+    assert normalize_caption("  A Dog's   BARK, loud! ") == "a dogs bark loud"
+
+
+# ------------------------------------------------------------------------------------------------ corrector
+class ScriptedCorrector(CaptionCorrector):
+    """CaptionCorrector whose LLM is replaced by canned answers (tests the judging and bookkeeping only)."""
+
+    def __init__(self, answers: dict[str, str], fail_on: str | None = None) -> None:
+        self.answers, self.fail_on, self.calls = answers, fail_on, []
+
+    def generate(self, captions: list[str]) -> list[str]:
+        self.calls.append(list(captions))
+        if self.fail_on in captions:
+            raise RuntimeError("CUDA out of memory")
+        return [self.answers.get(caption, caption) for caption in captions]
+
+
+def test_corrector_bad_inputs_and_answers_keep_original():
+    corrector = ScriptedCorrector({
+        "a man is speaking and then": "Sure! Here is the revised sentence: \"a man is speaking\"",
+        "a dog barks and a": "",
+        "birds chirp": "birds chirp " * 10,
+        "water flows and": "I am sorry, I cannot do that.",
+    })
+    inputs = ["a man is speaking and then", "a dog barks and a", "birds chirp", "water flows and", "rain falls",
+              "", "   ", None, 42, "word " * 200]
+    results = corrector(inputs, batch_size=2)
+    assert [r.reason for r in results] == [
+        "corrected", "empty_answer", "answer_too_long", "answer_no_overlap", "unchanged",
+        "empty_input", "empty_input", "non_text_input", "non_text_input", "input_too_long",
+    ]
+    assert results[0] == Correction("a man is speaking", True, "corrected", results[0].raw_answer)
+    assert [r.caption for r in results[1:]] == inputs[1:]
+    assert not any(r.changed for r in results[1:])
+    assert sum(len(batch) for batch in corrector.calls) == 5  # bad inputs never reach the LLM
+
+
+def test_corrector_failed_batch_keeps_captions_and_continues():
+    corrector = ScriptedCorrector({"a dog barks and": "a dog barks"}, fail_on="boom now")
+    results = corrector(["boom now", "x y", "a dog barks and"], batch_size=2)
+    assert [r.reason for r in results] == ["generation_failed", "generation_failed", "corrected"]
+    assert results[2].caption == "a dog barks"
+
+
+@pytest.fixture(scope="module")
+def smollm2_corrector() -> CaptionCorrector:
+    return CaptionCorrector.from_pretrained("smollm2", max_new_tokens=24)
+
+
+def test_smollm2_corrector_prompt_and_batching(smollm2_corrector: CaptionCorrector):
+    prompt = smollm2_corrector.build_prompt("a dog barks and")
+    assert CORRECTION_SYSTEM_PROMPT in prompt and prompt.rstrip().endswith("assistant")
+    assert smollm2_corrector.tokenizer.padding_side == "left"
+    captions = ["a man is speaking and then", "a dog barks while and a car passes by"]
+    batched = smollm2_corrector.generate(captions)
+    single = [smollm2_corrector.generate([caption])[0] for caption in captions]
+    assert batched == single
+    results = smollm2_corrector(captions)
+    assert all(isinstance(r.caption, str) and r.caption for r in results)
+    assert all(r.reason in {"corrected", "unchanged", "answer_no_overlap", "answer_too_long", "empty_answer"}
+               for r in results)
+
+
+# ------------------------------------------------------------------------------------------------ gate
+class FixedDetector(ErrorDetector):
+    def __init__(self, probabilities: dict[str, float]) -> None:
+        self.probabilities = probabilities
+
+    def __call__(self, captions: list[str], batch_size: int = 32) -> list[float]:
+        return [self.probabilities[caption] for caption in captions]
+
+
+def test_gate_never_loads_nothing():
+    post = PostCorrector(mode="never", detector="/nonexistent/detector", corrector="/nonexistent/llm")
+    records = post(["a dog barks and", None])
+    assert [r["reason"] for r in records] == ["gate_never", "non_text_input"]
+    assert [r["caption"] for r in records] == ["a dog barks and", None]
+    assert post.is_loaded == {"detector": False, "corrector": False}
+
+
+def test_gate_auto_rewrites_only_above_threshold():
+    detector = FixedDetector({"a dog barks and": 0.95, "rain falls": 0.2, "birds chirp a": 0.9})
+    corrector = ScriptedCorrector({"a dog barks and": "A dog barks."})
+    post = PostCorrector(mode="auto", threshold=0.9, detector=detector, corrector=corrector)
+    records = post(["a dog barks and", "rain falls", "birds chirp a", ""])
+    assert [r["caption"] for r in records] == ["a dog barks", "rain falls", "birds chirp a", ""]
+    assert [r["corrected"] for r in records] == [True, False, False, False]
+    assert [r["reason"] for r in records] == ["corrected", "below_threshold", "below_threshold", "empty_input"]
+    assert [r["error_prob"] for r in records] == [0.95, 0.2, 0.9, None]  # 0.9 is not > 0.9
+    assert records[0]["raw_caption"] == "a dog barks and"
+    assert corrector.calls == [["a dog barks and"]]
+
+
+def test_gate_always_skips_detector():
+    corrector = ScriptedCorrector({"rain falls": "rain is falling"})
+    post = PostCorrector(mode="always", detector="/nonexistent/detector", corrector=corrector)
+    records = post(["rain falls", "a dog barks"])
+    assert [r["reason"] for r in records] == ["corrected", "unchanged"]
+    assert all(r["error_prob"] is None for r in records)
+    assert post.is_loaded["detector"] is False
+
+
+def test_gate_with_real_tiny_detector(tiny_detector: ErrorDetector):
+    probabilities = tiny_detector(CAPTIONS)
+    threshold = sorted(probabilities)[2]  # the two highest pass
+    corrector = ScriptedCorrector({})
+    records = PostCorrector(threshold=threshold, detector=tiny_detector, corrector=corrector)(CAPTIONS)
+    assert [r["error_prob"] for r in records] == pytest.approx(probabilities, abs=1e-6)
+    assert sum(len(call) for call in corrector.calls) == 2
+
+
+def test_from_settings_and_to_settings():
+    settings = {"mode": "never", "threshold": 0.5, "corrector_model": "smollm2", "detector": "some/detector"}
+    post = PostCorrector.from_settings(settings, threshold=0.7)
+    assert post.threshold == 0.7 and post.mode == "never"
+    assert post.to_settings()["corrector_model"] == "smollm2"
+    assert PostCorrector.from_settings(post.to_settings()).to_settings() == post.to_settings()
+    with pytest.raises(ValueError, match="unknown post-corrector settings"):
+        PostCorrector.from_settings({"treshold": 0.5})
+    with pytest.raises(ValueError, match="mode must be one of"):
+        PostCorrector(mode="sometimes")
+    with pytest.raises(ValueError, match="threshold"):
+        PostCorrector(threshold=90)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_on_csv_and_jsonl(tmp_path, tiny_fense_checkpoint: dict, smollm2_corrector: CaptionCorrector,
+                              monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(CaptionCorrector, "from_pretrained", classmethod(lambda cls, *a, **k: smollm2_corrector))
+    rows = [{"file_name": f"clip_{i}.wav", "caption": caption} for i, caption in enumerate(CAPTIONS)]
+    source = tmp_path / "captions.csv"
+    with open(source, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file_name", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    common = ["--detector", tiny_fense_checkpoint["file"], "--detector_tokenizer", tiny_fense_checkpoint["tokenizer"],
+              "--detector_config", tiny_fense_checkpoint["config"], "--corrector_model", "smollm2"]
+    out_csv = tmp_path / "out.csv"
+    correct_captions_main(["--input", str(source), "--output", str(out_csv), "--threshold", "0.0", *common])
+    with open(out_csv, newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert list(written[0]) == ["file_name", "caption", "raw_caption", "error_prob", "corrected", "reason"]
+    assert [r["file_name"] for r in written] == [r["file_name"] for r in rows]
+    assert [r["raw_caption"] for r in written] == CAPTIONS
+    assert all(r["reason"] != "below_threshold" for r in written)  # threshold 0: every caption went to the LLM
+
+    jsonl = tmp_path / "captions.jsonl"
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out_jsonl = tmp_path / "out.jsonl"
+    correct_captions_main(["--input", str(jsonl), "--output", str(out_jsonl), "--mode", "never", *common])
+    written = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    assert [r["caption"] for r in written] == CAPTIONS
+    assert {r["reason"] for r in written} == {"gate_never"} and not any(r["corrected"] for r in written)
+
+
+# ------------------------------------------------------------------------------------------------ FENSE rules
+def test_fense_corruption_rules():
+    rng = random.Random(0)
+    source = "a dog barks loudly while a car is passing by"
+    assert apply_rule("repeat_adv", source, source, rng) == source + " loudly"
+    assert apply_rule("remove_conj", source, source, rng) == "a dog barks loudly a car is passing by"
+    assert apply_rule("remove_verb", source, source, rng) == "a dog barks loudly while a car is by"
+    assert apply_rule("repeat_adv", "rain falls", "rain falls", rng) is None
+    assert apply_rule("add_tail", source, source, rng).startswith(source + " ")
+    for _ in range(50):
+        text, labels = corrupt_caption("A dog barks while a car passes by.", rng)
+        assert any(labels) and len(labels) == 5 and text != "a dog barks while a car passes by"
+    clips = {f"clip{i}": [f"caption {i} {j}" for j in range(5)] for i in range(10)}
+    train, held_out = split_by_clip(clips, 0.2, seed=1)
+    assert len(train) == 40 and len(held_out) == 10
+    assert not {c.split()[1] for c in train} & {c.split()[1] for c in held_out}

