@@ -134,9 +134,10 @@ class CedAudioClassifierOutput(ModelOutput):
 
 @dataclass
 class _EncodedChunks:
-    """Chunk-level encoder state before packing: `hidden` (n_chunks, n_freq * n_time, D) per layer."""
+    """Chunk-level encoder state before packing; tensors are (n_chunks, n_freq * n_time, D)."""
 
-    hidden: list[torch.Tensor]
+    last_hidden: torch.Tensor  # after the final LayerNorm
+    hidden_states: list[torch.Tensor] | None  # block-0 input and every block output, if requested
     kept_mask: torch.Tensor  # (n_chunks, n_freq * n_time) bool: token is part of its clip's output
     chunks_per_clip: list[int]
     tokens_per_clip: list[int]
@@ -421,7 +422,9 @@ class CedModel(CedPreTrainedModel):
         x = x.flatten(2).transpose(1, 2)  # (n, n_freq * n_time, D), frequency-major: index f * n_time + t
         return self.pos_drop(x)
 
-    def _token_masks(self, layouts: list[list[tuple[int, int]]], n_time: int, device: torch.device):
+    def _token_masks(
+        self, layouts: list[list[tuple[int, int]]], n_time: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per chunk token masks (n, n_freq * n_time): attended (key mask) and kept (output)."""
         pairs = torch.tensor([pair for layout in layouts for pair in layout], device=device)  # (n, 2)
         time_ids = torch.arange(n_time, device=device)
@@ -435,6 +438,7 @@ class CedModel(CedPreTrainedModel):
         self,
         input_features: torch.Tensor,
         feature_attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
     ) -> _EncodedChunks:
         """Run the encoder chunk by chunk without packing (used by the tagging head, which pools per chunk)."""
         lengths = self._clip_lengths(input_features, feature_attention_mask)
@@ -443,13 +447,14 @@ class CedModel(CedPreTrainedModel):
         x = self._embed(chunks)
         attended, kept = self._token_masks(layouts, x.shape[1] // num_freq_patches(self.config), x.device)
         key_mask = None if bool(attended.all()) else attended  # no mask lets SDPA pick its fastest kernel
-        hidden = [x]
+        hidden_states = [x] if output_hidden_states else None
         for block in self.blocks:
             x = block(x, key_mask)
-            hidden.append(x)
-        hidden.append(self.norm(x))
+            if hidden_states is not None:
+                hidden_states.append(x)
         return _EncodedChunks(
-            hidden=hidden,
+            last_hidden=self.norm(x),
+            hidden_states=hidden_states,
             kept_mask=kept,
             chunks_per_clip=[len(layout) for layout in layouts],
             tokens_per_clip=[ced_num_tokens(n, self.config) for n in lengths],
@@ -484,17 +489,17 @@ class CedModel(CedPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        encoded = self.encode_chunks(input_features, feature_attention_mask)
-        last_hidden_state, attention_mask = self.pack_tokens(encoded, encoded.hidden[-1])
-        hidden_states = None
-        if output_hidden_states:
-            hidden_states = tuple(self.pack_tokens(encoded, h)[0] for h in encoded.hidden[:-1])
-        output = CedModelOutput(
-            last_hidden_state=last_hidden_state,
-            attention_mask=attention_mask,
-            hidden_states=hidden_states,
-        )
+        output = self.packed_output(self.encode_chunks(input_features, feature_attention_mask, output_hidden_states))
         return output if return_dict else output.to_tuple()
+
+    def packed_output(self, encoded: _EncodedChunks) -> CedModelOutput:
+        last_hidden_state, attention_mask = self.pack_tokens(encoded, encoded.last_hidden)
+        hidden_states = None
+        if encoded.hidden_states is not None:
+            hidden_states = tuple(self.pack_tokens(encoded, h)[0] for h in encoded.hidden_states)
+        return CedModelOutput(
+            last_hidden_state=last_hidden_state, attention_mask=attention_mask, hidden_states=hidden_states
+        )
 
 
 class CedForAudioClassification(CedPreTrainedModel):
@@ -511,10 +516,8 @@ class CedForAudioClassification(CedPreTrainedModel):
 
     def _clip_logits(self, encoded: _EncodedChunks) -> torch.Tensor:
         """Per chunk tag logits, then per clip the log-odds of the chunk-averaged probability (as the original)."""
-        hidden, kept = (
-            encoded.hidden[-1],
-            encoded.kept_mask[..., None].to(encoded.hidden[-1].dtype),
-        )
+        hidden = encoded.last_hidden
+        kept = encoded.kept_mask[..., None].to(hidden.dtype)  # (n_chunks, L, 1)
         chunk_logits = self.outputlayer((hidden * kept).sum(1) / kept.sum(1))  # (n_chunks, C)
         clip_logits = []
         for z in chunk_logits.split(encoded.chunks_per_clip):
@@ -536,22 +539,16 @@ class CedForAudioClassification(CedPreTrainedModel):
         labels (`torch.FloatTensor` of shape `(batch_size, outputdim)`, *optional*): multi-hot tag targets.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        encoded = self.encoder.encode_chunks(input_features, feature_attention_mask)
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        encoded = self.encoder.encode_chunks(input_features, feature_attention_mask, output_hidden_states)
         logits = self._clip_logits(encoded)
         loss = None
         if labels is not None:
             loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        last_hidden_state, attention_mask = self.encoder.pack_tokens(encoded, encoded.hidden[-1])
-        hidden_states = None
-        if output_hidden_states:
-            hidden_states = tuple(self.encoder.pack_tokens(encoded, h)[0] for h in encoded.hidden[:-1])
         output = CedAudioClassifierOutput(
-            loss=loss,
-            logits=logits,
-            probabilities=logits.sigmoid(),
-            last_hidden_state=last_hidden_state,
-            attention_mask=attention_mask,
-            hidden_states=hidden_states,
+            loss=loss, logits=logits, probabilities=logits.sigmoid(), **self.encoder.packed_output(encoded)
         )
         return output if return_dict else output.to_tuple()
 
