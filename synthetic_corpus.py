@@ -40,7 +40,6 @@ import soundfile as sf
 from scipy import signal
 from transformers.utils import logging
 
-
 logger = logging.get_logger(__name__)
 
 SAMPLING_RATE = 16000
@@ -73,10 +72,10 @@ def _seconds(n_samples: int) -> float:
 
 
 def _samples(seconds: float) -> int:
-    return int(round(seconds * SAMPLING_RATE))
+    return round(seconds * SAMPLING_RATE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _butter(kind: str, cutoff: float | tuple[float, float], order: int = 4) -> np.ndarray:
     """Cached second-order-section Butterworth filter (designing it costs more than running it on a clip)."""
     return signal.butter(order, cutoff, btype=kind, fs=SAMPLING_RATE, output="sos")
@@ -356,7 +355,8 @@ EVENTS: tuple[EventSpec, ...] = (
         "beep", ("beep", "beeps", "beeping", "beeper", "bleep", "bleeps"),
         ("a {adj}beep sounds{adv}", "a device beeps{adv}", "a {adj}beep goes off{adv}", "a machine is beeping{adv}",
          "an electronic {adj}beep rings out{adv}"),
-        ("a {adj}beep{adv}", "{adj}beeping{adv}", "the {adj}beeping of a machine{adv}", "an electronic {adj}beep{adv}"),
+        ("a {adj}beep{adv}", "{adj}beeping{adv}", "the {adj}beeping of a machine{adv}",
+         "an electronic {adj}beep{adv}"),
         ("pitch", "count", "loudness"), _synth_beep, burst_period_s=0.5, max_count=5,
     ),
     EventSpec(
@@ -428,7 +428,8 @@ EVENTS: tuple[EventSpec, ...] = (
         "whistle", ("whistle", "whistles", "whistling", "whistled"),
         ("someone whistles{adv}", "a person is whistling{adv}", "a {adj}whistle blows{adv}",
          "a man whistles a {adj}tune{adv}"),
-        ("a {adj}whistle{adv}", "someone whistling{adv}", "{adj}whistling{adv}", "the {adj}whistling of a person{adv}"),
+        ("a {adj}whistle{adv}", "someone whistling{adv}", "{adj}whistling{adv}",
+         "the {adj}whistling of a person{adv}"),
         ("pitch", "loudness"), _synth_whistle,
     ),
     EventSpec(

@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-
 from laac.synthetic_corpus import (
     EVENT_VOCABULARY,
     EVENTS,
@@ -28,7 +27,6 @@ from laac.synthetic_corpus import (
     sample_clip,
     sample_duration,
 )
-
 
 SIZES = {"development": 12, "validation": 4, "evaluation": 4}
 CLOTHO_HEADER = ["file_name", "caption_1", "caption_2", "caption_3", "caption_4", "caption_5"]
