@@ -74,9 +74,12 @@ def _to_mono(audio: np.ndarray, index: int) -> np.ndarray:
 
 
 def _resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    from scipy.signal import (
-        resample_poly,  # scipy is optional for remote-code use; needed only here
-    )
+    try:  # optional for remote-code users who feed 16 kHz audio; the try keeps transformers' import check quiet
+        from scipy.signal import resample_poly
+    except ImportError as error:
+        raise ImportError(
+            f"resampling {orig_rate} Hz audio needs scipy; pip install scipy or pass {target_rate} Hz audio"
+        ) from error
 
     divisor = gcd(orig_rate, target_rate)
     return resample_poly(audio, target_rate // divisor, orig_rate // divisor).astype(audio.dtype)
