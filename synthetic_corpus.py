@@ -146,9 +146,7 @@ def _active_rms(x: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _place_bursts(
-    rng: np.random.Generator, n: int, bursts: Sequence[np.ndarray], period_s: float
-) -> np.ndarray:
+def _place_bursts(rng: np.random.Generator, n: int, bursts: Sequence[np.ndarray], period_s: float) -> np.ndarray:
     """Place `bursts` one `period_s` apart, the whole group at a random offset that keeps it inside the segment."""
     out = np.zeros(n)
     span = _samples(period_s) * (len(bursts) - 1) + max(len(b) for b in bursts)
@@ -183,7 +181,7 @@ def _synth_bell(rng: np.random.Generator, n: int, attributes: dict[str, Any]) ->
     amplitudes = (0.6, 1.0, 0.6, 0.4, 0.5, 0.25, 0.2)
     length_s = min(1.6, _seconds(n))
     strike = sum(
-        a * _damped_sine(fundamental * r, 0.9 / r ** 0.7, length_s, rng.uniform(0, 2 * np.pi))
+        a * _damped_sine(fundamental * r, 0.9 / r**0.7, length_s, rng.uniform(0, 2 * np.pi))
         for r, a in zip(ratios, amplitudes)
         if fundamental * r < 7500
     )
@@ -352,115 +350,253 @@ class EventSpec:
 
 EVENTS: tuple[EventSpec, ...] = (
     EventSpec(
-        "beep", ("beep", "beeps", "beeping", "beeper", "bleep", "bleeps"),
-        ("a {adj}beep sounds{adv}", "a device beeps{adv}", "a {adj}beep goes off{adv}", "a machine is beeping{adv}",
-         "an electronic {adj}beep rings out{adv}"),
-        ("a {adj}beep{adv}", "{adj}beeping{adv}", "the {adj}beeping of a machine{adv}",
-         "an electronic {adj}beep{adv}"),
-        ("pitch", "count", "loudness"), _synth_beep, burst_period_s=0.5, max_count=5,
+        name="beep",
+        keywords=("beep", "beeps", "beeping", "beeper", "bleep", "bleeps"),
+        clauses=(
+            "a {adj}beep sounds{adv}",
+            "a device beeps{adv}",
+            "a {adj}beep goes off{adv}",
+            "a machine is beeping{adv}",
+            "an electronic {adj}beep rings out{adv}",
+        ),
+        nouns=(
+            "a {adj}beep{adv}",
+            "{adj}beeping{adv}",
+            "the {adj}beeping of a machine{adv}",
+            "an electronic {adj}beep{adv}",
+        ),
+        attributes=("pitch", "count", "loudness"),
+        synth=_synth_beep,
+        burst_period_s=0.5,
+        max_count=5,
     ),
     EventSpec(
-        "siren", ("siren", "sirens"),
-        ("a {adj}siren wails{adv}", "a {adj}siren is blaring{adv}", "an {adj}emergency siren sounds{adv}",
-         "a {adj}police siren goes off{adv}"),
-        ("a {adj}siren{adv}", "the wail of a {adj}siren{adv}", "a {adj}siren wailing{adv}"),
-        ("speed", "envelope", "loudness"), _synth_siren,
+        name="siren",
+        keywords=("siren", "sirens"),
+        clauses=(
+            "a {adj}siren wails{adv}",
+            "a {adj}siren is blaring{adv}",
+            "an {adj}emergency siren sounds{adv}",
+            "a {adj}police siren goes off{adv}",
+        ),
+        nouns=("a {adj}siren{adv}", "the wail of a {adj}siren{adv}", "a {adj}siren wailing{adv}"),
+        attributes=("speed", "envelope", "loudness"),
+        synth=_synth_siren,
     ),
     EventSpec(
-        "bell", ("bell", "bells", "chime", "chimes", "chiming"),
-        ("a {adj}bell rings{adv}", "a {adj}bell is ringing{adv}", "a {adj}bell chimes{adv}",
-         "someone rings a {adj}bell{adv}"),
-        ("a {adj}bell ringing{adv}", "the {adj}chime of a bell{adv}", "the ringing of a {adj}bell{adv}"),
-        ("pitch", "count", "loudness"), _synth_bell, burst_period_s=0.85, max_count=3,
+        name="bell",
+        keywords=("bell", "bells", "chime", "chimes", "chiming"),
+        clauses=(
+            "a {adj}bell rings{adv}",
+            "a {adj}bell is ringing{adv}",
+            "a {adj}bell chimes{adv}",
+            "someone rings a {adj}bell{adv}",
+        ),
+        nouns=("a {adj}bell ringing{adv}", "the {adj}chime of a bell{adv}", "the ringing of a {adj}bell{adv}"),
+        attributes=("pitch", "count", "loudness"),
+        synth=_synth_bell,
+        burst_period_s=0.85,
+        max_count=3,
     ),
     EventSpec(
-        "rain", ("rain", "raining", "rainfall", "raindrops", "drizzle"),
-        ("{adj}rain falls{adv}", "{adj}rain is falling{adv}", "it is raining{adv}", "{adj}rain pours down{adv}",
-         "{adj}raindrops patter{adv}"),
-        ("{adj}rain{adv}", "{adj}rainfall{adv}", "{adj}raindrops{adv}", "{adj}rain falling{adv}"),
-        ("loudness", "envelope"), _synth_rain,
+        name="rain",
+        keywords=("rain", "raining", "rainfall", "raindrops", "drizzle"),
+        clauses=(
+            "{adj}rain falls{adv}",
+            "{adj}rain is falling{adv}",
+            "it is raining{adv}",
+            "{adj}rain pours down{adv}",
+            "{adj}raindrops patter{adv}",
+        ),
+        nouns=("{adj}rain{adv}", "{adj}rainfall{adv}", "{adj}raindrops{adv}", "{adj}rain falling{adv}"),
+        attributes=("loudness", "envelope"),
+        synth=_synth_rain,
         attribute_words={
             ("loudness", "loud"): {"adj": ("heavy ",), "adv": (" heavily", " hard")},
             ("loudness", "quiet"): {"adj": ("light ", "gentle "), "adv": (" lightly", " gently")},
         },
     ),
     EventSpec(
-        "wind", ("wind", "winds", "windy", "gust", "gusts", "breeze"),
-        ("{adj}wind blows{adv}", "the {adj}wind is blowing{adv}", "{adj}wind gusts{adv}", "a {adj}breeze blows{adv}"),
-        ("{adj}wind{adv}", "the {adj}wind blowing{adv}", "{adj}gusts of wind{adv}", "a {adj}breeze{adv}"),
-        ("loudness", "envelope"), _synth_wind,
+        name="wind",
+        keywords=("wind", "winds", "windy", "gust", "gusts", "breeze"),
+        clauses=(
+            "{adj}wind blows{adv}",
+            "the {adj}wind is blowing{adv}",
+            "{adj}wind gusts{adv}",
+            "a {adj}breeze blows{adv}",
+        ),
+        nouns=("{adj}wind{adv}", "the {adj}wind blowing{adv}", "{adj}gusts of wind{adv}", "a {adj}breeze{adv}"),
+        attributes=("loudness", "envelope"),
+        synth=_synth_wind,
         attribute_words={
             ("loudness", "loud"): {"adj": ("strong ",), "adv": (" strongly", " hard")},
             ("loudness", "quiet"): {"adj": ("gentle ", "light "), "adv": (" gently", " softly")},
         },
     ),
     EventSpec(
-        "engine", ("engine", "engines", "motor", "motors"),
-        ("an {adj}engine hums{adv}", "a {adj}motor is running{adv}", "an {adj}engine idles{adv}",
-         "a {adj}motor drones{adv}", "an {adj}engine is humming{adv}"),
-        ("an {adj}engine humming{adv}", "the hum of an {adj}engine{adv}", "a {adj}running motor{adv}",
-         "the drone of a {adj}motor{adv}"),
-        ("loudness", "envelope"), _synth_engine,
+        name="engine",
+        keywords=("engine", "engines", "motor", "motors"),
+        clauses=(
+            "an {adj}engine hums{adv}",
+            "a {adj}motor is running{adv}",
+            "an {adj}engine idles{adv}",
+            "a {adj}motor drones{adv}",
+            "an {adj}engine is humming{adv}",
+        ),
+        nouns=(
+            "an {adj}engine humming{adv}",
+            "the hum of an {adj}engine{adv}",
+            "a {adj}running motor{adv}",
+            "the drone of a {adj}motor{adv}",
+        ),
+        attributes=("loudness", "envelope"),
+        synth=_synth_engine,
     ),
     EventSpec(
-        "clock", ("clock", "clocks", "tick", "ticks", "ticking", "tock"),
-        ("a {adj}clock ticks{adv}", "a {adj}clock is ticking{adv}", "a {adj}clock ticks away{adv}",
-         "the {adj}clock keeps ticking{adv}"),
-        ("a {adj}clock ticking{adv}", "the {adj}ticking of a clock{adv}", "{adj}clock ticks{adv}"),
-        ("speed", "loudness"), _synth_clock,
+        name="clock",
+        keywords=("clock", "clocks", "tick", "ticks", "ticking", "tock"),
+        clauses=(
+            "a {adj}clock ticks{adv}",
+            "a {adj}clock is ticking{adv}",
+            "a {adj}clock ticks away{adv}",
+            "the {adj}clock keeps ticking{adv}",
+        ),
+        nouns=("a {adj}clock ticking{adv}", "the {adj}ticking of a clock{adv}", "{adj}clock ticks{adv}"),
+        attributes=("speed", "loudness"),
+        synth=_synth_clock,
     ),
     EventSpec(
-        "bird", ("bird", "birds", "chirp", "chirps", "chirping", "tweet", "tweeting", "songbird"),
-        ("a {adj}bird chirps{adv}", "{adj}birds are chirping{adv}", "a {adj}bird is tweeting{adv}",
-         "{adj}birds chirp{adv}", "a {adj}bird sings{adv}"),
-        ("{adj}birds chirping{adv}", "the {adj}chirping of birds{adv}", "{adj}bird calls{adv}",
-         "a {adj}bird singing{adv}"),
-        ("loudness", "envelope"), _synth_bird,
+        name="bird",
+        keywords=("bird", "birds", "chirp", "chirps", "chirping", "tweet", "tweeting", "songbird"),
+        clauses=(
+            "a {adj}bird chirps{adv}",
+            "{adj}birds are chirping{adv}",
+            "a {adj}bird is tweeting{adv}",
+            "{adj}birds chirp{adv}",
+            "a {adj}bird sings{adv}",
+        ),
+        nouns=(
+            "{adj}birds chirping{adv}",
+            "the {adj}chirping of birds{adv}",
+            "{adj}bird calls{adv}",
+            "a {adj}bird singing{adv}",
+        ),
+        attributes=("loudness", "envelope"),
+        synth=_synth_bird,
     ),
     EventSpec(
-        "knock", ("knock", "knocks", "knocking", "knocked"),
-        ("someone knocks on a door{adv}", "someone is knocking{adv}", "a person knocks on the door{adv}",
-         "{adj}knocking comes from a door{adv}"),
-        ("{adj}knocking on a door{adv}", "a {adj}knock at the door{adv}", "someone knocking{adv}"),
-        ("count", "speed", "loudness"), _synth_knock, burst_period_s=0.45, max_count=5,
+        name="knock",
+        keywords=("knock", "knocks", "knocking", "knocked"),
+        clauses=(
+            "someone knocks on a door{adv}",
+            "someone is knocking{adv}",
+            "a person knocks on the door{adv}",
+            "{adj}knocking comes from a door{adv}",
+        ),
+        nouns=("{adj}knocking on a door{adv}", "a {adj}knock at the door{adv}", "someone knocking{adv}"),
+        attributes=("count", "speed", "loudness"),
+        synth=_synth_knock,
+        burst_period_s=0.45,
+        max_count=5,
     ),
     EventSpec(
-        "whistle", ("whistle", "whistles", "whistling", "whistled"),
-        ("someone whistles{adv}", "a person is whistling{adv}", "a {adj}whistle blows{adv}",
-         "a man whistles a {adj}tune{adv}"),
-        ("a {adj}whistle{adv}", "someone whistling{adv}", "{adj}whistling{adv}",
-         "the {adj}whistling of a person{adv}"),
-        ("pitch", "loudness"), _synth_whistle,
+        name="whistle",
+        keywords=("whistle", "whistles", "whistling", "whistled"),
+        clauses=(
+            "someone whistles{adv}",
+            "a person is whistling{adv}",
+            "a {adj}whistle blows{adv}",
+            "a man whistles a {adj}tune{adv}",
+        ),
+        nouns=(
+            "a {adj}whistle{adv}",
+            "someone whistling{adv}",
+            "{adj}whistling{adv}",
+            "the {adj}whistling of a person{adv}",
+        ),
+        attributes=("pitch", "loudness"),
+        synth=_synth_whistle,
     ),
     EventSpec(
-        "hiss", ("hiss", "hisses", "hissing", "steam"),
-        ("{adj}steam hisses{adv}", "something hisses{adv}", "a {adj}hiss comes from a pipe{adv}",
-         "steam is hissing{adv}", "a valve releases {adj}steam{adv}"),
-        ("a {adj}hiss{adv}", "{adj}hissing steam{adv}", "the {adj}hiss of steam{adv}", "{adj}hissing{adv}"),
-        ("loudness", "envelope"), _synth_hiss,
+        name="hiss",
+        keywords=("hiss", "hisses", "hissing", "steam"),
+        clauses=(
+            "{adj}steam hisses{adv}",
+            "something hisses{adv}",
+            "a {adj}hiss comes from a pipe{adv}",
+            "steam is hissing{adv}",
+            "a valve releases {adj}steam{adv}",
+        ),
+        nouns=("a {adj}hiss{adv}", "{adj}hissing steam{adv}", "the {adj}hiss of steam{adv}", "{adj}hissing{adv}"),
+        attributes=("loudness", "envelope"),
+        synth=_synth_hiss,
     ),
     EventSpec(
-        "drum", ("drum", "drums", "drumming", "drummer"),
-        ("a {adj}drum is beaten{adv}", "someone plays the {adj}drums{adv}", "a drummer plays{adv}",
-         "{adj}drums are being played{adv}", "a {adj}drum beats{adv}"),
-        ("{adj}drumming{adv}", "a {adj}drum beat{adv}", "the beat of a {adj}drum{adv}", "{adj}drums{adv}"),
-        ("speed", "loudness", "envelope"), _synth_drum,
+        name="drum",
+        keywords=("drum", "drums", "drumming", "drummer"),
+        clauses=(
+            "a {adj}drum is beaten{adv}",
+            "someone plays the {adj}drums{adv}",
+            "a drummer plays{adv}",
+            "{adj}drums are being played{adv}",
+            "a {adj}drum beats{adv}",
+        ),
+        nouns=("{adj}drumming{adv}", "a {adj}drum beat{adv}", "the beat of a {adj}drum{adv}", "{adj}drums{adv}"),
+        attributes=("speed", "loudness", "envelope"),
+        synth=_synth_drum,
     ),
     EventSpec(
-        "speech", ("talk", "talks", "talking", "speak", "speaks", "speaking", "speech", "chatter", "chattering",
-                   "babble", "babbling", "voices", "conversation", "converse", "murmur", "murmuring"),
-        ("people are talking{adv}", "{adj}voices chatter{adv}", "a crowd is talking{adv}", "several people speak{adv}",
-         "people chatter{adv}", "a group of people converse{adv}"),
-        ("{adj}voices{adv}", "people talking{adv}", "the {adj}chatter of a crowd{adv}", "a {adj}conversation{adv}",
-         "{adj}murmuring voices{adv}"),
-        ("loudness", "envelope"), _synth_speech,
+        name="speech",
+        keywords=(
+            "talk",
+            "talks",
+            "talking",
+            "speak",
+            "speaks",
+            "speaking",
+            "speech",
+            "chatter",
+            "chattering",
+            "babble",
+            "babbling",
+            "voices",
+            "conversation",
+            "converse",
+            "murmur",
+            "murmuring",
+        ),
+        clauses=(
+            "people are talking{adv}",
+            "{adj}voices chatter{adv}",
+            "a crowd is talking{adv}",
+            "several people speak{adv}",
+            "people chatter{adv}",
+            "a group of people converse{adv}",
+        ),
+        nouns=(
+            "{adj}voices{adv}",
+            "people talking{adv}",
+            "the {adj}chatter of a crowd{adv}",
+            "a {adj}conversation{adv}",
+            "{adj}murmuring voices{adv}",
+        ),
+        attributes=("loudness", "envelope"),
+        synth=_synth_speech,
     ),
     EventSpec(
-        "dog", ("dog", "dogs", "bark", "barks", "barking", "barked", "woof"),
-        ("a {adj}dog barks{adv}", "a {adj}dog is barking{adv}", "a {adj}dog barks at something{adv}",
-         "a {adj}dog starts barking{adv}"),
-        ("a {adj}dog barking{adv}", "the barking of a {adj}dog{adv}", "{adj}dog barks{adv}"),
-        ("pitch", "count", "loudness"), _synth_dog, burst_period_s=0.65, max_count=4,
+        name="dog",
+        keywords=("dog", "dogs", "bark", "barks", "barking", "barked", "woof"),
+        clauses=(
+            "a {adj}dog barks{adv}",
+            "a {adj}dog is barking{adv}",
+            "a {adj}dog barks at something{adv}",
+            "a {adj}dog starts barking{adv}",
+        ),
+        nouns=("a {adj}dog barking{adv}", "the barking of a {adj}dog{adv}", "{adj}dog barks{adv}"),
+        attributes=("pitch", "count", "loudness"),
+        synth=_synth_dog,
+        burst_period_s=0.65,
+        max_count=4,
         attribute_words={
             ("pitch", "high"): {"adj": ("small ", "high pitched ")},
             ("pitch", "low"): {"adj": ("big ", "large ")},
@@ -509,8 +645,12 @@ _PLACE_FILLER_GROUPS = (
     (" throughout the recording", " for a while"),
 )
 _NOUN_FRAMES = (
-    "the sound of {np}{place}", "{np} can be heard{place}", "you can hear {np}{place}", "there is {np}{place}",
-    "a recording of {np}{place}", "{np} is heard{place}",
+    "the sound of {np}{place}",
+    "{np} can be heard{place}",
+    "you can hear {np}{place}",
+    "there is {np}{place}",
+    "a recording of {np}{place}",
+    "{np} is heard{place}",
 )
 
 
@@ -675,7 +815,7 @@ def render_clip(rng: np.random.Generator, clip: ClipSpec) -> np.ndarray:
 
 
 def _fix_articles(text: str) -> str:
-    """"a engine" -> "an engine", "an loud engine" -> "a loud engine" (templates always write the article)."""
+    """ "a engine" -> "an engine", "an loud engine" -> "a loud engine" (templates always write the article)."""
     text = re.sub(r"\ba (?=[aeiou])", "an ", text)
     return re.sub(r"\ban (?=[^aeiou\s])", "a ", text)
 
