@@ -1,1 +1,37 @@
-"""LAAC: LLM-based automated audio captioning (CED encoder -> Q-Former -> LLM), HuggingFace-native."""
+"""LAAC: LLM-based automated audio captioning (CED encoder -> Q-Former -> LLM), HuggingFace-native.
+
+Importing the package registers LAAC with the transformers Auto classes, so an installed checkout loads saved
+folders without `trust_remote_code` (the folders also carry their own code for machines without the package).
+"""
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM, AutoProcessor
+
+from .configuration_ced import CedConfig, DashengConfig
+from .configuration_laac import LaacConfig
+from .feature_extraction_laac import LaacFeatureExtractor
+from .modeling_ced import CedForAudioClassification, CedModel, DashengModel
+from .modeling_laac import LaacForConditionalGeneration
+from .processing_laac import LaacProcessor
+
+__version__ = "0.1.0"
+
+AutoConfig.register("laac", LaacConfig, exist_ok=True)
+AutoConfig.register("ced", CedConfig, exist_ok=True)
+AutoConfig.register("dasheng", DashengConfig, exist_ok=True)
+AutoModel.register(LaacConfig, LaacForConditionalGeneration, exist_ok=True)
+AutoModelForCausalLM.register(LaacConfig, LaacForConditionalGeneration, exist_ok=True)
+AutoModel.register(CedConfig, CedModel, exist_ok=True)
+AutoFeatureExtractor.register(LaacConfig, LaacFeatureExtractor, exist_ok=True)
+AutoProcessor.register(LaacConfig, LaacProcessor, exist_ok=True)
+
+__all__ = [
+    "CedConfig",
+    "CedForAudioClassification",
+    "CedModel",
+    "DashengConfig",
+    "DashengModel",
+    "LaacConfig",
+    "LaacFeatureExtractor",
+    "LaacForConditionalGeneration",
+    "LaacProcessor",
+]

@@ -280,23 +280,19 @@ class CedBlock(GradientCheckpointingLayer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class CedPreTrainedModel(PreTrainedModel):
-    config_class = CedConfig
-    # The checkpoints keep the encoder under `encoder.`: CedForAudioClassification.encoder is a CedModel, and
-    # CedModel.from_pretrained on a classifier checkpoint strips the prefix.
-    base_model_prefix = "encoder"
-    main_input_name = "input_features"
-    input_modalities = "audio"
-    supports_gradient_checkpointing = True
-    _no_split_modules = ["CedBlock"]
-    _supports_sdpa = True
+class StrictLoadingMixin:
+    """
+    `from_pretrained(..., strict=True)`: raise a ValueError naming every missing, unexpected or wrongly shaped
+    checkpoint tensor (transformers itself only warns about missing ones and re-initialises them).
+    `_strict_loading_default` sets the default; `_strict_loading_hint` ends the message with the likely fix.
+    """
+
+    _strict_loading_default = False
+    _strict_loading_hint = "check the config"
 
     @classmethod
-    def from_pretrained(cls, *args: Any, strict: bool = False, **kwargs: Any):
-        """
-        `transformers` `from_pretrained`, plus `strict=True`: raise a ValueError naming every missing, unexpected
-        or wrongly shaped checkpoint tensor (transformers itself only warns about missing ones).
-        """
+    def from_pretrained(cls, *args: Any, strict: bool | None = None, **kwargs: Any):
+        strict = cls._strict_loading_default if strict is None else strict
         if not strict:
             return super().from_pretrained(*args, **kwargs)
         return_info = kwargs.pop("output_loading_info", False)
@@ -309,10 +305,26 @@ class CedPreTrainedModel(PreTrainedModel):
         }
         if problems:
             raise ValueError(
-                f"checkpoint does not match {cls.__name__} strictly: {problems}; check the config (embed_dim, depth, "
-                "patch sizes, target_length) or convert the checkpoint with convert_ced_original_checkpoint.py"
+                f"checkpoint does not match {cls.__name__} strictly: {problems}; {cls._strict_loading_hint} "
+                "(or pass strict=False to load it anyway)"
             )
         return (model, info) if return_info else model
+
+
+class CedPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
+    config_class = CedConfig
+    # The checkpoints keep the encoder under `encoder.`: CedForAudioClassification.encoder is a CedModel, and
+    # CedModel.from_pretrained on a classifier checkpoint strips the prefix.
+    base_model_prefix = "encoder"
+    main_input_name = "input_features"
+    input_modalities = "audio"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CedBlock"]
+    _supports_sdpa = True
+    _strict_loading_hint = (
+        "check the config (embed_dim, depth, patch sizes, target_length) or convert the checkpoint with "
+        "convert_ced_original_checkpoint.py"
+    )
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)  # Linear/Conv ~ N(0, 0.02), norms to identity, BatchNorm stats reset

@@ -23,7 +23,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging
 
 from .configuration_laac import DEFAULT_GENERATION, LaacConfig, num_windows
-from .modeling_ced import CedModel, DashengModel, chunk_layout, num_freq_patches
+from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layout, num_freq_patches
 
 
 logger = logging.get_logger(__name__)
@@ -66,6 +66,12 @@ class LaacQFormer(nn.Module):
         batch, n_tokens, dim = tokens.shape
         counts = token_mask.sum(-1).tolist()
         per_clip = [num_windows(int(n), self.window_size, self.last_window) for n in counts]
+        if min(per_clip) == 0:
+            raise ValueError(
+                f"a clip gives no audio tokens: encoder tokens per clip {counts}, but a Q-Former window needs "
+                f"{self.window_size}. Pad short audio (LaacFeatureExtractor does by default, min_num_frames) or use "
+                "last_window='pad'"
+            )
         max_windows = max(max(per_clip), 1)
         total = max_windows * self.window_size
         pad = total - n_tokens
@@ -81,7 +87,7 @@ class LaacQFormer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         """Returns the query outputs of every real window, flattened in clip order: (total_queries, H), counts."""
-        windows, window_mask, per_clip = self.windows(tokens, token_mask)
+        windows, window_mask, per_clip = self.windows(tokens.to(self.query_tokens.dtype), token_mask)
         queries = self.query_tokens.expand(windows.shape[0], -1, -1)
         out = self.transformer(
             query_embeds=queries, encoder_hidden_states=windows, encoder_attention_mask=window_mask
@@ -90,7 +96,11 @@ class LaacQFormer(nn.Module):
         return out.reshape(-1, out.shape[-1]), [n * n_queries for n in per_clip]
 
 
-class LaacPreTrainedModel(PreTrainedModel):
+class LaacPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
+    """Loading is strict by default: a LAAC checkpoint with missing or mis-shaped tensors is an error."""
+
+    _strict_loading_default = True
+    _strict_loading_hint = "the checkpoint was saved from a different LaacConfig"
     config_class = LaacConfig
     config: LaacConfig
     base_model_prefix = ""
@@ -200,13 +210,7 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         frames = self._clip_frames(input_features, feature_attention_mask)
         tokens = self._order_tokens(encoded.last_hidden_state, frames)  # (B, N_max, D_audio)
         # 2. Q-Former over windows of tokens
-        queries, per_clip = self.qformer(tokens.to(self.qformer.query_tokens.dtype), encoded.attention_mask)
-        if min(per_clip) == 0:
-            raise ValueError(
-                f"a clip gives no audio tokens (frames per clip: {frames}); clips need at least "
-                f"{self.config.window_size} encoder tokens. Pad short audio (LaacFeatureExtractor does by default) "
-                "or use last_window='pad'"
-            )
+        queries, per_clip = self.qformer(tokens, encoded.attention_mask)
         # 3. projection to the text width
         return self.language_projection(queries.to(self.language_projection.weight.dtype)), per_clip
 

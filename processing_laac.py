@@ -43,9 +43,6 @@ class LaacProcessor(ProcessorMixin):
         is_encoder_decoder (`bool`): captions go to the decoder (BART) rather than after the prompt (Llama).
     """
 
-    feature_extractor_class = "AutoFeatureExtractor"
-    tokenizer_class = "AutoTokenizer"
-
     def __init__(
         self,
         feature_extractor: Optional[LaacFeatureExtractor] = None,

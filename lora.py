@@ -1,0 +1,90 @@
+# Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
+"""
+LoRA for LAAC through peft, as the report trains it: LoRA on q_proj/v_proj of the text decoder and on the q and
+v parts of the audio encoder's fused qkv; the Q-Former (with its queries) and the projection train in full;
+everything else is frozen.
+
+CED stores q, k and v in one `qkv` Linear. To give q and v their own adapters (as the report does) the encoder's
+attention is split into `q_proj`/`k_proj`/`v_proj` with the same weights before peft targets them, and fused back
+after merging, so a released checkpoint has the original `qkv` layout again.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from .modeling_laac import LaacForConditionalGeneration
+
+FULLY_TRAINED_MODULES = ["qformer", "language_projection"]
+
+
+@dataclass
+class LaacLoraArguments:
+    """LoRA settings (defaults: the report's r 8, alpha 32, dropout 0.1 on both sides)."""
+
+    lora_text: bool = True
+    lora_audio: bool = True
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+
+
+def lora_target_pattern(text: bool, audio: bool) -> Optional[str]:
+    """Regex (peft full-matches it against module names) for the q/v projections of the chosen sides."""
+    parts = []
+    if text:
+        parts.append(r"language_model\..*\.(q_proj|v_proj)")
+    if audio:
+        parts.append(r"audio_tower\.blocks\.\d+\.attn\.(q_proj|v_proj)")
+    return "|".join(parts) or None
+
+
+def apply_lora(model: LaacForConditionalGeneration, args: Optional[LaacLoraArguments] = None) -> PeftModel:
+    """
+    Wrap `model` for training: LoRA adapters where `args` asks, Q-Former and projection fully trainable
+    (peft's `modules_to_save`, so adapter checkpoints hold them too), all other weights frozen.
+    """
+    args = args or LaacLoraArguments()
+    if args.lora_audio:
+        model.audio_tower.unfuse_qkv()
+    target = lora_target_pattern(args.lora_text, args.lora_audio)
+    config = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=target if target is not None else [],
+        modules_to_save=FULLY_TRAINED_MODULES,
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def merge_lora(model: PeftModel) -> LaacForConditionalGeneration:
+    """Merge the adapters into the weights and restore the encoder's fused qkv: a plain, peft-free model."""
+    merged = model.merge_and_unload()
+    if not merged.audio_tower.blocks[0].attn.is_fused:
+        merged.audio_tower.fuse_qkv()
+    return merged
+
+
+def count_trainable_parameters(model: "PeftModel") -> dict[str, int]:
+    """Trainable parameters by part: qformer, language_projection, text LoRA, audio LoRA (and the total)."""
+    counts = {"qformer": 0, "language_projection": 0, "text_lora": 0, "audio_lora": 0, "other": 0}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if "lora_" in name:
+            key = "audio_lora" if ".audio_tower." in name else "text_lora"
+        elif ".qformer." in name:
+            key = "qformer"
+        elif ".language_projection." in name:
+            key = "language_projection"
+        else:
+            key = "other"
+        counts[key] += param.numel()
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+__all__ = ["LaacLoraArguments", "apply_lora", "merge_lora", "lora_target_pattern", "count_trainable_parameters"]

@@ -1,0 +1,74 @@
+"""Tiny LAAC configs, tokenizers and inputs shared by the tests (transformers' ModelTester habit)."""
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from laac.configuration_laac import PROMPT_I, LaacConfig
+from laac.feature_extraction_laac import LaacFeatureExtractor
+from laac.modeling_laac import LaacForConditionalGeneration
+from laac.processing_laac import LaacProcessor
+from laac.tokenizer_utils import build_word_tokenizer
+
+CAPTIONS = [
+    "a dog barks while rain falls on a roof",
+    "a bell rings twice then a car passes by",
+    "birds chirp and wind blows through the trees",
+    "an engine hums as people talk in the background",
+]
+SAMPLING_RATE = 16000
+
+
+def tiny_tokenizer(audio_token: str = "<|audio|>"):
+    prompt_words = PROMPT_I.replace("<AcousticTokens>", " ").split()
+    return build_word_tokenizer(CAPTIONS, audio_token=audio_token, extra_words=prompt_words)
+
+
+def tiny_config(text: str = "llama", audio: str = "ced", vocab_size: int = 64, **kwargs: Any) -> LaacConfig:
+    audio_config = {"model_type": audio, "embed_dim": 32, "depth": 2, "num_heads": 2}
+    qformer_config = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    if text == "llama":
+        text_config = {
+            "model_type": "llama", "vocab_size": vocab_size, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+        }
+    elif text == "bart":
+        text_config = {
+            "model_type": "bart", "vocab_size": vocab_size, "d_model": 32, "encoder_layers": 2, "decoder_layers": 2,
+            "encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 64,
+            "decoder_ffn_dim": 64, "max_position_embeddings": 512,
+            "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "decoder_start_token_id": 2,
+            "forced_eos_token_id": None, "forced_bos_token_id": None,
+        }
+    else:
+        raise ValueError(text)
+    return LaacConfig(
+        audio_config=audio_config, qformer_config=qformer_config, text_config=text_config, audio_token_id=4, **kwargs
+    )
+
+
+def tiny_processor(config: LaacConfig) -> LaacProcessor:
+    tokenizer = tiny_tokenizer()
+    tokenizer.padding_side = "right" if config.is_encoder_decoder else "left"
+    return LaacProcessor(
+        LaacFeatureExtractor(),
+        tokenizer,
+        prompt_template=config.prompt_template,
+        audio_token_layout=config.audio_token_layout(),
+        is_encoder_decoder=config.is_encoder_decoder,
+    )
+
+
+def tiny_model(config: LaacConfig, seed: int = 0) -> LaacForConditionalGeneration:
+    torch.manual_seed(seed)
+    return LaacForConditionalGeneration(config).eval()
+
+
+def make_audio(seconds: float, seed: int = 0, rate: int = SAMPLING_RATE) -> np.ndarray:
+    """A deterministic chirp + noise clip."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.4 * np.sin(2 * np.pi * (300 + 200 * seed + 400 * t) * t)
+    return (tone + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)

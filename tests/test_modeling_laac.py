@@ -1,0 +1,187 @@
+"""Behaviour of the LAAC model on tiny random configs: shapes, loss, masks, generation, variants, errors."""
+
+import math
+
+import pytest
+import torch
+
+from laac.configuration_laac import LaacConfig, num_audio_tokens
+from laac.modeling_laac import LaacForConditionalGeneration, time_major_index
+from tests.laac_tester import CAPTIONS, make_audio, tiny_config, tiny_model, tiny_processor
+
+
+@pytest.fixture(scope="module")
+def llama_setup():
+    config = tiny_config("llama")
+    return config, tiny_model(config), tiny_processor(config)
+
+
+def _batch(processor, seconds=(1.0, 3.0, 12.0), captions=None):
+    clips = [make_audio(s, seed=i) for i, s in enumerate(seconds)]
+    return processor(clips, text=captions, sampling_rate=16000)
+
+
+def test_default_config_is_submission_4():
+    config = LaacConfig()
+    assert (config.audio_config.model_type, config.audio_config.embed_dim, config.audio_config.depth) == ("ced", 768, 12)
+    assert config.qformer_config.num_hidden_layers == 2 and config.qformer_config.cross_attention_frequency == 1
+    assert config.qformer_config.encoder_hidden_size == 768
+    assert config.text_config.model_type == "llama" and config.text_config.hidden_size == 4096
+    assert (config.window_size, config.queries_per_window, config.token_order, config.last_window) == (
+        17, 1, "frequency", "drop")
+    assert config.prompt_template == "Describe the detail of this audio:<AcousticTokens>\n---\nDetailed: "
+    assert config.corrector["threshold"] == 0.9
+    assert config.corrector["corrector_model"] == "meta-llama/Meta-Llama-3-8B-Instruct"
+    for forbidden in ("learning_rate", "output_dir", "device"):
+        assert forbidden not in config.to_dict()
+
+
+@pytest.mark.parametrize("seconds,tokens", [(10, 14), (30, 44), (1, 1), (20, 29)])
+def test_length_helper_matches_report(seconds, tokens):
+    frames = 1 + seconds * 16000 // 160
+    assert LaacConfig().num_audio_tokens(frames) == tokens
+
+
+def test_length_helper_pad_mode_and_queries():
+    config = LaacConfig()
+    # 10 s: 248 encoder tokens = 14 full windows + 10 tokens: padded -> 15 windows, 2 queries each -> 30
+    assert num_audio_tokens(1001, config.audio_config, 17, 2, "pad") == 30
+    assert num_audio_tokens(1001, config.audio_config, 17, 2, "drop") == 28
+
+
+def test_forward_shapes_and_caption_only_loss(llama_setup):
+    config, model, processor = llama_setup
+    batch = _batch(processor, captions=CAPTIONS[:3])
+    out = model(**batch)
+    assert out.logits.shape[:2] == batch["input_ids"].shape
+    assert out.logits.shape[-1] == config.text_config.vocab_size
+    assert torch.isfinite(out.loss)
+    # loss only where labels are set: caption tokens + EOS
+    labels = batch["labels"]
+    assert bool((labels[batch["input_ids"] == config.audio_token_id] == -100).all())
+    n_caption = [len(processor.tokenizer(c, add_special_tokens=False).input_ids) + 1 for c in CAPTIONS[:3]]
+    assert (labels != -100).sum(-1).tolist() == n_caption
+    # the same loss computed by hand from the logits
+    logits, target = out.logits[:, :-1], labels[:, 1:]
+    manual = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+    torch.testing.assert_close(out.loss, manual)
+
+
+def test_processor_and_model_agree_on_token_counts(llama_setup):
+    config, model, processor = llama_setup
+    for seconds in (0.01, 0.5, 1.0, 10.12, 10.121, 25.0):
+        batch = _batch(processor, seconds=(seconds,))
+        frames = int(batch["feature_attention_mask"].sum())
+        _, per_clip = model.get_audio_features(batch["input_features"], batch["feature_attention_mask"])
+        placeholders = int((batch["input_ids"] == config.audio_token_id).sum())
+        assert per_clip == [placeholders] == [config.num_audio_tokens(frames)] == [processor.num_audio_tokens(frames)]
+
+
+def test_batch_equals_alone(llama_setup):
+    config, model, processor = llama_setup
+    seconds = (1.0, 3.0, 12.0)
+    batch = _batch(processor, seconds=seconds, captions=CAPTIONS[:3])
+    with torch.no_grad():
+        batched = model(**batch).logits
+        generated = model.generate(**{k: v for k, v in batch.items() if k != "labels"})
+    for i, s in enumerate(seconds):
+        alone = processor([make_audio(s, seed=i)], text=[CAPTIONS[i]], sampling_rate=16000)
+        n = alone["input_ids"].shape[1]
+        with torch.no_grad():
+            logits = model(**alone).logits[0]
+            gen = model.generate(**{k: v for k, v in alone.items() if k != "labels"})
+        torch.testing.assert_close(batched[i, -n:], logits, atol=1e-4, rtol=1e-4)
+        width = batch["input_ids"].shape[1]
+        assert processor.decode_captions(generated[i : i + 1], batch["input_ids"]) == processor.decode_captions(
+            gen, alone["input_ids"]
+        )
+
+
+def test_generate_lengths_and_clean_captions(llama_setup):
+    config, model, processor = llama_setup
+    batch = _batch(processor, seconds=(2.0, 4.0))
+    batch.pop("labels", None)
+    assert model.generation_config.num_beams == 3
+    assert (model.generation_config.max_new_tokens, model.generation_config.min_new_tokens) == (30, 2)
+    out = model.generate(**batch)
+    new = out[:, batch["input_ids"].shape[1] :]
+    assert 2 <= new.shape[1] <= 30
+    assert not bool((new == config.audio_token_id).any()), "the placeholder must never be generated"
+    captions = processor.decode_captions(out, batch["input_ids"])
+    special = set(processor.tokenizer.all_special_tokens)
+    for caption in captions:
+        assert not any(token in caption for token in special)
+    short = model.generate(**batch, max_new_tokens=3, min_new_tokens=3, num_beams=1)
+    assert short.shape[1] == batch["input_ids"].shape[1] + 3
+
+
+def test_placeholder_mismatch_raises(llama_setup):
+    config, model, processor = llama_setup
+    batch = _batch(processor, seconds=(3.0,))
+    ids = batch["input_ids"].clone()
+    ids[0, (ids[0] == config.audio_token_id).nonzero()[0]] = 5  # one placeholder fewer
+    with pytest.raises(ValueError, match=r"placeholder tokens per clip \[\d+\] do not match the audio tokens per clip"):
+        model(input_ids=ids, attention_mask=batch["attention_mask"], input_features=batch["input_features"],
+              feature_attention_mask=batch["feature_attention_mask"])
+    with pytest.raises(ValueError, match="no input_features"):
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+
+def test_too_short_for_one_window_raises(llama_setup):
+    config, model, processor = llama_setup
+    mel = torch.randn(1, 64, 20)  # 1 time patch = 4 tokens < 17
+    with pytest.raises(ValueError, match="no audio tokens"):
+        model.get_audio_features(mel)
+    with pytest.raises(ValueError, match=r"expected input_features of shape \(batch, 64, frames\)"):
+        model.get_audio_features(torch.randn(1, 40, 200))
+
+
+def test_bart_variant_trains_and_generates():
+    config = tiny_config("bart")
+    assert config.is_encoder_decoder
+    model, processor = tiny_model(config), tiny_processor(config)
+    batch = _batch(processor, seconds=(1.0, 5.0), captions=CAPTIONS[:2])
+    out = model(**batch)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.qformer.query_tokens.grad is not None and model.audio_tower.blocks[0].attn.qkv.weight.grad is not None
+    batch.pop("labels")
+    generated = model.generate(**batch, max_new_tokens=5)
+    assert generated.shape[0] == 2 and 2 <= generated.shape[1] <= 6
+    alone = processor([make_audio(1.0, seed=0)], sampling_rate=16000)
+    assert processor.decode_captions(model.generate(**alone, max_new_tokens=5)) == processor.decode_captions(
+        generated[:1]
+    )
+
+
+def test_dasheng_variant():
+    config = tiny_config("llama", audio="dasheng")
+    model, processor = tiny_model(config), tiny_processor(config)
+    batch = _batch(processor, seconds=(2.0, 10.0), captions=CAPTIONS[:2])
+    assert config.num_audio_tokens(1001) == 250 // 17  # 25 tokens/s
+    assert torch.isfinite(model(**batch).loss)
+
+
+def test_time_major_order_and_padded_last_window():
+    config = tiny_config("llama", token_order="time", last_window="pad")
+    model, processor = tiny_model(config), tiny_processor(config)
+    batch = _batch(processor, seconds=(1.0, 12.0), captions=CAPTIONS[:2])
+    assert torch.isfinite(model(**batch).loss)
+    frames = 1 + 12 * 16000 // 160
+    assert config.num_audio_tokens(frames) == math.ceil(2 * 252 / 17)
+    # the permutation: frequency-major f * n_t + t -> time-major t * n_f + f, chunk by chunk
+    index = time_major_index(101, config.audio_config)  # 6 time patches x 4 frequency patches
+    assert index[:5] == [0, 6, 12, 18, 1] and sorted(index) == list(range(24))
+
+
+def test_sdpa_masks_padding_in_qformer_pad_mode():
+    """A zero-padded last window is masked: its output does not depend on the padding's values."""
+    config = tiny_config("llama", last_window="pad")
+    model = tiny_model(config)
+    tokens = torch.randn(1, 20, 32)
+    mask = torch.ones(1, 20, dtype=torch.long)
+    out1, counts = model.qformer(tokens, mask)
+    padded = torch.cat([tokens, torch.randn(1, 7, 32)], 1)
+    out2, _ = model.qformer(padded, torch.cat([mask, torch.zeros(1, 7, dtype=torch.long)], 1))
+    assert counts == [2]
+    torch.testing.assert_close(out1, out2)
