@@ -1,0 +1,76 @@
+"""LaacProcessor: prompt expansion, labels, caption normalisation and the bad-input errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from laac.processing_laac import normalize_caption
+from tests.laac_tester import make_audio, tiny_config, tiny_processor
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return tiny_processor(tiny_config())
+
+
+def test_prompt_i_expanded_with_counted_audio_tokens(processor):
+    batch = processor([make_audio(10.0)], sampling_rate=16000)
+    ids = batch["input_ids"][0].tolist()
+    assert ids.count(processor.audio_token_id) == 14  # 10 s -> 248 CED tokens -> 14 windows
+    text = processor.tokenizer.decode(ids)
+    assert text.startswith("<s> describe the detail of this audio :") and text.rstrip().endswith("detailed :")
+
+
+def test_labels_cover_caption_and_eos_only(processor):
+    batch = processor([make_audio(2.0)], text=["A Dog, barks!"], sampling_rate=16000)
+    labels = batch["labels"][0]
+    caption_ids = labels[labels != -100].tolist()
+    assert processor.tokenizer.decode(caption_ids[:-1]) == "a dog barks"
+    assert caption_ids[-1] == processor.tokenizer.eos_token_id
+    # the caption continues the prompt: input_ids end with the labelled tokens
+    assert batch["input_ids"][0, -len(caption_ids):].tolist() == caption_ids
+
+
+def test_normalize_caption():
+    assert normalize_caption("  A Dog barks; then, a CAR passes-by.  ") == "a dog barks then a car passes by"
+    assert normalize_caption("someone's footsteps") == "someone's footsteps"
+
+
+def test_short_and_long_clips(processor):
+    batch = processor([make_audio(0.01), make_audio(31.0, 1)], sampling_rate=16000)
+    counts = (batch["input_ids"] == processor.audio_token_id).sum(-1).tolist()
+    assert counts[0] >= 1  # a 10-ms clip is padded with silence to one window
+    assert counts[1] == processor.num_audio_tokens(1 + 31 * 16000 // 160)
+
+
+def test_other_rates_and_channels(processor):
+    clip = make_audio(2.0, rate=44100)
+    stereo = np.stack([clip, clip])
+    a = processor([clip], sampling_rate=44100)["input_features"]
+    b = processor([stereo], sampling_rate=44100)["input_features"]
+    torch.testing.assert_close(a, b)
+    pcm16 = (clip * 32767).astype(np.int16)
+    c = processor([pcm16], sampling_rate=44100)["input_features"]
+    torch.testing.assert_close(a, c, atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "audio,kwargs,message",
+    [
+        (np.zeros(0, dtype=np.float32), {}, "empty"),
+        (np.full(16000, np.nan, dtype=np.float32), {}, "NaN"),
+        (np.full(16000, np.inf, dtype=np.float32), {}, "Inf"),
+        (make_audio(1.0, rate=44100), {"sampling_rate": 44100, "resample": False}, "expected 16000 Hz audio, got 44100"),
+    ],
+)
+def test_bad_audio_raises_value_error_naming_it(processor, audio, kwargs, message):
+    kwargs.setdefault("sampling_rate", 16000)
+    with pytest.raises(ValueError, match=message):
+        processor([audio], **kwargs)
+
+
+def test_bad_prompt_and_caption_count(processor):
+    with pytest.raises(ValueError, match="<AcousticTokens>"):
+        processor([make_audio(1.0)], sampling_rate=16000, prompt="Describe this audio:")
+    with pytest.raises(ValueError, match="got 2 audio clips but 1 captions"):
+        processor([make_audio(1.0), make_audio(2.0)], text=["one caption"], sampling_rate=16000)
