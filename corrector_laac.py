@@ -62,6 +62,15 @@ MAX_CAPTION_WORDS = 60
 MAX_CAPTION_CHARS = 500
 # An answer with more than this many times the input's words is chatter, not a revision.
 MAX_ANSWER_WORD_RATIO = 3.0
+# A revision keeps what the caption is about: at least this share of its content words must survive.
+MIN_CONTENT_OVERLAP = 0.5
+# Nor may it bring in new content (small LLMs copy "tin roof" from the prompt's example or invent a tail).
+MAX_NEW_CONTENT_WORDS = 1
+# Function words do not count as overlap ("the sentence is correct" shares "is" with most captions).
+FUNCTION_WORDS = frozenset(
+    "a an the is are was were be been being and or but of in on at to by with from as while then than that this "
+    "it its there their they he she his her someone something some into onto over under up down".split()
+)
 
 DEFAULT_POST_CORRECTOR_SETTINGS: dict[str, Any] = {
     "mode": "auto",
@@ -124,16 +133,31 @@ def parse_corrected_caption(answer: str) -> str:
 
 
 def correction_problem(source: str, corrected: str) -> str | None:
-    """Why a parsed answer must not replace `source` (None when it is an acceptable rewrite)."""
+    """Why a parsed answer must not replace `source` (None when it is an acceptable rewrite).
+
+    Rejected: an empty answer, one over `MAX_ANSWER_WORD_RATIO` times the caption's length, and one that keeps
+    under `MIN_CONTENT_OVERLAP` of the caption's content words (meta talk such as "the sentence is correct"), and
+    one adding more than `MAX_NEW_CONTENT_WORDS` content words (hallucinated tails, the prompt's "tin roof").
+    """
     if not corrected:
         return "empty_answer"
     source_words = normalize_caption(source).split()
     corrected_words = corrected.split()
     if len(corrected_words) > MAX_ANSWER_WORD_RATIO * max(len(source_words), 1):
         return "answer_too_long"
-    if not set(source_words) & set(corrected_words):
+    # Words are compared by 3-letter stem so that inflection ("hums" -> "humming") is neither lost nor new content.
+    source_stems = _content_stems(source_words)
+    corrected_stems = _content_stems(corrected_words)
+    if len(source_stems & corrected_stems) < MIN_CONTENT_OVERLAP * len(source_stems):
         return "answer_no_overlap"
+    if len(corrected_stems - _content_stems(source_words, keep_function_words=True)) > MAX_NEW_CONTENT_WORDS:
+        return "answer_adds_content"
     return None
+
+
+def _content_stems(words: list[str], keep_function_words: bool = False) -> set[str]:
+    content = [word for word in words if keep_function_words or word not in FUNCTION_WORDS]
+    return {word[:3] for word in (content or words)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -539,6 +563,8 @@ class PostCorrector:
             return records
         valid = [index for index, record in enumerate(records) if record["reason"] is None]
         to_rewrite = self._gate(captions, valid, records)
+        if not to_rewrite:  # nothing flagged: the LLM is not even loaded
+            return records
         corrections = self.corrector([captions[index] for index in to_rewrite], batch_size=self.batch_size)
         for index, correction in zip(to_rewrite, corrections):
             records[index].update(caption=correction.caption, corrected=correction.changed, reason=correction.reason)

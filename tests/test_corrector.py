@@ -176,6 +176,12 @@ def test_correction_problem():
     assert correction_problem("a dog barks", " ".join(["a dog barks"] * 4)) == "answer_too_long"
     assert correction_problem("a dog barks", "i cannot help with that") == "answer_no_overlap"
     assert correction_problem("a dog barks and", "a dog barks") is None
+    assert correction_problem("a man is speaking and then", "the sentence is correct as it is") == "answer_no_overlap"
+    assert correction_problem("a man is speaking loudly", "a man speaks loudly") is None  # 2 of 3 content words
+    assert correction_problem("the and a", "a the") is None  # all function words: plain overlap counts
+    assert correction_problem("a person walking on gravel and then a",
+                              "a person walking on gravel and then a glass of water") == "answer_adds_content"
+    assert correction_problem("the machine hums and spins", "the machine is humming and spinning") is None
     assert normalize_caption("  A Dog's   BARK, loud! ") == "a dogs bark loud"
 
 
@@ -235,7 +241,8 @@ def test_smollm2_corrector_prompt_and_batching(smollm2_corrector: CaptionCorrect
     assert batched == single
     results = smollm2_corrector(captions)
     assert all(isinstance(r.caption, str) and r.caption for r in results)
-    assert all(r.reason in {"corrected", "unchanged", "answer_no_overlap", "answer_too_long", "empty_answer"}
+    assert all(r.reason in {"corrected", "unchanged", "answer_no_overlap", "answer_too_long", "empty_answer",
+                            "answer_adds_content"}
                for r in results)
 
 
@@ -267,6 +274,16 @@ def test_gate_auto_rewrites_only_above_threshold():
     assert [r["error_prob"] for r in records] == [0.95, 0.2, 0.9, None]  # 0.9 is not > 0.9
     assert records[0]["raw_caption"] == "a dog barks and"
     assert corrector.calls == [["a dog barks and"]]
+
+
+def test_gate_auto_loads_no_llm_when_nothing_is_flagged():
+    post = PostCorrector(detector=FixedDetector({"rain falls": 0.1}), corrector="/nonexistent/llm")
+    records = post(["rain falls", ""])
+    assert [r["reason"] for r in records] == ["below_threshold", "empty_input"]
+    assert post.is_loaded["corrector"] is False
+    post_invalid_only = PostCorrector(detector="/nonexistent/detector", corrector="/nonexistent/llm")
+    assert post_invalid_only([None, " "])[1]["reason"] == "empty_input"
+    assert post_invalid_only.is_loaded == {"detector": False, "corrector": False}
 
 
 def test_gate_always_skips_detector():
