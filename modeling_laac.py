@@ -314,6 +314,31 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
             **kwargs,
         )
 
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        input_features: Optional[torch.Tensor] = None,
+        feature_attention_mask: Optional[torch.Tensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        **kwargs: Any,
+    ) -> Any:
+        """
+        `GenerationMixin.generate` (beam 3, 2..30 new tokens by default). For a decoder-only text model the audio is
+        encoded and spliced once, before beam search copies the prompt `num_beams` times, through the same
+        `embed_inputs` that training uses; the returned sequences still start with `input_ids`.
+        """
+        if input_features is not None and not self.config.is_encoder_decoder:
+            inputs_embeds = self.embed_inputs(input_ids, inputs_embeds, input_features, feature_attention_mask)
+            return super().generate(input_ids=input_ids, inputs_embeds=inputs_embeds, **kwargs)
+        return super().generate(
+            input_ids=input_ids,
+            input_features=input_features,
+            feature_attention_mask=feature_attention_mask,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+
     # -- assembly from released parts ------------------------------------------------------------------------------
 
     @classmethod

@@ -185,3 +185,20 @@ def test_sdpa_masks_padding_in_qformer_pad_mode():
     out2, _ = model.qformer(padded, torch.cat([mask, torch.zeros(1, 7, dtype=torch.long)], 1))
     assert counts == [2]
     torch.testing.assert_close(out1, out2)
+
+
+def test_generate_encodes_audio_once_and_matches_per_step_path(llama_setup):
+    """generate() splices the audio before beam expansion; the result equals splicing inside forward's prefill."""
+    config, model, processor = llama_setup
+    batch = _batch(processor, seconds=(2.0, 6.0))
+    calls = []
+    hook = model.audio_tower.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    try:
+        fast = model.generate(**batch)
+    finally:
+        hook.remove()
+    assert calls == [2], calls  # once, on the 2 clips, not on 2 x num_beams
+    from transformers import GenerationMixin
+
+    reference = GenerationMixin.generate(model, **batch)
+    assert fast.tolist() == reference.tolist()
