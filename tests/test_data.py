@@ -1,0 +1,215 @@
+"""Data loaders and the collator: real Clotho rows, AudioCaps/WavCaps/manifest/datasets formats, crops, errors."""
+
+import csv
+import json
+import os
+
+import datasets
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from laac.data_laac import (
+    AudioReadError,
+    CaptionExamples,
+    LaacDataCollator,
+    audiocaps_file_stems,
+    load_audiocaps,
+    load_clotho,
+    load_hf_dataset,
+    load_manifest,
+    load_sources,
+    load_wavcaps,
+    parse_source_spec,
+    read_audio,
+)
+
+from tests.laac_tester import make_audio, tiny_config, tiny_processor
+
+CLOTHO_DIR = "/work/shared/data/clotho"
+CLOTHO_CSV = os.path.join(CLOTHO_DIR, "clotho_evaluation_captions.csv")
+CLOTHO_AUDIO = os.path.join(CLOTHO_DIR, "audio")
+REAL_FILES = sorted(os.listdir(CLOTHO_AUDIO))
+
+
+@pytest.fixture(scope="module")
+def clotho():
+    return load_clotho(CLOTHO_CSV, CLOTHO_AUDIO, missing_audio="skip")
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return tiny_processor(tiny_config())
+
+
+def _write_wav(path, seconds, rate=16000, seed=0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sf.write(path, make_audio(seconds, seed, rate), rate, subtype="PCM_16")
+    return str(path)
+
+
+def test_clotho_real_rows(clotho):
+    assert sorted(clotho["id"]) == REAL_FILES
+    with open(CLOTHO_CSV, encoding="utf-8", newline="") as f:
+        rows = {row["file_name"]: row for row in csv.DictReader(f)}
+    for clip in clotho:
+        assert clip["captions"] == [rows[clip["id"]][f"caption_{i}"] for i in range(1, 6)]
+        assert clip["audio"]["path"] == os.path.join(CLOTHO_AUDIO, clip["id"]) and clip["source"] == "clotho"
+    # training: one example per caption; generation: one per clip with all five as references
+    train, evaluation = CaptionExamples(clotho, per_caption=True), CaptionExamples(clotho, per_caption=False)
+    assert len(train) == 25 and len(evaluation) == 5
+    assert [train[i]["caption"] for i in range(5)] == clotho[0]["captions"]
+    assert evaluation[3]["references"] == clotho[3]["captions"]
+
+
+def test_clotho_missing_audio_names_row_and_path():
+    with pytest.raises(AudioReadError, match=r"row 0 \(id 'Santa Motor.wav'\).*nowhere/Santa Motor.wav.*1045 rows"):
+        load_clotho(CLOTHO_CSV, "/nowhere")
+    with pytest.raises(ValueError, match="missing_audio"):
+        load_clotho(CLOTHO_CSV, CLOTHO_AUDIO, missing_audio="ignore")
+
+
+def test_eval_collation_is_the_first_seconds_and_deterministic(clotho, processor):
+    examples = list(CaptionExamples(clotho, per_caption=False))[:2]
+    collator = LaacDataCollator(processor, max_seconds=4.0, train=False)
+    first, second = collator(examples), collator(examples)
+    torch.testing.assert_close(first["input_features"], second["input_features"], rtol=0, atol=0)
+    full, rate = sf.read(examples[0]["audio"]["path"], dtype="float32")
+    assert rate == 44100
+    expected = processor([full[: 4 * rate]], text=[examples[0]["caption"]], sampling_rate=rate)
+    torch.testing.assert_close(first["input_features"][:1], expected["input_features"], rtol=0, atol=0)
+    assert first["feature_attention_mask"].sum(-1).tolist() == [401, 401]  # 4 s at 16 kHz: 1 + 64000 // 160
+    # whole clips when max_seconds is None: a 20.6-s clip keeps all of it
+    whole = LaacDataCollator(processor, max_seconds=None, train=False, with_labels=False)(examples[:1])
+    assert whole["feature_attention_mask"].sum().item() == 1 + round(len(full) * 16000 / 44100) // 160
+    assert "labels" not in whole
+
+
+def test_train_crops_are_random_windows_of_the_clip(clotho):
+    example = CaptionExamples(clotho)[0]
+    full, rate = sf.read(example["audio"]["path"], dtype="float32")
+    torch.manual_seed(0)
+    crops = [read_audio(example, 3.0, random_crop=True)[0] for _ in range(4)]
+    starts = set()
+    for crop in crops:
+        assert crop.shape == (3 * rate,)
+        candidates = np.flatnonzero(full[: len(full) - len(crop) + 1] == crop[0])
+        matches = [s for s in candidates if np.array_equal(full[s : s + 64], crop[:64])]
+        assert matches and np.array_equal(full[matches[0] : matches[0] + len(crop)], crop)
+        starts.add(matches[0])
+    assert len(starts) > 1, "random crops never moved"
+    short = read_audio(example, 60.0, random_crop=True)[0]  # longer than the clip: the whole clip, uncropped
+    assert np.array_equal(short, full)
+
+
+def test_unreadable_file_names_row_and_path(tmp_path, processor):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF not really a wave file")
+    example = {"row": 7, "id": "broken", "audio": {"path": str(bad), "bytes": None}, "caption": "a dog barks"}
+    with pytest.raises(AudioReadError, match=rf"row 7 \(id 'broken'\) at {bad}"):
+        LaacDataCollator(processor, train=True)([example])
+
+
+def test_audiocaps_groups_rows_and_finds_file_names(tmp_path):
+    audio_dir = tmp_path / "audiocaps"
+    _write_wav(audio_dir / "Yabc_30.flac", 1.0)  # AudioSet-style prefix
+    _write_wav(audio_dir / "sub" / "xyz_0.000_10.000.wav", 1.0, seed=1)  # ytid_start_end, in a subfolder
+    rows = [
+        {"audiocap_id": "1", "youtube_id": "abc", "start_time": "30", "caption": "A dog barks."},
+        {"audiocap_id": "2", "youtube_id": "abc", "start_time": "30", "caption": "A dog is barking"},
+        {"audiocap_id": "3", "youtube_id": "xyz", "start_time": "0", "caption": "Wind blows"},
+        {"audiocap_id": "4", "youtube_id": "gone", "start_time": "5", "caption": "Rain"},
+    ]
+    csv_path = tmp_path / "train.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(AudioReadError, match=r"row 2 \(id 'gone_5'\)"):
+        load_audiocaps(str(csv_path), str(audio_dir))
+    clips = load_audiocaps(str(csv_path), str(audio_dir), missing_audio="skip")
+    assert clips["id"] == ["abc_30", "xyz_0"]
+    assert clips["captions"] == [["A dog barks.", "A dog is barking"], ["Wind blows"]]
+    assert [os.path.basename(a["path"]) for a in clips["audio"]] == ["Yabc_30.flac", "xyz_0.000_10.000.wav"]
+    assert audiocaps_file_stems("abc", "30", "1")[:2] == ["abc_30", "Yabc_30"]
+
+
+def test_wavcaps_with_exclusion_list(tmp_path):
+    audio_dir = tmp_path / "fsd"
+    for name in ("101.flac", "102.flac", "103.flac"):
+        _write_wav(audio_dir / name, 0.5)
+    entries = [
+        {"id": "101", "file_name": "UK Mello.wav", "caption": "Music plays.", "audio": "wav_path"},
+        {"id": "102", "file_name": "x.wav", "caption": "A door creaks.", "audio": "wav_path"},
+        {"id": "103", "file_name": "y.wav", "caption": "Birds sing.", "audio": "wav_path"},
+    ]
+    json_path = tmp_path / "fsd_final.json"
+    json_path.write_text(json.dumps({"num_captions_per_audio": 1, "data": entries}))
+    blacklist = tmp_path / "blacklist.json"
+    blacklist.write_text(json.dumps({"FreeSound": ["102"], "SoundBible": ["101"]}))
+    clips = load_wavcaps(str(json_path), str(audio_dir), source="FreeSound", exclude=str(blacklist))
+    assert clips["id"] == ["101", "103"] and clips["captions"] == [["Music plays."], ["Birds sing."]]
+    assert set(clips["source"]) == {"wavcaps/FreeSound"}
+    text_list = tmp_path / "exclude.txt"
+    text_list.write_text("101\n103\n")
+    assert load_wavcaps(str(json_path), str(audio_dir), exclude=str(text_list))["id"] == ["102"]
+
+
+def test_manifest_jsonl_and_csv(tmp_path):
+    _write_wav(tmp_path / "a.wav", 0.5)
+    _write_wav(tmp_path / "b.wav", 0.5, seed=1)
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"audio": "a.wav", "caption": "one"},
+                {"audio": "b.wav", "caption": ["two", "three"]},
+                {"audio": "a.wav", "caption": "four"},
+            ]
+        )
+    )
+    clips = load_manifest(str(jsonl))
+    assert clips["id"] == ["a.wav", "b.wav"] and clips["captions"] == [["one", "four"], ["two", "three"]]
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text("path,text\na.wav,hello\nmissing.wav,bye\n")
+    with pytest.raises(AudioReadError, match="row 1.*missing.wav"):
+        load_manifest(str(csv_path), audio_column="path", caption_column="text")
+
+
+def test_hf_datasets_and_mixing(tmp_path, clotho, processor):
+    # decoded arrays (as synthetic_corpus.as_datasets makes) and an Audio column over files; no torchcodec needed
+    arrays = datasets.Dataset.from_dict(
+        {
+            "audio": [{"array": make_audio(1.0, 0).tolist(), "sampling_rate": 16000}],
+            "caption_1": ["a bell rings"],
+            "caption_2": ["a bell is ringing"],
+            "key": ["clip-0"],
+        }
+    )
+    from_arrays = load_hf_dataset(arrays, caption_column=["caption_1", "caption_2"], id_column="key", source="arrays")
+    assert from_arrays[0]["captions"] == ["a bell rings", "a bell is ringing"] and from_arrays[0]["id"] == "clip-0"
+    samples, rate = read_audio({"audio": from_arrays[0]["audio"]}, None, random_crop=False)
+    assert rate == 16000
+    np.testing.assert_allclose(samples, make_audio(1.0, 0), atol=2e-6)  # 24-bit FLAC round trip
+    folder = tmp_path / "ds"
+    files = datasets.Dataset.from_dict({"sound": [_write_wav(tmp_path / "c.wav", 1.0)], "text": ["rain falls"]})
+    files.cast_column("sound", datasets.Audio()).save_to_disk(str(folder))
+    from_disk = load_hf_dataset(str(folder), audio_column="sound", caption_column="text")
+    assert from_disk[0]["audio"]["path"].endswith("c.wav") and from_disk[0]["captions"] == ["rain falls"]
+
+    spec = {"kind": "clotho", "csv": CLOTHO_CSV, "audio_dir": CLOTHO_AUDIO, "missing_audio": "skip", "limit": 2}
+    mixed = datasets.concatenate_datasets([load_sources([spec]), from_arrays])
+    assert mixed["source"] == ["clotho", "clotho", "arrays"]
+    # one batch with 44.1 kHz files and 16 kHz FLAC bytes
+    examples = [CaptionExamples(mixed)[i] for i in (0, 10)]
+    batch = LaacDataCollator(processor, max_seconds=2.0, train=False)(examples)
+    assert batch["feature_attention_mask"].sum(-1).tolist() == [201, 101]
+    assert set(batch) == {"input_features", "feature_attention_mask", "input_ids", "attention_mask", "labels"}
+
+
+def test_source_specs():
+    assert parse_source_spec("clotho:csv=a.csv,audio_dir=d") == {"kind": "clotho", "csv": "a.csv", "audio_dir": "d"}
+    assert parse_source_spec('{"kind": "hf", "path": "x"}') == {"kind": "hf", "path": "x"}
+    with pytest.raises(ValueError, match="kind 'nope'"):
+        parse_source_spec("nope:x=1")
