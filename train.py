@@ -1,0 +1,555 @@
+# Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
+"""
+Train, evaluate and export LAAC with the stock `transformers.Trainer` (the report's two-stage recipe).
+
+    python train.py presets/pretrain.yaml                      # Clotho + AudioCaps + WavCaps, 10 epochs
+    python train.py presets/finetune.yaml --output_dir out/ft  # a YAML/JSON file, then flags that override it
+    torchrun --nproc_per_node 8 train.py presets/pretrain.yaml # DDP (see docs/distributed.md)
+    python train.py presets/finetune.yaml --do_train false --do_eval --model_name_or_path out/ft/export
+
+The model starts from a LAAC folder (`model_name_or_path`), from released parts (`audio_encoder` + `text_model`)
+or from a `LaacConfig` JSON with random weights (`config_name`; tests and benchmarks). LoRA goes on both sides
+(`lora.apply_lora`); checkpoints hold only what trains (LoRA, Q-Former, projection) as `adapter_model.safetensors`.
+The only Trainer subclass hook is evaluation: next to the loss it generates captions (beam 3) and scores them
+with the DCASE metrics, writing `eval_metrics_step_N.json` per evaluation. `--export_dir` merges LoRA into a
+self-contained folder (model, processor, code, model card) that loads with AutoModel and no peft.
+"""
+
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import torch
+import yaml
+from laac.configuration_laac import AUDIO_PLACEHOLDER, LaacConfig
+from laac.data_laac import CaptionExamples, LaacDataCollator, load_sources
+from laac.feature_extraction_laac import LaacFeatureExtractor
+from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, merge_lora
+from laac.metrics_laac import compute_dcase_metrics
+from laac.modeling_laac import LaacForConditionalGeneration
+from laac.processing_laac import DEFAULT_AUDIO_TOKEN, LaacProcessor
+from laac.tokenizer_utils import build_word_tokenizer
+from peft import PeftModel
+from transformers import (
+    AutoProcessor,
+    AutoTokenizer,
+    HfArgumentParser,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+TRAINER_STATE_NAME = "trainer_state.json"  # written last in a checkpoint: its presence marks a complete one
+CARD_SKIPPED_METRICS = ("runtime", "per_second", "epoch")  # Trainer bookkeeping, not model quality
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Arguments
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelArguments:
+    """Where the model comes from: a LAAC folder, released parts, or a config with random weights."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "A LAAC folder (e.g. a previous export)."})
+    audio_encoder: str | None = field(default=None, metadata={"help": "CED/Dasheng id or folder (with text_model)."})
+    text_model: str | None = field(default=None, metadata={"help": "Causal LM or BART id or folder."})
+    config_name: str | None = field(
+        default=None, metadata={"help": "LaacConfig JSON: random init (tests/benchmarks)."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": 'JSON merged into the config, e.g. \'{"text_config": {"num_hidden_layers": 2}}\''},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "With config_name: a tokenizer; default: a word tokenizer of the captions."}
+    )
+    dtype: str | None = field(default=None, metadata={"help": "Weights dtype of the frozen parts: float32, bfloat16."})
+
+
+@dataclass
+class DataArguments:
+    """Data sources (see `data_laac.parse_source_spec`) and the audio crop lengths."""
+
+    train_sources: list[str] = field(
+        default_factory=list, metadata={"help": "e.g. clotho:csv=dev.csv,audio_dir=development (several mix)."}
+    )
+    eval_sources: list[str] = field(default_factory=list, metadata={"help": "Evaluation clips (all captions)."})
+    max_train_seconds: float | None = field(default=10.0, metadata={"help": "Random crop length in training."})
+    max_eval_seconds: float | None = field(
+        default=None, metadata={"help": "Evaluation reads the first N seconds; default: the whole clip."}
+    )
+    max_eval_clips: int | None = field(default=None, metadata={"help": "Evaluate on the first N clips only."})
+
+
+@dataclass
+class LaacTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the recipe's warm-up in epochs, generation-based evaluation and the export."""
+
+    warmup_epochs: float | None = field(
+        default=None, metadata={"help": "Warm-up length in epochs (the report: 0.3); overrides warmup_steps."}
+    )
+    predict_with_generate: bool = field(default=True, metadata={"help": "Generate and score captions at evaluation."})
+    generation_num_beams: int = field(default=3, metadata={"help": "Beam size at evaluation (the report: 3)."})
+    generation_max_new_tokens: int = field(default=30, metadata={"help": "Longest caption at evaluation."})
+    eval_metrics: str = field(
+        default="dcase2024", metadata={"help": "'dcase2024', or comma-separated aac-metrics names (e.g. cider_d)."}
+    )
+    export_dir: str | None = field(default=None, metadata={"help": "Merge LoRA and save a self-contained folder."})
+    bf16_if_available: bool = field(default=True, metadata={"help": "Turn on bf16 on GPUs that support it."})
+    # Trainer defaults that do not fit LAAC: the collator needs the raw columns, the loss comes from `labels`,
+    # and evaluation logits (batch x length x vocab) are never needed, the captions are generated instead.
+    remove_unused_columns: bool = False
+    label_names: list[str] | None = field(default_factory=lambda: ["labels"])
+    prediction_loss_only: bool = True
+
+    def __post_init__(self) -> None:
+        if self.bf16_if_available and not (self.bf16 or self.fp16) and not self.use_cpu:
+            self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        checkpointing = self.activation_checkpointing or self.gradient_checkpointing
+        if checkpointing and self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
+            # the frozen embeddings give the reentrant variant inputs without grad: LoRA would get none
+            self.activation_checkpointing_kwargs = {"use_reentrant": False}
+        super().__post_init__()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Any, ...]:
+    """
+    `[CONFIG.yaml|json] [--flag value ...]`: the file's values become defaults that flags override. The file may
+    hold data sources as mappings (YAML) instead of strings.
+    """
+    parser = HfArgumentParser((ModelArguments, DataArguments, LaacLoraArguments, LaacTrainingArguments))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        with open(argv.pop(0), encoding="utf-8") as f:
+            defaults = yaml.safe_load(f) or {}  # JSON is YAML
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(defaults) - known)
+        if unknown:
+            raise ValueError(f"unknown keys {unknown} in the config file; see `python train.py --help`")
+        parser.set_defaults(**defaults)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model and processor
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _deep_update(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    for key, value in updates.items():
+        base[key] = _deep_update(dict(base.get(key) or {}), value) if isinstance(value, dict) else value
+    return base
+
+
+def _random_init(model_args: ModelArguments, captions: list[str]) -> tuple[LaacForConditionalGeneration, Any]:
+    """A model with random weights from a LaacConfig JSON; the text vocabulary is the tokenizer's."""
+    config_dict = LaacConfig.from_json_file(model_args.config_name).to_dict()
+    config_dict = _deep_update(config_dict, json.loads(model_args.config_overrides or "{}"))
+    if model_args.tokenizer_name:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name)
+        tokenizer.add_special_tokens({"additional_special_tokens": [DEFAULT_AUDIO_TOKEN]})
+    else:
+        if not captions:
+            raise ValueError(
+                "config_name without tokenizer_name builds a word tokenizer from train_sources; pass some"
+            )
+        prompt = LaacConfig.from_dict(config_dict).prompt_template.replace(AUDIO_PLACEHOLDER, " ")
+        tokenizer = build_word_tokenizer(captions, extra_words=prompt.split())
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.unk_token or tokenizer.eos_token
+    text = config_dict["text_config"]
+    text.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    text.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config_dict["audio_token_id"] = tokenizer.convert_tokens_to_ids(DEFAULT_AUDIO_TOKEN)
+    config = LaacConfig.from_dict(config_dict)
+    tokenizer.padding_side = "right" if config.is_encoder_decoder else "left"
+    processor = LaacProcessor(
+        LaacFeatureExtractor(),
+        tokenizer,
+        prompt_template=config.prompt_template,
+        audio_token_layout=config.audio_token_layout(),
+        is_encoder_decoder=config.is_encoder_decoder,
+    )
+    return LaacForConditionalGeneration(config), processor
+
+
+def build_model_and_processor(
+    model_args: ModelArguments, captions: list[str]
+) -> tuple[LaacForConditionalGeneration, LaacProcessor]:
+    """
+    The model and its processor. Call after `set_seed`: whatever starts random (the Q-Former, or everything with
+    `config_name`) must come out identical when a run is resumed, since checkpoints hold only the trained parts.
+    """
+    dtype = getattr(torch, model_args.dtype) if model_args.dtype else None
+    if model_args.model_name_or_path:
+        path = model_args.model_name_or_path
+        model = LaacForConditionalGeneration.from_pretrained(path, dtype=dtype)
+        return model, AutoProcessor.from_pretrained(path)
+    if model_args.audio_encoder and model_args.text_model:
+        overrides = json.loads(model_args.config_overrides or "{}")
+        model = LaacForConditionalGeneration.from_components(
+            model_args.audio_encoder, model_args.text_model, dtype=dtype, **overrides
+        )
+        processor = LaacProcessor.from_components(model_args.audio_encoder, model_args.text_model, config=model.config)
+        return model, processor
+    if model_args.config_name:
+        model, processor = _random_init(model_args, captions)
+        return (model.to(dtype) if dtype else model), processor
+    raise ValueError(
+        "no model given: pass --model_name_or_path (a LAAC folder), --audio_encoder and --text_model, or "
+        "--config_name (a LaacConfig JSON, random weights)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Evaluation: generation + DCASE metrics
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationResult:
+    predictions: list[dict[str, Any]]  # {"id", "prediction", "references"} per clip
+    metrics: dict[str, Any]  # metric -> value, plus "unavailable": {metric: reason}
+
+
+def _metric_names(eval_metrics: str | Sequence[str] | None) -> str | list[str] | None:
+    if eval_metrics is None or not isinstance(eval_metrics, str) or eval_metrics == "dcase2024":
+        return eval_metrics
+    return [name.strip() for name in eval_metrics.split(",") if name.strip()]
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: torch.nn.Module,
+    processor: LaacProcessor,
+    clips: datasets.Dataset,
+    batch_size: int = 8,
+    max_seconds: float | None = None,
+    generation_kwargs: dict[str, Any] | None = None,
+    metrics: str | Sequence[str] | None = "dcase2024",
+    metric_kwargs: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """
+    Caption every clip of a clip table (`data_laac` loaders) with `model.generate` (its generation config: beam 3
+    by default; `generation_kwargs` override it) and score against all references with `compute_dcase_metrics`
+    (`metrics=None` skips scoring). Audio is read deterministically: the first `max_seconds`, or whole clips.
+    Works with a plain or a LoRA-wrapped (peft) model.
+    """
+    examples = CaptionExamples(clips, per_caption=False)
+    collator = LaacDataCollator(processor, max_seconds=max_seconds, train=False, with_labels=False)
+    loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, collate_fn=lambda batch: batch)
+    parameter = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    predictions = []
+    for batch in loader:
+        inputs = collator(batch).to(parameter.device)
+        inputs["input_features"] = inputs["input_features"].to(parameter.dtype)
+        sequences = model.generate(**inputs, **(generation_kwargs or {}))
+        captions = processor.decode_captions(sequences, inputs["input_ids"])
+        predictions += [
+            {"id": ex["id"], "prediction": caption, "references": ex["references"]}
+            for ex, caption in zip(batch, captions)
+        ]
+    model.train(was_training)
+    scores: dict[str, Any] = {}
+    if metrics:
+        scores = compute_dcase_metrics(
+            [p["prediction"] for p in predictions],
+            [p["references"] for p in predictions],
+            metrics=_metric_names(metrics),
+            **(metric_kwargs or {}),
+        )
+    return EvaluationResult(predictions, scores)
+
+
+def write_evaluation(output_dir: str, step: int, result: EvaluationResult, prefix: str = "eval") -> str:
+    """`{prefix}_metrics_step_{step}.json` and `{prefix}_predictions_step_{step}.json` in `output_dir`."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, f"{prefix}_metrics_step_{step}.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"step": step, "num_clips": len(result.predictions), "metrics": result.metrics}, f, indent=2)
+    with open(os.path.join(output_dir, f"{prefix}_predictions_step_{step}.json"), "w", encoding="utf-8") as f:
+        json.dump(result.predictions, f, indent=1, ensure_ascii=False)
+    return path
+
+
+class LaacTrainer(Trainer):
+    """
+    `Trainer` plus generation-based evaluation: `evaluate()` returns the caption loss (deterministic crops, every
+    reference caption one example) and, with `predict_with_generate`, the DCASE metrics of generated captions.
+    Generation runs on the main process (ranks wait for the broadcast metrics); with FSDP / ZeRO-3 turn
+    `predict_with_generate` off and evaluate the export instead.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        eval_data_collator: LaacDataCollator | None = None,
+        generation_clips: datasets.Dataset | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator
+        self.generation_clips = generation_clips
+
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> torch.utils.data.DataLoader:
+        # Trainer has one collator; evaluation must read audio without random crops
+        if self.eval_data_collator is None:
+            return super().get_eval_dataloader(eval_dataset)
+        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
+
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if eval_dataset is not None or self.eval_dataset is not None:
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.args.predict_with_generate and self.generation_clips is not None:
+            metrics.update(self._generate_and_score(metric_key_prefix))
+        return metrics
+
+    def _generate_and_score(self, prefix: str) -> dict[str, float]:
+        scores = None
+        if self.is_world_process_zero():
+            collator = self.eval_data_collator
+            with self.autocast_smart_context_manager():
+                result = evaluate_model(
+                    self.model,
+                    self.processing_class,
+                    self.generation_clips,
+                    batch_size=self.args.per_device_eval_batch_size,
+                    max_seconds=collator.max_seconds if collator is not None else None,
+                    generation_kwargs={
+                        "num_beams": self.args.generation_num_beams,
+                        "max_new_tokens": self.args.generation_max_new_tokens,
+                    },
+                    metrics=self.args.eval_metrics,
+                )
+            write_evaluation(self.args.output_dir, self.state.global_step, result, prefix)
+            scores = {f"{prefix}_{k}": v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+        if self.args.world_size > 1:
+            box = [scores]
+            torch.distributed.broadcast_object_list(box, src=0)
+            scores = box[0]
+        self.log(scores)
+        return scores
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resume, export, model card, upload
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` with its trainer state written: a run killed while saving leaves a partial one."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = [
+        int(match.group(1))
+        for name in os.listdir(output_dir)
+        if (match := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name))
+        and os.path.isfile(os.path.join(output_dir, name, TRAINER_STATE_NAME))
+    ]
+    return os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
+
+
+def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """A checkpoint path, or "last"/"true" for the newest complete checkpoint in `output_dir` (None if none)."""
+    if resume_from_checkpoint is None or resume_from_checkpoint.lower() in ("", "false", "none"):
+        return None
+    if resume_from_checkpoint.lower() in ("last", "true"):
+        checkpoint = last_complete_checkpoint(output_dir)
+        if checkpoint is None:
+            logger.warning(f"no complete checkpoint in {output_dir}; training from the start")
+        return checkpoint
+    return resume_from_checkpoint
+
+
+def model_card(
+    config: LaacConfig,
+    data_args: DataArguments,
+    training_args: LaacTrainingArguments,
+    metrics: dict[str, Any] | None,
+    num_train_examples: int | None,
+) -> str:
+    """README.md of an export: what the model is, what it was trained on and how, and how it scores."""
+    audio, text, qformer = config.audio_config, config.text_config, config.qformer_config
+    sources = [s if isinstance(s, str) else json.dumps(s, sort_keys=True) for s in data_args.train_sources]
+    rows = [
+        (name.removeprefix("eval_"), value)
+        for name, value in (metrics or {}).items()
+        if isinstance(value, (int, float)) and not name.endswith(CARD_SKIPPED_METRICS)
+    ]
+    table = "\n".join(f"| {name} | {value:.4f} |" for name, value in rows) or "| (not evaluated) | |"
+    batch = training_args.per_device_train_batch_size * training_args.world_size
+    batch *= training_args.gradient_accumulation_steps
+    if training_args.warmup_epochs is not None:
+        warmup = f"{training_args.warmup_epochs} epoch"
+    else:
+        warmup = f"{training_args.warmup_steps} steps"
+    length = (
+        f"{training_args.max_steps} steps"
+        if training_args.max_steps > 0
+        else f"{training_args.num_train_epochs} epochs"
+    )
+    scheduler = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+    return f"""---
+library_name: transformers
+pipeline_tag: audio-text-to-text
+license: apache-2.0
+tags: [audio-captioning, laac, dcase2024]
+---
+
+# LAAC audio captioner
+
+Automated audio captioning in the design of the Xiaomi DCASE 2024 Task 6 system: audio encoder -> windowed
+Q-Former -> LLM, LoRA merged into the weights. Load with `AutoModel.from_pretrained(path, trust_remote_code=True)`
+and `AutoProcessor.from_pretrained(path, trust_remote_code=True)`; `generate()` decodes as the report (beam 3,
+2-30 new tokens: generation_config.json).
+
+## Architecture
+- Audio encoder: {audio.model_type}, width {audio.embed_dim}, {audio.depth} layers, {audio.num_heads} heads
+- Q-Former: {qformer.num_hidden_layers} layers, width {qformer.hidden_size}; windows of {config.window_size} encoder \
+tokens, {config.queries_per_window} query each ({config.token_order}-major tokens, last window: {config.last_window})
+- Text decoder: {text.model_type}, width {text.hidden_size}, {text.num_hidden_layers} layers, vocabulary {text.vocab_size}
+- Prompt: `{config.prompt_template!r}`
+
+## Training data
+{chr(10).join(f"- {s}" for s in sources) or "- (not recorded)"}
+
+{num_train_examples if num_train_examples is not None else "?"} caption examples (each caption of a clip is one), \
+random {data_args.max_train_seconds}-s crops.
+
+## Recipe
+Caption cross-entropy; AdamW (weight decay {training_args.weight_decay}), learning rate \
+{training_args.learning_rate}, {scheduler} schedule with {warmup} warm-up, {length}, batch {batch}, gradient \
+clipping {training_args.max_grad_norm}, bf16 {training_args.bf16}, seed {training_args.seed}.
+
+## Evaluation
+| metric | value |
+|---|---|
+{table}
+"""
+
+
+def export_model(
+    model: torch.nn.Module, processor: LaacProcessor, export_dir: str, card: str | None = None
+) -> LaacForConditionalGeneration:
+    """Merge LoRA (if any) and save model + processor + code (+ README.md): loads with AutoModel, no peft."""
+    merged = merge_lora(model) if isinstance(model, PeftModel) else model
+    merged.save_pretrained(export_dir)
+    processor.save_pretrained(export_dir)
+    if card is not None:
+        with open(os.path.join(export_dir, "README.md"), "w", encoding="utf-8") as f:
+            f.write(card)
+    return merged
+
+
+def push_export(export_dir: str, repo_id: str, token: str | None = None, private: bool | None = None) -> Any:
+    """
+    Upload an export folder to the Hub repo the Trainer pushed checkpoints to, replacing the adapter files at
+    its root (a root adapter_config.json would make transformers load the repo as a peft adapter).
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=export_dir,
+        commit_message="LAAC export (LoRA merged)",
+        delete_patterns=["adapter_config.json", "adapter_model.safetensors"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def warmup_steps_for(training_args: LaacTrainingArguments, num_examples: int) -> int:
+    """Optimizer steps in `warmup_epochs` epochs, counted as the Trainer counts an epoch's update steps."""
+    batches = math.ceil(num_examples / (training_args.per_device_train_batch_size * training_args.world_size))
+    steps_per_epoch = max(batches // training_args.gradient_accumulation_steps, 1)
+    return math.ceil(training_args.warmup_epochs * steps_per_epoch)
+
+
+def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
+    model_args, data_args, lora_args, training_args = parse_args(argv)
+    set_seed(training_args.seed)
+    train_clips = load_sources(data_args.train_sources) if training_args.do_train else None
+    eval_clips = load_sources(data_args.eval_sources) if data_args.eval_sources else None
+    if eval_clips is not None and data_args.max_eval_clips is not None:
+        eval_clips = eval_clips.select(range(min(data_args.max_eval_clips, len(eval_clips))))
+    captions = [c for clip in train_clips["captions"] for c in clip] if train_clips is not None else []
+    model, processor = build_model_and_processor(model_args, captions)
+
+    train_dataset = CaptionExamples(train_clips, per_caption=True) if train_clips is not None else None
+    if train_dataset is not None:
+        model = apply_lora(model, lora_args)
+        logger.info(f"trainable parameters: {count_trainable_parameters(model)}")
+        if training_args.warmup_epochs is not None:
+            training_args.warmup_steps = warmup_steps_for(training_args, len(train_dataset))
+    trainer = LaacTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=CaptionExamples(eval_clips, per_caption=True) if eval_clips is not None else None,
+        data_collator=LaacDataCollator(processor, data_args.max_train_seconds, train=True),
+        eval_data_collator=LaacDataCollator(processor, data_args.max_eval_seconds, train=False),
+        generation_clips=eval_clips,
+        processing_class=processor,
+        callbacks=callbacks,
+    )
+    results: dict[str, Any] = {}
+    if train_dataset is not None:
+        checkpoint = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+        results["train"] = train_result.metrics
+    if training_args.do_eval:
+        results["eval"] = trainer.evaluate()
+        trainer.save_metrics("eval", results["eval"])
+    if training_args.export_dir and trainer.is_world_process_zero():
+        card = model_card(
+            model_card_config(trainer.model), data_args, training_args, results.get("eval"), _len(train_dataset)
+        )
+        export_model(trainer.model, processor, training_args.export_dir, card)
+        if training_args.push_to_hub:
+            repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+            push_export(training_args.export_dir, repo_id, training_args.hub_token, training_args.hub_private_repo)
+    elif training_args.push_to_hub:
+        trainer.push_to_hub()
+    return results
+
+
+def model_card_config(model: torch.nn.Module) -> LaacConfig:
+    return model.get_base_model().config if isinstance(model, PeftModel) else model.config
+
+
+def _len(dataset: Any) -> int | None:
+    return len(dataset) if dataset is not None else None
+
+
+if __name__ == "__main__":
+    main()
