@@ -192,3 +192,4 @@ class LaacConfig(PretrainedConfig):
 
 
 LaacConfig.register_for_auto_class()
+from .pipeline_laac import AudioCaptioningPipeline  # noqa: E402,F401  registers pipeline("audio-captioning"); saved with the config

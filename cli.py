@@ -1,0 +1,411 @@
+# Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
+"""
+`laac`: the LAAC command line.
+
+    laac caption --model MODEL_DIR --output captions.jsonl recordings/ "more/**/*.flac"
+    laac caption --resume --output captions.jsonl recordings/     # after an interruption: only what is missing
+    laac train CONFIG.yaml | laac evaluate ... | laac correct ... | laac demo | laac bench --model MODEL_DIR
+
+`laac COMMAND --help` explains each command.
+"""
+
+import argparse
+import csv
+import glob
+import io
+import json
+import os
+import runpy
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Optional
+
+# Where `laac demo` (issue 5) saves its model; `laac caption` uses it when no --model is given.
+DEMO_MODEL_DIR = os.path.join(os.path.expanduser("~"), ".cache", "laac", "demo", "model")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".rf64", ".caf")
+OUTPUT_FORMATS = (".jsonl", ".csv", ".srt")
+CSV_COLUMNS = ("path", "start", "end", "caption", "raw_caption", "error_prob", "error")
+# Commands run as `python -m <module> ARGS...` (their own parsers and --help).
+DELEGATED = {
+    "train": ("laac.train", "train a LAAC model (HF Trainer; `laac train --help`)"),
+    "evaluate": ("laac.evaluate_captions", "score captions with the DCASE 2024 metrics"),
+    "correct": ("laac.correct_captions", "post-correct captions in a CSV/JSONL file with the error detector + LLM"),
+    "demo": ("laac.demo", "the small offline demo (its model is saved to ~/.cache/laac/demo/model)"),
+}
+EPILOG = f"""examples:
+  laac caption --model ./my-laac --output captions.jsonl ./recordings
+  laac caption --resume --output captions.jsonl ./recordings     # continue an interrupted run
+  laac caption --output long.srt --segment-seconds 10 meeting.flac
+Run `laac COMMAND --help` for the options of each command. Without --model, `laac caption` uses the demo model
+in {DEMO_MODEL_DIR} (build it with `laac demo`).
+"""
+
+
+# -- inputs --------------------------------------------------------------------------------------------------------
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[tuple[str, Optional[str]]]:
+    """
+    (path, error or None) per input: files as given (missing ones too, they get an error record), folders searched
+    recursively for audio files, glob patterns expanded (`**` recursive). Sorted within a folder or pattern,
+    duplicates dropped.
+    """
+    found: dict[str, Optional[str]] = {}
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            paths = sorted(
+                os.path.join(root, name)
+                for root, _, names in os.walk(pattern)
+                for name in names
+                if name.lower().endswith(AUDIO_EXTENSIONS)
+            )
+            if not paths:
+                found.setdefault(os.path.normpath(pattern), "no audio files in this folder")
+        elif not os.path.lexists(pattern) and glob.has_magic(pattern):
+            paths = sorted(path for path in glob.glob(pattern, recursive=True) if not os.path.isdir(path))
+            if not paths:
+                found.setdefault(pattern, "no file matches this pattern")
+        else:
+            paths = [pattern]
+        for path in paths:
+            found.setdefault(os.path.normpath(path), None)
+    return list(found.items())
+
+
+# -- outputs -------------------------------------------------------------------------------------------------------
+
+
+def _single_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _csv_rows(record: dict) -> list[list[Any]]:
+    def row(path: str, start: Any, end: Any, item: dict) -> list[Any]:
+        return [path, start, end, item.get("caption", ""), item.get("raw_caption", ""),
+                "" if item.get("error_prob") is None else item["error_prob"], item.get("error", "")]
+
+    rows = [row(record["path"], "", "", record)]
+    rows += [row(record["path"], s["start"], s["end"], s) for s in record.get("segments", [])]
+    return rows
+
+
+def _srt_time(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    return f"{millis // 3_600_000:02d}:{millis // 60_000 % 60:02d}:{millis // 1000 % 60:02d},{millis % 1000:03d}"
+
+
+def srt_text(record: dict, duration: float) -> str:
+    """SubRip cues: one per segment, or one over the whole clip."""
+    cues = record.get("segments") or [{"start": 0.0, "end": duration, "caption": record["caption"]}]
+    return "".join(
+        f"{number}\n{_srt_time(cue['start'])} --> {_srt_time(cue['end'])}\n{cue['caption']}\n\n"
+        for number, cue in enumerate(cues, start=1)
+    )
+
+
+class RecordWriter:
+    """
+    Appends one record per input to a .jsonl or .csv file (or JSON lines to stdout), each as ONE unbuffered
+    write, so a run killed at any moment leaves whole records and at most one partial last line, which
+    `done_paths` drops before a resumed run appends.
+    """
+
+    def __init__(self, path: Optional[str], resume: bool, overwrite: bool) -> None:
+        self.path = path
+        self.kind = os.path.splitext(path)[1].lower() if path else ".jsonl"
+        if self.kind not in (".jsonl", ".csv"):
+            raise ValueError(f"cannot stream records to {path!r}; use an output ending in .jsonl or .csv")
+        self.done: set[str] = set()
+        exists = bool(path) and os.path.exists(path) and os.path.getsize(path) > 0
+        if exists and not (resume or overwrite):
+            raise ValueError(f"{path} exists; pass --resume to continue it or --overwrite to replace it")
+        if exists and resume:
+            self.done = done_paths(path)
+        if path is None:
+            self.stream = None
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.stream = open(path, "ab" if resume else "wb", buffering=0)
+        if self.kind == ".csv" and self.stream.tell() == 0:
+            self._write(self._csv([list(CSV_COLUMNS)]))
+
+    @staticmethod
+    def _csv(rows: list[list[Any]]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
+        return buffer.getvalue()
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        if self.stream is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        written = 0
+        while written < len(data):  # FileIO.write may write less than asked
+            written += self.stream.write(data[written:])
+
+    def write(self, record: dict) -> None:
+        if self.kind == ".csv":
+            self._write(self._csv(_csv_rows(record)))
+        else:
+            self._write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
+
+def done_paths(path: str) -> set[str]:
+    """Inputs already in a .jsonl/.csv output (captioned or failed). A partial last line (a killed run) is cut off."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) < len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(len(complete))
+    text = complete.decode("utf-8")
+    if path.lower().endswith(".csv"):
+        return {row["path"] for row in csv.DictReader(io.StringIO(text)) if row.get("path")}
+    done = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                done.add(json.loads(line)["path"])
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ValueError(f"{path} line {number} is not a LAAC record ({error}); is it the right file?") from error
+    return done
+
+
+# -- caption -------------------------------------------------------------------------------------------------------
+
+
+def _load_pipeline(args: argparse.Namespace) -> Any:
+    model = args.model
+    if model is None:
+        if not os.path.isdir(DEMO_MODEL_DIR):
+            raise ValueError(
+                f"no --model given and no demo model in {DEMO_MODEL_DIR}. Pass --model with a folder saved by "
+                "LaacForConditionalGeneration.save_pretrained + LaacProcessor.save_pretrained, or build the demo "
+                "model with `laac demo`"
+            )
+        model = DEMO_MODEL_DIR
+    import torch
+    from transformers import pipeline
+
+    import laac  # noqa: F401  registers the LAAC classes and the "audio-captioning" task
+
+    dtype = getattr(torch, args.dtype) if args.dtype != "auto" else "auto"
+    return pipeline("audio-captioning", model=model, device=args.device, dtype=dtype)
+
+
+def _caption_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"segment_seconds": args.segment_seconds, "hop_seconds": args.hop_seconds}
+    if args.hop_seconds is None:
+        kwargs["hop_seconds"] = args.segment_seconds
+    if args.correct is not None:
+        kwargs["correct"] = args.correct
+    if args.num_beams is not None:
+        kwargs["num_beams"] = args.num_beams
+    return kwargs
+
+
+def _progress(total: int, quiet: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="clip", desc="captioning", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+
+def run_caption(args: argparse.Namespace) -> int:
+    """Caption every input; returns the number of failed inputs."""
+    inputs = expand_inputs(args.paths)
+    if args.output and args.output.lower().endswith(".srt"):
+        return _run_srt(args, inputs)
+    writer = RecordWriter(args.output, args.resume, args.overwrite)
+    failures = 0
+    try:
+        todo = [(path, error) for path, error in inputs if path not in writer.done]
+        for path, error in todo:  # known before any decoding: no model time spent on them
+            if error is not None:
+                writer.write({"path": path, "error": error})
+                failures += 1
+        paths = [path for path, error in todo if error is None]
+        if args.resume and len(todo) < len(inputs):
+            print(f"resuming: {len(inputs) - len(todo)} of {len(inputs)} inputs are already in {args.output}",
+                  file=sys.stderr)
+        if not paths:
+            return failures
+        captioner = _load_pipeline(args)
+        with _progress(len(paths), args.quiet) as bar:
+            records = captioner.iter_captions(
+                paths, batch_size=args.batch_size, on_error="record", **_caption_kwargs(args)
+            )
+            for index, record in records:
+                writer.write({"path": paths[index], **record})
+                failures += "error" in record
+                bar.update(1)
+                bar.set_postfix(failed=failures, refresh=False)
+    finally:
+        writer.close()
+    return failures
+
+
+def _run_srt(args: argparse.Namespace, inputs: list[tuple[str, Optional[str]]]) -> int:
+    """SubRip is a per-recording format: exactly one input, written at once when it is captioned."""
+    if len(inputs) != 1:
+        raise ValueError(f"an .srt output takes exactly one audio file, got {len(inputs)}; use .jsonl or .csv")
+    (path, error), target = inputs[0], args.output
+    if os.path.exists(target) and os.path.getsize(target) > 0 and not args.overwrite:
+        if args.resume:
+            return 0
+        raise ValueError(f"{target} exists; pass --resume to keep it or --overwrite to replace it")
+    if error is None:
+        _, record = next(iter(_load_pipeline(args).iter_captions([path], on_error="record", **_caption_kwargs(args))))
+        error = record.get("error")
+    if error is not None:
+        print(f"{path}: {error}", file=sys.stderr)
+        return 1
+    import soundfile
+
+    temporary = f"{target}.partial"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(srt_text(record, soundfile.info(path).duration))
+    os.replace(temporary, target)  # atomic: a killed run leaves no half-written subtitles
+    return 0
+
+
+def add_caption_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "caption",
+        help="caption audio files, folders and globs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Caption audio files (wav/flac/ogg/mp3/... any rate, any channels). Folders are searched recursively; "
+            "quote globs (\"data/**/*.wav\") to let laac expand them.\n\n"
+            "Output: .jsonl (one JSON object per file: path, caption[, segments][, raw_caption, error_prob]), .csv "
+            "(one row per file, then one per segment), or .srt (one file only). Without --output, JSON lines go to "
+            "stdout. Records are written as files finish, so a killed run keeps everything done so far; rerun with "
+            "--resume to caption only what is missing (files with an error record count as done: delete their "
+            "lines to retry).\n\n"
+            "A file that cannot be captioned (missing, unreadable, truncated, empty, NaN/Inf samples) gets one error "
+            "record and the run goes on. Exit status: the number of failed files (at most 255), 0 if none.\n\n"
+            "Recordings longer than --segment-seconds are captioned per segment (start/end times) plus an overall "
+            "caption: the caption most segments got, ties going to the loudest segment."
+        ),
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders or glob patterns")
+    parser.add_argument("--model", "-m", help=f"LAAC model folder (default: the demo model in {DEMO_MODEL_DIR})")
+    parser.add_argument("--output", "-o", help="output file: .jsonl, .csv or .srt (default: JSON lines on stdout)")
+    parser.add_argument("--resume", action="store_true", help="skip the files already in --output and append")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--batch-size", "-b", type=int, default=8, help="segments per model call (default: 8)")
+    parser.add_argument("--device", "-d", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="model weights dtype (default: as saved)")
+    parser.add_argument("--correct", nargs="?", const=True, choices=("auto", "always", "never"),
+                        help="post-correct captions (settings from the model config; optional gate mode)")
+    parser.add_argument("--segment-seconds", type=float, default=30.0,
+                        help="longer audio is captioned per segment of this length (default: 30)")
+    parser.add_argument("--hop-seconds", type=float, default=None,
+                        help="distance between segment starts (default: --segment-seconds, no overlap)")
+    parser.add_argument("--num-beams", type=int, default=None, help="beam size (default: the model's, 3)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+# -- bench ---------------------------------------------------------------------------------------------------------
+
+
+def add_bench_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure captioning speed on synthetic audio",
+        description="Caption --clips synthetic noise clips of --seconds at each --batch-sizes and print one JSON "
+        "line per batch size: clips/s and real-time factor (audio seconds per wall-clock second).",
+    )
+    parser.add_argument("--model", "-m", help=f"LAAC model folder (default: {DEMO_MODEL_DIR})")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--device", "-d", default="cpu")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    parser.add_argument("--num-beams", type=int, default=None)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    captioner = _load_pipeline(args)
+    rng = np.random.default_rng(0)
+    clips = [(0.1 * rng.standard_normal(int(args.seconds * 16000))).astype(np.float32) for _ in range(args.clips)]
+    kwargs = {} if args.num_beams is None else {"num_beams": args.num_beams}
+    captioner(clips[:1], sampling_rate=16000, **kwargs)  # warm-up
+    for batch_size in args.batch_sizes:
+        start = time.perf_counter()
+        captioner(clips, sampling_rate=16000, batch_size=batch_size, **kwargs)
+        elapsed = time.perf_counter() - start
+        result = {"batch_size": batch_size, "clips": args.clips, "clip_seconds": args.seconds, "device": args.device,
+                  "clips_per_s": round(args.clips / elapsed, 3),
+                  "realtime_factor": round(args.clips * args.seconds / elapsed, 2)}
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="laac",
+        description="LAAC: automated audio captioning (CED audio encoder -> Q-Former -> LLM).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_caption_parser(subparsers)
+    add_bench_parser(subparsers)
+    for name, (_, help_text) in DELEGATED.items():
+        subparsers.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def run_delegated(command: str, argv: list[str]) -> int:
+    """Run `python -m <module> argv` in this process, so each command keeps its own parser and --help."""
+    import importlib.util
+
+    module = DELEGATED[command][0]
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(f"`laac {command}` needs {module}, which this installation does not have (yet)")
+    saved = sys.argv
+    sys.argv = [f"laac {command}", *argv]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as done:
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] in DELEGATED:
+        try:
+            return run_delegated(argv[0], argv[1:])
+        except ValueError as error:
+            parser.exit(2, f"laac: error: {error}\n")
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        failures = run_caption(args) if args.command == "caption" else run_bench(args)
+    except ValueError as error:
+        parser.exit(2, f"laac {args.command}: error: {error}\n")
+    return min(failures, 255)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+# Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
+"""
+`pipeline("audio-captioning")`: audio in any common form -> one caption per input, with long recordings captioned
+per segment, batches bucketed by length, and the optional LLM post-corrector.
+
+    from transformers import pipeline
+    captioner = pipeline("audio-captioning", model="path/to/laac", trust_remote_code=True)
+    captioner("rain.wav")                                   # {"caption": "rain falls on a roof"}
+    captioner([wave, "dog.flac"], sampling_rate=44100, batch_size=8)
+    captioner("two_hours.flac", segment_seconds=30)         # {"caption": ..., "segments": [{"start", "end", ...}]}
+
+This file ships next to the weights (configuration_laac.py imports it, so loading a LAAC config registers the task
+and `save_pretrained` copies this file): it imports only torch / transformers / numpy / stdlib and its siblings.
+"""
+
+import io
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from transformers import AutoModel, GenerationConfig, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.utils import logging
+
+from .feature_extraction_laac import _to_float_array, _to_mono
+
+
+logger = logging.get_logger(__name__)
+
+TASK = "audio-captioning"
+# The span the model is captioned on at once; longer audio is cut into segments of this length.
+DEFAULT_SEGMENT_SECONDS = 30.0
+# Start-to-start distance of segments; equal to the span by default (no overlap).
+DEFAULT_HOP_SECONDS = 30.0
+# Segments buffered and sorted by length before batching: batch_size * BUCKET_BATCHES. Bounds memory for any
+# number and length of inputs while keeping the padding inside a batch small.
+BUCKET_BATCHES = 8
+# Settings names in `LaacConfig.corrector` that `PostCorrector.from_settings` spells differently.
+CONFIG_CORRECTOR_ALIASES = {"detector_model": "detector"}
+_WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+AudioSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray, torch.Tensor, dict]
+
+
+class AudioInputError(ValueError):
+    """An input that cannot be captioned (missing, unreadable, truncated, empty, NaN/Inf); the message says why."""
+
+
+@dataclass
+class Segment:
+    """One span of one input, mono float32 at the source rate."""
+
+    index: int  # position of the input in the call
+    number: int  # position of the segment in its input
+    audio: np.ndarray
+    sampling_rate: int
+    start: float  # seconds
+    end: float
+    energy: float  # mean square: breaks ties when choosing the overall caption
+
+
+@dataclass
+class _InputState:
+    """What is known about one input while its segments are in flight."""
+
+    segments: list[Segment] = field(default_factory=list)
+    captions: dict[int, str] = field(default_factory=dict)
+    enumerated: bool = False  # all segments have been read
+    error: Optional[str] = None
+
+    @property
+    def finished(self) -> bool:
+        return self.error is not None or (self.enumerated and len(self.captions) == len(self.segments))
+
+
+# -- audio reading ---------------------------------------------------------------------------------------------------
+
+
+def _soundfile() -> Any:
+    try:  # only needed for paths and bytes; the try keeps transformers' remote-code import check quiet
+        import soundfile
+    except ImportError as error:
+        raise ImportError("reading audio files or bytes needs soundfile: pip install soundfile") from error
+    return soundfile
+
+
+def segment_bounds(num_samples: int, segment_samples: int, hop_samples: int) -> list[tuple[int, int]]:
+    """
+    (start, end) sample ranges covering `num_samples`. Audio no longer than a segment is one range. Otherwise
+    segments start every `hop_samples`, and the last one is shifted back to end at the end of the audio, so every
+    segment has the full length (it overlaps its neighbour instead of being a short, poorly captioned tail).
+    """
+    if num_samples <= segment_samples:
+        return [(0, num_samples)]
+    starts = list(range(0, num_samples - segment_samples, hop_samples))
+    if num_samples - segment_samples > starts[-1]:
+        starts.append(num_samples - segment_samples)
+    return [(start, start + segment_samples) for start in starts]
+
+
+def _check_samples(audio: np.ndarray) -> None:
+    if audio.shape[0] == 0:
+        raise AudioInputError("the audio has zero samples")
+    bad = int((~np.isfinite(audio)).sum())
+    if bad:
+        raise AudioInputError(f"the audio has {bad} NaN/Inf samples")
+
+
+def _check_wav_complete(extra_info: str) -> None:
+    """libsndfile reads a truncated WAV silently; its header report says how much data is missing."""
+    match = _WAV_DATA_SIZE.search(extra_info)
+    if match and int(match.group(2)) < int(match.group(1)):
+        raise AudioInputError(
+            f"truncated file: the header promises {match.group(1)} data bytes, the file holds {match.group(2)}"
+        )
+
+
+def _open_error(source: Any, error: Exception) -> AudioInputError:
+    name = source if isinstance(source, (str, os.PathLike)) else "audio bytes"
+    if isinstance(error, FileNotFoundError):
+        return AudioInputError(f"no such file: {name}")
+    if isinstance(error, PermissionError):
+        return AudioInputError(f"permission denied: {name}")
+    if isinstance(error, IsADirectoryError) or (isinstance(source, (str, os.PathLike)) and os.path.isdir(source)):
+        return AudioInputError(f"{name} is a directory, not an audio file")
+    reason = re.sub(r"^Error opening .*?: ", "", " ".join(str(error).split()))  # libsndfile repeats the handle
+    return AudioInputError(f"cannot decode {name}: {reason}")
+
+
+def iter_file_segments(
+    source: Union[str, os.PathLike, bytes, bytearray], segment_seconds: float, hop_seconds: float
+) -> Iterator[tuple[np.ndarray, int, int, int]]:
+    """
+    (mono float32 audio, sampling rate, start sample, end sample) per segment of an audio file or its bytes, read
+    segment by segment with soundfile so that a recording of any length needs memory for one segment only.
+    """
+    soundfile = _soundfile()
+    try:  # Python's open() names the OS error (missing, permission, directory); libsndfile only says "System error"
+        handle = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
+        audio_file = soundfile.SoundFile(handle)
+    except (OSError, RuntimeError, TypeError) as error:  # LibsndfileError is a RuntimeError
+        if not isinstance(source, (bytes, bytearray)) and "handle" in locals():
+            handle.close()
+        raise _open_error(source, error) from error
+    with handle, audio_file:
+        if audio_file.format == "WAV" or audio_file.format.startswith("WAV"):
+            _check_wav_complete(audio_file.extra_info)
+        rate, total = audio_file.samplerate, audio_file.frames
+        segment, hop = round(segment_seconds * rate), round(hop_seconds * rate)
+        for start, end in segment_bounds(total, segment, hop):
+            try:
+                audio_file.seek(start)
+                block = audio_file.read(end - start, dtype="float32", always_2d=True)  # (frames, channels)
+            except (OSError, RuntimeError) as error:
+                raise _open_error(source, error) from error
+            if block.shape[0] < end - start:
+                raise AudioInputError(
+                    f"truncated or corrupt file: the header promises {total} frames, only {start + block.shape[0]} "
+                    "could be read"
+                )
+            yield block.mean(axis=1), rate, start, end
+
+
+def _mono_array(audio: Any, index: int) -> np.ndarray:
+    """An in-memory clip as mono float32: integer PCM scaled, channels averaged (as `LaacFeatureExtractor` does)."""
+    try:
+        return _to_mono(_to_float_array(audio), index).astype(np.float32, copy=False)
+    except ValueError as error:
+        raise AudioInputError(str(error)) from error
+
+
+# -- the pipeline ----------------------------------------------------------------------------------------------------
+
+
+class AudioCaptioningPipeline(Pipeline):
+    r"""
+    Captions audio with a LAAC model (`LaacForConditionalGeneration` + `LaacProcessor`).
+
+    Inputs (one, or a list of them): a file path (anything soundfile decodes: wav, flac, ogg, mp3, ...), the
+    file's bytes, a numpy array or torch tensor with `sampling_rate=`, or a dict `{"raw" or "array": samples,
+    "sampling_rate": rate}` (the `datasets` audio format). Any rate (resampled to 16 kHz), any channel count
+    (averaged), integer or float samples.
+
+    Call arguments:
+        batch_size (`int`): segments per `generate()` call. Segments are sorted by length within a buffer of
+            `batch_size * 8` so padding stays small; captions are those of batch size 1.
+        sampling_rate (`int`): rate of array inputs.
+        segment_seconds, hop_seconds (`float`, default 30 / 30): audio longer than `segment_seconds` is captioned
+            per segment; segments start every `hop_seconds` and the last is shifted to end with the audio.
+        correct (`bool`, `str`, `dict` or callable): run the post-corrector. `True` uses `model.config.corrector`;
+            a gate mode ("auto", "always", "never") or a dict overrides those settings; a callable
+            `captions -> records` (e.g. a `PostCorrector`) is used as is.
+        generate_kwargs (`dict`) or any `GenerationConfig` field (`num_beams=1`, `max_new_tokens=20`): decoding.
+
+    Returns per input a JSON-able dict: `{"caption": str}`; audio longer than one segment also has
+    `"segments": [{"start": s, "end": s, "caption": str}, ...]`, and its `caption` is the overall caption: the
+    caption given to the most segments, ties going to the segment with the highest mean energy (a summary of
+    many segments would need a model trained for it; this is the most representative caption the model gave).
+    With correction, `caption` is the corrected text and `raw_caption`, `error_prob` and `corrected` are added (to
+    segments too).
+    """
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _pipeline_calls_generate = True
+    _PIPELINE_PARAMS = ("sampling_rate", "segment_seconds", "hop_seconds", "correct", "generate_kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            raise ValueError(
+                "the audio-captioning pipeline needs the LaacProcessor: save it next to the model "
+                "(processor.save_pretrained(folder)) or pass processor="
+            )
+        self._post_correctors: dict[str, Callable] = {}
+
+    # -- transformers Pipeline protocol --------------------------------------------------------------------------
+
+    def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
+        unknown = sorted(set(kwargs) - set(self._PIPELINE_PARAMS) - set(GenerationConfig().to_dict()))
+        if unknown:
+            raise TypeError(
+                f"unknown audio-captioning arguments {unknown}; use {list(self._PIPELINE_PARAMS)}, batch_size, or "
+                "GenerationConfig fields such as num_beams"
+            )
+        preprocess = {k: kwargs[k] for k in ("sampling_rate", "segment_seconds", "hop_seconds") if k in kwargs}
+        generate = dict(kwargs.get("generate_kwargs") or {})
+        generate.update({k: v for k, v in kwargs.items() if k not in self._PIPELINE_PARAMS})
+        postprocess = {"correct": kwargs["correct"]} if "correct" in kwargs else {}
+        return preprocess, {"generate_kwargs": generate}, postprocess
+
+    def preprocess(self, segments: list[Segment]) -> dict[str, torch.Tensor]:
+        """A batch of segments -> model inputs (the processor resamples to 16 kHz and pads)."""
+        rates = {segment.sampling_rate for segment in segments}
+        if len(rates) > 1:  # the processor takes one rate per call: resample each clip apart
+            rate = self.processor.feature_extractor.sampling_rate
+            audio = [self._resample(segment, rate) for segment in segments]
+        else:
+            rate, audio = rates.pop(), [segment.audio for segment in segments]
+        inputs = self.processor(audio, sampling_rate=rate)
+        return dict(inputs)
+
+    def _resample(self, segment: Segment, rate: int) -> np.ndarray:
+        if segment.sampling_rate == rate:
+            return segment.audio
+        from .feature_extraction_laac import _resample
+
+        return _resample(segment.audio, segment.sampling_rate, rate)
+
+    def _forward(self, model_inputs: dict[str, torch.Tensor], generate_kwargs: Optional[dict] = None) -> dict:
+        model_inputs = dict(model_inputs)
+        # the mel is float32; a model loaded in bf16/fp16 wants its own dtype
+        model_inputs["input_features"] = model_inputs["input_features"].to(self.model.dtype)
+        sequences = self.model.generate(**model_inputs, **self._prepare_generate_kwargs(generate_kwargs or {}))
+        return {"sequences": sequences, "input_ids": model_inputs["input_ids"]}
+
+    def postprocess(self, model_outputs: dict, **kwargs: Any) -> list[str]:
+        return self.processor.decode_captions(model_outputs["sequences"], model_outputs["input_ids"])
+
+    # -- calling -------------------------------------------------------------------------------------------------
+
+    def __call__(self, inputs: Any, batch_size: Optional[int] = None, **kwargs: Any) -> Union[dict, list[dict]]:
+        """Caption one input (returns a dict) or a list/tuple of inputs (returns a list, in input order)."""
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        if items and isinstance(items[0], (int, float, np.number)):
+            raise ValueError("a list of numbers is ambiguous; pass one clip as a numpy array with sampling_rate=")
+        results: list[Optional[dict]] = [None] * len(items)
+        for index, record in self.iter_captions(items, batch_size=batch_size, **kwargs):
+            results[index] = record
+        return results[0] if single else results
+
+    def iter_captions(
+        self, inputs: Iterable[Any], batch_size: Optional[int] = None, on_error: str = "raise", **kwargs: Any
+    ) -> Iterator[tuple[int, dict]]:
+        """
+        Stream `(input index, record)` as soon as each input is captioned (not in input order: batches are sorted
+        by length). Inputs are read lazily, so `inputs` may be a generator over many files. With
+        `on_error="record"` an input that cannot be captioned gives `{"error": reason}` and the rest go on.
+        """
+        if on_error not in ("raise", "record"):
+            raise ValueError(f"on_error must be 'raise' or 'record', got {on_error!r}")
+        preprocess, forward, postprocess = self._sanitize_parameters(**kwargs)
+        preprocess = {**self._preprocess_params, **preprocess}
+        forward = {"generate_kwargs": {**self._forward_params.get("generate_kwargs", {}), **forward["generate_kwargs"]}}
+        correct = {**self._postprocess_params, **postprocess}.get("correct")
+        batch_size = batch_size or self._batch_size or 1
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        states: dict[int, _InputState] = {}
+        pool: list[Segment] = []
+        for index, item in enumerate(inputs):
+            states[index] = state = _InputState()
+            try:
+                for segment in self._segments(item, index, **preprocess):
+                    state.segments.append(segment)
+                    pool.append(segment)
+                    if len(pool) >= batch_size * BUCKET_BATCHES:
+                        self._run_pool(pool, states, batch_size, forward, on_error)
+                        pool = []
+            except AudioInputError as error:
+                if on_error == "raise":
+                    raise AudioInputError(f"input {index}: {error}") from error
+                state.error = str(error)
+                pool = [segment for segment in pool if segment.index != index]
+            state.enumerated = True
+            yield from self._pop_finished(states, correct)
+        self._run_pool(pool, states, batch_size, forward, on_error)
+        yield from self._pop_finished(states, correct)
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    def _segments(
+        self,
+        item: Any,
+        index: int,
+        sampling_rate: Optional[int] = None,
+        segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
+        hop_seconds: float = DEFAULT_HOP_SECONDS,
+    ) -> Iterator[Segment]:
+        """The segments of one input, read lazily and validated (zero samples, NaN/Inf) one by one."""
+        if segment_seconds <= 0 or hop_seconds <= 0:
+            raise ValueError(f"segment_seconds and hop_seconds must be > 0, got {segment_seconds} and {hop_seconds}")
+        if isinstance(item, (str, os.PathLike, bytes, bytearray)):
+            pieces = iter_file_segments(item, segment_seconds, hop_seconds)
+        else:
+            pieces = self._array_segments(item, index, sampling_rate, segment_seconds, hop_seconds)
+        for number, (audio, rate, start, end) in enumerate(pieces):
+            _check_samples(audio)
+            energy = float(np.mean(np.square(audio, dtype=np.float64)))
+            yield Segment(index, number, audio, rate, start / rate, end / rate, energy)
+
+    @staticmethod
+    def _array_segments(
+        item: Any, index: int, sampling_rate: Optional[int], segment_seconds: float, hop_seconds: float
+    ) -> Iterator[tuple[np.ndarray, int, int, int]]:
+        if isinstance(item, dict):
+            if "sampling_rate" not in item or not ({"raw", "array"} & set(item)):
+                raise ValueError(
+                    f"an audio dict needs 'raw' or 'array' and 'sampling_rate', got keys {sorted(item)}"
+                )
+            sampling_rate, item = item["sampling_rate"], item["raw" if "raw" in item else "array"]
+        if not isinstance(item, (np.ndarray, torch.Tensor)):
+            raise ValueError(
+                f"cannot caption a {type(item).__name__}; pass a path, bytes, a numpy array / torch tensor with "
+                "sampling_rate=, or a {'raw': array, 'sampling_rate': rate} dict"
+            )
+        if sampling_rate is None:
+            raise ValueError("array inputs need their rate: pass sampling_rate= (e.g. 16000) or a dict with one")
+        audio = _mono_array(item, index)
+        segment, hop = round(segment_seconds * sampling_rate), round(hop_seconds * sampling_rate)
+        for start, end in segment_bounds(audio.shape[0], segment, hop):
+            yield audio[start:end], int(sampling_rate), start, end
+
+    def _run_pool(
+        self, pool: list[Segment], states: dict[int, _InputState], batch_size: int, forward: dict, on_error: str
+    ) -> None:
+        """Caption the buffered segments, shortest first, `batch_size` at a time."""
+        ordered = sorted(pool, key=lambda segment: segment.audio.shape[0] / segment.sampling_rate)
+        for start in range(0, len(ordered), batch_size):
+            batch = [segment for segment in ordered[start : start + batch_size] if states[segment.index].error is None]
+            if batch:
+                self._caption_batch(batch, states, forward, on_error)
+
+    def _caption_batch(
+        self, batch: list[Segment], states: dict[int, _InputState], forward: dict, on_error: str
+    ) -> None:
+        try:
+            captions = self.postprocess(self.forward(self.preprocess(batch), **forward))
+        except (ValueError, RuntimeError) as error:
+            if on_error == "raise":
+                raise
+            if len(batch) > 1:  # find the segment at fault; the others are captioned alone
+                for segment in batch:
+                    self._caption_batch([segment], states, forward, on_error)
+                return
+            states[batch[0].index].error = f"captioning failed: {' '.join(str(error).split())}"
+            return
+        for segment, caption in zip(batch, captions):
+            states[segment.index].captions[segment.number] = caption
+
+    def _pop_finished(self, states: dict[int, _InputState], correct: Any) -> Iterator[tuple[int, dict]]:
+        finished = sorted(index for index, state in states.items() if state.finished)
+        records = {index: self._record(states.pop(index)) for index in finished}
+        self._correct([record for record in records.values() if "error" not in record], correct)
+        yield from records.items()
+
+    @staticmethod
+    def _record(state: _InputState) -> dict:
+        if state.error is not None:
+            return {"error": state.error}
+        if len(state.segments) == 1:
+            return {"caption": state.captions[0]}
+        segments = [
+            {"start": round(s.start, 3), "end": round(s.end, 3), "caption": state.captions[s.number]}
+            for s in state.segments
+        ]
+        return {"caption": overall_caption(segments, [s.energy for s in state.segments]), "segments": segments}
+
+    # -- correction ----------------------------------------------------------------------------------------------
+
+    def _post_corrector(self, correct: Any) -> Optional[Callable]:
+        if correct is None or correct is False:
+            return None
+        if callable(correct):
+            return correct
+        settings = {CONFIG_CORRECTOR_ALIASES.get(k, k): v for k, v in dict(self.model.config.corrector or {}).items()}
+        if isinstance(correct, str):
+            settings["mode"] = correct
+        elif isinstance(correct, dict):
+            settings.update(correct)
+        elif correct is not True:
+            raise ValueError(f"correct must be a bool, a gate mode, a settings dict or a callable, got {correct!r}")
+        if settings.get("device") is None:
+            settings["device"] = str(self.device)
+        key = repr(sorted(settings.items()))
+        if key not in self._post_correctors:  # models load once per pipeline and settings
+            try:
+                from .corrector_laac import PostCorrector
+            except ImportError as error:
+                raise ValueError(
+                    "correct= needs corrector_laac.py next to the model code; re-save the model with a LAAC version "
+                    f"that has the post-corrector ({error})"
+                ) from error
+            self._post_correctors[key] = PostCorrector.from_settings(settings)
+        return self._post_correctors[key]
+
+    def _correct(self, records: list[dict], correct: Any) -> None:
+        """Correct every distinct caption of `records` in one call; keeps the raw caption and error probability."""
+        post_corrector = self._post_corrector(correct)
+        if post_corrector is None or not records:
+            return
+        targets = [record for record in records] + [s for record in records for s in record.get("segments", [])]
+        raw = list(dict.fromkeys(target["caption"] for target in targets))
+        results = dict(zip(raw, post_corrector(raw)))
+        for target in targets:
+            result = results[target["caption"]]
+            target.update(
+                caption=result["caption"],
+                raw_caption=result["raw_caption"],
+                error_prob=None if result["error_prob"] is None else float(result["error_prob"]),
+                corrected=bool(result["corrected"]),
+            )
+
+
+def overall_caption(segments: list[dict], energies: list[float]) -> str:
+    """The caption given to the most segments; ties go to the segment with the highest mean energy."""
+    counts = Counter(segment["caption"] for segment in segments)
+    best = max(range(len(segments)), key=lambda i: (counts[segments[i]["caption"]], energies[i]))
+    return segments[best]["caption"]
+
+
+if TASK not in PIPELINE_REGISTRY.get_supported_tasks():
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=AudioCaptioningPipeline, pt_model=AutoModel, type="multimodal")
+
+__all__ = ["AudioCaptioningPipeline", "AudioInputError", "iter_file_segments", "overall_caption", "segment_bounds"]

@@ -1,0 +1,248 @@
+"""pipeline("audio-captioning"): input forms, batching = batch size 1, long audio, errors, correction, remote code."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import BertConfig, BertTokenizerFast, pipeline
+
+import laac  # noqa: F401  registers the LAAC classes and the task
+from laac.configuration_laac import PROMPT_I
+from laac.corrector_laac import FENSE_ERROR_TYPES, BertFlatClassifier, ErrorDetector, save_echecker_checkpoint
+from laac.pipeline_laac import (
+    AudioCaptioningPipeline,
+    AudioInputError,
+    iter_file_segments,
+    overall_caption,
+    segment_bounds,
+)
+from tests.laac_tester import CAPTIONS, make_audio, tiny_config, tiny_model, tiny_processor
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    config = tiny_config()
+    path = tmp_path_factory.mktemp("laac-pipeline")
+    tiny_model(config).save_pretrained(path)
+    tiny_processor(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def captioner(folder):
+    return pipeline("audio-captioning", model=str(folder), device="cpu")
+
+
+def clips(lengths=(1.0, 6.0, 0.3, 12.0, 2.0, 0.06, 4.0)):
+    return [make_audio(seconds, seed) for seed, seconds in enumerate(lengths)]
+
+
+def test_installed_checkout_builds_the_pipeline(captioner):
+    assert isinstance(captioner, AudioCaptioningPipeline)
+    assert type(captioner.model).__name__ == "LaacForConditionalGeneration"
+    result = captioner(make_audio(2.0), sampling_rate=16000)
+    assert set(result) == {"caption"} and isinstance(result["caption"], str) and result["caption"]
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_input_forms_give_the_same_caption(captioner, tmp_path):
+    audio = make_audio(3.0, 2)
+    sf.write(tmp_path / "clip.wav", audio, 16000, subtype="FLOAT")
+    expected = captioner(audio, sampling_rate=16000)["caption"]
+    forms = [
+        str(tmp_path / "clip.wav"),
+        tmp_path / "clip.wav",
+        (tmp_path / "clip.wav").read_bytes(),
+        torch.from_numpy(audio),
+        {"raw": audio, "sampling_rate": 16000},
+        {"array": audio, "sampling_rate": 16000, "path": "ignored.wav"},
+    ]
+    results = captioner(forms, sampling_rate=16000)
+    assert [r["caption"] for r in results] == [expected] * len(forms)
+
+
+def test_file_pcm_and_array_pcm_agree(captioner, tmp_path):
+    """A 44.1 kHz stereo int16 file and the same int16 array (channels last) are read alike."""
+    rng = np.random.default_rng(0)
+    pcm = (rng.standard_normal((44100 * 2, 2)) * 3000).astype(np.int16)
+    sf.write(tmp_path / "stereo.wav", pcm, 44100, subtype="PCM_16")
+    from_file = captioner(str(tmp_path / "stereo.wav"))
+    from_array = captioner(pcm, sampling_rate=44100)
+    assert from_file == from_array
+
+
+def test_batching_gives_the_captions_of_batch_size_one(captioner):
+    audio = clips()
+    one = [captioner(clip, sampling_rate=16000)["caption"] for clip in audio]
+    assert len(set(one)) >= 2, "the test needs clips with different captions to mean anything"
+    for batch_size in (2, 3, 8):
+        assert [r["caption"] for r in captioner(audio, sampling_rate=16000, batch_size=batch_size)] == one
+
+
+def test_batches_are_bucketed_by_length(captioner, monkeypatch):
+    seen = []
+    original = captioner.preprocess
+
+    def spy(segments):
+        seen.append([round(len(s.audio) / s.sampling_rate, 2) for s in segments])
+        return original(segments)
+
+    monkeypatch.setattr(captioner, "preprocess", spy)
+    captioner(clips((8.0, 0.5, 8.0, 0.5)), sampling_rate=16000, batch_size=2)
+    assert seen == [[0.5, 0.5], [8.0, 8.0]]
+
+
+def test_generation_kwargs_and_dtype(folder, captioner):
+    short = captioner(make_audio(2.0), sampling_rate=16000, num_beams=1, max_new_tokens=3)["caption"]
+    assert 1 <= len(short.split()) <= 3  # the word-level tokenizer: one token per word
+    greedy = captioner(make_audio(2.0), sampling_rate=16000, generate_kwargs={"num_beams": 1, "max_new_tokens": 3})
+    assert greedy["caption"] == short
+    half = pipeline("audio-captioning", model=str(folder), device="cpu", torch_dtype=torch.bfloat16)
+    assert half.model.dtype == torch.bfloat16
+    assert isinstance(half(make_audio(2.0), sampling_rate=16000)["caption"], str)
+    with pytest.raises(TypeError, match="num_beam"):
+        captioner(make_audio(1.0), sampling_rate=16000, num_beam=2)
+
+
+def test_segment_bounds():
+    assert segment_bounds(25, 30, 30) == [(0, 25)]
+    assert segment_bounds(90, 30, 30) == [(0, 30), (30, 60), (60, 90)]
+    assert segment_bounds(100, 30, 30) == [(0, 30), (30, 60), (60, 90), (70, 100)]  # last one ends at the end
+    assert segment_bounds(50, 30, 10) == [(0, 30), (10, 40), (20, 50)]
+
+
+def test_long_audio_is_captioned_per_segment(captioner, tmp_path):
+    audio = np.concatenate([make_audio(20.0, 0), make_audio(20.0, 5), make_audio(30.0, 0)])
+    result = captioner(audio, sampling_rate=16000, segment_seconds=20, hop_seconds=20)
+    assert [(s["start"], s["end"]) for s in result["segments"]] == [(0, 20), (20, 40), (40, 60), (50, 70)]
+    alone = [captioner(audio[int(a * 16000) : int(b * 16000)], sampling_rate=16000)["caption"]
+             for a, b in [(0, 20), (20, 40), (40, 60), (50, 70)]]
+    assert [s["caption"] for s in result["segments"]] == alone
+    energies = [float(np.mean(np.square(audio[int(a * 16000) : int(b * 16000)], dtype=np.float64)))
+                for a, b in [(0, 20), (20, 40), (40, 60), (50, 70)]]
+    assert result["caption"] == overall_caption(result["segments"], energies)
+    sf.write(tmp_path / "long.flac", audio, 16000, subtype="PCM_24")
+    from_file = captioner(str(tmp_path / "long.flac"), segment_seconds=20, hop_seconds=20)
+    assert [s["start"] for s in from_file["segments"]] == [0, 20, 40, 50]
+
+
+def test_overall_caption_rule():
+    segments = [{"caption": c} for c in ("rain", "dog", "rain", "car")]
+    assert overall_caption(segments, [0.1, 0.9, 0.2, 0.3]) == "rain"  # the most common
+    assert overall_caption(segments[1:2] + segments[3:], [0.1, 0.3]) == "car"  # tie: the loudest
+
+
+def test_long_file_is_read_in_bounded_memory(tmp_path):
+    path = tmp_path / "ten_minutes.wav"
+    with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as out:
+        for _ in range(20):  # 10 min = 38 MB as float32, written in 30 s blocks
+            out.write(np.full(16000 * 30, 0.01, dtype=np.float32))
+    tracemalloc.start()
+    count = 0
+    for audio, rate, start, end in iter_file_segments(str(path), 30.0, 30.0):
+        assert audio.shape == (end - start,) and rate == 16000
+        count += 1
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == 20
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB: the file was not read segment by segment"
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros(0, dtype=np.float32), "zero samples"),
+        (np.array([0.0, np.nan, np.inf] * 100, dtype=np.float32), "200 NaN/Inf"),
+        (b"this is not audio" * 20, "cannot decode"),
+        ("/nonexistent/clip.wav", "no such file"),
+    ],
+)
+def test_bad_inputs_raise_or_are_recorded(captioner, bad, message):
+    with pytest.raises(AudioInputError, match=message):
+        captioner(bad, sampling_rate=16000)
+    records = dict(captioner.iter_captions([make_audio(1.0), bad], sampling_rate=16000, on_error="record"))
+    assert message in records[1]["error"] and "caption" in records[0]
+
+
+def test_arrays_need_a_rate(captioner):
+    with pytest.raises(ValueError, match="sampling_rate"):
+        captioner(make_audio(1.0))
+    with pytest.raises(ValueError, match="ambiguous"):
+        captioner([0.0, 0.1, 0.2], sampling_rate=16000)
+
+
+@pytest.fixture(scope="module")
+def detector_folder(tmp_path_factory):
+    """A tiny FENSE-format error detector (real ErrorDetector code path, random weights)."""
+    folder = tmp_path_factory.mktemp("detector")
+    words = sorted({w for text in CAPTIONS + [PROMPT_I] for w in text.lower().split()})
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    config = BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=80)
+    torch.manual_seed(0)
+    save_echecker_checkpoint(BertFlatClassifier(config, len(FENSE_ERROR_TYPES)), str(folder / "echecker.ckpt"),
+                             "bert-base-uncased")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    return folder
+
+
+def test_correct_with_a_real_tiny_detector(captioner, detector_folder):
+    audio = clips((1.0, 6.0))
+    raw = [r["caption"] for r in captioner(audio, sampling_rate=16000)]
+    # threshold 1.0: nothing is flagged, so no LLM is loaded; the error probabilities are the detector's
+    results = captioner(audio, sampling_rate=16000, correct={"detector": str(detector_folder), "threshold": 1.0})
+    expected = ErrorDetector.from_pretrained(str(detector_folder))(raw)
+    for result, caption, probability in zip(results, raw, expected):
+        assert result["caption"] == result["raw_caption"] == caption and result["corrected"] is False
+        assert result["error_prob"] == pytest.approx(probability, abs=1e-6)
+    never = captioner(audio, sampling_rate=16000, correct="never")
+    assert [r["caption"] for r in never] == raw and all(r["error_prob"] is None for r in never)
+
+
+def test_correct_applies_to_segments_and_accepts_a_callable(captioner):
+    def shout(captions):
+        return [{"caption": c.upper(), "raw_caption": c, "error_prob": 0.95, "corrected": True} for c in captions]
+
+    result = captioner(make_audio(25.0), sampling_rate=16000, segment_seconds=10, correct=shout)
+    assert result["caption"] == result["raw_caption"].upper()
+    assert all(s["caption"] == s["raw_caption"].upper() and s["error_prob"] == 0.95 for s in result["segments"])
+
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["laac"] = None  # the repository must not be importable: everything comes from the folder
+    import soundfile as sf
+    from transformers import pipeline
+    folder, wav, expected = sys.argv[1:4]
+    captioner = pipeline("audio-captioning", model=folder, trust_remote_code=True, device="cpu")
+    assert "transformers_modules" in type(captioner).__module__, type(captioner).__module__
+    assert "transformers_modules" in type(captioner.model).__module__
+    audio, rate = sf.read(wav, dtype="float32")
+    got = [captioner(wav), captioner(audio, sampling_rate=rate), captioner([wav, wav], batch_size=2)]
+    assert got == json.loads(expected), (got, expected)
+    print("REMOTE-PIPELINE-OK")
+    """
+)
+
+
+def test_pipeline_from_saved_folder_in_fresh_process(folder, captioner, tmp_path):
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, make_audio(2.5, 3), 16000, subtype="PCM_16")
+    expected = [captioner(str(wav)), captioner(str(wav)), captioner([str(wav)] * 2, batch_size=2)]
+    assert (folder / "pipeline_laac.py").exists()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(wav), json.dumps(expected)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0 and "REMOTE-PIPELINE-OK" in result.stdout, result.stderr[-4000:]
