@@ -18,8 +18,8 @@ import os
 import runpy
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import Any
 
 # Where `laac demo` (issue 5) saves its model; `laac caption` uses it when no --model is given.
 DEMO_MODEL_DIR = os.path.join(os.path.expanduser("~"), ".cache", "laac", "demo", "model")
@@ -45,13 +45,13 @@ in {DEMO_MODEL_DIR} (build it with `laac demo`).
 # -- inputs --------------------------------------------------------------------------------------------------------
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[tuple[str, Optional[str]]]:
+def expand_inputs(patterns: Sequence[str]) -> list[tuple[str, str | None]]:
     """
     (path, error or None) per input: files as given (missing ones too, they get an error record), folders searched
     recursively for audio files, glob patterns expanded (`**` recursive). Sorted within a folder or pattern,
     duplicates dropped.
     """
-    found: dict[str, Optional[str]] = {}
+    found: dict[str, str | None] = {}
     for pattern in patterns:
         if os.path.isdir(pattern):
             paths = sorted(
@@ -111,7 +111,7 @@ class RecordWriter:
     `done_paths` drops before a resumed run appends.
     """
 
-    def __init__(self, path: Optional[str], resume: bool, overwrite: bool) -> None:
+    def __init__(self, path: str | None, resume: bool, overwrite: bool) -> None:
         self.path = path
         self.kind = os.path.splitext(path)[1].lower() if path else ".jsonl"
         if self.kind not in (".jsonl", ".csv"):
@@ -126,7 +126,7 @@ class RecordWriter:
             self.stream = None
             return
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.stream = open(path, "ab" if resume else "wb", buffering=0)
+        self.stream = open(path, "ab" if resume else "wb", buffering=0)  # noqa: SIM115  closed by close()
         if self.kind == ".csv" and self.stream.tell() == 0:
             self._write(self._csv([list(CSV_COLUMNS)]))
 
@@ -191,10 +191,9 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
                 "model with `laac demo`"
             )
         model = DEMO_MODEL_DIR
+    import laac  # noqa: F401  registers the LAAC classes and the "audio-captioning" task
     import torch
     from transformers import pipeline
-
-    import laac  # noqa: F401  registers the LAAC classes and the "audio-captioning" task
 
     dtype = getattr(torch, args.dtype) if args.dtype != "auto" else "auto"
     return pipeline("audio-captioning", model=model, device=args.device, dtype=dtype)
@@ -251,7 +250,7 @@ def run_caption(args: argparse.Namespace) -> int:
     return failures
 
 
-def _run_srt(args: argparse.Namespace, inputs: list[tuple[str, Optional[str]]]) -> int:
+def _run_srt(args: argparse.Namespace, inputs: list[tuple[str, str | None]]) -> int:
     """SubRip is a per-recording format: exactly one input, written at once when it is captioned."""
     if len(inputs) != 1:
         raise ValueError(f"an .srt output takes exactly one audio file, got {len(inputs)}; use .jsonl or .csv")
@@ -379,7 +378,7 @@ def run_delegated(command: str, argv: list[str]) -> int:
     saved = sys.argv
     sys.argv = [f"laac {command}", *argv]
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        runpy.run_module(module, run_name="__main__")
     except SystemExit as done:
         code = done.code
         return code if isinstance(code, int) else (0 if code is None else 1)
@@ -388,7 +387,7 @@ def run_delegated(command: str, argv: list[str]) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv and argv[0] in DELEGATED:

@@ -192,4 +192,4 @@ class LaacConfig(PretrainedConfig):
 
 
 LaacConfig.register_for_auto_class()
-from .pipeline_laac import AudioCaptioningPipeline  # noqa: E402,F401  registers pipeline("audio-captioning"); saved with the config
+from .pipeline_laac import AudioCaptioningPipeline  # noqa: E402,F401  registers "audio-captioning"; saved alongside

@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +28,6 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import logging
 
 from .feature_extraction_laac import _to_float_array, _to_mono
-
 
 logger = logging.get_logger(__name__)
 
@@ -43,8 +42,6 @@ BUCKET_BATCHES = 8
 # Settings names in `LaacConfig.corrector` that `PostCorrector.from_settings` spells differently.
 CONFIG_CORRECTOR_ALIASES = {"detector_model": "detector"}
 _WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
-
-AudioSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray, torch.Tensor, dict]
 
 
 class AudioInputError(ValueError):
@@ -71,7 +68,7 @@ class _InputState:
     segments: list[Segment] = field(default_factory=list)
     captions: dict[int, str] = field(default_factory=dict)
     enumerated: bool = False  # all segments have been read
-    error: Optional[str] = None
+    error: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -133,7 +130,7 @@ def _open_error(source: Any, error: Exception) -> AudioInputError:
 
 
 def iter_file_segments(
-    source: Union[str, os.PathLike, bytes, bytearray], segment_seconds: float, hop_seconds: float
+    source: str | os.PathLike | bytes | bytearray, segment_seconds: float, hop_seconds: float
 ) -> Iterator[tuple[np.ndarray, int, int, int]]:
     """
     (mono float32 audio, sampling rate, start sample, end sample) per segment of an audio file or its bytes, read
@@ -141,7 +138,7 @@ def iter_file_segments(
     """
     soundfile = _soundfile()
     try:  # Python's open() names the OS error (missing, permission, directory); libsndfile only says "System error"
-        handle = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
+        handle = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else open(source, "rb")  # noqa: SIM115
         audio_file = soundfile.SoundFile(handle)
     except (OSError, RuntimeError, TypeError) as error:  # LibsndfileError is a RuntimeError
         if not isinstance(source, (bytes, bytearray)) and "handle" in locals():
@@ -255,7 +252,7 @@ class AudioCaptioningPipeline(Pipeline):
 
         return _resample(segment.audio, segment.sampling_rate, rate)
 
-    def _forward(self, model_inputs: dict[str, torch.Tensor], generate_kwargs: Optional[dict] = None) -> dict:
+    def _forward(self, model_inputs: dict[str, torch.Tensor], generate_kwargs: dict | None = None) -> dict:
         model_inputs = dict(model_inputs)
         # the mel is float32; a model loaded in bf16/fp16 wants its own dtype
         model_inputs["input_features"] = model_inputs["input_features"].to(self.model.dtype)
@@ -267,19 +264,19 @@ class AudioCaptioningPipeline(Pipeline):
 
     # -- calling -------------------------------------------------------------------------------------------------
 
-    def __call__(self, inputs: Any, batch_size: Optional[int] = None, **kwargs: Any) -> Union[dict, list[dict]]:
+    def __call__(self, inputs: Any, batch_size: int | None = None, **kwargs: Any) -> dict | list[dict]:
         """Caption one input (returns a dict) or a list/tuple of inputs (returns a list, in input order)."""
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
         if items and isinstance(items[0], (int, float, np.number)):
             raise ValueError("a list of numbers is ambiguous; pass one clip as a numpy array with sampling_rate=")
-        results: list[Optional[dict]] = [None] * len(items)
+        results: list[dict | None] = [None] * len(items)
         for index, record in self.iter_captions(items, batch_size=batch_size, **kwargs):
             results[index] = record
         return results[0] if single else results
 
     def iter_captions(
-        self, inputs: Iterable[Any], batch_size: Optional[int] = None, on_error: str = "raise", **kwargs: Any
+        self, inputs: Iterable[Any], batch_size: int | None = None, on_error: str = "raise", **kwargs: Any
     ) -> Iterator[tuple[int, dict]]:
         """
         Stream `(input index, record)` as soon as each input is captioned (not in input order: batches are sorted
@@ -322,7 +319,7 @@ class AudioCaptioningPipeline(Pipeline):
         self,
         item: Any,
         index: int,
-        sampling_rate: Optional[int] = None,
+        sampling_rate: int | None = None,
         segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
         hop_seconds: float = DEFAULT_HOP_SECONDS,
     ) -> Iterator[Segment]:
@@ -340,7 +337,7 @@ class AudioCaptioningPipeline(Pipeline):
 
     @staticmethod
     def _array_segments(
-        item: Any, index: int, sampling_rate: Optional[int], segment_seconds: float, hop_seconds: float
+        item: Any, index: int, sampling_rate: int | None, segment_seconds: float, hop_seconds: float
     ) -> Iterator[tuple[np.ndarray, int, int, int]]:
         if isinstance(item, dict):
             if "sampling_rate" not in item or not ({"raw", "array"} & set(item)):
@@ -349,7 +346,7 @@ class AudioCaptioningPipeline(Pipeline):
                 )
             sampling_rate, item = item["sampling_rate"], item["raw" if "raw" in item else "array"]
         if not isinstance(item, (np.ndarray, torch.Tensor)):
-            raise ValueError(
+            raise TypeError(
                 f"cannot caption a {type(item).__name__}; pass a path, bytes, a numpy array / torch tensor with "
                 "sampling_rate=, or a {'raw': array, 'sampling_rate': rate} dict"
             )
@@ -407,7 +404,7 @@ class AudioCaptioningPipeline(Pipeline):
 
     # -- correction ----------------------------------------------------------------------------------------------
 
-    def _post_corrector(self, correct: Any) -> Optional[Callable]:
+    def _post_corrector(self, correct: Any) -> Callable | None:
         if correct is None or correct is False:
             return None
         if callable(correct):
