@@ -22,7 +22,7 @@ PROMPT_II = (
 )
 DEFAULT_CORRECTOR: dict[str, Any] = {
     "corrector_model": "meta-llama/Meta-Llama-3-8B-Instruct",
-    "detector_model": "echecker_clotho_audiocaps_base",
+    "detector": "echecker_clotho_audiocaps_base",
     "threshold": 0.9,
     "system_prompt": PROMPT_II,
 }
@@ -121,8 +121,8 @@ class LaacConfig(PretrainedConfig):
             code) or zero-`"pad"`ded and masked in the Q-Former's cross-attention.
         audio_token_id (`int`, *optional*): id of the audio placeholder token in the text vocabulary.
         prompt_template (`str`, defaults to Prompt I): the text prompt; `AUDIO_PLACEHOLDER` marks the audio.
-        corrector (`dict`, *optional*): post-corrector settings (corrector_model, detector_model, threshold,
-            system_prompt). Only ids/paths are stored: corrector weights never enter a LAAC checkpoint.
+        corrector (`dict`, *optional*): post-corrector settings (corrector_model, detector, threshold,
+            system_prompt), as `PostCorrector.from_settings` takes them. Only ids/paths are stored: corrector weights never enter a LAAC checkpoint.
     """
 
     model_type = "laac"

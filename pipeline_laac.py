@@ -40,7 +40,6 @@ DEFAULT_HOP_SECONDS = 30.0
 # number and length of inputs while keeping the padding inside a batch small.
 BUCKET_BATCHES = 8
 # Settings names in `LaacConfig.corrector` that `PostCorrector.from_settings` spells differently.
-CONFIG_CORRECTOR_ALIASES = {"detector_model": "detector"}
 _WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
@@ -409,7 +408,7 @@ class AudioCaptioningPipeline(Pipeline):
             return None
         if callable(correct):
             return correct
-        settings = {CONFIG_CORRECTOR_ALIASES.get(k, k): v for k, v in dict(self.model.config.corrector or {}).items()}
+        settings = dict(self.model.config.corrector or {})
         if isinstance(correct, str):
             settings["mode"] = correct
         elif isinstance(correct, dict):
