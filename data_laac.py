@@ -379,15 +379,24 @@ class CaptionExamples(torch.utils.data.Dataset):
     """
     Examples over a clip table. `per_caption=True` (training, and the evaluation loss): each caption of each
     clip is one example. `per_caption=False` (generation): one example per clip, its captions as references.
+
+    With a `seed`, every example carries a `crop_seed` (seed, epoch, index) for its random crop, so a crop depends
+    on nothing else: not on dataloader workers, prefetching or a resume (call `set_epoch` each epoch; train.py does
+    it with a callback). Without one, random crops draw from torch's global generator.
     """
 
-    def __init__(self, clips: datasets.Dataset, per_caption: bool = True) -> None:
+    def __init__(self, clips: datasets.Dataset, per_caption: bool = True, seed: int | None = None) -> None:
         self.clips = clips
+        self.seed = seed
+        self.epoch = 0
         counts = [len(captions) for captions in clips["captions"]]
         if per_caption:
             self.index = [(row, k) for row, n in enumerate(counts) for k in range(n)]
         else:
             self.index = [(row, 0) for row in range(len(counts))]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.index)
@@ -395,13 +404,23 @@ class CaptionExamples(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         row, k = self.index[i]
         clip = self.clips[row]
-        return {
+        example = {
             "row": row,
             "id": clip["id"],
             "audio": clip["audio"],
             "caption": clip["captions"][k],
             "references": clip["captions"],
         }
+        if self.seed is not None:
+            example["crop_seed"] = (self.seed, self.epoch, i)
+        return example
+
+
+def _crop_start(example: dict[str, Any], choices: int) -> int:
+    """A random start among `choices`: from the example's own `crop_seed` if it has one, else torch's generator."""
+    if "crop_seed" in example:
+        return int(np.random.default_rng(list(example["crop_seed"])).integers(choices))
+    return int(torch.randint(0, choices, ()).item())
 
 
 def read_audio(example: dict[str, Any], max_seconds: float | None, random_crop: bool) -> tuple[np.ndarray, int]:
@@ -415,8 +434,7 @@ def read_audio(example: dict[str, Any], max_seconds: float | None, random_crop: 
         with sf.SoundFile(io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"]) as f:
             rate, total = f.samplerate, f.frames
             length = total if max_seconds is None else min(total, round(max_seconds * rate))
-            # torch's global generator: seeded per dataloader worker and restored by Trainer on resume
-            start = int(torch.randint(0, total - length + 1, ()).item()) if random_crop and total > length else 0
+            start = _crop_start(example, total - length + 1) if random_crop and total > length else 0
             f.seek(start)
             samples = f.read(length, dtype="float32")
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as error:

@@ -119,7 +119,11 @@ class LaacTrainingArguments(TrainingArguments):
         if self.bf16_if_available and not (self.bf16 or self.fp16) and not self.use_cpu:
             self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         checkpointing = self.activation_checkpointing or self.gradient_checkpointing
-        if checkpointing and self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
+        if (
+            checkpointing
+            and self.activation_checkpointing_kwargs is None
+            and self.gradient_checkpointing_kwargs is None
+        ):
             # the frozen embeddings give the reentrant variant inputs without grad: LoRA would get none
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
         super().__post_init__()
@@ -284,6 +288,20 @@ def write_evaluation(output_dir: str, step: int, result: EvaluationResult, prefi
     with open(os.path.join(output_dir, f"{prefix}_predictions_step_{step}.json"), "w", encoding="utf-8") as f:
         json.dump(result.predictions, f, indent=1, ensure_ascii=False)
     return path
+
+
+class DatasetEpochCallback(TrainerCallback):
+    """
+    Passes the epoch to the training examples, so each random crop is a function of (seed, epoch, example) only
+    and a resumed run crops exactly as an uninterrupted one. (The global generator cannot give that: accelerate
+    collates one batch ahead, so a checkpoint's RNG state is already past the next batch's crops.)
+    """
+
+    def __init__(self, dataset: CaptionExamples) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        self.dataset.set_epoch(int(state.epoch + 1e-6))  # a resumed state holds a fraction: the epoch it is in
 
 
 class LaacTrainer(Trainer):
@@ -501,8 +519,11 @@ def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | N
     captions = [c for clip in train_clips["captions"] for c in clip] if train_clips is not None else []
     model, processor = build_model_and_processor(model_args, captions)
 
-    train_dataset = CaptionExamples(train_clips, per_caption=True) if train_clips is not None else None
-    if train_dataset is not None:
+    train_dataset = None
+    callbacks = list(callbacks or [])
+    if train_clips is not None:
+        train_dataset = CaptionExamples(train_clips, per_caption=True, seed=training_args.seed)
+        callbacks.append(DatasetEpochCallback(train_dataset))
         model = apply_lora(model, lora_args)
         logger.info(f"trainable parameters: {count_trainable_parameters(model)}")
         if training_args.warmup_epochs is not None:

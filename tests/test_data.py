@@ -213,3 +213,14 @@ def test_source_specs():
     assert parse_source_spec('{"kind": "hf", "path": "x"}') == {"kind": "hf", "path": "x"}
     with pytest.raises(ValueError, match="kind 'nope'"):
         parse_source_spec("nope:x=1")
+
+
+def test_seeded_crops_depend_on_seed_epoch_and_index_only(clotho):
+    examples = CaptionExamples(clotho, per_caption=True, seed=3)
+    first = read_audio(examples[0], 2.0, random_crop=True)[0]
+    torch.manual_seed(123)  # the global generator plays no part
+    assert np.array_equal(read_audio(examples[0], 2.0, random_crop=True)[0], first)
+    examples.set_epoch(1)
+    assert examples[0]["crop_seed"] == (3, 1, 0)
+    assert not np.array_equal(read_audio(examples[0], 2.0, random_crop=True)[0], first)
+    assert "crop_seed" not in CaptionExamples(clotho)[0]

@@ -1,0 +1,238 @@
+"""train.py on a tiny model: SIGKILL + resume equals an uninterrupted run, evaluation, export, Hub upload, DDP."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from laac.data_laac import load_clotho
+from laac.modeling_laac import LaacForConditionalGeneration
+from laac.processing_laac import LaacProcessor
+from laac.synthetic_corpus import write_corpus
+from laac.train import evaluate_model, last_complete_checkpoint, parse_args, push_export, warmup_steps_for
+from safetensors import safe_open
+
+from tests.laac_tester import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_PY = os.path.join(REPO, "train.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    write_corpus(str(root / "corpus"), {"development": 6, "validation": 3}, seed=0, num_workers=1)
+    tiny_config().to_json_file(str(root / "tiny.json"))
+    return root
+
+
+def _args(root, output_dir, *extra):
+    corpus = root / "corpus"
+    return [
+        "--config_name", str(root / "tiny.json"),
+        "--train_sources", f"clotho:csv={corpus}/clotho_captions_development.csv,audio_dir={corpus}/development",
+        "--output_dir", str(output_dir),
+        "--do_train", "--per_device_train_batch_size", "4", "--max_train_seconds", "2",
+        "--learning_rate", "3e-3", "--warmup_epochs", "0.3", "--lr_scheduler_type", "cosine",
+        "--logging_steps", "1", "--seed", "7", "--report_to", "none", "--disable_tqdm", "true",
+        *extra,
+    ]  # fmt: skip
+
+
+def _eval_args(root):
+    corpus = root / "corpus"
+    source = f"clotho:csv={corpus}/clotho_captions_validation.csv,audio_dir={corpus}/validation"
+    return ["--eval_sources", source, "--eval_metrics", "bleu_1,cider_d", "--generation_max_new_tokens", "8"]
+
+
+def _losses(output_dir):
+    with open(os.path.join(output_dir, "trainer_state.json")) as f:
+        history = json.load(f)["log_history"]
+    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+
+@pytest.fixture(scope="module")
+def runs(setup):
+    """A run SIGKILLed after its first checkpoint and resumed, and the same run uninterrupted (+ eval, export)."""
+    from laac.train import main
+
+    killed, straight = setup / "killed", setup / "straight"
+    common = ["--max_steps", "12", "--save_steps", "3"]
+    process = subprocess.Popen(
+        [sys.executable, TRAIN_PY, *_args(setup, killed, *common)],
+        env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while last_complete_checkpoint(str(killed)) is None and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    stderr = process.communicate()[1]
+    assert process.returncode == -signal.SIGKILL, f"the run ended before it was killed:\n{stderr[-3000:]}"
+    checkpoint = last_complete_checkpoint(str(killed))
+    main(_args(setup, killed, *common, "--resume_from_checkpoint", "last"))
+    export = setup / "export"
+    results = main(_args(setup, straight, *common, *_eval_args(setup), "--do_eval", "--export_dir", str(export)))
+    return {"killed": killed, "straight": straight, "checkpoint": checkpoint, "export": export, "results": results}
+
+
+def test_sigkill_then_resume_continues_the_same_loss_curve(runs):
+    resumed, straight = _losses(runs["killed"]), _losses(runs["straight"])
+    assert sorted(straight) == list(range(1, 13)) and sorted(resumed) == sorted(straight)
+    assert int(runs["checkpoint"].rsplit("-", 1)[1]) < 12  # the resume really restarted mid-run
+    for step in straight:
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-5, abs=1e-6), step
+    assert straight[12] < straight[1]  # and it trains
+
+
+def test_checkpoints_hold_only_trained_tensors(runs):
+    checkpoint = runs["checkpoint"]
+    files = set(os.listdir(checkpoint))
+    assert {"adapter_model.safetensors", "optimizer.pt", "rng_state.pth", "trainer_state.json"} <= files
+    assert "model.safetensors" not in files
+    with safe_open(os.path.join(checkpoint, "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert all("lora_" in k or ".qformer." in k or ".language_projection." in k for k in keys), keys
+    assert any("audio_tower" in k and "lora_A" in k for k in keys) and any("language_model" in k for k in keys)
+
+
+def test_evaluation_writes_metrics_and_the_export_loads_without_peft(runs, setup):
+    straight, export = runs["straight"], runs["export"]
+    assert runs["results"]["eval"]["eval_loss"] > 0
+    with open(straight / "eval_metrics_step_12.json") as f:
+        scores = json.load(f)
+    assert scores["num_clips"] == 3 and set(scores["metrics"]) == {"bleu_1", "cider_d", "unavailable"}
+    assert 0 <= scores["metrics"]["bleu_1"] <= 1
+    with open(straight / "eval_predictions_step_12.json") as f:
+        predictions = json.load(f)
+    assert [len(p["references"]) for p in predictions] == [5, 5, 5]
+
+    files = set(os.listdir(export))
+    expected = {"config.json", "generation_config.json", "model.safetensors", "README.md", "processor_config.json"}
+    expected |= {"tokenizer.json", "configuration_laac.py", "modeling_laac.py", "processing_laac.py"}
+    expected |= {"feature_extraction_laac.py", "configuration_ced.py", "modeling_ced.py"}
+    assert expected <= files and not any(name.startswith("adapter_") for name in files)
+    card = (export / "README.md").read_text()
+    assert "| cider_d |" in card and "| loss |" in card and "warm-up" in card and "clotho:csv=" in card
+
+    # the merged export generates what the LoRA-wrapped model generated at the last evaluation
+    model = LaacForConditionalGeneration.from_pretrained(export)
+    processor = LaacProcessor.from_pretrained(export)
+    clips = load_clotho(f"{setup}/corpus/clotho_captions_validation.csv", f"{setup}/corpus/validation")
+    result = evaluate_model(model, processor, clips, generation_kwargs={"max_new_tokens": 8}, metrics=None)
+    assert [p["prediction"] for p in result.predictions] == [p["prediction"] for p in predictions]
+
+    script = textwrap.dedent(
+        """
+        import json, sys
+        sys.modules["laac"] = None
+        sys.modules["peft"] = None  # the export must not need peft (or the laac package)
+        import soundfile as sf
+        from transformers import AutoModel, AutoProcessor
+        model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+        audio, rate = sf.read(sys.argv[2], dtype="float32")
+        inputs = processor([audio], sampling_rate=rate)
+        print(json.dumps(processor.decode_captions(model.generate(**inputs, max_new_tokens=8), inputs["input_ids"])))
+        """
+    )
+    wav = f"{setup}/corpus/validation/{predictions[0]['id']}"
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(export), wav],
+        check=False,
+        env=ENV,
+        cwd=setup,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [predictions[0]["prediction"]]
+
+
+def test_evaluate_only_mode_and_hub_upload(runs, setup, monkeypatch):
+    from laac.train import main
+
+    output_dir = setup / "eval_only"
+    argv = ["--model_name_or_path", str(runs["export"]), "--output_dir", str(output_dir), "--do_eval"]
+    results = main([*argv, *_eval_args(setup), "--report_to", "none"])
+    with open(runs["straight"] / "eval_metrics_step_12.json") as f:
+        trained = json.load(f)["metrics"]
+    assert results["eval"]["eval_cider_d"] == pytest.approx(trained["cider_d"])
+    assert (output_dir / "eval_metrics_step_0.json").exists()
+
+    import huggingface_hub
+
+    calls = {}
+    monkeypatch.setattr(
+        huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("repo", repo_id)
+    )
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: calls.setdefault("upload", kw))
+    push_export(str(runs["export"]), "someone/laac-tiny")
+    assert calls["repo"] == "someone/laac-tiny" and calls["upload"]["folder_path"] == str(runs["export"])
+    assert "adapter_config.json" in calls["upload"]["delete_patterns"]
+
+
+def test_config_file_with_flag_overrides_and_warmup(setup):
+    _, data_args, lora_args, training_args = parse_args(
+        [os.path.join(REPO, "presets", "finetune.yaml"), "--output_dir", str(setup / "x"), "--lora_r", "4"]
+    )
+    assert training_args.learning_rate == 5e-6 and training_args.num_train_epochs == 20
+    assert training_args.per_device_train_batch_size == 10 and training_args.weight_decay == 1e-6
+    assert training_args.remove_unused_columns is False and lora_args.lora_r == 4
+    assert data_args.train_sources[0]["kind"] == "clotho"
+    # 0.3 epoch of Clotho development (3839 clips x 5 captions) at batch 10: ceil(0.3 * 1920) steps
+    assert warmup_steps_for(training_args, 3839 * 5) == 576
+    _, _, _, pretrain = parse_args([os.path.join(REPO, "presets", "pretrain.yaml"), "--output_dir", str(setup / "y")])
+    assert (pretrain.learning_rate, pretrain.per_device_train_batch_size, pretrain.num_train_epochs) == (5e-5, 48, 10)
+    assert pretrain.lr_scheduler_type == "cosine" and pretrain.max_grad_norm == 1.0
+    with pytest.raises(ValueError, match="unknown keys"):
+        bad = setup / "bad.yaml"
+        bad.write_text("learning_rat: 1.0\n")
+        parse_args([str(bad)])
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, os, sys
+    from transformers import TrainerCallback
+    from laac.train import main
+
+    class TrainedWeightsHash(TrainerCallback):
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            digest = hashlib.sha256()
+            for name, param in sorted(model.named_parameters()):
+                if param.requires_grad:
+                    digest.update(name.encode() + param.detach().cpu().numpy().tobytes())
+            record = {"hash": digest.hexdigest(), "world_size": args.world_size, "steps": state.global_step}
+            with open(os.path.join(args.output_dir, f"rank{os.environ['RANK']}.json"), "w") as f:
+                json.dump(record, f)
+
+    main(sys.argv[1:], callbacks=[TrainedWeightsHash()])
+    """
+)
+
+
+def test_ddp_two_cpu_processes_agree(setup):
+    script = setup / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    output_dir = setup / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    # --use_cpu: without it, accelerate does not start a process group on a machine without GPUs (gloo on CPU)
+    extra = ["--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--save_strategy", "no", "--use_cpu"]
+    args = _args(setup, output_dir, *extra)
+    out = subprocess.run(
+        [*command, *args], check=False, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=240
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    ranks = [json.loads((output_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    # 30 caption examples, 2 per device on 2 ranks: 8 steps (one process would take 15); same weights on both
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 8
+    assert ranks[0]["hash"] == ranks[1]["hash"]
+    assert ranks[0]["hash"] != hashlib.sha256().hexdigest()
