@@ -77,7 +77,9 @@ def write_rows(path: str, rows: list[dict[str, Any]]) -> None:
 def correct_rows(rows: list[dict[str, Any]], post_corrector: PostCorrector, caption_column: str) -> list[dict]:
     """Rows with the final caption in `caption_column` and the post-corrector's record fields added."""
     if rows and caption_column not in rows[0]:
-        raise ValueError(f"no {caption_column!r} column in the input (columns: {list(rows[0])}); set --caption_column.")
+        raise ValueError(
+            f"no {caption_column!r} column in the input (columns: {list(rows[0])}); set --caption_column."
+        )
     records = post_corrector([row.get(caption_column) for row in rows])
     return [
         {**row, caption_column: record["caption"], **{key: record[key] for key in ADDED_COLUMNS}}
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     rows = correct_rows(read_rows(args.input), post_corrector, args.caption_column)
     write_rows(args.output, rows)
-    logger.warning("Wrote %d captions to %s; reasons: %s", len(rows), args.output, dict(Counter(r["reason"] for r in rows)))
+    reasons = dict(Counter(row["reason"] for row in rows))
+    logger.warning("Wrote %d captions to %s; reasons: %s", len(rows), args.output, reasons)
     return rows
 
 

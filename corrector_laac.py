@@ -57,6 +57,7 @@ CORRECTION_SYSTEM_PROMPT = (
     "You should follow the below format: rain is falling on a tin roof ==> rain is falling on the tin roof"
 )
 GATE_MODES = ("auto", "always", "never")
+TRUNCATION_MARK = "\x00<truncated>"
 # Clotho captions are 8-20 words; anything far beyond is not a caption and would only waste LLM time.
 MAX_CAPTION_WORDS = 60
 MAX_CAPTION_CHARS = 500
@@ -106,23 +107,28 @@ def caption_input_problem(caption: Any) -> str | None:
 
 
 _QUOTED = re.compile(r"[\"“”«»]([^\"“”«»]+)[\"“”«»]")
-# "Corrected sentence:", "Revised version:", "Answer:" ... a short lead-in before a colon.
-_LEAD_IN = re.compile(r"^[^:\n]{0,60}\b(sentence|revis\w*|correct\w*|answer|output|version|caption)\b[^:\n]{0,20}:\s*", re.I)
+# "Corrected sentence:", "Here's a revised version:", "... would be:" ... a lead-in ending in a colon, anywhere.
+_LEAD_IN = re.compile(
+    r"\b(sentence|revis\w*|correct\w*|answer|output|version|caption|would be|rephrase\w*(?: it)? to)\b[^:\n]{0,20}:",
+    re.I,
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
 def parse_corrected_caption(answer: str) -> str:
     """Reduce an LLM answer to one normalised caption (empty string when nothing usable is left).
 
-    Steps: keep what follows the last "==>" (the model echoing the prompt's format), drop a lead-in such as
-    "Corrected sentence:", prefer the first quoted span of two or more words, keep the first non-empty line and
-    its first sentence, then lower-case and strip punctuation like Clotho references.
+    Steps: keep what follows the last "==>" (the model echoing the prompt's format), keep what follows the last
+    lead-in such as "Corrected sentence:" or "Here's a revised version:", prefer the first quoted span of two or
+    more words, keep the first non-empty line and its first sentence, then lower-case and strip punctuation like Clotho references.
     """
     text = answer.strip()
     if "==>" in text:
         before, _, after = text.rpartition("==>")
         text = after if after.strip() else before
-    text = _LEAD_IN.sub("", text.strip())
+    lead_ins = list(_LEAD_IN.finditer(text))
+    if lead_ins and text[lead_ins[-1].end() :].strip():  # chatter first, the revision after the last lead-in
+        text = text[lead_ins[-1].end() :]
     quoted = [span for span in _QUOTED.findall(text) if len(span.split()) >= 2]
     if quoted:
         text = quoted[0]
@@ -440,7 +446,16 @@ class CaptionCorrector:
             pad_token_id=self.tokenizer.pad_token_id,
         )
         new_tokens = output[:, batch["input_ids"].shape[1] :]  # (B, <= max_new_tokens)
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        answers = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        stop_ids = torch.tensor(self._stop_token_ids(), device=new_tokens.device)
+        finished = torch.isin(new_tokens, stop_ids).any(dim=-1).tolist()
+        # An answer cut by max_new_tokens is marked so that a half-written last sentence is not accepted.
+        return [answer if done else answer + TRUNCATION_MARK for answer, done in zip(answers, finished)]
+
+    def _stop_token_ids(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = eos if isinstance(eos, list) else [eos]
+        return [i for i in [*ids, self.tokenizer.eos_token_id] if i is not None]
 
     def __call__(self, captions: Sequence[Any], batch_size: int = 8) -> list[Correction]:
         """Rewrite each caption; bad inputs, failed batches and unusable answers keep the original caption."""
@@ -470,7 +485,12 @@ class CaptionCorrector:
     def _judge(caption: str, answer: str | None) -> Correction:
         if answer is None:
             return Correction(caption, False, "generation_failed")
+        truncated = answer.endswith(TRUNCATION_MARK)
+        answer = answer.removesuffix(TRUNCATION_MARK)
         corrected = parse_corrected_caption(answer)
+        cut_mid_sentence = answer.rstrip()[-1:] not in (".", "!", "?", '"', "”")
+        if truncated and corrected and cut_mid_sentence and normalize_caption(answer).endswith(corrected):
+            return Correction(caption, False, "answer_truncated", answer)
         problem = correction_problem(caption, corrected)
         if problem is not None:
             return Correction(caption, False, problem, answer)

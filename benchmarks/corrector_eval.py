@@ -70,7 +70,8 @@ def build_sets(args: CorrectorEvalArguments) -> tuple[list[str], list[str]]:
     rng = random.Random(args.seed)
     rng.shuffle(held_out)
     corrupted = [corrupt_caption(caption, rng)[0] for caption in held_out[: args.num_corrupted]]
-    clean = [normalize_caption(caption) for caption in held_out[args.num_corrupted : args.num_corrupted + args.num_clean]]
+    clean_slice = held_out[args.num_corrupted : args.num_corrupted + args.num_clean]
+    clean = [normalize_caption(caption) for caption in clean_slice]
     return HANDWRITTEN_ERRONEOUS + corrupted, clean
 
 

@@ -15,6 +15,7 @@ from laac.correct_captions import main as correct_captions_main
 from laac.corrector_laac import (
     CORRECTION_SYSTEM_PROMPT,
     FENSE_ERROR_TYPES,
+    TRUNCATION_MARK,
     BertFlatClassifier,
     CaptionCorrector,
     Correction,
@@ -163,6 +164,9 @@ def test_detector_rejects_mismatched_config(tmp_path, tiny_fense_checkpoint: dic
         ("\n\n  A car passes by!\nExplanation: the tail was removed.", "a car passes by"),
         ("Revised version: Water is flowing in a stream", "water is flowing in a stream"),
         ("a dog barks ==>", "a dog barks"),
+        ("The sentence is correct but awkward. Here's a revised version:\n\nA man speaks and a toilet flushes.",
+         "a man speaks and a toilet flushes"),
+        ('It is awkward. A more idiomatic way to say it would be: "The door creaks open."', "the door creaks open"),
         ("   ", ""),
         ("...", ""),
     ],
@@ -205,18 +209,21 @@ def test_corrector_bad_inputs_and_answers_keep_original():
         "a dog barks and a": "",
         "birds chirp": "birds chirp " * 10,
         "water flows and": "I am sorry, I cannot do that.",
+        "a man speaks and a": "Here is a revised version:\nA man speaks and a toilet f" + TRUNCATION_MARK,
+        "a man speaks and then": "A man speaks. Some more chatter that was cut" + TRUNCATION_MARK,
     })
     inputs = ["a man is speaking and then", "a dog barks and a", "birds chirp", "water flows and", "rain falls",
-              "", "   ", None, 42, "word " * 200]
+              "a man speaks and a", "", "   ", None, 42, "word " * 200, "a man speaks and then"]
     results = corrector(inputs, batch_size=2)
     assert [r.reason for r in results] == [
-        "corrected", "empty_answer", "answer_too_long", "answer_no_overlap", "unchanged",
-        "empty_input", "empty_input", "non_text_input", "non_text_input", "input_too_long",
+        "corrected", "empty_answer", "answer_too_long", "answer_no_overlap", "unchanged", "answer_truncated",
+        "empty_input", "empty_input", "non_text_input", "non_text_input", "input_too_long", "corrected",
     ]
     assert results[0] == Correction("a man is speaking", True, "corrected", results[0].raw_answer)
-    assert [r.caption for r in results[1:]] == inputs[1:]
-    assert not any(r.changed for r in results[1:])
-    assert sum(len(batch) for batch in corrector.calls) == 5  # bad inputs never reach the LLM
+    assert results[-1].caption == "a man speaks"  # the cut happened after the first, complete sentence
+    assert [r.caption for r in results[1:-1]] == inputs[1:-1]
+    assert not any(r.changed for r in results[1:-1])
+    assert sum(len(batch) for batch in corrector.calls) == 7  # bad inputs never reach the LLM
 
 
 def test_corrector_failed_batch_keeps_captions_and_continues():
@@ -242,7 +249,7 @@ def test_smollm2_corrector_prompt_and_batching(smollm2_corrector: CaptionCorrect
     results = smollm2_corrector(captions)
     assert all(isinstance(r.caption, str) and r.caption for r in results)
     assert all(r.reason in {"corrected", "unchanged", "answer_no_overlap", "answer_too_long", "empty_answer",
-                            "answer_adds_content"}
+                            "answer_adds_content", "answer_truncated"}
                for r in results)
 
 
