@@ -339,6 +339,54 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
             **kwargs,
         )
 
+    # -- post-correction ---------------------------------------------------------------------------------------------
+
+    def get_post_corrector(self, correct: Any = True) -> Optional[Any]:
+        """
+        The post-corrector for `correct`: True uses `config.corrector` (FENSE-style detector gate, threshold 0.9,
+        instruct LLM with Prompt II); a gate mode ("auto", "always", "never") or a settings dict overrides those
+        settings; a callable is used as is; False/None gives None. Built once per settings and cached on the model
+        (outside its modules and state dict: the corrector's weights never enter a LAAC checkpoint).
+        """
+        if correct is None or correct is False:
+            return None
+        if callable(correct):
+            return correct
+        settings = dict(self.config.corrector or {})
+        if isinstance(correct, str):
+            settings["mode"] = correct
+        elif isinstance(correct, dict):
+            settings.update(correct)
+        elif correct is not True:
+            raise ValueError(f"correct must be a bool, a gate mode, a settings dict or a callable, got {correct!r}")
+        settings.setdefault("device", None if self.device.type == "meta" else str(self.device))
+        cache = self.__dict__.setdefault("_post_correctors", {})
+        key = repr(sorted(settings.items()))
+        if key not in cache:
+            try:
+                from .corrector_laac import PostCorrector
+            except ImportError as error:
+                raise ValueError(
+                    "post-correction needs corrector_laac.py next to the model code; re-save the model with a LAAC "
+                    f"version that has the post-corrector ({error})"
+                ) from error
+            cache[key] = PostCorrector.from_settings(settings)
+        return cache[key]
+
+    def post_correct(self, captions: list[str], correct: Any = True) -> list[dict[str, Any]]:
+        """
+        The report's post-correction after decoding: each caption is scored by the error detector and rewritten
+        by the frozen instruct LLM only above the threshold. Returns one record per caption with `caption`
+        (final), `raw_caption`, `error_prob`, `corrected` and `reason`.
+
+            captions = processor.decode_captions(model.generate(**inputs), inputs["input_ids"])
+            records = model.post_correct(captions)
+        """
+        post_corrector = self.get_post_corrector(correct)
+        if post_corrector is None:
+            return [{"caption": c, "raw_caption": c, "error_prob": None, "corrected": False, "reason": None} for c in captions]
+        return post_corrector(list(captions))
+
     # -- assembly from released parts ------------------------------------------------------------------------------
 
     @classmethod

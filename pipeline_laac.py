@@ -17,7 +17,7 @@ import io
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,7 +216,6 @@ class AudioCaptioningPipeline(Pipeline):
                 "the audio-captioning pipeline needs the LaacProcessor: save it next to the model "
                 "(processor.save_pretrained(folder)) or pass processor="
             )
-        self._post_correctors: dict[str, Callable] = {}
 
     # -- transformers Pipeline protocol --------------------------------------------------------------------------
 
@@ -403,40 +402,13 @@ class AudioCaptioningPipeline(Pipeline):
 
     # -- correction ----------------------------------------------------------------------------------------------
 
-    def _post_corrector(self, correct: Any) -> Callable | None:
-        if correct is None or correct is False:
-            return None
-        if callable(correct):
-            return correct
-        settings = dict(self.model.config.corrector or {})
-        if isinstance(correct, str):
-            settings["mode"] = correct
-        elif isinstance(correct, dict):
-            settings.update(correct)
-        elif correct is not True:
-            raise ValueError(f"correct must be a bool, a gate mode, a settings dict or a callable, got {correct!r}")
-        if settings.get("device") is None:
-            settings["device"] = str(self.device)
-        key = repr(sorted(settings.items()))
-        if key not in self._post_correctors:  # models load once per pipeline and settings
-            try:
-                from .corrector_laac import PostCorrector
-            except ImportError as error:
-                raise ValueError(
-                    "correct= needs corrector_laac.py next to the model code; re-save the model with a LAAC version "
-                    f"that has the post-corrector ({error})"
-                ) from error
-            self._post_correctors[key] = PostCorrector.from_settings(settings)
-        return self._post_correctors[key]
-
     def _correct(self, records: list[dict], correct: Any) -> None:
         """Correct every distinct caption of `records` in one call; keeps the raw caption and error probability."""
-        post_corrector = self._post_corrector(correct)
-        if post_corrector is None or not records:
+        if correct is None or correct is False or not records:
             return
         targets = [record for record in records] + [s for record in records for s in record.get("segments", [])]
         raw = list(dict.fromkeys(target["caption"] for target in targets))
-        results = dict(zip(raw, post_corrector(raw)))
+        results = dict(zip(raw, self.model.post_correct(raw, correct)))
         for target in targets:
             result = results[target["caption"]]
             target.update(

@@ -202,3 +202,20 @@ def test_generate_encodes_audio_once_and_matches_per_step_path(llama_setup):
 
     reference = GenerationMixin.generate(model, **batch)
     assert fast.tolist() == reference.tolist()
+
+
+def test_post_correct_hook_resolves_settings_and_never_enters_the_checkpoint(llama_setup, tmp_path):
+    config, model, processor = llama_setup
+    keys = set(model.state_dict())
+    records = model.post_correct(["a dog barks"], correct="never")
+    assert records[0]["caption"] == records[0]["raw_caption"] == "a dog barks"
+    assert records[0]["corrected"] is False
+    corrector = model.get_post_corrector("never")
+    assert corrector is model.get_post_corrector("never")  # cached per settings
+    assert corrector.threshold == 0.9 and corrector.mode == "never"
+    assert model.get_post_corrector(False) is None
+    shout = model.post_correct(["a dog"], correct=lambda caps: [{"caption": c.upper()} for c in caps])
+    assert shout == [{"caption": "A DOG"}]
+    with pytest.raises(ValueError, match="correct must be"):
+        model.get_post_corrector(3)
+    assert set(model.state_dict()) == keys
