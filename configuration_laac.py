@@ -8,6 +8,8 @@ from transformers import AutoConfig, Blip2QFormerConfig, PretrainedConfig
 from transformers.utils import logging
 
 from .configuration_ced import CedConfig, DashengConfig
+from .corrector_laac import CORRECTION_SYSTEM_PROMPT as PROMPT_II
+from .corrector_laac import DEFAULT_CORRECTOR_MODEL, DEFAULT_DETECTOR, DEFAULT_ERROR_THRESHOLD
 
 
 logger = logging.get_logger(__name__)
@@ -15,15 +17,12 @@ logger = logging.get_logger(__name__)
 # Prompt I of the report, verbatim; the audio tokens replace AUDIO_PLACEHOLDER.
 AUDIO_PLACEHOLDER = "<AcousticTokens>"
 PROMPT_I = "Describe the detail of this audio:<AcousticTokens>\n---\nDetailed: "
-# Prompt II of the report: the corrector's system message; the user message is the caption.
-PROMPT_II = (
-    "You are a language specialist who can revise the sentence to make it more correct and idiomatic! "
-    "You should follow the below format: rain is falling on a tin roof ==> rain is falling on the tin roof"
-)
+# Post-corrector defaults of the report (Prompt II, Llama 3 8B Instruct, FENSE detector, threshold 0.9): the
+# same keys `PostCorrector.from_settings` takes.
 DEFAULT_CORRECTOR: dict[str, Any] = {
-    "corrector_model": "meta-llama/Meta-Llama-3-8B-Instruct",
-    "detector": "echecker_clotho_audiocaps_base",
-    "threshold": 0.9,
+    "corrector_model": DEFAULT_CORRECTOR_MODEL,
+    "detector": DEFAULT_DETECTOR,
+    "threshold": DEFAULT_ERROR_THRESHOLD,
     "system_prompt": PROMPT_II,
 }
 # Decoding of the report: beam 3, at least 2 and at most 30 new tokens.

@@ -32,6 +32,10 @@ def test_default_config_is_submission_4():
     assert config.prompt_template == "Describe the detail of this audio:<AcousticTokens>\n---\nDetailed: "
     assert config.corrector["threshold"] == 0.9
     assert config.corrector["corrector_model"] == "meta-llama/Meta-Llama-3-8B-Instruct"
+    assert config.corrector["system_prompt"] == (
+        "You are a language specialist who can revise the sentence to make it more correct and idiomatic! "
+        "You should follow the below format: rain is falling on a tin roof ==> rain is falling on the tin roof"
+    )
     for forbidden in ("learning_rate", "output_dir", "device"):
         assert forbidden not in config.to_dict()
 
