@@ -118,14 +118,14 @@ class LaacTrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         if self.bf16_if_available and not (self.bf16 or self.fp16) and not self.use_cpu:
             self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        checkpointing = self.activation_checkpointing or self.gradient_checkpointing
-        if (
-            checkpointing
-            and self.activation_checkpointing_kwargs is None
-            and self.gradient_checkpointing_kwargs is None
-        ):
+        # transformers >= 5.20 names it activation_checkpointing (gradient_checkpointing is the old alias)
+        new_name = hasattr(self, "activation_checkpointing")
+        checkpointing = getattr(self, "activation_checkpointing", None) or self.gradient_checkpointing
+        kwargs = getattr(self, "activation_checkpointing_kwargs", None) or self.gradient_checkpointing_kwargs
+        if checkpointing and kwargs is None:
             # the frozen embeddings give the reentrant variant inputs without grad: LoRA would get none
-            self.activation_checkpointing_kwargs = {"use_reentrant": False}
+            kwargs_name = "activation_checkpointing_kwargs" if new_name else "gradient_checkpointing_kwargs"
+            setattr(self, kwargs_name, {"use_reentrant": False})
         super().__post_init__()
 
 

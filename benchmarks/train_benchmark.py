@@ -21,7 +21,6 @@ import time
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 from transformers import TrainerCallback
 
@@ -90,6 +89,8 @@ def build(shape: str, device: str, bf16_weights: bool) -> tuple[LaacForCondition
 
 def write_clips(folder: str, n: int, seconds: float) -> str:
     """`n` noise clips of `seconds` at 16 kHz and a JSONL manifest with one caption each."""
+    import soundfile as sf
+
     rng = np.random.default_rng(0)
     with open(os.path.join(folder, "manifest.jsonl"), "w") as f:
         for i in range(n):
@@ -98,6 +99,29 @@ def write_clips(folder: str, n: int, seconds: float) -> str:
             sf.write(os.path.join(folder, name), audio, 16000, subtype="PCM_16")
             f.write(json.dumps({"audio": name, "caption": CAPTIONS[i % len(CAPTIONS)]}) + "\n")
     return os.path.join(folder, "manifest.jsonl")
+
+
+class InMemoryExamples(torch.utils.data.Dataset):
+    """`--in_memory`: noise arrays instead of files (measures the model and the processor without file reads)."""
+
+    def __init__(self, n: int, seconds: float) -> None:
+        rng = np.random.default_rng(0)
+        self.audio = [(0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32) for _ in range(min(n, 64))]
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"audio": self.audio[i % len(self.audio)], "caption": CAPTIONS[i % len(CAPTIONS)]}
+
+
+def in_memory_collator(processor: LaacProcessor) -> Any:
+    def collate(examples: list[dict[str, Any]]) -> Any:
+        audio, text = [e["audio"] for e in examples], [e["caption"] for e in examples]
+        return processor(audio, text=text, sampling_rate=16000)
+
+    return collate
 
 
 class StepTimer(TrainerCallback):
@@ -120,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length = crop length")
     parser.add_argument("--workers", type=int, default=0, help="dataloader workers")
     parser.add_argument("--activation_checkpointing", action="store_true")
+    parser.add_argument("--in_memory", action="store_true", help="arrays in memory instead of wav files")
     parser.add_argument("--bf16_weights", action="store_true", help="frozen weights in bf16 (always with --full)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on CPU too (GPUs get it when supported)")
     args = parser.parse_args(argv)
@@ -133,18 +158,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     peft_model = apply_lora(model, LaacLoraArguments())
     with tempfile.TemporaryDirectory() as folder:
         n_clips = args.batch * (args.steps + args.warmup)
-        clips = load_manifest(write_clips(folder, min(n_clips, 512), args.seconds))
+        if args.in_memory:
+            dataset, collator = InMemoryExamples(n_clips, args.seconds), in_memory_collator(processor)
+        else:
+            clips = load_manifest(write_clips(folder, min(n_clips, 512), args.seconds))
+            dataset, collator = CaptionExamples(clips, seed=0), LaacDataCollator(processor, args.seconds, train=True)
+        # transformers < 5.20 calls it gradient_checkpointing
+        fields = LaacTrainingArguments.__dataclass_fields__
+        name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+        checkpointing = {name: True} if args.activation_checkpointing else {}
         training_args = LaacTrainingArguments(
             output_dir=os.path.join(folder, "out"), max_steps=args.steps + args.warmup,
             per_device_train_batch_size=args.batch, learning_rate=5e-5, weight_decay=1e-6, max_grad_norm=1.0,
             lr_scheduler_type="cosine", save_strategy="no", logging_steps=10**6, report_to="none",
             disable_tqdm=True, dataloader_num_workers=args.workers, use_cpu=not cuda,
-            activation_checkpointing=args.activation_checkpointing, dataloader_pin_memory=cuda, bf16=args.bf16,
+            **checkpointing, dataloader_pin_memory=cuda, bf16=args.bf16,
         )  # fmt: skip
         timer = StepTimer()
         trainer = LaacTrainer(
-            model=peft_model, args=training_args, train_dataset=CaptionExamples(clips, seed=0),
-            data_collator=LaacDataCollator(processor, args.seconds, train=True), callbacks=[timer],
+            model=peft_model, args=training_args, train_dataset=dataset, data_collator=collator, callbacks=[timer],
         )  # fmt: skip
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -157,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "bf16": training_args.bf16,
         "batch": args.batch,
         "clip_seconds": args.seconds,
+        "data": "in memory" if args.in_memory else "wav files",
         "timed_steps": len(timed) - 1,
         "samples_per_second": round(args.batch * (len(timed) - 1) / seconds, 2),
         "seconds_per_step": round(seconds / (len(timed) - 1), 4),
