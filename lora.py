@@ -9,9 +9,10 @@ attention is split into `q_proj`/`k_proj`/`v_proj` with the same weights before 
 after merging, so a released checkpoint has the original `qkv` layout again.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from .modeling_laac import LaacForConditionalGeneration
@@ -28,6 +29,10 @@ class LaacLoraArguments:
     lora_r: int = 8
     lora_alpha: int = 32
     lora_dropout: float = 0.1
+    full_finetune: bool = field(
+        default=False,
+        metadata={"help": "Train every weight and use no LoRA: for models trained from scratch (the demo)."},
+    )
 
 
 def lora_target_pattern(text: bool, audio: bool) -> Optional[str]:
@@ -46,6 +51,8 @@ def apply_lora(model: LaacForConditionalGeneration, args: Optional[LaacLoraArgum
     (peft's `modules_to_save`, so adapter checkpoints hold them too), all other weights frozen.
     """
     args = args or LaacLoraArguments()
+    if args.full_finetune:
+        raise ValueError("full_finetune=True trains the model as it is: do not wrap it with apply_lora")
     if args.lora_audio:
         model.audio_tower.unfuse_qkv()
     target = lora_target_pattern(args.lora_text, args.lora_audio)
@@ -68,12 +75,13 @@ def merge_lora(model: PeftModel) -> LaacForConditionalGeneration:
     return merged
 
 
-def count_trainable_parameters(model: "PeftModel") -> dict[str, int]:
+def count_trainable_parameters(model: torch.nn.Module) -> dict[str, int]:
     """Trainable parameters by part: qformer, language_projection, text LoRA, audio LoRA (and the total)."""
     counts = {"qformer": 0, "language_projection": 0, "text_lora": 0, "audio_lora": 0, "other": 0}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
+        name = "." + name  # the same tests for peft-wrapped ("base_model.model.qformer...") and plain names
         if "lora_" in name:
             key = "audio_lora" if ".audio_tower." in name else "text_lora"
         elif ".qformer." in name:

@@ -524,7 +524,10 @@ def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | N
     if train_clips is not None:
         train_dataset = CaptionExamples(train_clips, per_caption=True, seed=training_args.seed)
         callbacks.append(DatasetEpochCallback(train_dataset))
-        model = apply_lora(model, lora_args)
+        if lora_args.full_finetune:  # trained from scratch: every weight trains (CED's BatchNorm stats stay frozen)
+            model.requires_grad_(True)
+        else:
+            model = apply_lora(model, lora_args)
         logger.info(f"trainable parameters: {count_trainable_parameters(model)}")
         if training_args.warmup_epochs is not None:
             training_args.warmup_steps = warmup_steps_for(training_args, len(train_dataset))

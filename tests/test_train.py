@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import pytest
+import torch
 from laac.data_laac import load_clotho
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
@@ -236,3 +237,26 @@ def test_ddp_two_cpu_processes_agree(setup):
     assert ranks[0]["steps"] == ranks[1]["steps"] == 8
     assert ranks[0]["hash"] == ranks[1]["hash"]
     assert ranks[0]["hash"] != hashlib.sha256().hexdigest()
+
+
+def test_full_finetune_trains_every_weight_without_peft(setup):
+    """--full_finetune (models trained from scratch, like the demo): no LoRA wrapper, every weight moves."""
+    from laac.train import main
+
+    out = setup / "full"
+    main(_args(setup, out, "--max_steps", "2", "--full_finetune", "true", "--save_strategy", "no"))
+    trained = LaacForConditionalGeneration.from_pretrained(str(out))
+    assert not (out / "adapter_model.safetensors").exists()
+    from transformers import set_seed
+
+    set_seed(7)  # train.py builds the random model right after set_seed(--seed 7)
+    initial = LaacForConditionalGeneration(trained.config).state_dict()
+    still = {name for name, param in trained.named_parameters() if torch.equal(param, initial[name])}
+    # Every weight trained, but the Q-Former's self-attention query/key: with one query per window the softmax
+    # runs over a single key and is 1 whatever they are, so they get no gradient (in the report's model too).
+    no_gradient = {
+        f"qformer.transformer.encoder.layer.{i}.attention.attention.{p}.{t}"
+        for i in range(2) for p in ("query", "key") for t in ("weight", "bias")
+    }  # fmt: skip
+    assert still == no_gradient, still ^ no_gradient
+    torch.testing.assert_close(trained.audio_tower.init_bn.running_mean, initial["audio_tower.init_bn.running_mean"])
