@@ -451,16 +451,20 @@ class LaacDataCollator:
     """
     Examples (from `CaptionExamples`) -> model inputs. Reads each clip with soundfile, crops it to
     `max_seconds` (randomly when `train`, else from the start; None keeps whole clips), and runs the processor,
-    which downmixes, resamples to 16 kHz, and normalises the captions into labels (`with_labels`).
+    which downmixes, resamples to 16 kHz, and normalises the captions into labels (`with_labels`). `silence`
+    replaces the audio by zeros: a model trained so learns the captions' language prior only.
     """
 
     processor: LaacProcessor
     max_seconds: float | None = 10.0
     train: bool = True
     with_labels: bool = True
+    silence: bool = False  # ablation: every clip becomes digital silence of the same length (a blind baseline)
 
     def __call__(self, examples: list[dict[str, Any]]) -> BatchFeature:
         clips = [read_audio(example, self.max_seconds, random_crop=self.train) for example in examples]
+        if self.silence:
+            clips = [(np.zeros_like(samples), rate) for samples, rate in clips]
         rates = {rate for _, rate in clips}
         target = self.processor.feature_extractor.sampling_rate
         if len(rates) == 1:

@@ -92,6 +92,9 @@ class DataArguments:
         default=None, metadata={"help": "Evaluation reads the first N seconds; default: the whole clip."}
     )
     max_eval_clips: int | None = field(default=None, metadata={"help": "Evaluate on the first N clips only."})
+    silence_audio: bool = field(
+        default=False, metadata={"help": "Ablation: replace all audio by silence (a blind baseline's training)."}
+    )
 
 
 @dataclass
@@ -244,6 +247,7 @@ def evaluate_model(
     generation_kwargs: dict[str, Any] | None = None,
     metrics: str | Sequence[str] | None = "dcase2024",
     metric_kwargs: dict[str, Any] | None = None,
+    silence: bool = False,
 ) -> EvaluationResult:
     """
     Caption every clip of a clip table (`data_laac` loaders) with `model.generate` (its generation config: beam 3
@@ -252,7 +256,7 @@ def evaluate_model(
     Works with a plain or a LoRA-wrapped (peft) model.
     """
     examples = CaptionExamples(clips, per_caption=False)
-    collator = LaacDataCollator(processor, max_seconds=max_seconds, train=False, with_labels=False)
+    collator = LaacDataCollator(processor, max_seconds=max_seconds, train=False, with_labels=False, silence=silence)
     loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, collate_fn=lambda batch: batch)
     parameter = next(model.parameters())
     was_training = model.training
@@ -359,6 +363,7 @@ class LaacTrainer(Trainer):
                         "max_new_tokens": self.args.generation_max_new_tokens,
                     },
                     metrics=self.args.eval_metrics,
+                    silence=collator is not None and collator.silence,
                 )
             write_evaluation(self.args.output_dir, self.state.global_step, result, prefix)
             scores = {f"{prefix}_{k}": v for k, v in result.metrics.items() if isinstance(v, (int, float))}
@@ -536,8 +541,12 @@ def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | N
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=CaptionExamples(eval_clips, per_caption=True) if eval_clips is not None else None,
-        data_collator=LaacDataCollator(processor, data_args.max_train_seconds, train=True),
-        eval_data_collator=LaacDataCollator(processor, data_args.max_eval_seconds, train=False),
+        data_collator=LaacDataCollator(
+            processor, data_args.max_train_seconds, train=True, silence=data_args.silence_audio
+        ),
+        eval_data_collator=LaacDataCollator(
+            processor, data_args.max_eval_seconds, train=False, silence=data_args.silence_audio
+        ),
         generation_clips=eval_clips,
         processing_class=processor,
         callbacks=callbacks,

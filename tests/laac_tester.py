@@ -1,10 +1,11 @@
 """Tiny LAAC configs, tokenizers and inputs shared by the tests (transformers' ModelTester habit)."""
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
 from laac.configuration_laac import PROMPT_I, LaacConfig
 from laac.feature_extraction_laac import LaacFeatureExtractor
 from laac.modeling_laac import LaacForConditionalGeneration
@@ -18,6 +19,18 @@ CAPTIONS = [
     "an engine hums as people talk in the background",
 ]
 SAMPLING_RATE = 16000
+
+
+def shared_dir() -> Path:
+    """The project's shared/ folder: beside the clone (CI, sessions), or $LAAC_SHARED_DIR."""
+    candidates = [os.environ.get("LAAC_SHARED_DIR"), Path(__file__).resolve().parents[2] / "shared", "/work/shared"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "reference").is_dir():
+            return Path(candidate)
+    raise FileNotFoundError(f"shared/ not found in {candidates}; set LAAC_SHARED_DIR")
+
+
+SHARED = shared_dir()
 
 
 def tiny_tokenizer(audio_token: str = "<|audio|>"):

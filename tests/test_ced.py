@@ -1,7 +1,6 @@
 """CED / Dasheng encoders: parity with the original CED, chunking and batching rules, LoRA hooks, loading."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +18,9 @@ from laac.modeling_ced import (
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-REFERENCE = Path("/work/shared/reference/ced_reference.safetensors")
+from tests.laac_tester import SHARED
+
+REFERENCE = SHARED / "reference" / "ced_reference.safetensors"
 
 
 @pytest.fixture(scope="module")

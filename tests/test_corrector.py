@@ -9,8 +9,6 @@ import random
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
-
 from laac.correct_captions import main as correct_captions_main
 from laac.corrector_laac import (
     CORRECTION_SYSTEM_PROMPT,
@@ -27,7 +25,7 @@ from laac.corrector_laac import (
     save_echecker_checkpoint,
 )
 from laac.train_error_detector import apply_rule, corrupt_caption, split_by_clip
-
+from transformers import BertConfig, BertModel, BertTokenizerFast
 
 WORDS = (
     "a dog barks while car passes by and then man is speaking rain falls on the tin roof birds chirp loudly "

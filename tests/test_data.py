@@ -24,9 +24,9 @@ from laac.data_laac import (
     read_audio,
 )
 
-from tests.laac_tester import make_audio, tiny_config, tiny_processor
+from tests.laac_tester import SHARED, make_audio, tiny_config, tiny_processor
 
-CLOTHO_DIR = "/work/shared/data/clotho"
+CLOTHO_DIR = str(SHARED / "data" / "clotho")
 CLOTHO_CSV = os.path.join(CLOTHO_DIR, "clotho_evaluation_captions.csv")
 CLOTHO_AUDIO = os.path.join(CLOTHO_DIR, "audio")
 REAL_FILES = sorted(os.listdir(CLOTHO_AUDIO))

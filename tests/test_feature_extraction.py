@@ -1,6 +1,5 @@
 """LaacFeatureExtractor: parity with the original CED front end, input handling, errors, save/load."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +9,9 @@ from laac.feature_extraction_laac import LaacFeatureExtractor, mel_num_frames
 from safetensors import safe_open
 from transformers.testing_utils import CaptureLogger
 
-REFERENCE = Path("/work/shared/reference/ced_reference.safetensors")
+from tests.laac_tester import SHARED
+
+REFERENCE = SHARED / "reference" / "ced_reference.safetensors"
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-
 from laac.configuration_ced import CedConfig
 from laac.modeling_ced import CedForAudioClassification
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
+from transformers import LlamaConfig, LlamaForCausalLM
+
 from tests.laac_tester import CAPTIONS, make_audio, tiny_tokenizer
 
 

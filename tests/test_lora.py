@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-
 from laac.configuration_laac import LaacConfig
 from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, merge_lora
 from laac.modeling_laac import LaacForConditionalGeneration
+
 from tests.laac_tester import CAPTIONS, make_audio, tiny_config, tiny_model, tiny_processor
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from laac.metrics_laac import (
     DCASE2024_METRICS,
     _java_version_allowed,
@@ -23,11 +22,11 @@ from laac.metrics_laac import (
     ptb_tokenize,
 )
 
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CLOTHO_CSV = Path("/work/shared/data/clotho/clotho_evaluation_captions.csv")
-if not CLOTHO_CSV.is_file():  # CI lays shared/ beside the clone
-    CLOTHO_CSV = REPO_ROOT.parent / "shared" / "data" / "clotho" / "clotho_evaluation_captions.csv"
+
+from tests.laac_tester import SHARED
+
+CLOTHO_CSV = SHARED / "data" / "clotho" / "clotho_evaluation_captions.csv"
 
 # The example of the aac-metrics README and tests/test_doc_examples.py (Labbeti/aac-metrics).
 README_CANDIDATES = ["a man is speaking", "rain falls"]

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
-
 from laac.configuration_laac import LaacConfig, num_audio_tokens
-from laac.modeling_laac import LaacForConditionalGeneration, time_major_index
+from laac.modeling_laac import time_major_index
+
 from tests.laac_tester import CAPTIONS, make_audio, tiny_config, tiny_model, tiny_processor
 
 
@@ -95,7 +95,6 @@ def test_batch_equals_alone(llama_setup):
             logits = model(**alone).logits[0]
             gen = model.generate(**{k: v for k, v in alone.items() if k != "labels"})
         torch.testing.assert_close(batched[i, -n:], logits, atol=1e-4, rtol=1e-4)
-        width = batch["input_ids"].shape[1]
         assert processor.decode_captions(generated[i : i + 1], batch["input_ids"]) == processor.decode_captions(
             gen, alone["input_ids"]
         )

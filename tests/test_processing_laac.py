@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from laac.processing_laac import normalize_caption
+
 from tests.laac_tester import make_audio, tiny_config, tiny_processor
 
 

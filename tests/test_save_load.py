@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
+from safetensors.torch import load_file, save_file
+
 from tests.laac_tester import make_audio, tiny_config, tiny_model, tiny_processor
 
 REPO = Path(__file__).resolve().parents[1]
