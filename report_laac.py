@@ -36,7 +36,7 @@ VIRIDIS_STOPS = np.array(
 )  # fmt: skip
 MEL_ROW_PIXELS = 2  # 64 mel bands -> a 128-px-high image
 MAX_IMAGE_COLUMNS = 1000  # longer clips are averaged down in time so a page of long files stays light
-METRIC_LABELS = {"bleu_4": "BLEU-4", "meteor": "METEOR", "cider_d": "CIDEr-D", "spice": "SPICE", "spider": "SPIDEr"}
+METRIC_LABELS = {"bleu_1": "BLEU-1", "bleu_4": "BLEU-4", "rouge_l": "ROUGE-L", "meteor": "METEOR", "cider_d": "CIDEr-D", "spice": "SPICE", "spider": "SPIDEr"}
 METRIC_LABELS |= {"fense": "FENSE", "event_f1": "event F1", "event_precision": "event P", "event_recall": "event R"}
 REQUIRED_CLIP_KEYS = ("file_name", "audio_path", "caption")
 CSS = """
