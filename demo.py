@@ -332,6 +332,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("files", nargs="*", help="audio files of yours to caption with the trained model too")
     parser.add_argument("--out", default=DEMO_DIR, help=f"working folder (default {DEMO_DIR})")
+    parser.add_argument(
+        "--model-dir", default=DEMO_MODEL_DIR, help=f"where the trained model goes (default {DEMO_MODEL_DIR})"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-train", type=int, default=3000, help="training clips of the synthetic corpus")
     parser.add_argument("--n-test", type=int, default=200, help="held-out clips")
@@ -383,11 +386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         systems["blind baseline (silence)"] = evaluate_export(blind, corpus, "evaluation", silence=True)[1]
         lap("blind baseline")
     # 5. export, reload in a fresh process, caption held-out clips and the user's files
-    shutil.rmtree(DEMO_MODEL_DIR, ignore_errors=True)
-    shutil.copytree(export, DEMO_MODEL_DIR)
+    model_dir = os.path.abspath(args.model_dir)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    shutil.copytree(export, model_dir)
     cards = clip_cards(predictions, corpus, "evaluation", args.report_clips)
     paths = [card["audio_path"] for card in cards] + [os.path.abspath(f) for f in args.files]
-    fresh = caption_in_fresh_process(DEMO_MODEL_DIR, paths, os.path.join(out, "fresh_process_captions.json"))
+    fresh = caption_in_fresh_process(model_dir, paths, os.path.join(out, "fresh_process_captions.json"))
     agree = sum(r.get("caption") == card["caption"] for r, card in zip(fresh, cards))
     for path, result in zip(args.files, fresh[len(cards) :]):
         cards.append({"file_name": os.path.basename(path), "audio_path": os.path.abspath(path), "references": [],
@@ -421,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dump(timings, f, indent=2)
     with open(paths["markdown"], encoding="utf-8") as f:
         print(f.read())
-    print(f"[demo] report: {paths['html']}\n[demo] model: {DEMO_MODEL_DIR} (the default of `laac caption`)")
+    print(f"[demo] report: {paths['html']}\n[demo] model: {model_dir}")
     return 0
 
 
