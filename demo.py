@@ -50,6 +50,7 @@ logger = logging.get_logger(__name__)
 
 DEMO_DIR = os.path.dirname(DEMO_MODEL_DIR)
 EVENT_NAMES = [spec.name for spec in EVENTS]
+WORK_FOLDERS = ("corpus", "encoder", "init", "captioner", "blind", "error_detector", "report")
 
 
 @dataclass
@@ -363,7 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[demo] {name}: {timings[name]} s", flush=True)
 
     # 1. corpus
-    shutil.rmtree(out, ignore_errors=True)
+    for stale in WORK_FOLDERS:  # only what an earlier run of the demo made here; never the folder itself
+        shutil.rmtree(os.path.join(out, stale), ignore_errors=True)
     sizes = {"development": args.n_train, "validation": 100, "evaluation": args.n_test}
     write_corpus(corpus, sizes, seed=args.seed)
     lap("corpus")
