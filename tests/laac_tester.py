@@ -85,3 +85,11 @@ def make_audio(seconds: float, seed: int = 0, rate: int = SAMPLING_RATE) -> np.n
     t = np.arange(int(seconds * rate)) / rate
     tone = 0.4 * np.sin(2 * np.pi * (300 + 200 * seed + 400 * t) * t)
     return (tone + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)
+
+
+def save_tiny_model(folder: Path, config: LaacConfig = None, seed: int = 0) -> Path:
+    """A tiny model and its processor saved to `folder` (a checkpoint folder for pipeline/CLI/remote-code tests)."""
+    config = config or tiny_config()
+    tiny_model(config, seed).save_pretrained(folder)
+    tiny_processor(config).save_pretrained(folder)
+    return folder

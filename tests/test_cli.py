@@ -14,17 +14,14 @@ import pytest
 import soundfile as sf
 from laac import cli
 
-from tests.laac_tester import make_audio, tiny_config, tiny_model, tiny_processor
+from tests.laac_tester import make_audio, save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    config = tiny_config()
-    path = tmp_path_factory.mktemp("laac-cli-model")
-    tiny_model(config).save_pretrained(path)
-    tiny_processor(config).save_pretrained(path)
+    path = save_tiny_model(tmp_path_factory.mktemp("laac-cli-model"))
     return str(path)
 
 

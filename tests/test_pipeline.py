@@ -28,21 +28,12 @@ from laac.pipeline_laac import (
 )
 from transformers import BertConfig, BertTokenizerFast, pipeline
 
-from tests.laac_tester import (
-    CAPTIONS,
-    make_audio,
-    tiny_config,
-    tiny_model,
-    tiny_processor,
-)
+from tests.laac_tester import CAPTIONS, make_audio, save_tiny_model
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    config = tiny_config()
-    path = tmp_path_factory.mktemp("laac-pipeline")
-    tiny_model(config).save_pretrained(path)
-    tiny_processor(config).save_pretrained(path)
+    path = save_tiny_model(tmp_path_factory.mktemp("laac-pipeline"))
     return path
 
 
