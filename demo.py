@@ -7,8 +7,8 @@ No real dataset or checkpoint can be downloaded here, so the demo follows the re
 1. corpus     a seeded Clotho-format corpus of synthetic sound scenes (`synthetic_corpus`), five captions a clip;
 2. encoder    a small CED pretrained as an audio tagger on the corpus's events, as CED-Base is pretrained on
               AudioSet (stock `Trainer` on `CedForAudioClassification`);
-3. captioner  that encoder + a random Q-Former + a small random Llama with a word vocabulary, trained on the
-              captions with `train.py` (every weight trains: nothing here is pretrained text);
+3. captioner  that encoder (frozen) + a random Q-Former + a small random Llama with a word vocabulary, trained
+              on the captions with `train.py` (every other weight trains: nothing here is pretrained text);
 4. baseline   the same captioner trained the same way on silence: what the language prior alone achieves;
 5. evaluate   beam-3 captions of the held-out split, scored with the DCASE metrics and an event F1;
 6. export     a self-contained folder, reloaded in a fresh process with `pipeline("audio-captioning",
@@ -225,7 +225,10 @@ def clotho_source(corpus_dir: str, split: str) -> str:
 def train_captioner(
     corpus_dir: str, init_dir: str, out_dir: str, steps: int, seed: int, silence: bool = False
 ) -> str:
-    """Train every weight of the small captioner with train.py; returns the exported (merged) folder."""
+    """
+    Train the small captioner with train.py: the pretrained encoder stays frozen (twice the steps per second, and
+    better captions per step than fine-tuning it in calibration), everything else trains. Returns the export.
+    """
     from .train import main as train_main
 
     export_dir = os.path.join(out_dir, "export")
@@ -233,7 +236,8 @@ def train_captioner(
         "--model_name_or_path", init_dir,
         "--train_sources", clotho_source(corpus_dir, "development"),
         "--output_dir", out_dir, "--export_dir", export_dir,
-        "--do_train", "--full_finetune", "true", "--silence_audio", str(silence).lower(),
+        "--do_train", "--full_finetune", "true", "--freeze_audio_tower", "true",
+        "--silence_audio", str(silence).lower(),
         "--max_steps", str(steps), "--per_device_train_batch_size", "32", "--max_train_seconds", "10",
         "--learning_rate", "2e-3", "--weight_decay", "0.01", "--warmup_steps", "0.1",
         "--lr_scheduler_type", "cosine", "--max_grad_norm", "1.0", "--bf16", "true", "--use_cpu", "true",

@@ -33,6 +33,10 @@ class LaacLoraArguments:
         default=False,
         metadata={"help": "Train every weight and use no LoRA: for models trained from scratch (the demo)."},
     )
+    freeze_audio_tower: bool = field(
+        default=False,
+        metadata={"help": "With full_finetune: keep the (pretrained) audio encoder frozen, train the rest."},
+    )
 
 
 def lora_target_pattern(text: bool, audio: bool) -> Optional[str]:

@@ -531,6 +531,7 @@ def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | N
         callbacks.append(DatasetEpochCallback(train_dataset))
         if lora_args.full_finetune:  # trained from scratch: every weight trains (CED's BatchNorm stats stay frozen)
             model.requires_grad_(True)
+            model.audio_tower.requires_grad_(not lora_args.freeze_audio_tower)
         else:
             model = apply_lora(model, lora_args)
         logger.info(f"trainable parameters: {count_trainable_parameters(model)}")

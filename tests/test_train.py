@@ -260,3 +260,18 @@ def test_full_finetune_trains_every_weight_without_peft(setup):
     }  # fmt: skip
     assert still == no_gradient, still ^ no_gradient
     torch.testing.assert_close(trained.audio_tower.init_bn.running_mean, initial["audio_tower.init_bn.running_mean"])
+
+
+def test_full_finetune_with_a_frozen_audio_tower(setup):
+    from transformers import set_seed
+
+    from laac.train import main
+
+    out = setup / "frozen_audio"
+    args = ["--max_steps", "2", "--full_finetune", "true", "--freeze_audio_tower", "true", "--save_strategy", "no"]
+    main(_args(setup, out, *args))
+    trained = LaacForConditionalGeneration.from_pretrained(str(out))
+    set_seed(7)
+    initial = LaacForConditionalGeneration(trained.config).state_dict()
+    for name, param in trained.named_parameters():
+        assert torch.equal(param, initial[name]) == name.startswith("audio_tower.") or "attention.attention" in name
