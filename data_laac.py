@@ -398,6 +398,15 @@ class CaptionExamples(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def lengths(self, max_seconds: float | None = None) -> list[float]:
+        """
+        Seconds of audio each example feeds the model (clips longer than `max_seconds` are cropped to it), from
+        the files' headers only: for batches of similar lengths (`train_sampling_strategy="group_by_length"`).
+        """
+        seconds = [audio_seconds(audio) for audio in self.clips["audio"]]
+        cap = float("inf") if max_seconds is None else max_seconds
+        return [min(seconds[row], cap) for row, _ in self.index]
+
     def __len__(self) -> int:
         return len(self.index)
 
@@ -414,6 +423,12 @@ class CaptionExamples(torch.utils.data.Dataset):
         if self.seed is not None:
             example["crop_seed"] = (self.seed, self.epoch, i)
         return example
+
+
+def audio_seconds(audio: dict[str, Any]) -> float:
+    """Duration of a clip's audio ({"path"} or {"bytes"}) from its header, without decoding it."""
+    info = sf.info(io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"])
+    return info.frames / info.samplerate
 
 
 def _crop_start(example: dict[str, Any], choices: int) -> int:
@@ -481,6 +496,7 @@ __all__ = [
     "AudioReadError",
     "CaptionExamples",
     "LaacDataCollator",
+    "audio_seconds",
     "audiocaps_file_stems",
     "load_audiocaps",
     "load_clotho",

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import datasets
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.utils import logging
@@ -104,22 +105,17 @@ class DemoShape:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class TaggingExamples(torch.utils.data.Dataset):
-    """Clips of a synthetic split with multi-hot event targets."""
-
-    def __init__(self, corpus_dir: str, split: str) -> None:
-        self.records = read_metadata(corpus_dir, split)
-        self.audio_dir = os.path.join(corpus_dir, split)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        record = self.records[i]
-        target = torch.zeros(len(EVENT_NAMES))
-        target[[EVENT_NAMES.index(name) for name in record["events"]]] = 1.0
-        return {"row": i, "id": record["file_name"], "audio": {"path": os.path.join(self.audio_dir, record["file_name"])},
-                "labels": target}
+def tagging_examples(corpus_dir: str, split: str) -> datasets.Dataset:
+    """Clips of a synthetic split with multi-hot event targets and their durations (for length-grouped batches)."""
+    rows = []
+    for i, record in enumerate(read_metadata(corpus_dir, split)):
+        target = [0.0] * len(EVENT_NAMES)
+        for name in record["events"]:
+            target[EVENT_NAMES.index(name)] = 1.0
+        path = os.path.join(corpus_dir, split, record["file_name"])
+        rows.append({"row": i, "id": record["file_name"], "audio": {"path": path}, "labels": target,
+                     "length": record["duration"]})  # fmt: skip
+    return datasets.Dataset.from_list(rows)
 
 
 @dataclass
@@ -131,7 +127,7 @@ class TaggingCollator:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         audio = [read_audio(example, self.max_seconds, random_crop=self.train)[0] for example in examples]
         features = self.feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
-        return {**features, "labels": torch.stack([example["labels"] for example in examples])}
+        return {**features, "labels": torch.tensor([example["labels"] for example in examples])}
 
 
 def pretrain_encoder(corpus_dir: str, out_dir: str, shape: DemoShape, steps: int, seed: int) -> dict[str, float]:
@@ -154,13 +150,14 @@ def pretrain_encoder(corpus_dir: str, out_dir: str, shape: DemoShape, steps: int
         report_to=[],
         remove_unused_columns=False,
         seed=seed,
+        train_sampling_strategy="group_by_length",  # clips of similar duration batch together: little padding
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=TaggingExamples(corpus_dir, "development"),
+        train_dataset=tagging_examples(corpus_dir, "development"),
         data_collator=TaggingCollator(LaacFeatureExtractor()),
     )
     trainer.train()
@@ -172,7 +169,7 @@ def pretrain_encoder(corpus_dir: str, out_dir: str, shape: DemoShape, steps: int
 def tagging_f1(model: CedForAudioClassification, corpus_dir: str, split: str) -> dict[str, float]:
     """Micro F1 of the tagger's events (probability > 0.5) on a split."""
     model.eval()
-    examples = TaggingExamples(corpus_dir, split)
+    examples = tagging_examples(corpus_dir, split)
     collator = TaggingCollator(LaacFeatureExtractor(), max_seconds=None, train=False)
     true_pos = false_pos = false_neg = 0
     for start in range(0, len(examples), 32):
@@ -243,6 +240,7 @@ def train_captioner(
         "--lr_scheduler_type", "cosine", "--max_grad_norm", "1.0", "--bf16", "true", "--use_cpu", "true",
         "--save_strategy", "no", "--logging_steps", str(max(1, steps // 10)), "--report_to", "none",
         "--seed", str(seed), "--dataloader_num_workers", "0", "--disable_tqdm", "true",
+        "--train_sampling_strategy", "group_by_length",
     ])  # fmt: skip
     return export_dir
 

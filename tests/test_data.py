@@ -224,3 +224,13 @@ def test_seeded_crops_depend_on_seed_epoch_and_index_only(clotho):
     assert examples[0]["crop_seed"] == (3, 1, 0)
     assert not np.array_equal(read_audio(examples[0], 2.0, random_crop=True)[0], first)
     assert "crop_seed" not in CaptionExamples(clotho)[0]
+
+
+def test_lengths_from_headers_for_length_grouped_batches(tmp_path):
+    paths = [_write_wav(tmp_path / f"{i}.wav", seconds) for i, seconds in enumerate((1.0, 12.0, 3.5))]
+    rows = [{"audio": p, "caption": f"caption {i}"} for i, p in enumerate(paths)]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    examples = CaptionExamples(load_manifest(str(manifest)))
+    assert examples.lengths() == pytest.approx([1.0, 12.0, 3.5])
+    assert examples.lengths(max_seconds=10.0) == pytest.approx([1.0, 10.0, 3.5])

@@ -275,3 +275,27 @@ def test_full_finetune_with_a_frozen_audio_tower(setup):
     initial = LaacForConditionalGeneration(trained.config).state_dict()
     for name, param in trained.named_parameters():
         assert torch.equal(param, initial[name]) == name.startswith("audio_tower.") or "attention.attention" in name
+
+
+def test_group_by_length_uses_audio_durations(setup):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from laac.data_laac import CaptionExamples, LaacDataCollator
+    from laac.train import LaacTrainer, LaacTrainingArguments
+
+    corpus = setup / "corpus"
+    clips = load_clotho(f"{corpus}/clotho_captions_development.csv", f"{corpus}/development")
+    examples = CaptionExamples(clips, seed=0)
+    config = tiny_config()
+    args = LaacTrainingArguments(
+        output_dir=str(setup / "sampler"), train_sampling_strategy="group_by_length", per_device_train_batch_size=5,
+        use_cpu=True, report_to=[],
+    )  # fmt: skip
+    trainer = LaacTrainer(
+        model=LaacForConditionalGeneration(config), args=args, train_dataset=examples,
+        data_collator=LaacDataCollator(None, max_seconds=4.0),
+    )  # fmt: skip
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler)
+    assert sampler.lengths == examples.lengths(4.0) and max(sampler.lengths) <= 4.0
+    assert sorted(sampler) == list(range(len(examples)))
