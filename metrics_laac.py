@@ -383,6 +383,12 @@ def compute_dcase_metrics(
     )
     unavailable = {name: availability[name] for name in names if availability[name] is not None}
     runnable = [name for name in names if name not in unavailable]
+    corpus_level = sorted(set(runnable) & {"cider_d", "spider", "spider_fl"})
+    if corpus_level and len(predictions) < 2:
+        raise ValueError(
+            f"{corpus_level} are corpus metrics (CIDEr-D's IDF weights come from the references of all clips): got "
+            f"{len(predictions)} prediction; score at least 2 clips, or leave them out with metrics=[...]"
+        )
     result: dict[str, Any] = {}
     if runnable:
         cache_path = str(prepare_cache_dir(cache_dir, spice_corenlp_dir))

@@ -332,3 +332,8 @@ def test_cli_rejects_predictions_without_references(tmp_path: Path) -> None:
     preds.write_text("file_name,caption\nb.wav,a cat meows\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"have no references, e.g. \['b.wav'\]"):
         main(["--predictions", str(preds), "--references", str(refs)])
+
+
+def test_cider_needs_a_corpus():
+    with pytest.raises(ValueError, match=r"corpus metrics .* got 1 prediction; score at least 2 clips"):
+        compute_dcase_metrics(["a dog barks"], [["a dog is barking"]], metrics=["cider_d"])
