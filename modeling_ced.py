@@ -285,6 +285,7 @@ class StrictLoadingMixin:
     `from_pretrained(..., strict=True)`: raise a ValueError naming every missing, unexpected or wrongly shaped
     checkpoint tensor (transformers itself only warns about missing ones and re-initialises them).
     `_strict_loading_default` sets the default; `_strict_loading_hint` ends the message with the likely fix.
+    Weights load from safetensors only (`use_safetensors=True` unless the caller says otherwise).
     """
 
     _strict_loading_default = False
@@ -292,6 +293,7 @@ class StrictLoadingMixin:
 
     @classmethod
     def from_pretrained(cls, *args: Any, strict: bool | None = None, **kwargs: Any):
+        kwargs.setdefault("use_safetensors", True)  # weights never come from pickles
         strict = cls._strict_loading_default if strict is None else strict
         if not strict:
             return super().from_pretrained(*args, **kwargs)

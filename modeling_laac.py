@@ -414,7 +414,7 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         audio_tower = AUDIO_TOWER_CLASSES[audio_config.model_type].from_pretrained(audio, config=audio_config, dtype=dtype)
         text_config = AutoConfig.from_pretrained(text)
         text_auto = AutoModelForSeq2SeqLM if getattr(text_config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        language_model = text_auto.from_pretrained(text, dtype=dtype)
+        language_model = text_auto.from_pretrained(text, dtype=dtype, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(text)
         tokenizer.add_special_tokens({"additional_special_tokens": [audio_token]})
         language_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)

@@ -118,3 +118,13 @@ def test_remote_code_round_trip_in_fresh_process(saved, tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0 and "REMOTE-OK" in result.stdout, result.stderr[-4000:]
+
+
+def test_pickled_weights_are_refused(saved, tmp_path):
+    folder, model, _ = saved
+    for name in os.listdir(folder):
+        if not name.startswith("_") and name != "model.safetensors":
+            (tmp_path / name).write_bytes((folder / name).read_bytes())
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(OSError, match="safetensors"):
+        LaacForConditionalGeneration.from_pretrained(tmp_path)
