@@ -206,10 +206,7 @@ def build_initial_model(corpus_dir: str, encoder_dir: str, out_dir: str, shape: 
     model = LaacForConditionalGeneration(config)
     encoder = CedForAudioClassification.from_pretrained(encoder_dir, strict=True)
     model.audio_tower.load_state_dict(encoder.encoder.state_dict())
-    processor = LaacProcessor(
-        LaacFeatureExtractor(), tokenizer, prompt_template=config.prompt_template,
-        audio_token_layout=config.audio_token_layout(),
-    )  # fmt: skip
+    processor = LaacProcessor.from_config(config, tokenizer)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir

@@ -12,10 +12,8 @@ import torch
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import logging
 
-from .configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig, num_audio_tokens
-from .configuration_laac import _build_audio_config
+from .configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig, _build_audio_config, num_audio_tokens
 from .feature_extraction_laac import LaacFeatureExtractor
-
 
 logger = logging.get_logger(__name__)
 
@@ -219,22 +217,31 @@ class LaacProcessor(ProcessorMixin):
         tokenizer.add_special_tokens({"additional_special_tokens": [audio_token]})
         if tokenizer.pad_token is None:  # Llama 2 has none; unk (or eos) is never a caption target
             tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-        text_config = AutoConfig.from_pretrained(text)
-        is_encoder_decoder = bool(getattr(text_config, "is_encoder_decoder", False))
         if config is None:
-            from .modeling_laac import _load_audio_config
+            text_config = AutoConfig.from_pretrained(text)
             from .configuration_ced import CedConfig, DashengConfig
+            from .modeling_laac import _load_audio_config
 
             audio_config = _load_audio_config(audio, CedConfig, DashengConfig) if audio else None
             config = LaacConfig(audio_config=audio_config, text_config=text_config)
-        tokenizer.padding_side = "right" if is_encoder_decoder else "left"
+        return cls.from_config(config, tokenizer, audio_token)
+
+    @classmethod
+    def from_config(
+        cls, config: LaacConfig, tokenizer: Any, audio_token: str = DEFAULT_AUDIO_TOKEN
+    ) -> "LaacProcessor":
+        """
+        The processor matching a model's `config`: its prompt, audio-token layout and text-model kind, with the
+        default feature extractor. Sets the tokenizer's padding side (left for decoder-only text models).
+        """
+        tokenizer.padding_side = "right" if config.is_encoder_decoder else "left"
         return cls(
             LaacFeatureExtractor(),
             tokenizer,
             audio_token=audio_token,
             prompt_template=config.prompt_template,
             audio_token_layout=config.audio_token_layout(),
-            is_encoder_decoder=is_encoder_decoder,
+            is_encoder_decoder=config.is_encoder_decoder,
         )
 
 

@@ -29,7 +29,6 @@ import torch
 import yaml
 from laac.configuration_laac import AUDIO_PLACEHOLDER, LaacConfig
 from laac.data_laac import CaptionExamples, LaacDataCollator, load_sources
-from laac.feature_extraction_laac import LaacFeatureExtractor
 from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, merge_lora
 from laac.metrics_laac import compute_dcase_metrics
 from laac.modeling_laac import LaacForConditionalGeneration
@@ -182,15 +181,7 @@ def _random_init(model_args: ModelArguments, captions: list[str]) -> tuple[LaacF
     text.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     config_dict["audio_token_id"] = tokenizer.convert_tokens_to_ids(DEFAULT_AUDIO_TOKEN)
     config = LaacConfig.from_dict(config_dict)
-    tokenizer.padding_side = "right" if config.is_encoder_decoder else "left"
-    processor = LaacProcessor(
-        LaacFeatureExtractor(),
-        tokenizer,
-        prompt_template=config.prompt_template,
-        audio_token_layout=config.audio_token_layout(),
-        is_encoder_decoder=config.is_encoder_decoder,
-    )
-    return LaacForConditionalGeneration(config), processor
+    return LaacForConditionalGeneration(config), LaacProcessor.from_config(config, tokenizer)
 
 
 def build_model_and_processor(

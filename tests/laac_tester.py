@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import torch
 from laac.configuration_laac import PROMPT_I, LaacConfig
-from laac.feature_extraction_laac import LaacFeatureExtractor
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
 from laac.tokenizer_utils import build_word_tokenizer
@@ -63,15 +62,7 @@ def tiny_config(text: str = "llama", audio: str = "ced", vocab_size: int = 64, *
 
 
 def tiny_processor(config: LaacConfig) -> LaacProcessor:
-    tokenizer = tiny_tokenizer()
-    tokenizer.padding_side = "right" if config.is_encoder_decoder else "left"
-    return LaacProcessor(
-        LaacFeatureExtractor(),
-        tokenizer,
-        prompt_template=config.prompt_template,
-        audio_token_layout=config.audio_token_layout(),
-        is_encoder_decoder=config.is_encoder_decoder,
-    )
+    return LaacProcessor.from_config(config, tiny_tokenizer())
 
 
 def tiny_model(config: LaacConfig, seed: int = 0) -> LaacForConditionalGeneration:
