@@ -171,6 +171,13 @@ def test_missing_default_model_says_how_to_get_one(tmp_path, monkeypatch, capsys
     assert "laac demo" in capsys.readouterr().err
 
 
+def test_demo_model_is_the_default(tmp_path, monkeypatch, model_dir):
+    monkeypatch.setattr(cli, "DEMO_MODEL_DIR", model_dir)  # where `laac demo` leaves its model
+    sf.write(tmp_path / "a.wav", make_audio(1.0), 16000)
+    assert cli.main(["caption", "-q", "-o", str(tmp_path / "out.jsonl"), str(tmp_path / "a.wav")]) == 0
+    assert "caption" in read_jsonl(tmp_path / "out.jsonl")[0]
+
+
 def test_help_and_subcommands(capsys, monkeypatch):
     with pytest.raises(SystemExit) as info:
         cli.main(["--help"])
