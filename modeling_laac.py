@@ -19,6 +19,7 @@ from transformers import (
     GenerationMixin,
     PreTrainedModel,
 )
+from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging
 
@@ -72,7 +73,7 @@ class LaacQFormer(nn.Module):
                 f"{self.window_size}. Pad short audio (LaacFeatureExtractor does by default, min_num_frames) or use "
                 "last_window='pad'"
             )
-        max_windows = max(max(per_clip), 1)
+        max_windows = max(per_clip)
         total = max_windows * self.window_size
         pad = total - n_tokens
         if pad > 0:  # room for a zero-padded last window; the mask hides the padding
@@ -115,7 +116,7 @@ class LaacPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, LaacQFormer):
-            nn.init.normal_(module.query_tokens, std=self.config.qformer_config.initializer_range)
+            init.normal_(module.query_tokens, std=self.config.qformer_config.initializer_range)
 
 
 class _LaacTextEncoder:
