@@ -332,7 +332,9 @@ def load_echecker(
     from aac_metrics.functional.fer import BERTFlatClassifier
     from transformers import AutoTokenizer
 
-    states = torch.load(echecker_path, map_location="cpu", weights_only=True)
+    from .corrector_laac import load_echecker_checkpoint
+
+    states = load_echecker_checkpoint(str(echecker_path))  # weights_only, format checked
     echecker = BERTFlatClassifier(model_type=str(echecker_base_model), num_classes=states["num_classes"])
     state_dict = dict(states["state_dict"])
     # transformers >= 4.31 stores position_ids as a non-persistent buffer: the checkpoint's copy is surplus.
