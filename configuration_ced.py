@@ -27,6 +27,9 @@ DASHENG_PRESETS: dict[str, tuple[int, int, int]] = {
 }
 
 
+CED_POOLINGS = ("mean", "max")
+
+
 class CedConfig(PretrainedConfig):
     r"""
     Configuration of a CED audio encoder (Dinkel et al., ICASSP 2024): a ViT over a 64-bin log-mel spectrogram.
@@ -47,7 +50,10 @@ class CedConfig(PretrainedConfig):
         qkv_bias (`bool`, defaults to `True`): bias on the fused qkv projection.
         layer_norm_eps (`float`, defaults to 1e-6): epsilon of the encoder LayerNorms (the tagging head uses 1e-5).
         outputdim (`int`, defaults to 527): classes of the AudioSet tagging head.
-        pooling (`str`, defaults to "mean"): tagging-head pooling; only "mean" (the released models) is implemented.
+        pooling (`str`, defaults to "mean"): how the tagging head pools a clip. "mean" (the released models): mean
+            over each chunk's tokens, then the head, then the chunks' probabilities averaged. "max": the head on
+            every token, then the largest logit over the clip's tokens; training a tagger from scratch, it learns
+            short sparse events (beeps, knocks) that a mean dilutes.
         drop_rate, attn_drop_rate, drop_path_rate (`float`, default 0.0): dropout after projections/positions,
             on attention weights, and stochastic depth (linearly increasing over blocks).
         trim_last_chunk (`bool`, defaults to `False`): CED keeps every token of the zero-padded last chunk;
@@ -98,8 +104,8 @@ class CedConfig(PretrainedConfig):
         self.num_heads = num_heads if num_heads is not None else preset[2]
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
-        if pooling != "mean":
-            raise ValueError(f"pooling {pooling!r} is not implemented; use pooling='mean' (the released models)")
+        if pooling not in CED_POOLINGS:
+            raise ValueError(f"pooling {pooling!r} is not one of {CED_POOLINGS}; the released models use 'mean'")
         self.mlp_ratio = mlp_ratio
         self.patch_size = patch_size
         self.patch_stride = patch_stride

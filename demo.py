@@ -65,6 +65,11 @@ class DemoShape:
     text_width: int = 256
     text_layers: int = 4
     text_heads: int = 4
+    # Calibrated on this corpus (event F1 of beam-3 captions after 1000 steps): time-major windows 0.85 against
+    # 0.78 frequency-major (the report's order); a captioner learning rate of 1e-3 0.89, 2e-3 0.85, 3e-3 0.57.
+    token_order: str = "time"
+    tagger_learning_rate: float = 3e-3
+    caption_learning_rate: float = 1e-3
 
     def config(self, vocab_size: int, audio_token_id: int, bos: int, eos: int, pad: int) -> LaacConfig:
         return LaacConfig(
@@ -92,11 +97,16 @@ class DemoShape:
                 "pad_token_id": pad,
             },
             audio_token_id=audio_token_id,
+            token_order=self.token_order,
         )
 
     def audio_config(self) -> CedConfig:
         return CedConfig(
-            embed_dim=self.audio_width, depth=self.audio_depth, num_heads=self.audio_heads, outputdim=len(EVENT_NAMES)
+            embed_dim=self.audio_width,
+            depth=self.audio_depth,
+            num_heads=self.audio_heads,
+            outputdim=len(EVENT_NAMES),
+            pooling="max",
         )
 
 
@@ -118,27 +128,58 @@ def tagging_examples(corpus_dir: str, split: str) -> datasets.Dataset:
     return datasets.Dataset.from_list(rows)
 
 
+def split_log_mels(examples: datasets.Dataset, extractor: LaacFeatureExtractor) -> list[torch.Tensor]:
+    """Each clip's whole log-mel (n_mels, frames), computed once: the tagger sees every clip about ten times."""
+    mels = []
+    for example in examples:
+        audio, rate = read_audio(example, max_seconds=None, random_crop=False)
+        features = extractor(audio, sampling_rate=rate, return_tensors="pt")
+        mels.append(features["input_features"][0, :, : int(features["feature_attention_mask"].sum())])
+    return mels
+
+
 @dataclass
 class TaggingCollator:
-    feature_extractor: LaacFeatureExtractor
-    max_seconds: float = 10.0
+    """Batches of cached log-mels, in training a random `max_frames` window of the longer ones, with their targets."""
+
+    mels: list[torch.Tensor]
+    padding_value: float = 0.0
+    max_frames: int | None = 1000  # 10 s
     train: bool = True
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        audio = [read_audio(example, self.max_seconds, random_crop=self.train)[0] for example in examples]
-        features = self.feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
-        return {**features, "labels": torch.tensor([example["labels"] for example in examples])}
+        windows = []
+        for example in examples:
+            mel = self.mels[example["row"]]
+            if self.train and self.max_frames and mel.shape[-1] > self.max_frames:
+                start = int(torch.randint(0, mel.shape[-1] - self.max_frames + 1, ()))
+                mel = mel[:, start : start + self.max_frames]
+            windows.append(mel)
+        longest = max(mel.shape[-1] for mel in windows)
+        features = torch.full((len(windows), windows[0].shape[0], longest), self.padding_value)
+        mask = torch.zeros(len(windows), longest, dtype=torch.long)
+        for i, mel in enumerate(windows):
+            features[i, :, : mel.shape[-1]] = mel
+            mask[i, : mel.shape[-1]] = 1
+        labels = torch.tensor([example["labels"] for example in examples])
+        return {"input_features": features, "feature_attention_mask": mask, "labels": labels}
 
 
 def pretrain_encoder(corpus_dir: str, out_dir: str, shape: DemoShape, steps: int, seed: int) -> dict[str, float]:
-    """Train the small CED as a 14-event tagger with the stock Trainer; save it in the mispeech folder format."""
+    """
+    Train the small CED as a 14-event tagger with the stock Trainer; save it in the mispeech folder format. Max
+    pooling over tokens: a mean over a clip's tokens dilutes short events (a single beep, a knock) below what this
+    small model learns in minutes (calibration: beep F1 0.2 with the mean, 0.84 with the max).
+    """
     set_seed(seed)
     model = CedForAudioClassification(shape.audio_config())
+    extractor = LaacFeatureExtractor()
+    examples = tagging_examples(corpus_dir, "development")
     args = TrainingArguments(
         output_dir=os.path.join(out_dir, "runs"),
         max_steps=steps,
         per_device_train_batch_size=32,
-        learning_rate=3e-3,
+        learning_rate=shape.tagger_learning_rate,
         weight_decay=1e-2,
         warmup_steps=max(1, steps // 10),
         lr_scheduler_type="cosine",
@@ -154,23 +195,19 @@ def pretrain_encoder(corpus_dir: str, out_dir: str, shape: DemoShape, steps: int
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=tagging_examples(corpus_dir, "development"),
-        data_collator=TaggingCollator(LaacFeatureExtractor()),
-    )
-    trainer.train()
+    collator = TaggingCollator(split_log_mels(examples, extractor), extractor.padding_value)
+    Trainer(model=model, args=args, train_dataset=examples, data_collator=collator).train()
     model.save_pretrained(out_dir)
     return tagging_f1(model, corpus_dir, "validation")
 
 
 @torch.no_grad()
 def tagging_f1(model: CedForAudioClassification, corpus_dir: str, split: str) -> dict[str, float]:
-    """Micro F1 of the tagger's events (probability > 0.5) on a split."""
+    """Micro F1 of the tagger's events (probability > 0.5) on a split, whole clips."""
     model.eval()
     examples = tagging_examples(corpus_dir, split)
-    collator = TaggingCollator(LaacFeatureExtractor(), max_seconds=None, train=False)
+    extractor = LaacFeatureExtractor()
+    collator = TaggingCollator(split_log_mels(examples, extractor), extractor.padding_value, train=False)
     true_pos = false_pos = false_neg = 0
     for start in range(0, len(examples), 32):
         batch = collator([examples[i] for i in range(start, min(start + 32, len(examples)))])
@@ -217,7 +254,7 @@ def clotho_source(corpus_dir: str, split: str) -> str:
 
 
 def train_captioner(
-    corpus_dir: str, init_dir: str, out_dir: str, steps: int, seed: int, silence: bool = False
+    corpus_dir: str, init_dir: str, out_dir: str, shape: DemoShape, steps: int, seed: int, silence: bool = False
 ) -> str:
     """
     Train the small captioner with train.py: the pretrained encoder stays frozen (twice the steps per second, and
@@ -233,11 +270,11 @@ def train_captioner(
         "--do_train", "--full_finetune", "true", "--freeze_audio_tower", "true",
         "--silence_audio", str(silence).lower(),
         "--max_steps", str(steps), "--per_device_train_batch_size", "32", "--max_train_seconds", "10",
-        "--learning_rate", "2e-3", "--weight_decay", "0.01", "--warmup_steps", "0.1",
+        "--learning_rate", str(shape.caption_learning_rate), "--weight_decay", "0.01", "--warmup_steps", "0.1",
         "--lr_scheduler_type", "cosine", "--max_grad_norm", "1.0", "--bf16", "true", "--use_cpu", "true",
         "--save_strategy", "no", "--logging_steps", str(max(1, steps // 10)), "--report_to", "none",
         "--seed", str(seed), "--dataloader_num_workers", "0", "--disable_tqdm", "true",
-        "--train_sampling_strategy", "group_by_length",
+        "--train_sampling_strategy", "group_by_length", "--attn_implementation", "eager",
     ])  # fmt: skip
     return export_dir
 
@@ -374,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lap("encoder pretraining")
     # 3. the captioner
     init_dir = build_initial_model(corpus, os.path.join(out, "encoder"), os.path.join(out, "init"), shape, args.seed)
-    export = train_captioner(corpus, init_dir, os.path.join(out, "captioner"), args.caption_steps, args.seed)
+    export = train_captioner(corpus, init_dir, os.path.join(out, "captioner"), shape, args.caption_steps, args.seed)
     lap("captioner training")
     predictions, metrics = evaluate_export(export, corpus, "evaluation")
     systems = {"LAAC (demo)": metrics}
@@ -382,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 4. the blind baseline
     if not args.no_baseline:
         blind = train_captioner(
-            corpus, init_dir, os.path.join(out, "blind"), args.caption_steps, args.seed, silence=True
+            corpus, init_dir, os.path.join(out, "blind"), shape, args.caption_steps, args.seed, silence=True
         )
         systems["blind baseline (silence)"] = evaluate_export(blind, corpus, "evaluation", silence=True)[1]
         lap("blind baseline")

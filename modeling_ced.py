@@ -517,7 +517,11 @@ class CedModel(CedPreTrainedModel):
 
 
 class CedForAudioClassification(CedPreTrainedModel):
-    """CED with its AudioSet tagging head: per chunk, mean over tokens -> LayerNorm -> Linear -> sigmoid."""
+    """
+    CED with its AudioSet tagging head (LayerNorm -> Linear -> sigmoid). `config.pooling` "mean" (the released
+    models): per chunk, mean over tokens -> head; per clip, the chunks' probabilities averaged. "max": the head on
+    every token; per clip, the largest logit over its tokens.
+    """
 
     def __init__(self, config: CedConfig) -> None:
         super().__init__(config)
@@ -529,8 +533,11 @@ class CedForAudioClassification(CedPreTrainedModel):
         self.post_init()
 
     def _clip_logits(self, encoded: _EncodedChunks) -> torch.Tensor:
-        """Per chunk tag logits, then per clip the log-odds of the chunk-averaged probability (as the original)."""
         hidden = encoded.last_hidden
+        if self.config.pooling == "max":
+            token_logits = self.outputlayer(hidden).masked_fill(~encoded.kept_mask[..., None], float("-inf"))
+            chunk_max = token_logits.max(1).values  # (n_chunks, C)
+            return torch.stack([z.max(0).values for z in chunk_max.split(encoded.chunks_per_clip)])  # (B, C)
         kept = encoded.kept_mask[..., None].to(hidden.dtype)  # (n_chunks, L, 1)
         chunk_logits = self.outputlayer((hidden * kept).sum(1) / kept.sum(1))  # (n_chunks, C)
         clip_logits = []

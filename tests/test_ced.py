@@ -166,6 +166,28 @@ def test_ced_batch_equals_alone(classifier, lengths):
         assert torch.all(batched.last_hidden_state[i, counts[i] :] == 0)
 
 
+def test_max_pooling_head(reference, classifier):
+    config, _, weights = reference
+    model = CedForAudioClassification(CedConfig(**{**config, "pooling": "max"})).eval()
+    model.load_state_dict(weights, strict=True)  # the same weights: pooling adds none
+    lengths = [1100, 300, 64]
+    mels = [_mel(n, seed=i) for i, n in enumerate(lengths)]
+    features, mask = _batch(mels)
+    with torch.no_grad():
+        batched = model(features, feature_attention_mask=mask)
+        alone = [model(mel) for mel in mels]
+        mean_pooled = classifier(features, feature_attention_mask=mask)
+    counts = batched.attention_mask.sum(-1).tolist()
+    for i, single in enumerate(alone):
+        # the clip's logit of each class is its largest token logit, over all of the clip's chunks
+        token_logits = model.outputlayer(batched.last_hidden_state[i, : counts[i]])
+        torch.testing.assert_close(batched.logits[i], token_logits.max(0).values, atol=1e-5, rtol=0)
+        torch.testing.assert_close(batched.logits[i], single.logits[0], atol=1e-5, rtol=0)
+    assert not torch.allclose(batched.logits, mean_pooled.logits)
+    with pytest.raises(ValueError, match="pooling 'attention' is not one of"):
+        CedConfig(**{**config, "pooling": "attention"})
+
+
 def test_dasheng_batch_equals_alone_and_shapes():
     model = _tiny_dasheng()
     assert model.time_pos_embed.shape == (

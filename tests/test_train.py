@@ -299,3 +299,27 @@ def test_group_by_length_uses_audio_durations(setup):
     assert isinstance(sampler, LengthGroupedSampler)
     assert sampler.lengths == examples.lengths(4.0) and max(sampler.lengths) <= 4.0
     assert sorted(sampler) == list(range(len(examples)))
+
+
+def test_attn_implementation_flag_switches_kernels_not_results(setup):
+    from transformers import set_seed
+
+    from laac.train import ModelArguments, build_model_and_processor
+    from tests.laac_tester import make_audio
+
+    captions = [c for clip in load_clotho(
+        f"{setup}/corpus/clotho_captions_development.csv", f"{setup}/corpus/development"
+    )["captions"] for c in clip]  # fmt: skip
+    losses = {}
+    for implementation in ("sdpa", "eager"):
+        set_seed(0)
+        model_args = ModelArguments(config_name=str(setup / "tiny.json"), attn_implementation=implementation)
+        model, processor = build_model_and_processor(model_args, captions)
+        assert model.language_model.config._attn_implementation == implementation
+        assert model.qformer.transformer.config._attn_implementation == implementation
+        batch = processor(
+            audio=[make_audio(3.0), make_audio(1.5, seed=1)], text=captions[:2], sampling_rate=16000,
+            return_tensors="pt",
+        )  # fmt: skip
+        losses[implementation] = model.eval()(**batch).loss
+    torch.testing.assert_close(losses["eager"], losses["sdpa"], atol=1e-5, rtol=1e-5)
