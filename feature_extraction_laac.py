@@ -230,6 +230,13 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         for index, clip in enumerate(clips):
             audio = self._prepare_clip(clip, index, sampling_rate, resample)
             mels.append(self.log_mel(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).numpy())
+        return self.pad_log_mels(mels, return_tensors=return_tensors)
+
+    def pad_log_mels(self, mels: Sequence[np.ndarray], return_tensors: str | TensorType | None = "pt") -> BatchFeature:
+        """
+        Log-mels of single clips, (n_mels, frames) each (from `log_mel`, e.g. kept from an earlier epoch) -> the
+        batch `__call__` returns: right-padded with `padding_value`, and `feature_attention_mask`.
+        """
         lengths = [mel.shape[-1] for mel in mels]
         features = np.full(
             (len(mels), self.feature_size, max(lengths)),
@@ -244,6 +251,5 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         if return_tensors is None:
             data = {key: value.tolist() for key, value in data.items()}
         return BatchFeature(data, tensor_type=return_tensors)
-
 
 __all__ = ["LaacFeatureExtractor", "mel_num_frames"]

@@ -173,6 +173,20 @@ class LaacProcessor(ProcessorMixin):
         if return_tensors != "pt":
             raise ValueError(f"return_tensors={return_tensors!r} is not supported; LaacProcessor returns 'pt' tensors")
         features = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt", **kwargs)
+        return self.from_features(features, text, prompt, normalize)
+
+    def from_features(
+        self,
+        features: BatchFeature,
+        text: Optional[Union[str, Sequence[str]]] = None,
+        prompt: Optional[str] = None,
+        normalize: bool = True,
+    ) -> BatchFeature:
+        """
+        What `__call__` returns, from log-mel features the feature extractor made earlier (`input_features` and
+        `feature_attention_mask`, e.g. `feature_extractor.pad_log_mels` of kept log-mels): adds the prompt and
+        caption tokens.
+        """
         frames = features["feature_attention_mask"].sum(-1).tolist()
         captions = None
         if text is not None:

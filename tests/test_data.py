@@ -102,6 +102,30 @@ def test_train_crops_are_random_windows_of_the_clip(clotho):
     assert np.array_equal(short, full)
 
 
+def test_feature_cache_gives_the_same_batches_and_keeps_only_whole_clips(tmp_path, processor):
+    paths = [_write_wav(tmp_path / "short.wav", 1.5, seed=1), _write_wav(tmp_path / "long.wav", 6.0, rate=22050)]
+    examples = [
+        {"row": i, "id": os.path.basename(p), "audio": {"path": p, "bytes": None}, "caption": f"a dog barks {i}"}
+        for i, p in enumerate(paths)
+    ]
+    cached = LaacDataCollator(processor, max_seconds=4.0, train=True, cache_features=True)
+    plain = LaacDataCollator(processor, max_seconds=4.0, train=True)
+    for _ in range(2):  # the second epoch takes the short clip from the cache
+        torch.manual_seed(0)
+        with_cache = cached(examples)
+        torch.manual_seed(0)
+        without = plain(examples)
+        assert with_cache.keys() == without.keys()
+        for key in without:
+            torch.testing.assert_close(with_cache[key], without[key], rtol=0, atol=0)
+    assert list(cached._cache) == [(paths[0], "short.wav")]  # the 6-s clip is cropped anew each time
+    # silence (the blind baseline) goes through the cache too
+    silent = LaacDataCollator(processor, max_seconds=4.0, train=False, silence=True, cache_features=True)
+    batch = silent(examples[:1])
+    reference = processor([np.zeros(24000, dtype=np.float32)], text=[examples[0]["caption"]], sampling_rate=16000)
+    torch.testing.assert_close(batch["input_features"], reference["input_features"], rtol=0, atol=0)
+
+
 def test_unreadable_file_names_row_and_path(tmp_path, processor):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF not really a wave file")
