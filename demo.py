@@ -289,7 +289,7 @@ def train_captioner(
         "--do_train", "--full_finetune", "true", "--freeze_audio_tower", "true",
         "--silence_audio", str(silence).lower(),
         "--max_steps", str(steps), "--per_device_train_batch_size", str(shape.caption_batch_size),
-        "--max_train_seconds", "10", "--cache_features", "true",
+        "--max_train_seconds", "10", "--cache_features", "true", "--cache_audio_tokens", "true",
         "--learning_rate", str(shape.caption_learning_rate), "--weight_decay", "0.01", "--warmup_steps", "0.1",
         "--lr_scheduler_type", "cosine", "--max_grad_norm", "1.0", "--bf16", "true", "--use_cpu", "true",
         "--save_strategy", "no", "--logging_steps", str(max(1, steps // 10)), "--report_to", "none",
@@ -399,7 +399,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--caption-steps", type=int, default=700, help="captioner training steps (batch 64)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the blind (silence) baseline")
     parser.add_argument("--detector", help="a FENSE-format error detector folder; default: train one on the corpus")
-    parser.add_argument("--detector-seconds", type=float, default=60.0, help="training time of that detector")
+    parser.add_argument("--detector-seconds", type=float, default=30.0, help="training time of that detector")
     parser.add_argument("--no-correction", action="store_true", help="skip the post-corrector")
     parser.add_argument("--report-clips", type=int, default=24, help="held-out clips shown in the HTML report")
     return parser.parse_args(argv)

@@ -31,7 +31,7 @@ from laac.configuration_laac import AUDIO_PLACEHOLDER, LaacConfig
 from laac.data_laac import CaptionExamples, LaacDataCollator, load_sources
 from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, merge_lora
 from laac.metrics_laac import compute_dcase_metrics
-from laac.modeling_laac import LaacForConditionalGeneration
+from laac.modeling_laac import AudioTokenCache, LaacForConditionalGeneration
 from laac.processing_laac import DEFAULT_AUDIO_TOKEN, LaacProcessor
 from laac.tokenizer_utils import build_word_tokenizer
 from peft import PeftModel
@@ -101,6 +101,13 @@ class DataArguments:
     max_eval_clips: int | None = field(default=None, metadata={"help": "Evaluate on the first N clips only."})
     silence_audio: bool = field(
         default=False, metadata={"help": "Ablation: replace all audio by silence (a blind baseline's training)."}
+    )
+    cache_audio_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "With a frozen audio tower (--freeze_audio_tower, or LoRA without audio targets): encode each "
+            "clip once and keep its encoder tokens in memory (AudioTokenCache). Exact; best with --cache_features."
+        },
     )
     cache_features: bool = field(
         default=False,
@@ -533,6 +540,18 @@ def push_export(export_dir: str, repo_id: str, token: str | None = None, private
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def enable_audio_token_cache(model: torch.nn.Module) -> None:
+    """`--cache_audio_tokens`: the frozen audio tower encodes each clip once (see `AudioTokenCache`)."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    training = sum(p.numel() for p in base.audio_tower.parameters() if p.requires_grad)
+    if training:
+        raise ValueError(
+            f"--cache_audio_tokens needs a frozen audio tower, but {training} of its parameters train; pass "
+            "--freeze_audio_tower true (or LoRA targets without the audio tower), or drop --cache_audio_tokens"
+        )
+    base.audio_token_cache = AudioTokenCache()
+
+
 def warmup_steps_for(training_args: LaacTrainingArguments, num_examples: int) -> int:
     """Optimizer steps in `warmup_epochs` epochs, counted as the Trainer counts an epoch's update steps."""
     batches = math.ceil(num_examples / (training_args.per_device_train_batch_size * training_args.world_size))
@@ -560,6 +579,8 @@ def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | N
             model.audio_tower.requires_grad_(not lora_args.freeze_audio_tower)
         else:
             model = apply_lora(model, lora_args)
+        if data_args.cache_audio_tokens:
+            enable_audio_token_cache(model)
         logger.info(f"trainable parameters: {count_trainable_parameters(model)}")
         if training_args.warmup_epochs is not None:
             training_args.warmup_steps = warmup_steps_for(training_args, len(train_dataset))

@@ -323,3 +323,32 @@ def test_attn_implementation_flag_switches_kernels_not_results(setup):
         )  # fmt: skip
         losses[implementation] = model.eval()(**batch).loss
     torch.testing.assert_close(losses["eager"], losses["sdpa"], atol=1e-5, rtol=1e-5)
+
+
+def test_audio_token_cache_is_exact_and_encodes_each_clip_once(setup):
+    from laac.modeling_laac import AudioTokenCache
+    from laac.train import enable_audio_token_cache
+    from tests.laac_tester import make_audio, tiny_model, tiny_processor
+
+    config = tiny_config()
+    model, processor = tiny_model(config), tiny_processor(config)
+    model.audio_tower.requires_grad_(False)
+    clips = [make_audio(3.0), make_audio(1.5, seed=1), make_audio(2.0, seed=2)]
+    batch = processor(audio=clips, text=["a dog barks", "rain falls", "a bell rings"], sampling_rate=16000)
+    reference = model(**batch).loss
+    calls = []
+    model.audio_tower.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    enable_audio_token_cache(model)
+    assert isinstance(model.audio_token_cache, AudioTokenCache)
+    first = model(**batch).loss
+    torch.testing.assert_close(first, reference, atol=1e-6, rtol=1e-6)
+    # a new batch with one clip seen before: only the new clip is encoded
+    again = processor(audio=clips[1:] + [make_audio(2.5, seed=3)], text=["a", "b", "c"], sampling_rate=16000)
+    model(**again)
+    assert calls == [3, 1] and len(model.audio_token_cache.tokens) == 4
+    assert "audio_token_cache" not in str(model.state_dict().keys())
+    model.audio_tower.blocks[0].requires_grad_(True)
+    with pytest.raises(ValueError, match="--cache_audio_tokens needs a frozen audio tower, but .* parameters train"):
+        enable_audio_token_cache(model)
+    with pytest.raises(ValueError, match="AudioTokenCache needs a frozen audio tower"):
+        model(**batch)
