@@ -6,6 +6,8 @@ Training throughput of the real pipeline: wav files -> `load_manifest` -> `Capti
     python benchmarks/train_benchmark.py                    # tiny shape (test config) on CPU
     python benchmarks/train_benchmark.py --shape small      # the embedded-demo shape (~4.4M parameters)
     python benchmarks/train_benchmark.py --full --batch 48  # Submission 4 (CED-Base + Llama 2-7B), random weights, GPU
+    python benchmarks/train_benchmark.py --shape small --recipe demo --bf16 --batch 64 --unique_clips 64 \
+        [--attn_implementation eager] [--cache_features] [--cache_audio_tokens]   # the demo's CPU speed-ups
 
 Prints one JSON line: samples/s over the timed steps (after `--warmup` untimed steps), peak host RSS and, on a
 GPU, peak allocated memory. Weights are random: this measures speed and memory, not quality.
@@ -20,6 +22,7 @@ import tempfile
 import time
 from typing import Any
 
+import datasets
 import numpy as np
 import torch
 from transformers import TrainerCallback
@@ -31,7 +34,7 @@ from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
 from laac.tokenizer_utils import build_word_tokenizer
-from laac.train import LaacTrainer, LaacTrainingArguments
+from laac.train import LaacTrainer, LaacTrainingArguments, enable_audio_token_cache
 
 CAPTIONS = [
     "a dog barks while rain falls on a tin roof",
@@ -147,6 +150,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--in_memory", action="store_true", help="arrays in memory instead of wav files")
     parser.add_argument("--bf16_weights", action="store_true", help="frozen weights in bf16 (always with --full)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on CPU too (GPUs get it when supported)")
+    parser.add_argument(
+        "--recipe", choices=["lora", "demo"], default="lora",
+        help="lora: the report's LoRA; demo: every weight trains but the frozen audio tower (laac demo)",
+    )  # fmt: skip
+    parser.add_argument("--attn_implementation", choices=["sdpa", "eager"], help="Q-Former and text model kernels")
+    parser.add_argument("--cache_features", action="store_true", help="train.py --cache_features")
+    parser.add_argument("--cache_audio_tokens", action="store_true", help="train.py --cache_audio_tokens (demo)")
+    parser.add_argument("--unique_clips", type=int, help="distinct wav files, cycled (default: one per sample)")
     args = parser.parse_args(argv)
     shape = "full" if args.full else args.shape
     cuda = torch.cuda.is_available()
@@ -155,14 +166,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = "cuda" if cuda else "cpu"
     torch.manual_seed(0)
     model, processor = build(shape, device, bf16_weights=shape == "full" or args.bf16_weights)
-    peft_model = apply_lora(model, LaacLoraArguments())
+    if args.attn_implementation:
+        for part in (model.qformer.transformer, model.language_model):
+            part.set_attn_implementation(args.attn_implementation)
+    if args.recipe == "demo":
+        peft_model = model.requires_grad_(True)
+        model.audio_tower.requires_grad_(False)
+    else:
+        peft_model = apply_lora(model, LaacLoraArguments())
+    if args.cache_audio_tokens:
+        enable_audio_token_cache(peft_model)
     with tempfile.TemporaryDirectory() as folder:
         n_clips = args.batch * (args.steps + args.warmup)
         if args.in_memory:
             dataset, collator = InMemoryExamples(n_clips, args.seconds), in_memory_collator(processor)
         else:
-            clips = load_manifest(write_clips(folder, min(n_clips, 512), args.seconds))
-            dataset, collator = CaptionExamples(clips, seed=0), LaacDataCollator(processor, args.seconds, train=True)
+            clips = load_manifest(write_clips(folder, min(n_clips, args.unique_clips or 512), args.seconds))
+            repeats = -(-n_clips // len(clips))
+            dataset = CaptionExamples(datasets.concatenate_datasets([clips] * repeats), seed=0)
+            collator = LaacDataCollator(processor, args.seconds, train=True, cache_features=args.cache_features)
         # transformers < 5.20 calls it gradient_checkpointing
         fields = LaacTrainingArguments.__dataclass_fields__
         name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
@@ -190,6 +212,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batch": args.batch,
         "clip_seconds": args.seconds,
         "data": "in memory" if args.in_memory else "wav files",
+        "recipe": args.recipe,
+        "attn_implementation": args.attn_implementation or "sdpa",
+        "cache_features": args.cache_features,
+        "cache_audio_tokens": args.cache_audio_tokens,
         "timed_steps": len(timed) - 1,
         "samples_per_second": round(args.batch * (len(timed) - 1) / seconds, 2),
         "seconds_per_step": round(seconds / (len(timed) - 1), 4),
