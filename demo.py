@@ -160,7 +160,7 @@ class TaggingCollator:
     """Batches of cached log-mels, in training a random `max_frames` window of the longer ones, with their targets."""
 
     mels: list[torch.Tensor]
-    padding_value: float = 0.0
+    extractor: LaacFeatureExtractor  # pads the batch as it pads any batch of log-mels
     max_frames: int | None = 1000  # 10 s
     train: bool = True
 
@@ -172,14 +172,8 @@ class TaggingCollator:
                 start = int(torch.randint(0, mel.shape[-1] - self.max_frames + 1, ()))
                 mel = mel[:, start : start + self.max_frames]
             windows.append(mel)
-        longest = max(mel.shape[-1] for mel in windows)
-        features = torch.full((len(windows), windows[0].shape[0], longest), self.padding_value)
-        mask = torch.zeros(len(windows), longest, dtype=torch.long)
-        for i, mel in enumerate(windows):
-            features[i, :, : mel.shape[-1]] = mel
-            mask[i, : mel.shape[-1]] = 1
         labels = torch.tensor([example["labels"] for example in examples])
-        return {"input_features": features, "feature_attention_mask": mask, "labels": labels}
+        return {**self.extractor.pad_log_mels(windows), "labels": labels}
 
 
 def pretrain_encoder(corpus_dir: str, out_dir: str, shape: DemoShape, steps: int, seed: int) -> dict[str, float]:
@@ -214,7 +208,7 @@ def pretrain_encoder(corpus_dir: str, out_dir: str, shape: DemoShape, steps: int
     )
     mels = split_log_mels(examples, extractor)
     set_mel_statistics(model, mels)
-    collator = TaggingCollator(mels, extractor.padding_value)
+    collator = TaggingCollator(mels, extractor)
     Trainer(model=model, args=args, train_dataset=examples, data_collator=collator).train()
     model.save_pretrained(out_dir)
     return tagging_f1(model, corpus_dir, "validation")
@@ -226,7 +220,7 @@ def tagging_f1(model: CedForAudioClassification, corpus_dir: str, split: str) ->
     model.eval()
     examples = tagging_examples(corpus_dir, split)
     extractor = LaacFeatureExtractor()
-    collator = TaggingCollator(split_log_mels(examples, extractor), extractor.padding_value, train=False)
+    collator = TaggingCollator(split_log_mels(examples, extractor), extractor, train=False)
     true_pos = false_pos = false_neg = 0
     for start in range(0, len(examples), 32):
         batch = collator([examples[i] for i in range(start, min(start + 32, len(examples)))])

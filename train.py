@@ -214,10 +214,14 @@ def build_model_and_processor(
     """
     model, processor = _build_model_and_processor(model_args, captions)
     if model_args.attn_implementation:
-        # the CED encoder has one fixed SDPA path; the Q-Former and the text model follow the request
-        for part in (model.qformer.transformer, model.language_model):
-            part.set_attn_implementation(model_args.attn_implementation)
+        set_attn_implementation(model, model_args.attn_implementation)
     return model, processor
+
+
+def set_attn_implementation(model: LaacForConditionalGeneration, implementation: str) -> None:
+    """`--attn_implementation`: the CED encoder has one fixed SDPA path; the Q-Former and text model follow."""
+    for part in (model.qformer.transformer, model.language_model):
+        part.set_attn_implementation(implementation)
 
 
 def _build_model_and_processor(

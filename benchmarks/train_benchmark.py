@@ -34,7 +34,7 @@ from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
 from laac.tokenizer_utils import build_word_tokenizer
-from laac.train import LaacTrainer, LaacTrainingArguments, enable_audio_token_cache
+from laac.train import LaacTrainer, LaacTrainingArguments, enable_audio_token_cache, set_attn_implementation
 
 CAPTIONS = [
     "a dog barks while rain falls on a tin roof",
@@ -167,8 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.manual_seed(0)
     model, processor = build(shape, device, bf16_weights=shape == "full" or args.bf16_weights)
     if args.attn_implementation:
-        for part in (model.qformer.transformer, model.language_model):
-            part.set_attn_implementation(args.attn_implementation)
+        set_attn_implementation(model, args.attn_implementation)
     if args.recipe == "demo":
         peft_model = model.requires_grad_(True)
         model.audio_tower.requires_grad_(False)

@@ -37,11 +37,12 @@ def test_demo_end_to_end_at_toy_scale(tmp_path, capsys):
 def test_tagging_collator_crops_training_windows_and_pads():
     import torch
     from laac.demo import TaggingCollator
+    from laac.feature_extraction_laac import LaacFeatureExtractor
 
     mels = [torch.arange(64 * 1500, dtype=torch.float32).reshape(64, 1500), torch.randn(64, 300)]
     examples = [{"row": 0, "labels": [1.0, 0.0]}, {"row": 1, "labels": [0.0, 1.0]}]
     torch.manual_seed(0)
-    batch = TaggingCollator(mels, padding_value=-5.0, max_frames=1000)(examples)
+    batch = TaggingCollator(mels, LaacFeatureExtractor(padding_value=-5.0), max_frames=1000)(examples)
     assert batch["input_features"].shape == (2, 64, 1000)
     assert batch["feature_attention_mask"].sum(-1).tolist() == [1000, 300]
     start = int(batch["input_features"][0, 0, 0])  # the window of clip 0 is a contiguous run of its frames
@@ -49,5 +50,5 @@ def test_tagging_collator_crops_training_windows_and_pads():
     assert torch.equal(batch["input_features"][1, :, :300], mels[1])
     assert bool((batch["input_features"][1, :, 300:] == -5.0).all())
     assert batch["labels"].tolist() == [[1.0, 0.0], [0.0, 1.0]]
-    whole = TaggingCollator(mels, padding_value=0.0, max_frames=1000, train=False)(examples)
+    whole = TaggingCollator(mels, LaacFeatureExtractor(), max_frames=1000, train=False)(examples)
     assert whole["input_features"].shape == (2, 64, 1500)  # evaluation sees whole clips
