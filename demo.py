@@ -33,7 +33,7 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.utils import logging
 
 from .cli import DEMO_MODEL_DIR
@@ -115,6 +115,95 @@ class DemoShape:
         )
 
 
+def fast_bf16() -> bool:
+    """
+    Whether bf16 autocast speeds training up here: on GPUs that support it, and on CPUs with native bf16 matrix
+    instructions (AVX512-BF16 or AMX). On other CPUs it is emulated: on an AVX2 AMD EPYC (Zen 3) a tagger step took
+    about 20x as long in bf16 as in float32.
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Progress: elapsed time and an estimate of what is left, from the first seconds on
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class DemoProgress(TrainerCallback):
+    """
+    One line per stage, and one every `every` seconds inside a stage, with the elapsed time and the time left.
+
+    The estimate starts from `estimates` (seconds per stage on a reference machine, scaled by `speed`: how long this
+    machine takes for a probe step relative to that machine). Inside a training stage the stage's own step rate
+    takes over; after each stage the stages still to come are rescaled by how the finished ones compared with
+    their estimates. As a `TrainerCallback` it reports training steps.
+    """
+
+    def __init__(self, estimates: dict[str, float], speed: float = 1.0, every: float = 10.0) -> None:
+        self.estimates = {name: seconds * speed for name, seconds in estimates.items()}
+        self.every = every
+        self.timings: dict[str, float] = {}
+        self.start = self.stage_start = self.last_line = time.perf_counter()
+        self.stage: str | None = None
+
+    def _scale(self) -> float:
+        """Observed over estimated time of the finished stages (1 before any has finished)."""
+        estimated = sum(self.estimates[name] for name in self.timings)
+        scale = sum(self.timings.values()) / estimated if estimated > 0 else 1.0
+        return min(max(scale, 0.25), 4.0)  # one odd stage must not swing the whole forecast
+
+    def left(self, stage_left: float | None = None) -> tuple[float, float]:
+        """(seconds left in the current stage, seconds left in the run)."""
+        elapsed = time.perf_counter() - self.stage_start
+        if stage_left is None:
+            stage_left = max(self.estimates.get(self.stage, 0.0) * self._scale() - elapsed, 0.0)
+        later = [name for name in self.estimates if name not in self.timings and name != self.stage]
+        return stage_left, stage_left + self._scale() * sum(self.estimates[name] for name in later)
+
+    def _line(self, detail: str = "", stage_left: float | None = None) -> None:
+        names = list(self.estimates)
+        number = names.index(self.stage) + 1 if self.stage in names else len(names)
+        now = time.perf_counter()
+        stage, total = self.left(stage_left)
+        print(
+            f"[demo] {number}/{len(names)} {self.stage}{detail}: elapsed {_clock(now - self.start)}, "
+            f"about {_clock(stage)} left in this stage, {_clock(total)} in all (ends at about "
+            f"{_clock(now - self.start + total)})",
+            flush=True,
+        )
+        self.last_line = now
+
+    def begin(self, stage: str) -> None:
+        self.stage, self.stage_start = stage, time.perf_counter()
+        self._line()
+
+    def tick(self, done: int | None = None, total: int | None = None) -> None:
+        """A line if `every` seconds have passed; with done/total, the stage's remaining time from its own rate."""
+        if time.perf_counter() - self.last_line < self.every:
+            return
+        if done and total:
+            elapsed = time.perf_counter() - self.stage_start
+            self._line(f" (step {done}/{total})", stage_left=elapsed * (total - done) / done)
+        else:
+            self._line()
+
+    def end(self) -> float:
+        seconds = round(time.perf_counter() - self.stage_start, 1)
+        self.timings[self.stage] = seconds
+        print(f"[demo] {self.stage}: {seconds} s (estimated {self.estimates.get(self.stage, 0.0):.0f} s)", flush=True)
+        return seconds
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.tick(state.global_step, state.max_steps)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Stage 2: the encoder pretrained as an event tagger
 # ----------------------------------------------------------------------------------------------------------------
@@ -176,7 +265,9 @@ class TaggingCollator:
         return {**self.extractor.pad_log_mels(windows), "labels": labels}
 
 
-def pretrain_encoder(corpus_dir: str, out_dir: str, shape: DemoShape, steps: int, seed: int) -> dict[str, float]:
+def pretrain_encoder(
+    corpus_dir: str, out_dir: str, shape: DemoShape, steps: int, seed: int, progress: TrainerCallback | None = None
+) -> dict[str, float]:
     """
     Train the small CED as a 14-event tagger with the stock Trainer; save it in the mispeech folder format. Max
     pooling over tokens: a mean over a clip's tokens dilutes short events (a single beep, a knock) below what this
@@ -195,7 +286,7 @@ def pretrain_encoder(corpus_dir: str, out_dir: str, shape: DemoShape, steps: int
         warmup_steps=max(1, steps // 10),
         lr_scheduler_type="cosine",
         max_grad_norm=1.0,
-        bf16=True,
+        bf16=fast_bf16(),
         use_cpu=not torch.cuda.is_available(),
         logging_steps=max(1, steps // 10),
         save_strategy="no",
@@ -209,7 +300,8 @@ def pretrain_encoder(corpus_dir: str, out_dir: str, shape: DemoShape, steps: int
     mels = split_log_mels(examples, extractor)
     set_mel_statistics(model, mels)
     collator = TaggingCollator(mels, extractor)
-    Trainer(model=model, args=args, train_dataset=examples, data_collator=collator).train()
+    callbacks = [progress] if progress is not None else None
+    Trainer(model=model, args=args, train_dataset=examples, data_collator=collator, callbacks=callbacks).train()
     model.save_pretrained(out_dir)
     return tagging_f1(model, corpus_dir, "validation")
 
@@ -267,7 +359,14 @@ def clotho_source(corpus_dir: str, split: str) -> str:
 
 
 def train_captioner(
-    corpus_dir: str, init_dir: str, out_dir: str, shape: DemoShape, steps: int, seed: int, silence: bool = False
+    corpus_dir: str,
+    init_dir: str,
+    out_dir: str,
+    shape: DemoShape,
+    steps: int,
+    seed: int,
+    silence: bool = False,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> str:
     """
     Train the small captioner with train.py: the pretrained encoder stays frozen (twice the steps per second, and
@@ -287,11 +386,11 @@ def train_captioner(
         "--max_steps", str(steps), "--per_device_train_batch_size", str(shape.caption_batch_size),
         "--max_train_seconds", "15", "--cache_features", "true", "--cache_audio_tokens", "true",
         "--learning_rate", str(shape.caption_learning_rate), "--weight_decay", "0.01", "--warmup_steps", "0.1",
-        "--lr_scheduler_type", "cosine", "--max_grad_norm", "1.0", "--bf16", "true", "--use_cpu", "true",
+        "--lr_scheduler_type", "cosine", "--max_grad_norm", "1.0", "--bf16", str(fast_bf16()).lower(), "--use_cpu", "true",
         "--save_strategy", "no", "--logging_steps", str(max(1, steps // 10)), "--report_to", "none",
         "--seed", str(seed), "--dataloader_num_workers", "0", "--disable_tqdm", "true",
         "--train_sampling_strategy", "group_by_length", "--attn_implementation", "eager",
-    ])  # fmt: skip
+    ], callbacks=callbacks)  # fmt: skip
     return export_dir
 
 
@@ -362,6 +461,53 @@ def post_correct(captions: list[str], detector_dir: str) -> list[dict]:
     return PostCorrector(detector=detector_dir, corrector="smollm2", threshold=0.9)(captions)
 
 
+def corrupted_references(corpus_dir: str, split: str, count: int, seed: int) -> tuple[list[str], list[str]]:
+    """
+    The first reference caption of `count` held-out clips, and a copy of each corrupted by FENSE's error types
+    (useless tails that leave the sentence unfinished, repeated events and adverbs, dropped conjunctions and verbs).
+    """
+    import random
+
+    from .train_error_detector import corrupt_caption
+
+    rng = random.Random(seed)
+    clean = [record["captions"][0] for record in read_metadata(corpus_dir, split)[:count]]
+    return clean, [corrupt_caption(caption, rng)[0] for caption in clean]
+
+
+def summarize_correction(records: list[dict], threshold: float = 0.9) -> dict[str, int]:
+    flagged = sum(r["error_prob"] is not None and r["error_prob"] > threshold for r in records)
+    return {"captions": len(records), "flagged": flagged, "rewritten": sum(bool(r["corrected"]) for r in records)}
+
+
+def correction_check(
+    corpus_dir: str, detector_dir: str, split: str, count: int, rewrite: int, seed: int
+) -> dict[str, Any]:
+    """
+    What the corrector does to captions known to be wrong: the detector's precision and recall at 0.9 on
+    `count` clean references against their FENSE corruptions, and how many of the first `rewrite` corrupted ones
+    get rewritten (the LLM is the slow part).
+    """
+    from .corrector_laac import ErrorDetector
+
+    clean, corrupted = corrupted_references(corpus_dir, split, count, seed)
+    probabilities = ErrorDetector.from_pretrained(detector_dir)(clean + corrupted, batch_size=64)
+    flagged_clean = sum(p > 0.9 for p in probabilities[: len(clean)])
+    flagged_corrupted = sum(p > 0.9 for p in probabilities[len(clean) :])
+    records = post_correct(corrupted[:rewrite], detector_dir)
+    return {
+        "precision": flagged_corrupted / max(flagged_clean + flagged_corrupted, 1),
+        "recall": flagged_corrupted / max(len(corrupted), 1),
+        "clean_flagged": flagged_clean,
+        "corrupted": summarize_correction(records),
+        "examples": [
+            {key: record[key] for key in ("raw_caption", "caption", "error_prob", "corrected")}
+            for record in records
+            if record["corrected"]
+        ][:5],
+    }
+
+
 def clip_cards(predictions: list[dict], corpus_dir: str, split: str, limit: int) -> list[dict]:
     """The report's per-clip records for the first `limit` held-out clips."""
     metadata = {record["file_name"]: record for record in read_metadata(corpus_dir, split)}
@@ -393,6 +539,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-test", type=int, default=200, help="held-out clips")
     parser.add_argument("--tagger-steps", type=int, default=1000, help="encoder pretraining steps (batch 32)")
     parser.add_argument("--caption-steps", type=int, default=700, help="captioner training steps (batch 64)")
+    parser.add_argument(
+        "--baseline-steps", type=int, default=200, help="blind baseline steps (its loss flattens well before)"
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the blind (silence) baseline")
     parser.add_argument("--detector", help="a FENSE-format error detector folder; default: train one on the corpus")
     parser.add_argument("--detector-seconds", type=float, default=30.0, help="training time of that detector")
@@ -401,86 +550,208 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    from .report_laac import write_report
+# Seconds per unit of work on the machine the defaults were calibrated on (AMD EPYC 2-core, float32), measured by
+# `laac demo`'s own timings; `machine_speed` scales them to the machine at hand.
+REFERENCE_SECONDS = {
+    "corpus": 0.0052,  # per clip written
+    "encoder pretraining": 0.30,  # per tagger step (batch 32)
+    "captioner training": 0.33,  # per captioner step (batch 64)
+    "evaluation": 0.060,  # per held-out clip (beam 3)
+    "blind baseline": 0.33,  # per step, plus its evaluation
+    "fresh-process captioning": 6.0,
+    "post-correction": 40.0,  # plus the detector's training time
+}
+REFERENCE_PROBE_SECONDS = 0.25
 
-    shape, out, timings = DemoShape(), os.path.abspath(args.out), {}
-    corpus = os.path.join(out, "corpus")
-    clock = time.perf_counter()
 
-    def lap(name: str) -> None:
-        nonlocal clock
-        timings[name] = round(time.perf_counter() - clock, 1)
-        clock = time.perf_counter()
-        print(f"[demo] {name}: {timings[name]} s", flush=True)
+def machine_speed(shape: DemoShape) -> float:
+    """How long this machine takes, relative to the reference one, for two tagger steps (about a second)."""
+    torch.manual_seed(0)
+    model = CedForAudioClassification(shape.audio_config())
+    features, labels = torch.randn(8, 64, 600), torch.rand(8, len(EVENT_NAMES)).round()
+    seconds = []
+    for _ in range(3):  # the first is warm-up
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast_bf16() and not torch.cuda.is_available()):
+            model(features, labels=labels).loss.backward()
+        seconds.append(time.perf_counter() - start)
+    return min(seconds[1:]) / REFERENCE_PROBE_SECONDS
 
-    # 1. corpus
+
+def stage_estimates(args: argparse.Namespace) -> dict[str, float]:
+    """Reference-machine seconds of each stage of this run, in order."""
+    clips = args.n_train + 100 + args.n_test
+    estimates = {
+        "corpus": REFERENCE_SECONDS["corpus"] * clips,
+        "encoder pretraining": REFERENCE_SECONDS["encoder pretraining"] * args.tagger_steps,
+        "captioner training": REFERENCE_SECONDS["captioner training"] * args.caption_steps,
+        "evaluation": REFERENCE_SECONDS["evaluation"] * args.n_test,
+        "blind baseline": REFERENCE_SECONDS["blind baseline"] * args.baseline_steps
+        + REFERENCE_SECONDS["evaluation"] * args.n_test,
+        "fresh-process captioning": REFERENCE_SECONDS["fresh-process captioning"],
+        "post-correction": REFERENCE_SECONDS["post-correction"] + args.detector_seconds,
+    }
+    if args.no_baseline:
+        del estimates["blind baseline"]
+    if args.no_correction:
+        del estimates["post-correction"]
+    return estimates
+
+
+@dataclass
+class DemoRun:
+    """What the stages share: the arguments, the folders, the progress clock and what the report will show."""
+
+    args: argparse.Namespace
+    shape: DemoShape
+    progress: DemoProgress
+    systems: dict[str, dict[str, Any]]
+    notes: list[str]
+
+    @property
+    def out(self) -> str:
+        return os.path.abspath(self.args.out)
+
+    @property
+    def corpus(self) -> str:
+        return os.path.join(self.out, "corpus")
+
+
+def run_corpus(run: DemoRun) -> None:
     for stale in WORK_FOLDERS:  # only what an earlier run of the demo made here; never the folder itself
-        shutil.rmtree(os.path.join(out, stale), ignore_errors=True)
-    sizes = {"development": args.n_train, "validation": 100, "evaluation": args.n_test}
-    write_corpus(corpus, sizes, seed=args.seed)
-    lap("corpus")
-    # 2. the encoder, pretrained as a tagger
-    tagging = pretrain_encoder(corpus, os.path.join(out, "encoder"), shape, args.tagger_steps, args.seed)
-    print(f"[demo] encoder tagging F1 (validation): {tagging['tagging_f1']:.3f}", flush=True)
-    lap("encoder pretraining")
-    # 3. the captioner
-    init_dir = build_initial_model(corpus, os.path.join(out, "encoder"), os.path.join(out, "init"), shape, args.seed)
-    export = train_captioner(corpus, init_dir, os.path.join(out, "captioner"), shape, args.caption_steps, args.seed)
-    lap("captioner training")
-    predictions, metrics = evaluate_export(export, corpus, "evaluation")
-    systems = {"LAAC (demo)": metrics}
-    lap("evaluation")
-    # 4. the blind baseline
-    if not args.no_baseline:
-        blind = train_captioner(
-            corpus, init_dir, os.path.join(out, "blind"), shape, args.caption_steps, args.seed, silence=True
-        )
-        systems["blind baseline (silence)"] = evaluate_export(blind, corpus, "evaluation", silence=True)[1]
-        lap("blind baseline")
-    # 5. export, reload in a fresh process, caption held-out clips and the user's files
-    model_dir = os.path.abspath(args.model_dir)
+        shutil.rmtree(os.path.join(run.out, stale), ignore_errors=True)
+    sizes = {"development": run.args.n_train, "validation": 100, "evaluation": run.args.n_test}
+    write_corpus(run.corpus, sizes, seed=run.args.seed)
+
+
+def run_encoder(run: DemoRun) -> None:
+    encoder_dir = os.path.join(run.out, "encoder")
+    tagging = pretrain_encoder(run.corpus, encoder_dir, run.shape, run.args.tagger_steps, run.args.seed, run.progress)
+    run.notes.append(f"encoder tagging F1 (validation): {tagging['tagging_f1']:.3f}")
+    print(f"[demo] {run.notes[-1]}", flush=True)
+
+
+def run_captioner(run: DemoRun) -> str:
+    init_dir = build_initial_model(
+        run.corpus, os.path.join(run.out, "encoder"), os.path.join(run.out, "init"), run.shape, run.args.seed
+    )
+    return train_captioner(
+        run.corpus, init_dir, os.path.join(run.out, "captioner"), run.shape, run.args.caption_steps, run.args.seed,
+        callbacks=[run.progress],
+    )  # fmt: skip
+
+
+def run_baseline(run: DemoRun) -> None:
+    """The same captioner trained on silence, to its own plateau (the loss curve in the notes shows it)."""
+    blind_dir = os.path.join(run.out, "blind")
+    blind = train_captioner(
+        run.corpus, os.path.join(run.out, "init"), blind_dir, run.shape, run.args.baseline_steps, run.args.seed,
+        silence=True, callbacks=[run.progress],
+    )  # fmt: skip
+    run.systems["blind baseline (silence)"] = evaluate_export(blind, run.corpus, "evaluation", silence=True)[1]
+    losses = loss_curve(blind_dir)
+    run.notes.append("blind baseline training loss (step: loss): " + ", ".join(f"{s}: {l:.3f}" for s, l in losses))
+    print(f"[demo] {run.notes[-1]}", flush=True)
+
+
+def loss_curve(output_dir: str) -> list[tuple[int, float]]:
+    """(step, training loss) pairs that the Trainer logged in a run's trainer_state.json."""
+    with open(os.path.join(output_dir, "trainer_state.json"), encoding="utf-8") as f:
+        history = json.load(f)["log_history"]
+    return [(entry["step"], float(entry["loss"])) for entry in history if "loss" in entry]
+
+
+def run_fresh_process(run: DemoRun, export: str, predictions: list[dict]) -> list[dict]:
+    """Copy the export to the model folder; caption held-out clips and the user's files where laac is absent."""
+    model_dir = os.path.abspath(run.args.model_dir)
     shutil.rmtree(model_dir, ignore_errors=True)
     shutil.copytree(export, model_dir)
-    cards = clip_cards(predictions, corpus, "evaluation", args.report_clips)
-    paths = [card["audio_path"] for card in cards] + [os.path.abspath(f) for f in args.files]
-    fresh = caption_in_fresh_process(model_dir, paths, os.path.join(out, "fresh_process_captions.json"))
+    cards = clip_cards(predictions, run.corpus, "evaluation", run.args.report_clips)
+    paths = [card["audio_path"] for card in cards] + [os.path.abspath(f) for f in run.args.files]
+    fresh = caption_in_fresh_process(model_dir, paths, os.path.join(run.out, "fresh_process_captions.json"))
     agree = sum(r.get("caption") == card["caption"] for r, card in zip(fresh, cards))
-    for path, result in zip(args.files, fresh[len(cards) :]):
+    for path, result in zip(run.args.files, fresh[len(cards) :]):
         cards.append({"file_name": os.path.basename(path), "audio_path": os.path.abspath(path), "references": [],
                       "caption": result.get("caption", f"error: {result.get('error')}"), "events": [],
                       "predicted_events": sorted(events_in_caption(result.get("caption", ""))),
                       "segments": result.get("segments", [])})  # fmt: skip
-    lap("fresh-process captioning")
-    # 6. the post-corrector on flagged captions
-    n_held_out = len(fresh) - len(args.files)
-    notes = [
-        f"encoder tagging F1 (validation): {tagging['tagging_f1']:.3f}",
-        (
-            f"fresh process (laac not importable, pipeline + trust_remote_code): {agree}/{n_held_out} held-out "
-            "captions identical to the in-process evaluation"
-        ),
-    ]
+    run.notes.append(
+        f"fresh process (laac not importable, pipeline + trust_remote_code): {agree}/{len(fresh) - len(run.args.files)}"
+        " held-out captions identical to the in-process evaluation"
+    )
+    return cards
+
+
+def run_correction(run: DemoRun, cards: list[dict]) -> None:
+    """The gate and the rewrite on the model's captions, then on FENSE corruptions of held-out references."""
+    detector = error_detector(run.corpus, run.args.detector, run.out, run.args.detector_seconds)
+    records = post_correct([card["caption"] for card in cards], detector)
+    for card, record in zip(cards, records):
+        card.update(caption=record["caption"], raw_caption=record["raw_caption"],
+                    error_prob=record["error_prob"], corrected=record["corrected"])  # fmt: skip
+    held_out = summarize_correction(records)
+    run.notes.append(
+        f"post-corrector on the model's captions: {held_out['flagged']} of {held_out['captions']} flagged (error "
+        f"probability above 0.9), {held_out['rewritten']} rewritten"
+    )
+    check = correction_check(run.corpus, detector, "evaluation", run.args.n_test, run.args.report_clips, run.args.seed)
+    run.notes.append(
+        f"detector on {run.args.n_test} held-out references and their FENSE corruptions (threshold 0.9): precision "
+        f"{check['precision']:.3f}, recall {check['recall']:.3f} ({check['clean_flagged']} clean ones flagged); "
+        f"corrector on the first {check['corrupted']['captions']} corrupted: {check['corrupted']['flagged']} flagged, "
+        f"{check['corrupted']['rewritten']} rewritten"
+    )
+    run.notes.extend(
+        f"rewrite: '{e['raw_caption']}' -> '{e['caption']}' (error probability {e['error_prob']:.2f})"
+        for e in check["examples"]
+    )
+    for note in run.notes[-1 - len(check["examples"]) :]:
+        print(f"[demo] {note}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from .report_laac import write_report
+
+    shape = DemoShape()
+    progress = DemoProgress(stage_estimates(args), speed=machine_speed(shape))
+    run = DemoRun(args, shape, progress, systems={}, notes=[])
+    progress.begin("corpus")
+    run_corpus(run)
+    progress.end()
+    progress.begin("encoder pretraining")
+    run_encoder(run)
+    progress.end()
+    progress.begin("captioner training")
+    export = run_captioner(run)
+    progress.end()
+    progress.begin("evaluation")
+    predictions, run.systems["LAAC (demo)"] = evaluate_export(export, run.corpus, "evaluation")
+    progress.end()
+    if not args.no_baseline:
+        progress.begin("blind baseline")
+        run_baseline(run)
+        progress.end()
+    progress.begin("fresh-process captioning")
+    cards = run_fresh_process(run, export, predictions)
+    progress.end()
     if not args.no_correction:
-        detector = error_detector(corpus, args.detector, out, args.detector_seconds)
-        records = post_correct([card["caption"] for card in cards], detector)
-        for card, record in zip(cards, records):
-            card.update(caption=record["caption"], raw_caption=record["raw_caption"],
-                        error_prob=record["error_prob"], corrected=record["corrected"])  # fmt: skip
-        flagged = sum(r["error_prob"] is not None and r["error_prob"] > 0.9 for r in records)
-        changed = sum(bool(r["corrected"]) for r in records)
-        notes.append(f"post-corrector: {flagged} of {len(records)} captions flagged (error probability above 0.9), {changed} rewritten")
-        lap("post-correction")
-    timings["total"] = round(sum(timings.values()), 1)
-    notes.append("timings (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
-    paths = write_report(os.path.join(out, "report"), cards, systems, notes=notes)
-    with open(os.path.join(out, "report", "timings.json"), "w", encoding="utf-8") as f:
+        progress.begin("post-correction")
+        run_correction(run, cards)
+        progress.end()
+    write_outputs(run, cards, write_report)
+    return 0
+
+
+def write_outputs(run: DemoRun, cards: list[dict], write_report: Any) -> None:
+    timings = {**run.progress.timings, "total": round(sum(run.progress.timings.values()), 1)}
+    run.notes.append("timings (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    paths = write_report(os.path.join(run.out, "report"), cards, run.systems, notes=run.notes)
+    with open(os.path.join(run.out, "report", "timings.json"), "w", encoding="utf-8") as f:
         json.dump(timings, f, indent=2)
     with open(paths["markdown"], encoding="utf-8") as f:
         print(f.read())
-    print(f"[demo] report: {paths['html']}\n[demo] model: {model_dir}")
-    return 0
+    print(f"[demo] report: {paths['html']}\n[demo] model: {os.path.abspath(run.args.model_dir)}")
 
 
 if __name__ == "__main__":

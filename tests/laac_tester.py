@@ -84,3 +84,14 @@ def save_tiny_model(folder: Path, config: LaacConfig = None, seed: int = 0) -> P
     tiny_model(config, seed).save_pretrained(folder)
     tiny_processor(config).save_pretrained(folder)
     return folder
+
+
+def caption_loss_fn(model: Any, processor: Any, clips: list[np.ndarray], sampling_rate: int = SAMPLING_RATE) -> Any:
+    """`(index, caption) -> mean negative log-likelihood` of a caption for one of `clips`, scored alone."""
+
+    def caption_loss(index: int, caption: str) -> float:
+        batch = processor([clips[index]], text=[caption], sampling_rate=sampling_rate)
+        with torch.no_grad():
+            return float(model(**batch).loss)
+
+    return caption_loss

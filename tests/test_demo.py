@@ -2,6 +2,7 @@
 
 import json
 
+from laac import demo
 from laac.demo import main
 from laac.modeling_laac import LaacForConditionalGeneration
 
@@ -16,7 +17,8 @@ def test_demo_end_to_end_at_toy_scale(tmp_path, capsys):
     sf.write(user_file, make_audio(12.0, rate=22050), 22050)
     code = main([
         str(user_file), "--out", str(out), "--model-dir", str(model_dir), "--n-train", "48", "--n-test", "8",
-        "--tagger-steps", "3", "--caption-steps", "3", "--detector-seconds", "3", "--report-clips", "4",
+        "--tagger-steps", "3", "--caption-steps", "3", "--baseline-steps", "2", "--detector-seconds", "3",
+        "--report-clips", "4",
     ])  # fmt: skip
     assert code == 0
     metrics = json.loads((out / "report" / "metrics.json").read_text())
@@ -27,6 +29,11 @@ def test_demo_end_to_end_at_toy_scale(tmp_path, capsys):
     assert html.count("<audio") == 5 and "mine.wav" in html  # 4 held-out clips + the user's file
     report = (out / "report" / "report.md").read_text()
     assert "4/4 held-out captions identical" in report  # the fresh process agrees with the in-process evaluation
+    assert "blind baseline training loss (step: loss): 1: " in report  # its loss curve, to show it flattened
+    assert "post-corrector on the model's captions:" in report and "of 5 flagged" in report  # 4 clips + the file
+    assert "detector on 8 held-out references and their FENSE corruptions (threshold 0.9): precision" in report
+    printed = capsys.readouterr().out
+    assert "[demo] 1/7 corpus: elapsed 0:00, about" in printed and "[demo] 7/7 post-correction: elapsed" in printed
     fresh = json.loads((out / "fresh_process_captions.json").read_text())
     assert fresh[-1]["path"] == str(user_file) and "caption" in fresh[-1]
     LaacForConditionalGeneration.from_pretrained(model_dir)  # the model `laac caption` will use
@@ -52,3 +59,18 @@ def test_tagging_collator_crops_training_windows_and_pads():
     assert batch["labels"].tolist() == [[1.0, 0.0], [0.0, 1.0]]
     whole = TaggingCollator(mels, LaacFeatureExtractor(), max_frames=1000, train=False)(examples)
     assert whole["input_features"].shape == (2, 64, 1500)  # evaluation sees whole clips
+
+
+def test_progress_forecast(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(demo.time, "perf_counter", lambda: now[0])
+    progress = demo.DemoProgress({"corpus": 10.0, "training": 40.0}, speed=0.5, every=0.0)  # a 2x faster machine
+    progress.begin("corpus")  # estimates halved: 5 s + 20 s
+    assert progress.left() == (5.0, 25.0)
+    now[0] = 7.0
+    assert progress.end() == 7.0  # 40% slower than forecast: the later stage is scaled by 7/5
+    progress.begin("training")
+    assert progress.left() == (28.0, 28.0)
+    now[0] = 15.0
+    progress.tick(done=10, total=40)  # its own rate takes over: 8 s for 10 steps, 24 s left
+    assert progress.left(stage_left=24.0) == (24.0, 24.0)
