@@ -1,7 +1,8 @@
 """LAAC: LLM-based automated audio captioning (CED encoder -> Q-Former -> LLM), HuggingFace-native.
 
-Importing the package registers LAAC with the transformers Auto classes, so an installed checkout loads saved
-folders without `trust_remote_code` (the folders also carry their own code for machines without the package).
+Importing the package registers LAAC with the transformers Auto classes and the "audio-captioning" pipeline task,
+so an installed checkout loads saved folders without `trust_remote_code` (the folders also carry their own code,
+the pipeline included, for machines without the package).
 """
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM, AutoProcessor
@@ -11,6 +12,7 @@ from .configuration_laac import LaacConfig
 from .feature_extraction_laac import LaacFeatureExtractor
 from .modeling_ced import CedForAudioClassification, CedModel, DashengModel
 from .modeling_laac import LaacForConditionalGeneration
+from .pipeline_laac import AudioCaptioningPipeline  # importing it registers the "audio-captioning" task
 from .processing_laac import LaacProcessor
 
 __version__ = "0.1.0"
@@ -25,6 +27,7 @@ AutoFeatureExtractor.register(LaacConfig, LaacFeatureExtractor, exist_ok=True)
 AutoProcessor.register(LaacConfig, LaacProcessor, exist_ok=True)
 
 __all__ = [
+    "AudioCaptioningPipeline",
     "CedConfig",
     "CedForAudioClassification",
     "CedModel",

@@ -21,8 +21,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-# Where `laac demo` (issue 5) saves its model; `laac caption` uses it when no --model is given.
-DEMO_MODEL_DIR = os.path.join(os.path.expanduser("~"), ".cache", "laac", "demo", "model")
+from .paths_laac import DEMO_MODEL_DIR
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".rf64", ".caf")
 OUTPUT_FORMATS = (".jsonl", ".csv", ".srt")
 CSV_COLUMNS = ("path", "start", "end", "caption", "raw_caption", "error_prob", "error")

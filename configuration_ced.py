@@ -167,3 +167,63 @@ class DashengConfig(CedConfig):
                 fields[key] = value
         fields.pop("loss", None)  # a training setting of the mispeech port, not architecture
         super().__init__(name=name, **fields)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Length arithmetic: pure functions on ints, shared by the models (for their masks), the LAAC
+# config and the processor (`num_audio_tokens`). They live here so that configurations import no model code.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _num_patches(length: int, kernel: int, stride: int) -> int:
+    """Outputs of a convolution without padding; leftover frames are dropped."""
+    return 0 if length < kernel else (length - kernel) // stride + 1
+
+
+def num_freq_patches(config: CedConfig) -> int:
+    """Frequency patches per time step: 4 for CED (64 mels / 16), 1 for Dasheng (64 / 64)."""
+    return _num_patches(config.n_mels, _pair(config.patch_size)[0], _pair(config.patch_stride)[0])
+
+
+def chunk_layout(num_frames: int, config: CedConfig) -> list[tuple[int, int]]:
+    """
+    How a clip of `num_frames` mel frames is encoded, one `(attended, kept)` pair per chunk: the number of time
+    patches the chunk's self-attention runs over, and the number of time patches it contributes to the output.
+
+    - Up to `target_length` frames: one chunk of the clip's own length. A clip shorter than one patch is
+      zero-padded to one patch so that it still gives tokens (public ports return none).
+    - Longer: `target_length`-frame chunks; the last partial chunk is zero-padded to full length. A length that
+      is an exact multiple keeps its last chunk (the original code drops it). CED keeps every token of the padded
+      chunk; Dasheng (`config.trim_last_chunk`) keeps only the patches that hold real frames.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}; empty audio cannot be encoded")
+    kernel, stride = _pair(config.patch_size)[1], _pair(config.patch_stride)[1]
+    if num_frames <= config.target_length:
+        n = _num_patches(max(num_frames, kernel), kernel, stride)
+        return [(n, n)]
+    per_chunk = _num_patches(config.target_length, kernel, stride)
+    n_full, rest = divmod(num_frames, config.target_length)
+    layout = [(per_chunk, per_chunk)] * n_full
+    if rest:
+        kept = _num_patches(rest, kernel, stride) if config.trim_last_chunk else per_chunk
+        if kept > 0:
+            layout.append((per_chunk, kept))
+    return layout
+
+
+def ced_num_tokens(num_frames: int, config: CedConfig) -> int:
+    """
+    Encoder tokens for a clip of `num_frames` mel frames (works for `CedConfig` and `DashengConfig`).
+
+    CED-Base: 1001 frames (10 s) -> 248; 3001 (30 s) -> 756 = 3 x 252; 2024 -> 504; 5 -> 4.
+    Dasheng: `max(1, num_frames // 4)` (25 tokens per second).
+    """
+    return num_freq_patches(config) * sum(kept for _, kept in chunk_layout(num_frames, config))
+
+
+dasheng_num_tokens = ced_num_tokens  # one rule for both encoders; the config carries the differences

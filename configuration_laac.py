@@ -2,14 +2,17 @@
 """Configuration of LAAC: audio encoder (CED / Dasheng) -> windowed Q-Former -> text decoder (Llama / BART)."""
 
 import math
+import os
+import shutil
+import sys
+from pathlib import Path
 from typing import Any, Optional, Union
 
 from transformers import AutoConfig, Blip2QFormerConfig, PretrainedConfig
+from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.utils import logging
 
-from .configuration_ced import CedConfig, DashengConfig
-from .corrector_laac import CORRECTION_SYSTEM_PROMPT as PROMPT_II
-from .corrector_laac import DEFAULT_CORRECTOR_MODEL, DEFAULT_DETECTOR, DEFAULT_ERROR_THRESHOLD
+from .configuration_ced import CedConfig, DashengConfig, ced_num_tokens
 
 
 logger = logging.get_logger(__name__)
@@ -17,8 +20,17 @@ logger = logging.get_logger(__name__)
 # Prompt I of the report, verbatim; the audio tokens replace AUDIO_PLACEHOLDER.
 AUDIO_PLACEHOLDER = "<AcousticTokens>"
 PROMPT_I = "Describe the detail of this audio:<AcousticTokens>\n---\nDetailed: "
-# Post-corrector defaults of the report (Prompt II, Llama 3 8B Instruct, FENSE detector, threshold 0.9): the
-# same keys `PostCorrector.from_settings` takes.
+# Post-corrector defaults of the report (section 2.4): the FENSE error detector gates Llama 3 8B Instruct, which
+# rewrites captions whose error probability is above 0.9, prompted with Prompt II (verbatim). They are the
+# defaults of `corrector_laac` too, which imports them from here.
+DEFAULT_DETECTOR = "echecker_clotho_audiocaps_base"
+DEFAULT_CORRECTOR_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
+DEFAULT_ERROR_THRESHOLD = 0.9
+PROMPT_II = (
+    "You are a language specialist who can revise the sentence to make it more correct and idiomatic! "
+    "You should follow the below format: rain is falling on a tin roof ==> rain is falling on the tin roof"
+)
+# The same keys `PostCorrector.from_settings` takes.
 DEFAULT_CORRECTOR: dict[str, Any] = {
     "corrector_model": DEFAULT_CORRECTOR_MODEL,
     "detector": DEFAULT_DETECTOR,
@@ -36,6 +48,14 @@ AUTO_MAP = {
     "AutoModelForCausalLM": "modeling_laac.LaacForConditionalGeneration",
 }
 AUDIO_CONFIG_CLASSES = {"ced": CedConfig, "dasheng": DashengConfig}
+# `pipeline("audio-captioning")` for checkpoints loaded with trust_remote_code: transformers' custom-pipeline entry
+# (what `Pipeline.save_pretrained` writes for a registered pipeline) names the class in the checkpoint's own
+# pipeline_laac.py, which `LaacConfig.save_pretrained` copies next to config.json. The pipeline is found through
+# config.json, not through an import: configurations import only configurations.
+PIPELINE_TASK = "audio-captioning"
+CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
+    PIPELINE_TASK: {"impl": "pipeline_laac.AudioCaptioningPipeline", "pt": ["AutoModel"], "type": "multimodal"}
+}
 
 
 def num_windows(num_encoder_tokens: int, window_size: int, last_window: str) -> int:
@@ -59,8 +79,6 @@ def num_audio_tokens(
     `queries_per_window` tokens each. CED-Base defaults: 10 s (1001 frames) -> 248 -> 14; 30 s -> 756 -> 44.
     The model and `LaacProcessor` both call this, so the placeholder count and the features cannot disagree.
     """
-    from .modeling_ced import ced_num_tokens  # pure arithmetic; imported here to keep configs torch-light
-
     return queries_per_window * num_windows(ced_num_tokens(num_frames, audio_config), window_size, last_window)
 
 
@@ -72,6 +90,17 @@ def _build_audio_config(audio_config: Union[None, dict, PretrainedConfig]) -> Ce
     if model_type not in AUDIO_CONFIG_CLASSES:
         raise ValueError(f"unknown audio encoder model_type {model_type!r}; use one of {sorted(AUDIO_CONFIG_CLASSES)}")
     return AUDIO_CONFIG_CLASSES[model_type](**audio_config)
+
+
+def load_audio_config(path: str) -> CedConfig:
+    """The audio encoder config of a `mispeech/ced-*` / `mispeech/dasheng-*` id or folder, by its `model_type`."""
+    config_dict, _ = PretrainedConfig.get_config_dict(path)
+    model_type = config_dict.get("model_type", "ced")
+    if model_type not in AUDIO_CONFIG_CLASSES:
+        raise ValueError(
+            f"{path} is a {model_type!r} model; expected one of {sorted(AUDIO_CONFIG_CLASSES)} (CED or Dasheng)"
+        )
+    return AUDIO_CONFIG_CLASSES[model_type].from_dict(config_dict)
 
 
 def _build_qformer_config(qformer_config: Union[None, dict, PretrainedConfig], encoder_width: int) -> Blip2QFormerConfig:
@@ -167,6 +196,7 @@ class LaacConfig(PretrainedConfig):
         self.corrector = {**DEFAULT_CORRECTOR, **(corrector or {})}
         # Entry points for `trust_remote_code=True` loading; save_pretrained copies the files they name.
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
+        kwargs.setdefault("custom_pipelines", CUSTOM_PIPELINES)
         kwargs.setdefault("is_encoder_decoder", bool(getattr(self.text_config, "is_encoder_decoder", False)))
         kwargs.setdefault("tie_word_embeddings", bool(getattr(self.text_config, "tie_word_embeddings", False)))
         super().__init__(**kwargs)
@@ -189,6 +219,54 @@ class LaacConfig(PretrainedConfig):
     def get_text_config(self, decoder: Optional[bool] = None, encoder: Optional[bool] = None) -> PretrainedConfig:
         return self.text_config
 
+    @property
+    def custom_pipelines(self) -> dict[str, dict[str, Any]]:
+        """
+        The custom pipelines that transformers' `pipeline()` must load from the checkpoint's own code. `pipeline()`
+        insists on `trust_remote_code=True` for every task listed here, even when this process has the same task
+        registered already (`import laac` registers "audio-captioning"); such tasks are left out, so an installed
+        checkout keeps loading folders without remote code. config.json always holds every entry.
+        """
+        registered = _registered_pipeline_tasks()
+        stored = self.__dict__.get("custom_pipelines") or {}
+        # copies: `pipeline()` rewrites the entry it reads in place (class names -> classes)
+        return {task: dict(entry) for task, entry in stored.items() if task not in registered}
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: dict[str, dict[str, Any]]) -> None:
+        self.__dict__["custom_pipelines"] = {task: dict(entry) for task, entry in (value or {}).items()}
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], push_to_hub: bool = False, **kwargs: Any) -> None:
+        """`PretrainedConfig.save_pretrained`, then the code of the custom pipelines config.json names."""
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        for entry in (self.__dict__.get("custom_pipelines") or {}).values():
+            _copy_module_code(entry["impl"].split(".")[0], Path(save_directory), self._name_or_path)
+
+
+def _registered_pipeline_tasks() -> set[str]:
+    """Tasks in transformers' PIPELINE_REGISTRY; none can be registered before `transformers.pipelines` is imported."""
+    pipelines = sys.modules.get("transformers.pipelines")  # looked up, not imported: pipelines import torch
+    registry = getattr(pipelines, "PIPELINE_REGISTRY", None)
+    return set(registry.get_supported_tasks()) if registry is not None else set()
+
+
+def _copy_module_code(module: str, folder: Path, loaded_from: str = "") -> None:
+    """
+    Copy `module`.py and the siblings it imports relatively into `folder`, as `custom_object_save` does for the
+    config and model code. The file is looked up next to this one (the package, or the code transformers cached
+    for a checkpoint), then in the folder the config was loaded from.
+    """
+    candidates = [Path(__file__).with_name(f"{module}.py")]
+    if loaded_from and os.path.isdir(loaded_from):
+        candidates.append(Path(loaded_from) / f"{module}.py")
+    source = next((path for path in candidates if path.is_file()), None)
+    if source is None:
+        logger.warning(f"{module}.py not found next to {Path(__file__).name}; {folder} will lack that pipeline code")
+        return
+    for path in [source, *map(Path, get_relative_import_files(source))]:
+        target = folder / path.name
+        if not (target.exists() and os.path.samefile(path, target)):
+            shutil.copyfile(path, target)
+
 
 LaacConfig.register_for_auto_class()
-from .pipeline_laac import AudioCaptioningPipeline  # noqa: E402,F401  registers "audio-captioning"; saved alongside

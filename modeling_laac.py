@@ -24,7 +24,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging
 
-from .configuration_laac import DEFAULT_GENERATION, LaacConfig, num_windows
+from .configuration_laac import DEFAULT_GENERATION, LaacConfig, load_audio_config, num_windows
 from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layout, num_freq_patches
 
 
@@ -467,9 +467,7 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         """
         from transformers import AutoConfig, AutoTokenizer
 
-        from .configuration_ced import CedConfig, DashengConfig
-
-        audio_config = _load_audio_config(audio, CedConfig, DashengConfig)
+        audio_config = load_audio_config(audio)
         audio_tower = AUDIO_TOWER_CLASSES[audio_config.model_type].from_pretrained(audio, config=audio_config, dtype=dtype)
         text_config = AutoConfig.from_pretrained(text)
         text_auto = AutoModelForSeq2SeqLM if getattr(text_config, "is_encoder_decoder", False) else AutoModelForCausalLM
@@ -489,18 +487,6 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         if dtype is not None:
             model.to(dtype)
         return model
-
-
-def _load_audio_config(path: str, *classes: type) -> Any:
-    """The audio encoder's config class from the `model_type` in its config.json (ced or dasheng)."""
-    from transformers import PretrainedConfig
-
-    config_dict, _ = PretrainedConfig.get_config_dict(path)
-    by_type = {c.model_type: c for c in classes}
-    model_type = config_dict.get("model_type", "ced")
-    if model_type not in by_type:
-        raise ValueError(f"{path} is a {model_type!r} model; expected one of {sorted(by_type)} (CED or Dasheng)")
-    return by_type[model_type].from_dict(config_dict)
 
 
 # save_pretrained copies this file (and its siblings) next to the weights; LaacConfig.auto_map lists the entry points.

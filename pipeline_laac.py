@@ -9,8 +9,10 @@ per segment, batches bucketed by length, and the optional LLM post-corrector.
     captioner([wave, "dog.flac"], sampling_rate=44100, batch_size=8)
     captioner("two_hours.flac", segment_seconds=30)         # {"caption": ..., "segments": [{"start", "end", ...}]}
 
-This file ships next to the weights (configuration_laac.py imports it, so loading a LAAC config registers the task
-and `save_pretrained` copies this file): it imports only torch / transformers / numpy / stdlib and its siblings.
+This file ships next to the weights through transformers' custom-pipeline mechanism: config.json's
+`custom_pipelines` names `pipeline_laac.AudioCaptioningPipeline` and `LaacConfig.save_pretrained` copies this file,
+so `pipeline("audio-captioning", model=folder, trust_remote_code=True)` loads it from the folder; `import laac`
+registers the installed copy. It imports only torch / transformers / numpy / stdlib and its siblings.
 """
 
 import io
@@ -27,11 +29,11 @@ from transformers import AutoModel, GenerationConfig, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import logging
 
+from .configuration_laac import PIPELINE_TASK as TASK
 from .feature_extraction_laac import _to_float_array, _to_mono
 
 logger = logging.get_logger(__name__)
 
-TASK = "audio-captioning"
 # The span the model is captioned on at once; longer audio is cut into segments of this length.
 DEFAULT_SEGMENT_SECONDS = 30.0
 # Start-to-start distance of segments; equal to the span by default (no overlap).
@@ -426,6 +428,8 @@ def overall_caption(segments: list[dict], energies: list[float]) -> str:
     return segments[best]["caption"]
 
 
+# The entry of `configuration_laac.CUSTOM_PIPELINES` (what config.json names), registered for this process; the
+# first copy registered wins.
 if TASK not in PIPELINE_REGISTRY.get_supported_tasks():
     PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=AudioCaptioningPipeline, pt_model=AutoModel, type="multimodal")
 

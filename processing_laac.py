@@ -12,7 +12,14 @@ import torch
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import logging
 
-from .configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig, _build_audio_config, num_audio_tokens
+from .configuration_laac import (
+    AUDIO_PLACEHOLDER,
+    PROMPT_I,
+    LaacConfig,
+    _build_audio_config,
+    load_audio_config,
+    num_audio_tokens,
+)
 from .feature_extraction_laac import LaacFeatureExtractor
 
 logger = logging.get_logger(__name__)
@@ -233,10 +240,7 @@ class LaacProcessor(ProcessorMixin):
             tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
         if config is None:
             text_config = AutoConfig.from_pretrained(text)
-            from .configuration_ced import CedConfig, DashengConfig
-            from .modeling_laac import _load_audio_config
-
-            audio_config = _load_audio_config(audio, CedConfig, DashengConfig) if audio else None
+            audio_config = load_audio_config(audio) if audio else None
             config = LaacConfig(audio_config=audio_config, text_config=text_config)
         return cls.from_config(config, tokenizer, audio_token)
 

@@ -34,7 +34,7 @@ from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
 from laac.tokenizer_utils import build_word_tokenizer
-from laac.train import LaacTrainer, LaacTrainingArguments, enable_audio_token_cache, set_attn_implementation
+from laac.trainer_laac import LaacTrainer, LaacTrainingArguments, enable_audio_token_cache, set_attn_implementation
 
 CAPTIONS = [
     "a dog barks while rain falls on a tin roof",

@@ -6,13 +6,14 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
+from pathlib import Path
 
 import laac  # noqa: F401  registers the LAAC classes and the task
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from laac.configuration_laac import PROMPT_I
+from laac.configuration_laac import PROMPT_I, LaacConfig
 from laac.corrector_laac import (
     FENSE_ERROR_TYPES,
     BertFlatClassifier,
@@ -218,6 +219,18 @@ def test_correct_applies_to_segments_and_accepts_a_callable(captioner):
     result = captioner(make_audio(25.0), sampling_rate=16000, segment_seconds=10, correct=shout)
     assert result["caption"] == result["raw_caption"].upper()
     assert all(s["caption"] == s["raw_caption"].upper() and s["error_prob"] == 0.95 for s in result["segments"])
+
+
+def test_config_names_the_pipeline_as_pipeline_save_pretrained_does(captioner, tmp_path):
+    """config.json's custom_pipelines entry is transformers' own (Pipeline.save_pretrained writes the same)."""
+    default = json.loads(json.dumps(LaacConfig().to_dict()["custom_pipelines"]))
+    assert default == {"audio-captioning": {"impl": "pipeline_laac.AudioCaptioningPipeline", "pt": ["AutoModel"],
+                                            "type": "multimodal"}}
+    captioner.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["custom_pipelines"] == default
+    assert (tmp_path / "pipeline_laac.py").read_bytes() == Path(laac.pipeline_laac.__file__).read_bytes()
+    # `import laac` registered the task, so pipeline() is not sent to the folder's copy (that needs remote code)
+    assert captioner.model.config.custom_pipelines == {}
 
 
 REMOTE_SCRIPT = textwrap.dedent(

@@ -1,0 +1,275 @@
+"""
+Imports run one way only. Every module of the repository sits in one layer of `LAYERS`, lowest first, and may
+import only modules of lower layers; modules that share a layer do not import each other. Function-level (lazy)
+imports count like top-level ones. The order:
+
+1. configuration_ced < configuration_laac: configurations import only configurations (and transformers' config
+   classes). The CED length arithmetic that `num_audio_tokens` needs lives in configuration_ced for that reason.
+2. feature_extraction_laac < processing_laac: audio -> log-mel, and the processor. Like transformers' processors
+   they import no model code: the audio-token count comes from the configuration's `num_audio_tokens`.
+3. modeling_ced: the audio encoders.
+4. corrector_laac: the post-corrector (a torch module, FENSE detector + instruct LLM). It sits below the model
+   because `LaacForConditionalGeneration.post_correct` uses it, and that import is also what makes
+   `save_pretrained` copy it into every checkpoint; it imports only the report's defaults from the configuration.
+5. modeling_laac < pipeline_laac: the model, then `pipeline("audio-captioning")`. The pipeline reaches a
+   checkpoint through config.json's `custom_pipelines` (transformers' custom-pipeline mechanism), not through an
+   import. Layers 1-5 are the Hub files: they travel with every checkpoint.
+6. laac (the package `__init__`): registers the Auto classes and the pipeline task of an installed checkout.
+7. Libraries of the tools: data, metrics, LoRA, the word tokenizer, the synthetic corpus, the HTML report, the
+   default paths. None of them imports another.
+8. trainer_laac: `LaacTrainer` / `LaacTrainingArguments` / `evaluate_model`, shared by train.py, the demo and the
+   benchmarks (the role transformers' Seq2SeqTrainer plays for its example scripts).
+9. Scripts: train.py and the other command-line programs (`python train.py presets/...`), the `evaluate` metric.
+10. Applications: the demo, the `laac` command line and the benchmarks. The demo runs the training recipe through
+    `train.main`; `laac demo` / `laac train` run their modules by name (runpy), which is not an import.
+"""
+
+import ast
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "laac"  # setup.cfg: package_dir laac = . (the repository root is the package)
+SKIPPED_DIRS = {"tests", "build", "dist", "outputs", "runs", "__pycache__"}
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("configuration_ced",),
+    ("configuration_laac",),
+    ("feature_extraction_laac",),
+    ("processing_laac",),
+    ("modeling_ced",),
+    ("corrector_laac",),
+    ("modeling_laac",),
+    ("pipeline_laac",),
+    ("laac",),
+    ("data_laac", "lora", "metrics_laac", "paths_laac", "report_laac", "synthetic_corpus", "tokenizer_utils"),
+    ("trainer_laac",),
+    (
+        "convert_ced_original_checkpoint",
+        "correct_captions",
+        "evaluate_captions",
+        "metrics.dcase_aac.dcase_aac",
+        "train",
+        "train_error_detector",
+    ),
+    ("benchmarks", "cli", "demo"),  # "benchmarks": every module under benchmarks/
+)
+HUB_FILES = [name for layer in LAYERS[: LAYERS.index(("laac",))] for name in layer]
+CONFIGURATIONS = [name for name in HUB_FILES if name.startswith("configuration_")]
+
+
+# -- the import graph ------------------------------------------------------------------------------------------------
+
+
+def module_name(path: Path) -> str:
+    """Dotted name below the package: configuration_laac, benchmarks.train_benchmark; the root __init__ is "laac"."""
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts) or PACKAGE
+
+
+@lru_cache(maxsize=1)
+def repository_modules() -> dict[str, Path]:
+    """Every Python module of the repository except the tests, by `module_name`."""
+    modules = {}
+    for path in sorted(REPO.rglob("*.py")):
+        dirs = path.relative_to(REPO).parts[:-1]
+        if any(d in SKIPPED_DIRS or d.startswith(".") or d.endswith(".egg-info") for d in dirs):
+            continue
+        modules[module_name(path)] = path
+    return modules
+
+
+def _full(name: str) -> str:
+    return PACKAGE if name == PACKAGE else f"{PACKAGE}.{name}"
+
+
+def _short(full: str) -> str:
+    return PACKAGE if full == PACKAGE else full.removeprefix(f"{PACKAGE}.")
+
+
+def _known(full: str) -> str | None:
+    """The repository module that a dotted `laac...` name refers to (its longest module prefix), or None."""
+    modules = repository_modules()
+    parts = full.split(".")
+    for end in range(len(parts), 0, -1):
+        name = _short(".".join(parts[:end]))
+        if name in modules:
+            return name
+    return None
+
+
+def _import_targets(node: ast.AST, importer: str) -> list[str]:
+    """Dotted `laac...` names one import statement of module `importer` brings in."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    if node.level:
+        package = _full(importer).split(".")
+        if repository_modules()[importer].name != "__init__.py":
+            package.pop()  # a module's package is its parent; a package's is itself
+        base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+    elif node.module and node.module.split(".")[0] == PACKAGE:
+        base = node.module
+    else:
+        return []
+    # `from laac import cli` names a module; `from .configuration_laac import LaacConfig` names a member
+    return [f"{base}.{alias.name}" if _known(f"{base}.{alias.name}") else base for alias in node.names]
+
+
+@lru_cache(maxsize=1)
+def import_arrows() -> list[tuple[str, str, int]]:
+    """(importer, imported, line) for every import of a repository module, at any depth of the file."""
+    arrows = []
+    for name, path in repository_modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            for target in _import_targets(node, name):
+                imported = _known(target)
+                if imported is not None and imported != name:
+                    arrows.append((name, imported, node.lineno))
+    return sorted(set(arrows))  # `from .x import a, b` is one arrow
+
+
+def layer_of(name: str) -> int | None:
+    """Index of the layer holding `name` (an exact entry, else the deepest package entry above it)."""
+    best, best_length = None, -1
+    for index, layer in enumerate(LAYERS):
+        for entry in layer:
+            if (name == entry or name.startswith(entry + ".")) and len(entry) > best_length:
+                best, best_length = index, len(entry)
+    return best
+
+
+def find_cycle(arrows: list[tuple[str, str, int]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None (depth-first search over the module graph)."""
+    graph: dict[str, set[str]] = {}
+    for importer, imported, _ in arrows:
+        graph.setdefault(importer, set()).add(imported)
+    state: dict[str, str] = {}  # "open" while on the current path, "done" once fully explored
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt, path + [nxt])):
+                return cycle
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start, [start])):
+            return cycle
+    return None
+
+
+# -- the rules -------------------------------------------------------------------------------------------------------
+
+
+def test_the_graph_is_read():
+    """The parser sees the arrows this file is about (a parser that finds nothing would pass every rule)."""
+    arrows = {(a, b) for a, b, _ in import_arrows()}
+    assert ("modeling_laac", "configuration_laac") in arrows  # relative, top level
+    assert ("modeling_laac", "corrector_laac") in arrows  # relative, inside a method
+    assert ("train", "trainer_laac") in arrows  # absolute, from a script
+    assert ("cli", "laac") in arrows  # the package itself, inside a function
+    assert ("benchmarks.train_benchmark", "trainer_laac") in arrows
+
+
+def test_every_module_has_a_layer():
+    modules = repository_modules()
+    unplaced = sorted(name for name in modules if layer_of(name) is None)
+    assert not unplaced, f"modules missing from LAYERS in {__file__}: {unplaced}; place each one in the order"
+    entries = {entry for layer in LAYERS for entry in layer}
+    stale = sorted(e for e in entries if not any(name == e or name.startswith(e + ".") for name in modules))
+    assert not stale, f"LAYERS names modules that do not exist: {stale}"
+
+
+def test_imports_follow_the_layer_order():
+    modules = repository_modules()
+    wrong = [
+        f"{modules[importer].relative_to(REPO)}:{line}: {importer} imports {imported}, which is not below it"
+        for importer, imported, line in import_arrows()
+        if layer_of(imported) >= layer_of(importer)
+    ]
+    assert not wrong, "imports against the order of LAYERS (see this file's docstring):\n" + "\n".join(wrong)
+
+
+def test_no_import_cycles():
+    cycle = find_cycle(import_arrows())
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_find_cycle_finds_cycles():
+    assert find_cycle([("a", "b", 1), ("b", "c", 1), ("c", "a", 1)]) == ["a", "b", "c", "a"]
+    assert find_cycle([("a", "b", 1), ("a", "c", 1), ("b", "c", 1)]) is None
+
+
+def test_configurations_import_only_configurations():
+    wrong = [(a, b) for a, b, _ in import_arrows() if a in CONFIGURATIONS and b not in CONFIGURATIONS]
+    assert not wrong, f"a configuration imports non-configuration modules: {wrong}"
+
+
+def _absolute_imports_outside_try(path: Path) -> list[tuple[str, int]]:
+    """(top-level package, line) of every absolute import that is not inside a `try:` block."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    guarded = {id(node) for t in ast.walk(tree) if isinstance(t, ast.Try) for s in t.body for node in ast.walk(s)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in guarded:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(alias.name.split(".")[0], node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.append((node.module.split(".")[0], node.lineno))
+    return found
+
+
+@pytest.mark.parametrize("name", HUB_FILES)
+def test_hub_files_import_only_siblings_and_installed_packages(name):
+    """transformers refuses remote code with an absolute import that is not installed (unless it sits in a try)."""
+    path = repository_modules()[name]
+    assert path.parent == REPO, f"{name} must stand flat at the repository root: save_pretrained copies it flat"
+    for package, line in _absolute_imports_outside_try(path):
+        assert package != PACKAGE, f"{path.name}:{line} imports {PACKAGE} absolutely; import siblings relatively"
+        assert importlib.util.find_spec(package) is not None, f"{path.name}:{line}: {package} is not installed"
+
+
+LIGHT_CONFIG_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import checkpoint.configuration_laac as configuration
+    configuration.LaacConfig()
+    print(json.dumps(sorted(name for name in sys.modules if name.startswith(("checkpoint", "transformers.")))))
+    """
+)
+
+
+def test_configuration_files_load_alone_and_light(tmp_path):
+    """Copied alone into a checkpoint-like package, the configurations build a LaacConfig without model code."""
+    package = tmp_path / "checkpoint"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in CONFIGURATIONS:
+        (package / f"{name}.py").write_bytes((REPO / f"{name}.py").read_bytes())
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", LIGHT_CONFIG_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert {f"checkpoint.{name}" for name in CONFIGURATIONS} <= loaded
+    # model code of any architecture (auto.modeling_auto is only the name tables AutoConfig loads)
+    model_code = {n for n in loaded if n.startswith("transformers.models.") and ".modeling_" in n and ".auto." not in n}
+    heavy = sorted((loaded & {"transformers.modeling_utils", "transformers.pipelines"}) | model_code)
+    assert not heavy, f"the configuration pulls in model or pipeline code: {heavy}"
