@@ -7,7 +7,9 @@ linear projection -> spliced into the text decoder's input embeddings at the aud
 Prompt I -> caption. One forward serves training (loss on caption tokens) and `generate()`.
 """
 
+import dataclasses
 import hashlib
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
@@ -21,8 +23,8 @@ from transformers import (
     PreTrainedModel,
 )
 from transformers import initialization as init
-from transformers.modeling_outputs import BaseModelOutput
-from transformers.utils import logging
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast, Seq2SeqLMOutput
+from transformers.utils import ModelOutput, can_return_tuple, logging
 
 from .configuration_laac import DEFAULT_GENERATION, LaacConfig, load_audio_config, num_windows
 from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layout, num_freq_patches
@@ -31,6 +33,59 @@ from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layo
 logger = logging.get_logger(__name__)
 
 AUDIO_TOWER_CLASSES = {"ced": CedModel, "dasheng": DashengModel}
+
+
+@dataclass
+class LaacAudioFeaturesOutput(ModelOutput):
+    r"""
+    The audio side of a batch of clips, as `LaacForConditionalGeneration.get_audio_features` returns it.
+
+    audio_embeds (`torch.FloatTensor` of shape `(total_audio_tokens, text_hidden_size)`):
+        The projected Q-Former outputs of every clip, clip after clip: the rows that replace the audio placeholder
+        tokens of the prompt.
+    tokens_per_clip (`torch.LongTensor` of shape `(batch_size,)`):
+        Audio tokens of each clip: `LaacConfig.num_audio_tokens` of its frame count.
+    encoder_hidden_states (`torch.FloatTensor` of shape `(batch_size, max_encoder_tokens, audio_hidden_size)`):
+        The audio encoder's tokens, each clip's packed left-aligned in the order the Q-Former reads them
+        (`config.token_order`).
+    encoder_attention_mask (`torch.LongTensor` of shape `(batch_size, max_encoder_tokens)`): 1 on real tokens.
+    """
+
+    audio_embeds: Optional[torch.FloatTensor] = None
+    tokens_per_clip: Optional[torch.LongTensor] = None
+    encoder_hidden_states: Optional[torch.FloatTensor] = None
+    encoder_attention_mask: Optional[torch.LongTensor] = None
+
+
+@dataclass
+class LaacCausalLMOutputWithPast(CausalLMOutputWithPast):
+    r"""
+    The decoder-only text model's `CausalLMOutputWithPast` (`loss`, `logits`, the key/value cache under the name
+    the installed transformers gives it, `hidden_states`, `attentions`), plus:
+
+    audio_features (`LaacAudioFeaturesOutput`, *optional*): the audio spliced into the prompt; `None` when the
+        call had no `input_features` (decoding steps after the first).
+    """
+
+    audio_features: Optional[LaacAudioFeaturesOutput] = None
+
+
+@dataclass
+class LaacSeq2SeqLMOutput(Seq2SeqLMOutput):
+    r"""
+    The encoder-decoder text model's `Seq2SeqLMOutput` (BART, "Submission 3"), plus:
+
+    audio_features (`LaacAudioFeaturesOutput`, *optional*): the audio spliced into the encoder's prompt; `None`
+        when `encoder_outputs` were passed in (as `generate()` does after encoding once).
+    """
+
+    audio_features: Optional[LaacAudioFeaturesOutput] = None
+
+
+def _with_audio_features(output_class: type, outputs: ModelOutput, audio_features: Any) -> ModelOutput:
+    """The text model's `outputs` as `output_class` (the fields both have) with the audio features added."""
+    names = {f.name for f in dataclasses.fields(output_class)}
+    return output_class(**{k: v for k, v in outputs.items() if k in names}, audio_features=audio_features)
 
 
 def time_major_index(num_frames: int, audio_config: Any) -> list[int]:
@@ -89,7 +144,8 @@ class LaacQFormer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         """Returns the query outputs of every real window, flattened in clip order: (total_queries, H), counts."""
-        windows, window_mask, per_clip = self.windows(tokens.to(self.query_tokens.dtype), token_mask)
+        # Blip2QFormerModel casts the windows to its own dtype (float32 under float16: _keep_in_fp32_modules)
+        windows, window_mask, per_clip = self.windows(tokens, token_mask)
         queries = self.query_tokens.expand(windows.shape[0], -1, -1)
         out = self.transformer(
             query_embeds=queries, encoder_hidden_states=windows, encoder_attention_mask=window_mask
@@ -164,6 +220,9 @@ class LaacPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     _supports_flash_attn = False
     _no_split_modules = ["CedBlock", "Blip2QFormerLayer", "LlamaDecoderLayer", "BartEncoderLayer", "BartDecoderLayer"]
     _skip_keys_device_placement = ["cache"]
+    # As BLIP-2: loaded in float16 (narrow range), the Q-Former and its queries stay in float32. Tokens enter it in
+    # its dtype (Blip2QFormerModel casts them) and leave in the projection's (get_audio_features).
+    _keep_in_fp32_modules = ["qformer"]
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -255,10 +314,11 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
 
     def get_audio_features(
         self, input_features: torch.Tensor, feature_attention_mask: Optional[torch.Tensor] = None
-    ) -> tuple[torch.Tensor, list[int]]:
+    ) -> LaacAudioFeaturesOutput:
         """
-        Log-mel (B, n_mels, T) -> audio tokens in the text width, flattened in clip order: (total_tokens, D_text),
-        and the number of audio tokens per clip (`LaacConfig.num_audio_tokens` of each clip's frame count).
+        Log-mel `(batch_size, n_mels, frames)` -> the audio tokens in the text width, clip after clip
+        `(total_audio_tokens, text_hidden_size)`, with each clip's count (`LaacConfig.num_audio_tokens`) and the
+        encoder tokens they come from.
         """
         # 1. encoder tokens, each clip packed left-aligned in its own order
         if self.audio_token_cache is not None:
@@ -269,19 +329,39 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         frames = self._clip_frames(input_features, feature_attention_mask)
         tokens = self._order_tokens(tokens, frames)  # (B, N_max, D_audio)
         # 2. Q-Former over windows of tokens
-        queries, per_clip = self.qformer(tokens, token_mask)
-        # 3. projection to the text width
-        return self.language_projection(queries.to(self.language_projection.weight.dtype)), per_clip
+        queries, per_clip = self.qformer(tokens, token_mask)  # (total_audio_tokens, H_qformer)
+        # 3. projection to the text width (the Q-Former may run in float32 under a float16 model)
+        audio_embeds = self.language_projection(queries.to(self.language_projection.weight.dtype))
+        return LaacAudioFeaturesOutput(
+            audio_embeds=audio_embeds,
+            tokens_per_clip=torch.tensor(per_clip, dtype=torch.long, device=audio_embeds.device),
+            encoder_hidden_states=tokens,
+            encoder_attention_mask=token_mask,
+        )
 
-    def _placeholder_mask(self, input_ids: torch.Tensor, per_clip: list[int]) -> torch.Tensor:
-        mask = input_ids == self.config.audio_token_id  # (B, L)
-        found = mask.sum(-1).tolist()
-        if found != per_clip:
+    def get_placeholder_mask(
+        self,
+        input_ids: Optional[torch.LongTensor],
+        inputs_embeds: torch.Tensor,
+        audio_features: LaacAudioFeaturesOutput,
+    ) -> torch.BoolTensor:
+        """
+        `(batch_size, seq_len, 1)` mask of the audio placeholder positions: `config.audio_token_id` in `input_ids`,
+        or without them, the rows of `inputs_embeds` equal to that token's embedding. Raises a `ValueError` naming
+        both counts when a clip's placeholders and its audio tokens disagree.
+        """
+        if input_ids is None:
+            placeholder = torch.tensor(self.config.audio_token_id, device=inputs_embeds.device)
+            mask = (inputs_embeds == self.get_input_embeddings()(placeholder)).all(-1)  # (B, L)
+        else:
+            mask = input_ids == self.config.audio_token_id  # (B, L)
+        found, expected = mask.sum(-1).tolist(), audio_features.tokens_per_clip.tolist()
+        if found != expected:
             raise ValueError(
-                f"audio placeholder tokens per clip {found} do not match the audio tokens per clip {per_clip}; build "
+                f"audio placeholder tokens per clip {found} do not match the audio tokens per clip {expected}; build "
                 "the inputs with LaacProcessor (it expands the placeholder with LaacConfig.num_audio_tokens)"
             )
-        return mask
+        return mask[..., None].to(inputs_embeds.device)
 
     def embed_inputs(
         self,
@@ -289,8 +369,11 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         inputs_embeds: Optional[torch.Tensor] = None,
         input_features: Optional[torch.Tensor] = None,
         feature_attention_mask: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        """Prompt token embeddings with the projected audio tokens scattered into the placeholder positions."""
+    ) -> tuple[torch.Tensor, Optional[LaacAudioFeaturesOutput]]:
+        """
+        Prompt token embeddings `(batch_size, seq_len, text_hidden_size)` with the projected audio tokens scattered
+        into the placeholder positions, and the audio features (None without `input_features`).
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -298,12 +381,11 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         if input_features is None:
             if input_ids is not None and bool((input_ids == self.config.audio_token_id).any()):
                 raise ValueError("input_ids contain audio placeholder tokens but no input_features were given")
-            return inputs_embeds
-        if input_ids is None:
-            raise ValueError("input_features need input_ids to locate the audio placeholder tokens")
-        audio, per_clip = self.get_audio_features(input_features, feature_attention_mask)
-        mask = self._placeholder_mask(input_ids, per_clip)
-        return inputs_embeds.masked_scatter(mask[..., None], audio.to(inputs_embeds.dtype))
+            return inputs_embeds, None
+        audio_features = self.get_audio_features(input_features, feature_attention_mask)
+        mask = self.get_placeholder_mask(input_ids, inputs_embeds, audio_features)
+        audio = audio_features.audio_embeds.to(inputs_embeds.device, inputs_embeds.dtype)
+        return inputs_embeds.masked_scatter(mask, audio), audio_features
 
     def encode_prompt(
         self,
@@ -315,7 +397,10 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         **kwargs: Any,
     ) -> BaseModelOutput:
         """Encoder-decoder text models only: run the text encoder over the prompt with the audio spliced in."""
-        inputs_embeds = self.embed_inputs(input_ids, inputs_embeds, input_features, feature_attention_mask)
+        inputs_embeds, _ = self.embed_inputs(input_ids, inputs_embeds, input_features, feature_attention_mask)
+        return self._encode_text(inputs_embeds, attention_mask, **kwargs)
+
+    def _encode_text(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor], **kwargs: Any) -> Any:
         kwargs = {k: v for k, v in kwargs.items() if k in ("output_attentions", "output_hidden_states")}
         return self.language_model.get_encoder()(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, return_dict=True, **kwargs
@@ -323,6 +408,7 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
 
     # -- forward ---------------------------------------------------------------------------------------------------
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: Optional[torch.LongTensor] = None,
@@ -336,7 +422,7 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         decoder_attention_mask: Optional[torch.Tensor] = None,
         encoder_outputs: Optional[Union[BaseModelOutput, tuple]] = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Union[LaacCausalLMOutputWithPast, LaacSeq2SeqLMOutput]:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): the prompt (and, for a decoder-only text
             model in training, the caption), with one `audio_token_id` per audio token.
@@ -345,33 +431,62 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         labels (`torch.LongTensor`): decoder-only: same shape as `input_ids`, -100 except on caption tokens and
             EOS; encoder-decoder: the caption token ids (the decoder inputs are derived from them).
         Other keyword arguments (`cache`, `use_cache`, `logits_to_keep`, ...) go to the text model.
+
+        Returns `LaacCausalLMOutputWithPast` (decoder-only text model) or `LaacSeq2SeqLMOutput` (encoder-decoder).
         """
         if self.config.is_encoder_decoder:
-            if encoder_outputs is None:
-                encoder_outputs = self.encode_prompt(
-                    input_ids, attention_mask, input_features, feature_attention_mask, inputs_embeds
-                )
-            return self.language_model(
-                encoder_outputs=encoder_outputs,
-                attention_mask=attention_mask,
-                decoder_input_ids=decoder_input_ids,
-                decoder_attention_mask=decoder_attention_mask,
-                labels=labels,
-                **kwargs,
-            )
+            return self._forward_encoder_decoder(
+                input_ids, input_features, feature_attention_mask, attention_mask, inputs_embeds, labels,
+                decoder_input_ids, decoder_attention_mask, encoder_outputs, **kwargs,
+            )  # fmt: skip
         # 1. prompt embeddings with the audio spliced in (only in the prefill step: later steps have no features)
-        inputs_embeds = self.embed_inputs(input_ids, inputs_embeds, input_features, feature_attention_mask)
+        inputs_embeds, audio_features = self.embed_inputs(
+            input_ids, inputs_embeds, input_features, feature_attention_mask
+        )
         # 2. positions that skip left padding, so a padded clip decodes exactly like the clip alone
         if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -inputs_embeds.shape[1] :]
         # 3. the text decoder (its loss shifts labels and ignores -100)
-        return self.language_model(
+        outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
             labels=labels,
+            return_dict=True,
             **kwargs,
         )
+        return _with_audio_features(LaacCausalLMOutputWithPast, outputs, audio_features)
+
+    def _forward_encoder_decoder(
+        self,
+        input_ids: Optional[torch.LongTensor],
+        input_features: Optional[torch.Tensor],
+        feature_attention_mask: Optional[torch.Tensor],
+        attention_mask: Optional[torch.Tensor],
+        inputs_embeds: Optional[torch.Tensor],
+        labels: Optional[torch.LongTensor],
+        decoder_input_ids: Optional[torch.LongTensor],
+        decoder_attention_mask: Optional[torch.Tensor],
+        encoder_outputs: Optional[Union[BaseModelOutput, tuple]],
+        **kwargs: Any,
+    ) -> LaacSeq2SeqLMOutput:
+        """`forward` for an encoder-decoder text model: the audio goes into the encoder's prompt, once."""
+        audio_features = None
+        if encoder_outputs is None:  # generate() encodes once through get_encoder() and passes the result
+            inputs_embeds, audio_features = self.embed_inputs(
+                input_ids, inputs_embeds, input_features, feature_attention_mask
+            )
+            encoder_outputs = self._encode_text(inputs_embeds, attention_mask)
+        outputs = self.language_model(
+            encoder_outputs=encoder_outputs,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            labels=labels,
+            return_dict=True,
+            **kwargs,
+        )
+        return _with_audio_features(LaacSeq2SeqLMOutput, outputs, audio_features)
 
     @torch.no_grad()
     def generate(
@@ -388,7 +503,7 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         `embed_inputs` that training uses; the returned sequences still start with `input_ids`.
         """
         if input_features is not None and not self.config.is_encoder_decoder:
-            inputs_embeds = self.embed_inputs(input_ids, inputs_embeds, input_features, feature_attention_mask)
+            inputs_embeds, _ = self.embed_inputs(input_ids, inputs_embeds, input_features, feature_attention_mask)
             return super().generate(input_ids=input_ids, inputs_embeds=inputs_embeds, **kwargs)
         return super().generate(
             input_ids=input_ids,
@@ -486,6 +601,9 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         model.language_model.load_state_dict(language_model.state_dict())
         if dtype is not None:
             model.to(dtype)
+            if dtype == torch.float16:  # as from_pretrained does: `_keep_in_fp32_modules` stay in float32
+                for name in LaacPreTrainedModel._keep_in_fp32_modules:
+                    model.get_submodule(name).float()
         return model
 
 
@@ -494,8 +612,11 @@ LaacForConditionalGeneration.register_for_auto_class("AutoModel")
 
 __all__ = [
     "AudioTokenCache",
+    "LaacAudioFeaturesOutput",
+    "LaacCausalLMOutputWithPast",
     "LaacForConditionalGeneration",
     "LaacPreTrainedModel",
     "LaacQFormer",
+    "LaacSeq2SeqLMOutput",
     "time_major_index",
 ]

@@ -1,11 +1,19 @@
 """Behaviour of the LAAC model on tiny random configs: shapes, loss, masks, generation, variants, errors."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 from laac.configuration_laac import LaacConfig, num_audio_tokens
-from laac.modeling_laac import time_major_index
+from laac.modeling_laac import (
+    LaacAudioFeaturesOutput,
+    LaacCausalLMOutputWithPast,
+    LaacForConditionalGeneration,
+    LaacSeq2SeqLMOutput,
+    time_major_index,
+)
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from tests.laac_tester import CAPTIONS, caption_loss_fn, make_audio, tiny_config, tiny_model, tiny_processor
 from tests.numerics import assert_same_captions
@@ -77,7 +85,8 @@ def test_processor_and_model_agree_on_token_counts(llama_setup):
     for seconds in (0.01, 0.5, 1.0, 10.12, 10.121, 25.0):
         batch = _batch(processor, seconds=(seconds,))
         frames = int(batch["feature_attention_mask"].sum())
-        _, per_clip = model.get_audio_features(batch["input_features"], batch["feature_attention_mask"])
+        features = model.get_audio_features(batch["input_features"], batch["feature_attention_mask"])
+        per_clip = features.tokens_per_clip.tolist()
         placeholders = int((batch["input_ids"] == config.audio_token_id).sum())
         assert per_clip == [placeholders] == [config.num_audio_tokens(frames)] == [processor.num_audio_tokens(frames)]
 
@@ -147,6 +156,8 @@ def test_bart_variant_trains_and_generates():
     model, processor = tiny_model(config), tiny_processor(config)
     batch = _batch(processor, seconds=(1.0, 5.0), captions=CAPTIONS[:2])
     out = model(**batch)
+    assert isinstance(out, LaacSeq2SeqLMOutput)
+    assert out.audio_features.tokens_per_clip.tolist() == [config.num_audio_tokens(101), config.num_audio_tokens(501)]
     assert torch.isfinite(out.loss)
     out.loss.backward()
     assert model.qformer.query_tokens.grad is not None and model.audio_tower.blocks[0].attn.qkv.weight.grad is not None
@@ -224,3 +235,63 @@ def test_post_correct_hook_resolves_settings_and_never_enters_the_checkpoint(lla
     with pytest.raises(ValueError, match="correct must be"):
         model.get_post_corrector(3)
     assert set(model.state_dict()) == keys
+
+
+# the cache field of transformers' CausalLMOutputWithPast: "cache" in recent versions, "past_key_values" before
+CACHE_FIELD = next(f.name for f in dataclasses.fields(CausalLMOutputWithPast) if f.name in ("cache", "past_key_values"))
+
+
+def test_forward_returns_loss_logits_cache_and_audio_features(llama_setup):
+    config, model, processor = llama_setup
+    batch = _batch(processor, seconds=(1.0, 12.0), captions=CAPTIONS[:2])
+    with torch.no_grad():
+        out = model(**batch, use_cache=True)
+    assert isinstance(out, LaacCausalLMOutputWithPast)
+    assert torch.isfinite(out.loss) and out.logits.shape[:2] == batch["input_ids"].shape
+    assert out[CACHE_FIELD] is not None  # what generate() carries to the next step
+    features = out.audio_features
+    assert isinstance(features, LaacAudioFeaturesOutput)
+    frames = batch["feature_attention_mask"].sum(-1).tolist()
+    assert features.tokens_per_clip.tolist() == [config.num_audio_tokens(n) for n in frames]
+    assert features.audio_embeds.shape == (sum(features.tokens_per_clip.tolist()), config.text_config.hidden_size)
+    assert features.encoder_hidden_states.shape[:2] == features.encoder_attention_mask.shape
+    # the audio rows are exactly what replaced the placeholders
+    embeds, _ = model.embed_inputs(batch["input_ids"], None, batch["input_features"], batch["feature_attention_mask"])
+    torch.testing.assert_close(embeds[batch["input_ids"] == config.audio_token_id], features.audio_embeds)
+    with torch.no_grad():
+        as_tuple = model(**batch, return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], out.loss)
+
+
+def test_placeholder_mask_from_ids_or_embeddings(llama_setup):
+    config, model, processor = llama_setup
+    batch = _batch(processor, seconds=(1.0, 6.0))
+    features = model.get_audio_features(batch["input_features"], batch["feature_attention_mask"])
+    embeds = model.get_input_embeddings()(batch["input_ids"])
+    from_ids = model.get_placeholder_mask(batch["input_ids"], embeds, features)
+    assert from_ids.shape == (*batch["input_ids"].shape, 1) and from_ids.dtype == torch.bool
+    assert from_ids[..., 0].sum(-1).tolist() == features.tokens_per_clip.tolist()
+    assert torch.equal(model.get_placeholder_mask(None, embeds, features), from_ids)
+    # so inputs_embeds work in place of input_ids, audio included
+    inputs = {k: v for k, v in batch.items() if k != "input_ids"}
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs_embeds=embeds, **inputs).logits, model(**batch).logits)
+    fewer = LaacAudioFeaturesOutput(tokens_per_clip=features.tokens_per_clip - 1)
+    with pytest.raises(ValueError, match=r"placeholder tokens per clip \[\d+, \d+\] do not match"):
+        model.get_placeholder_mask(batch["input_ids"], embeds, fewer)
+
+
+def test_float16_loading_keeps_the_qformer_in_float32(llama_setup, tmp_path):
+    config, model, processor = llama_setup
+    model.save_pretrained(tmp_path)
+    half = LaacForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.float16).eval()
+    assert {p.dtype for p in half.qformer.parameters()} == {torch.float32}
+    assert half.language_model.get_input_embeddings().weight.dtype == torch.float16
+    assert half.language_projection.weight.dtype == torch.float16
+    batch = _batch(processor, seconds=(2.0,))
+    batch["input_features"] = batch["input_features"].half()
+    with torch.no_grad():
+        features = half.get_audio_features(batch["input_features"], batch["feature_attention_mask"])
+        logits = half(**batch).logits
+    assert features.audio_embeds.dtype == torch.float16 and logits.dtype == torch.float16
+    assert bool(torch.isfinite(logits).all())
