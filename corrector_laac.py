@@ -32,6 +32,7 @@ from transformers.utils import logging
 
 from .configuration_laac import DEFAULT_CORRECTOR_MODEL, DEFAULT_DETECTOR, DEFAULT_ERROR_THRESHOLD
 from .configuration_laac import PROMPT_II as CORRECTION_SYSTEM_PROMPT
+from .processing_laac import normalize_caption
 
 
 logger = logging.get_logger(__name__)
@@ -86,11 +87,6 @@ DEFAULT_POST_CORRECTOR_SETTINGS: dict[str, Any] = {
 # ----------------------------------------------------------------------------------------------------------------
 # Text helpers
 # ----------------------------------------------------------------------------------------------------------------
-def normalize_caption(text: str) -> str:
-    """Clotho/FENSE style: lower-case, punctuation stripped (`[^\\w\\s]` removed), whitespace collapsed."""
-    return " ".join(re.sub(r"[^\w\s]", "", text).lower().split())
-
-
 def caption_input_problem(caption: Any) -> str | None:
     """Why `caption` cannot be scored or rewritten, or None when it is a usable caption."""
     if not isinstance(caption, str):
@@ -329,7 +325,7 @@ class ErrorDetector:
 
     def tokenize(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
         """FENSE pre-processing: normalise the text, truncate to `max_length` tokens, pad to the batch's longest."""
-        texts = [re.sub(r"[^\w\s]", "", caption).lower() for caption in captions]
+        texts = [normalize_caption(caption) for caption in captions]
         batch = self.tokenizer(
             texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
         )

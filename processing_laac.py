@@ -26,12 +26,25 @@ logger = logging.get_logger(__name__)
 
 IGNORE_INDEX = -100
 DEFAULT_AUDIO_TOKEN = "<|audio|>"
-_PUNCTUATION = re.compile(r"[^\w\s']|_")
+# Punctuation is deleted, not replaced by a space: LOAE's code and FENSE's detector preprocessing both do
+# `re.sub(r"[^\w\s]", "", text)`, so "rain-drops" becomes "raindrops" and "dog's" becomes "dogs".
+_PUNCTUATION = re.compile(r"[^\w\s]")
 
 
 def normalize_caption(caption: str) -> str:
-    """Training targets as in the report: lower-cased, punctuation stripped, single spaces."""
-    return " ".join(_PUNCTUATION.sub(" ", caption.lower()).split())
+    """The report's caption normalisation, used for training targets, the FENSE error detector and the metrics.
+
+    Lower-cased, every character that is neither a word character (letters, digits, `_`) nor whitespace deleted
+    (as LOAE and FENSE's detector preprocessing delete it), whitespace collapsed to single spaces:
+
+        >>> normalize_caption("Rain-drops fall, on a tin roof!")
+        'raindrops fall on a tin roof'
+        >>> normalize_caption("  A Dog's   BARK, loud! ")
+        'a dogs bark loud'
+        >>> normalize_caption("2 cars pass at 10:30.")
+        '2 cars pass at 1030'
+    """
+    return " ".join(_PUNCTUATION.sub("", caption).lower().split())
 
 
 class LaacProcessor(ProcessorMixin):

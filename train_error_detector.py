@@ -42,9 +42,9 @@ from laac.corrector_laac import (
     FENSE_MAX_LENGTH,
     BertFlatClassifier,
     ErrorDetector,
-    normalize_caption,
     save_echecker_checkpoint,
 )
+from laac.processing_laac import normalize_caption
 
 
 logger = logging.get_logger(__name__)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from transformers import HfArgumentParser
 
-from laac.corrector_laac import DEFAULT_ERROR_THRESHOLD, PostCorrector, normalize_caption
+from laac.corrector_laac import DEFAULT_ERROR_THRESHOLD, PostCorrector
+from laac.processing_laac import normalize_caption
 from laac.train_error_detector import CLOTHO_CAPTIONS, corrupt_caption, read_clotho_captions, split_by_clip
 
 

@@ -9,6 +9,7 @@ import random
 
 import pytest
 import torch
+from laac import corrector_laac, processing_laac
 from laac.correct_captions import main as correct_captions_main
 from laac.corrector_laac import (
     CORRECTION_SYSTEM_PROMPT,
@@ -20,7 +21,6 @@ from laac.corrector_laac import (
     ErrorDetector,
     PostCorrector,
     correction_problem,
-    normalize_caption,
     parse_corrected_caption,
     save_echecker_checkpoint,
 )
@@ -184,7 +184,8 @@ def test_correction_problem():
     assert correction_problem("a person walking on gravel and then a",
                               "a person walking on gravel and then a glass of water") == "answer_adds_content"
     assert correction_problem("the machine hums and spins", "the machine is humming and spinning") is None
-    assert normalize_caption("  A Dog's   BARK, loud! ") == "a dogs bark loud"
+    # the corrector normalises with the processor's function (one normalisation: tests/test_processing_laac.py)
+    assert corrector_laac.normalize_caption is processing_laac.normalize_caption
 
 
 # ------------------------------------------------------------------------------------------------ corrector

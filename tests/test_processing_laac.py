@@ -32,8 +32,15 @@ def test_labels_cover_caption_and_eos_only(processor):
 
 
 def test_normalize_caption():
-    assert normalize_caption("  A Dog barks; then, a CAR passes-by.  ") == "a dog barks then a car passes by"
-    assert normalize_caption("someone's footsteps") == "someone's footsteps"
+    """One normalisation for targets, detector and metrics: lower-case, punctuation deleted (LOAE / FENSE)."""
+    assert normalize_caption("Rain-drops fall, on a tin roof!") == "raindrops fall on a tin roof"
+    assert normalize_caption("a dog's bark") == "a dogs bark"
+    assert normalize_caption("  A Dog barks; then, a CAR passes-by.  ") == "a dog barks then a car passesby"
+    assert normalize_caption("someone's footsteps") == "someones footsteps"
+    assert normalize_caption("2 Cars pass at 10:30, then 3.") == "2 cars pass at 1030 then 3"
+    assert normalize_caption("  birds \t chirp\n\n loudly   ") == "birds chirp loudly"
+    assert normalize_caption("snake_case stays") == "snake_case stays"  # `_` is a word character, as in FENSE
+    assert normalize_caption("?!...") == ""
 
 
 def test_short_and_long_clips(processor):
