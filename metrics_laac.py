@@ -467,3 +467,22 @@ def _score(
     for family in outs.values():
         corpus |= family[0]
     return corpus
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Detection scores
+# --------------------------------------------------------------------------------------------------------------------
+def precision_recall_f1(true_positives: float, false_positives: float, false_negatives: float) -> dict[str, float]:
+    """Precision, recall and F1 from detection counts; a ratio whose denominator is 0 is 0.0 (nothing to score).
+
+    The one F1 of the repository: event F1 of captions (`synthetic_corpus.event_f1`) and the error detector's scores
+    (`train_error_detector.binary_scores`) both count, then call this.
+
+        >>> precision_recall_f1(4, 1, 1)
+        {'precision': 0.8, 'recall': 0.8, 'f1': 0.8}
+    """
+    predicted, actual = true_positives + false_positives, true_positives + false_negatives
+    precision = true_positives / predicted if predicted else 0.0
+    recall = true_positives / actual if actual else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}

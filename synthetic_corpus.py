@@ -681,10 +681,9 @@ def event_f1(predictions: list[str], clips_events: list[set[str]]) -> dict[str, 
         true_pos += len(predicted & truth)
         false_pos += len(predicted - truth)
         false_neg += len(truth - predicted)
-    precision = true_pos / (true_pos + false_pos) if true_pos + false_pos else 0.0
-    recall = true_pos / (true_pos + false_neg) if true_pos + false_neg else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
+    from .metrics_laac import precision_recall_f1  # lazy: corpus generation itself needs no torch
+
+    return precision_recall_f1(true_pos, false_pos, false_neg)
 
 
 # ---------------------------------------------------------------------------------------------------------------

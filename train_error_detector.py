@@ -44,6 +44,7 @@ from laac.corrector_laac import (
     ErrorDetector,
     save_echecker_checkpoint,
 )
+from laac.metrics_laac import precision_recall_f1
 from laac.processing_laac import normalize_caption
 
 
@@ -211,12 +212,13 @@ def multilabel_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_bat
 
 
 def binary_scores(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall, F1 and accuracy of `probabilities > threshold` against boolean `labels`."""
     predicted = probabilities > threshold
     true_positive = float(np.sum(predicted & labels))
-    precision = true_positive / max(float(predicted.sum()), 1.0)
-    recall = true_positive / max(float(labels.sum()), 1.0)
-    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-    return {"precision": precision, "recall": recall, "f1": f1, "accuracy": float(np.mean(predicted == labels))}
+    scores = precision_recall_f1(
+        true_positive, float(np.sum(predicted & ~labels)), float(np.sum(~predicted & labels))
+    )
+    return {**scores, "accuracy": float(np.mean(predicted == labels))}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ imports count like top-level ones. The order:
    checkpoint through config.json's `custom_pipelines` (transformers' custom-pipeline mechanism), not through an
    import. Layers 1-5 are the Hub files: they travel with every checkpoint.
 6. laac (the package `__init__`): registers the Auto classes and the pipeline task of an installed checkout.
-7. Libraries of the tools: data, metrics, LoRA, the word tokenizer, the synthetic corpus, the HTML report, the
-   default paths. None of them imports another.
+7. Libraries of the tools: data, metrics, LoRA, the word tokenizer, the HTML report, the default paths. None of
+   them imports another. Then the synthetic corpus, which writes and reads the Clotho format through data_laac and
+   scores its events with metrics_laac's F1.
 8. trainer_laac: `LaacTrainer` / `LaacTrainingArguments` / `evaluate_model`, shared by train.py, the demo and the
    benchmarks (the role transformers' Seq2SeqTrainer plays for its example scripts).
 9. Scripts: train.py and the other command-line programs (`python train.py presets/...`), the `evaluate` metric.
@@ -51,7 +52,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("modeling_laac",),
     ("pipeline_laac",),
     ("laac",),
-    ("data_laac", "lora", "metrics_laac", "paths_laac", "report_laac", "synthetic_corpus", "tokenizer_utils"),
+    ("data_laac", "lora", "metrics_laac", "paths_laac", "report_laac", "tokenizer_utils"),
+    ("synthetic_corpus",),
     ("trainer_laac",),
     (
         "convert_ced_original_checkpoint",

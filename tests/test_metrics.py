@@ -18,6 +18,7 @@ from laac.metrics_laac import (
     available_metrics,
     compute_dcase_metrics,
     java_major_version,
+    precision_recall_f1,
     prepare_cache_dir,
     ptb_tokenize,
 )
@@ -337,3 +338,29 @@ def test_cli_rejects_predictions_without_references(tmp_path: Path) -> None:
 def test_cider_needs_a_corpus():
     with pytest.raises(ValueError, match=r"corpus metrics .* got 1 prediction; score at least 2 clips"):
         compute_dcase_metrics(["a dog barks"], [["a dog is barking"]], metrics=["cider_d"])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The one F1 helper
+# --------------------------------------------------------------------------------------------------------------------
+def test_precision_recall_f1_on_handmade_counts():
+    assert precision_recall_f1(4, 1, 1) == pytest.approx({"precision": 0.8, "recall": 0.8, "f1": 0.8})
+    assert precision_recall_f1(1, 0, 2) == pytest.approx({"precision": 1.0, "recall": 1 / 3, "f1": 0.5})
+    assert precision_recall_f1(1, 3, 0) == pytest.approx({"precision": 0.25, "recall": 1.0, "f1": 0.4})
+    assert precision_recall_f1(0, 0, 0) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    assert precision_recall_f1(0, 2, 5) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def test_detector_scores_use_the_f1_helper():
+    import numpy as np
+    from laac.train_error_detector import binary_scores
+
+    probabilities = np.array([0.95, 0.2, 0.91, 0.6, 0.1])
+    labels = np.array([True, True, False, False, False])  # at 0.9: tp 1, fp 1, fn 1; at 0.5: tp 1, fp 2, fn 1
+    assert binary_scores(probabilities, labels, 0.9) == pytest.approx(
+        {"precision": 0.5, "recall": 0.5, "f1": 0.5, "accuracy": 0.6}
+    )
+    assert binary_scores(probabilities, labels, 0.5) == pytest.approx(
+        {**precision_recall_f1(1, 2, 1), "accuracy": 0.4}
+    )
+    assert binary_scores(probabilities, labels, 0.99)["f1"] == 0.0  # nothing flagged
