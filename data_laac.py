@@ -113,23 +113,36 @@ def _read_csv(path: str, required: Sequence[str]) -> list[dict[str, str]]:
         return list(reader)
 
 
+def read_clotho_captions(csv_path: str | os.PathLike) -> dict[str, list[str]]:
+    """`file_name -> [caption_1, ..., caption_N]` from a Clotho captions CSV, in file order, empty cells skipped.
+
+    The one Clotho reader of the repository (training data, the error detector's captions, evaluation references,
+    the synthetic corpus). A CSV without `file_name` or any `caption_*` column, or listing a file twice, is refused.
+    """
+    with open(csv_path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        caption_columns = [c for c in columns if c.startswith("caption_")]
+        if "file_name" not in columns or not caption_columns:
+            raise ValueError(f"{csv_path} has columns {columns}; expected file_name, caption_1..caption_5")
+        captions: dict[str, list[str]] = {}
+        for line, row in enumerate(reader, start=2):
+            if row["file_name"] in captions:
+                raise ValueError(f"{csv_path}:{line} lists {row['file_name']!r} a second time; keep one row per file")
+            captions[row["file_name"]] = [row[c] for c in caption_columns if row[c]]
+    return captions
+
+
 def load_clotho(csv_path: str, audio_dir: str, missing_audio: str = "error") -> datasets.Dataset:
     """
     Clotho v2.1: a captions CSV (file_name, caption_1..caption_5) and the folder of that split's wav files
     (e.g. clotho_captions_development.csv + development/). One clip per row, all five captions kept.
     """
-    rows = _read_csv(csv_path, ["file_name", "caption_1"])
-    caption_columns = [c for c in rows[0] if c.startswith("caption_")] if rows else []
     clips = []
-    for row in rows:
-        path = os.path.join(audio_dir, row["file_name"])
+    for file_name, captions in read_clotho_captions(csv_path).items():
+        path = os.path.join(audio_dir, file_name)
         clips.append(
-            {
-                "id": row["file_name"],
-                "path": path if os.path.isfile(path) else None,
-                "captions": [row[c] for c in caption_columns if row[c]],
-                "where": repr(path),
-            }
+            {"id": file_name, "path": path if os.path.isfile(path) else None, "captions": captions, "where": repr(path)}
         )
     return _clips_dataset(clips, "clotho", missing_audio)
 
@@ -529,6 +542,7 @@ __all__ = [
     "audiocaps_file_stems",
     "load_audiocaps",
     "load_clotho",
+    "read_clotho_captions",
     "load_hf_dataset",
     "load_manifest",
     "load_source",

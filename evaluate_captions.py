@@ -19,6 +19,7 @@ from typing import Any
 
 from transformers.utils import logging
 
+from laac.data_laac import read_clotho_captions
 from laac.metrics_laac import DCASE2024_METRICS, SUPPORTED_METRICS, compute_dcase_metrics
 
 
@@ -41,16 +42,6 @@ def read_predictions(path: str | Path) -> list[dict[str, str]]:
     if "file_name" not in rows[0]:
         raise ValueError(f"{path} has columns {sorted(rows[0])}; expected a 'file_name' column")
     return rows
-
-
-def read_clotho_references(path: str | Path) -> dict[str, list[str]]:
-    """`file_name -> [caption_1, ..., caption_N]` from a Clotho captions CSV (empty cells skipped)."""
-    with Path(path).open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        columns = [c for c in reader.fieldnames or [] if c.startswith("caption_")]
-        if "file_name" not in (reader.fieldnames or []) or not columns:
-            raise ValueError(f"{path} has columns {reader.fieldnames}; expected file_name, caption_1..caption_5")
-        return {row["file_name"]: [row[c] for c in columns if row[c]] for row in reader}
 
 
 def align(
@@ -97,7 +88,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     rows = read_predictions(args.predictions)
-    references = read_clotho_references(args.references)
+    references = read_clotho_captions(args.references)
     columns = [c for c in CAPTION_COLUMNS if c in rows[0]]
     if not columns:
         raise ValueError(f"{args.predictions} has columns {sorted(rows[0])}; expected one of {CAPTION_COLUMNS}")

@@ -1007,22 +1007,23 @@ def as_datasets(out_dir: str, split: str) -> Any:
     """
     import datasets
 
+    from .data_laac import read_clotho_captions
+
     csv_path = os.path.join(out_dir, f"clotho_captions_{split}.csv")
     if not os.path.exists(csv_path):
         raise ValueError(f"no {csv_path}; write the split first with write_split(out_dir, {split!r}, n)")
-    with open(csv_path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
+    clips = read_clotho_captions(csv_path)
     events = {record["file_name"]: record["events"] for record in read_metadata(out_dir, split)}
     caption_columns = [f"caption_{i}" for i in range(1, NUM_CAPTIONS + 1)]
     columns: dict[str, list[Any]] = {"file_name": [], "audio": [], "events": []}
     columns.update({name: [] for name in caption_columns})
-    for row in rows:
-        array, sampling_rate = sf.read(os.path.join(out_dir, split, row["file_name"]), dtype="float32")
-        columns["file_name"].append(row["file_name"])
+    for file_name, captions in clips.items():
+        array, sampling_rate = sf.read(os.path.join(out_dir, split, file_name), dtype="float32")
+        columns["file_name"].append(file_name)
         columns["audio"].append({"array": array, "sampling_rate": sampling_rate})
-        columns["events"].append(events[row["file_name"]])
-        for name in caption_columns:
-            columns[name].append(row[name])
+        columns["events"].append(events[file_name])
+        for name, caption in zip(caption_columns, captions + [""] * (NUM_CAPTIONS - len(captions))):
+            columns[name].append(caption)
     features = datasets.Features(
         {
             "file_name": datasets.Value("string"),

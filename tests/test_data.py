@@ -22,6 +22,7 @@ from laac.data_laac import (
     load_wavcaps,
     parse_source_spec,
     read_audio,
+    read_clotho_captions,
 )
 
 from tests.laac_tester import SHARED, make_audio, tiny_config, tiny_processor
@@ -61,6 +62,24 @@ def test_clotho_real_rows(clotho):
     assert len(train) == 25 and len(evaluation) == 5
     assert [train[i]["caption"] for i in range(5)] == clotho[0]["captions"]
     assert evaluation[3]["references"] == clotho[3]["captions"]
+
+
+def test_read_clotho_captions(tmp_path):
+    """The one Clotho reader: real rows in file order, empty cells skipped, bad files refused by name."""
+    captions = read_clotho_captions(CLOTHO_CSV)
+    with open(CLOTHO_CSV, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(captions) == [row["file_name"] for row in rows] and len(captions) == 1045
+    assert captions[rows[7]["file_name"]] == [rows[7][f"caption_{i}"] for i in range(1, 6)]
+    short = tmp_path / "short.csv"
+    short.write_text("file_name,caption_1,caption_2,caption_3\na.wav,a dog barks,,rain falls\nb.wav,,,\n")
+    assert read_clotho_captions(short) == {"a.wav": ["a dog barks", "rain falls"], "b.wav": []}
+    (tmp_path / "bad.csv").write_text("name,caption\na.wav,a dog barks\n")
+    with pytest.raises(ValueError, match=r"columns \['name', 'caption'\]; expected file_name, caption_1"):
+        read_clotho_captions(tmp_path / "bad.csv")
+    (tmp_path / "twice.csv").write_text("file_name,caption_1\na.wav,a dog\nb.wav,a cat\na.wav,a cow\n")
+    with pytest.raises(ValueError, match=r"twice.csv:4 lists 'a.wav' a second time"):
+        read_clotho_captions(tmp_path / "twice.csv")
 
 
 def test_clotho_missing_audio_names_row_and_path():
