@@ -36,13 +36,14 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.utils import logging
 
-from .paths_laac import DEMO_MODEL_DIR
 from .configuration_ced import CedConfig
 from .configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig
 from .data_laac import read_audio
 from .feature_extraction_laac import LaacFeatureExtractor
+from .metrics_laac import precision_recall_f1
 from .modeling_ced import CedForAudioClassification
 from .modeling_laac import LaacForConditionalGeneration
+from .paths_laac import DEMO_MODEL_DIR
 from .processing_laac import LaacProcessor
 from .synthetic_corpus import EVENTS, event_f1, events_in_caption, read_metadata, write_corpus
 from .tokenizer_utils import build_word_tokenizer
@@ -125,11 +126,11 @@ class DemoRecipe:
     text_layers: int
 
 
-# "full" is the recipe calibrated where bf16 is native (event F1 0.906 in 572 s on 2 cores). Without native bf16 a
-# float32 step takes 1.4x (tagger) to 2.7x (captioner) as long, and "compact" keeps the demo inside 10 minutes
-# there: the tagger reaches its plateau in fewer steps (validation tagging F1 0.934 after 600 steps), and a 1-layer
-# text model is the better use of captioner time (same encoder: 1 layer x 700 steps event F1 0.858, 2 layers x 350
-# steps 0.813, at about the same cost).
+# "full" is the recipe calibrated where bf16 is native (event F1 0.906 in 572 s on 2 cores; bf16 steps of 0.26 s for
+# the tagger, 0.23 s for the captioner). On a 2-core AVX2 EPYC the float32 steps take 0.36 s and 0.61 s, and
+# "compact" keeps the demo inside 10 minutes there: the tagger is near its plateau sooner (validation tagging F1
+# 0.934 after 600 steps), and a 1-layer text model is the better use of captioner time (same encoder: 1 layer x 700
+# steps event F1 0.858, 2 layers x 350 steps 0.813, at about the same cost).
 RECIPES = {
     "full": DemoRecipe(tagger_steps=1000, caption_steps=700, baseline_steps=200, text_layers=2),
     "compact": DemoRecipe(tagger_steps=500, caption_steps=500, baseline_steps=100, text_layers=1),
@@ -342,8 +343,7 @@ def tagging_f1(model: CedForAudioClassification, corpus_dir: str, split: str) ->
         true_pos += int((predicted & labels).sum())
         false_pos += int((predicted & ~labels).sum())
         false_neg += int((~predicted & labels).sum())
-    f1 = 2 * true_pos / max(2 * true_pos + false_pos + false_neg, 1)
-    return {"tagging_f1": f1}
+    return {"tagging_f1": precision_recall_f1(true_pos, false_pos, false_neg)["f1"]}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -515,10 +515,11 @@ def correction_check(
     probabilities = ErrorDetector.from_pretrained(detector_dir)(clean + corrupted, batch_size=64)
     flagged_clean = sum(p > 0.9 for p in probabilities[: len(clean)])
     flagged_corrupted = sum(p > 0.9 for p in probabilities[len(clean) :])
+    scores = precision_recall_f1(flagged_corrupted, flagged_clean, len(corrupted) - flagged_corrupted)
     records = post_correct(corrupted[:rewrite], detector_dir)
     return {
-        "precision": flagged_corrupted / max(flagged_clean + flagged_corrupted, 1),
-        "recall": flagged_corrupted / max(len(corrupted), 1),
+        "precision": scores["precision"],
+        "recall": scores["recall"],
         "clean_flagged": flagged_clean,
         "corrupted": summarize_correction(records),
         "examples": [
