@@ -64,6 +64,25 @@ class CedConfig(PretrainedConfig):
     presets = CED_PRESETS
     default_name = "ced-base"
 
+    @classmethod
+    def _shape(
+        cls, name: str | None, embed_dim: int | None, depth: int | None, num_heads: int | None
+    ) -> tuple[int, int, int]:
+        """(embed_dim, depth, num_heads): the preset's, each overridden by an explicit value."""
+        preset_name = name or cls.default_name
+        if preset_name not in cls.presets and None in (embed_dim, depth, num_heads):
+            raise ValueError(
+                f"unknown preset name {preset_name!r}; use one of {sorted(cls.presets)} or give embed_dim, depth "
+                "and num_heads explicitly"
+            )
+        preset = cls.presets.get(preset_name, (None, None, None))
+        embed_dim = embed_dim if embed_dim is not None else preset[0]
+        depth = depth if depth is not None else preset[1]
+        num_heads = num_heads if num_heads is not None else preset[2]
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        return embed_dim, depth, num_heads
+
     def __init__(
         self,
         name: str | None = None,
@@ -91,19 +110,8 @@ class CedConfig(PretrainedConfig):
         center: bool = True,
         **kwargs: Any,
     ) -> None:
-        preset_name = name or self.default_name
-        if preset_name not in self.presets and None in (embed_dim, depth, num_heads):
-            raise ValueError(
-                f"unknown preset name {preset_name!r}; use one of {sorted(self.presets)} or give embed_dim, depth "
-                "and num_heads explicitly"
-            )
-        preset = self.presets.get(preset_name, (None, None, None))
         self.name = name
-        self.embed_dim = embed_dim if embed_dim is not None else preset[0]
-        self.depth = depth if depth is not None else preset[1]
-        self.num_heads = num_heads if num_heads is not None else preset[2]
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        self.embed_dim, self.depth, self.num_heads = self._shape(name, embed_dim, depth, num_heads)
         if pooling not in CED_POOLINGS:
             raise ValueError(f"pooling {pooling!r} is not one of {CED_POOLINGS}; the released models use 'mean'")
         self.mlp_ratio = mlp_ratio

@@ -133,7 +133,7 @@ class DemoRecipe:
 # steps event F1 0.858, 2 layers x 350 steps 0.813, at about the same cost).
 RECIPES = {
     "full": DemoRecipe(tagger_steps=1000, caption_steps=700, baseline_steps=200, text_layers=2),
-    "compact": DemoRecipe(tagger_steps=500, caption_steps=500, baseline_steps=100, text_layers=1),
+    "compact": DemoRecipe(tagger_steps=600, caption_steps=500, baseline_steps=200, text_layers=1),
 }
 
 
@@ -168,6 +168,8 @@ class DemoProgress(TrainerCallback):
     their estimates. As a `TrainerCallback` it reports training steps.
     """
 
+    PRIOR_SECONDS = 60.0
+
     def __init__(self, estimates: dict[str, float], speed: float = 1.0, every: float = 10.0) -> None:
         self.estimates = {name: seconds * speed for name, seconds in estimates.items()}
         self.speed, self.every = speed, every
@@ -176,10 +178,12 @@ class DemoProgress(TrainerCallback):
         self.stage: str | None = None
 
     def _scale(self) -> float:
-        """Observed over estimated time of the finished stages (1 before any has finished)."""
-        estimated = sum(self.estimates[name] for name in self.timings)
-        scale = sum(self.timings.values()) / estimated if estimated > 0 else 1.0
-        return min(max(scale, 0.25), 4.0)  # one odd stage must not swing the whole forecast
+        """
+        Observed over estimated time of the finished stages, each side padded with PRIOR_SECONDS of agreement, so a
+        short stage that ran long (a corpus written in 37 s instead of 18) does not swing the whole forecast.
+        """
+        estimated = sum(self.estimates[name] for name in self.timings) + self.PRIOR_SECONDS
+        return (sum(self.timings.values()) + self.PRIOR_SECONDS) / estimated
 
     def left(self, stage_left: float | None = None) -> tuple[float, float]:
         """(seconds left in the current stage, seconds left in the run)."""
@@ -204,15 +208,23 @@ class DemoProgress(TrainerCallback):
 
     def begin(self, stage: str) -> None:
         self.stage, self.stage_start = stage, time.perf_counter()
+        self.first_step: tuple[float, int] | None = None  # (time, step) of a training stage's first step
         self._line()
 
     def tick(self, done: int | None = None, total: int | None = None) -> None:
-        """A line if `every` seconds have passed; with done/total, the stage's remaining time from its own rate."""
-        if time.perf_counter() - self.last_line < self.every:
+        """
+        A line if `every` seconds have passed. With done/total (training steps), the stage's remaining time comes
+        from its own step rate, measured from its first step on (what precedes it, such as computing log-mels, and
+        the first step's warm-up would distort it).
+        """
+        now = time.perf_counter()
+        if done and self.first_step is None:
+            self.first_step = (now, done)
+        if now - self.last_line < self.every:
             return
-        if done and total:
-            elapsed = time.perf_counter() - self.stage_start
-            self._line(f" (step {done}/{total})", stage_left=elapsed * (total - done) / done)
+        if done and total and done > self.first_step[1]:
+            start, first = self.first_step
+            self._line(f" (step {done}/{total})", stage_left=(now - start) * (total - done) / (done - first))
         else:
             self._line()
 
@@ -470,7 +482,7 @@ def error_detector(corpus_dir: str, detector_dir: str | None, out_dir: str, seco
     detector_dir = os.path.join(out_dir, "error_detector")
     train_detector([
         "--output_dir", detector_dir, "--captions_csv", f"{corpus_dir}/clotho_captions_development.csv",
-        "--max_train_seconds", str(seconds), "--max_train_captions", "4000",
+        "--max_train_seconds", str(seconds), "--max_train_captions", "4000", "--max_eval_captions", "500",
     ])  # fmt: skip
     return detector_dir
 
@@ -579,18 +591,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-# Seconds per unit of work on the machine the defaults were calibrated on (AMD EPYC 2-core, float32), measured by
+# Seconds per unit of work on the machine the compact recipe was calibrated on (2-core AMD EPYC, Zen 3, float32), from
 # `laac demo`'s own timings; `machine_speed` scales them to the machine at hand.
 REFERENCE_SECONDS = {
-    "corpus": 0.0052,  # per clip written
-    "encoder pretraining": 0.38,  # per tagger step (batch 32), with the log-mels computed once
-    "captioner training": 0.40,  # per captioner step (batch 64)
-    "evaluation": 0.060,  # per held-out clip (beam 3)
-    "blind baseline": 0.40,  # per step, plus its evaluation
-    "fresh-process captioning": 6.0,
-    "post-correction": 40.0,  # plus the detector's training time
+    "corpus": 0.0112,  # per clip written
+    "encoder pretraining": 0.45,  # per tagger step (batch 32), with the log-mels computed once
+    "captioner training": 0.45,  # per captioner step (batch 64, 1 text layer)
+    "evaluation": 0.10,  # per held-out clip (beam 3)
+    "blind baseline": 0.60,  # per step, with its log-mels and export, plus its evaluation
+    "fresh-process captioning": 11.0,
+    "post-correction": 50.0,  # plus the detector's training time
 }
-REFERENCE_PROBE_SECONDS = 0.25
+REFERENCE_PROBE_SECONDS = 0.115
 
 
 def machine_speed(shape: DemoShape) -> float:

@@ -344,6 +344,15 @@ def load_echecker(
     return echecker.eval().to(device), tokenizer
 
 
+def _check_corpus_size(metrics: list[str], num_clips: int) -> None:
+    corpus_level = sorted(set(metrics) & {"cider_d", "spider", "spider_fl"})
+    if corpus_level and num_clips < 2:
+        raise ValueError(
+            f"{corpus_level} are corpus metrics (CIDEr-D's IDF weights come from the references of all clips): got "
+            f"{num_clips} prediction; score at least 2 clips, or leave them out with metrics=[...]"
+        )
+
+
 def compute_dcase_metrics(
     predictions: list[str],
     references: list[list[str]],
@@ -385,30 +394,16 @@ def compute_dcase_metrics(
     )
     unavailable = {name: availability[name] for name in names if availability[name] is not None}
     runnable = [name for name in names if name not in unavailable]
-    corpus_level = sorted(set(runnable) & {"cider_d", "spider", "spider_fl"})
-    if corpus_level and len(predictions) < 2:
-        raise ValueError(
-            f"{corpus_level} are corpus metrics (CIDEr-D's IDF weights come from the references of all clips): got "
-            f"{len(predictions)} prediction; score at least 2 clips, or leave them out with metrics=[...]"
-        )
+    _check_corpus_size(runnable, len(predictions))
     result: dict[str, Any] = {}
     if runnable:
         cache_path = str(prepare_cache_dir(cache_dir, spice_corenlp_dir))
         with _java_version_allowed(java_major_version(java_path)):
-            candidates, mult_refs = ptb_tokenize(
-                list(predictions), [list(r) for r in references], java_path, cache_path
-            )
+            candidates, mult_refs = ptb_tokenize(list(predictions), [list(r) for r in references], java_path, cache_path)
             corpus = _score(
-                candidates,
-                mult_refs,
-                runnable,
-                cache_path=cache_path,
-                java_path=java_path,
-                sbert_model=sbert_model,
-                echecker_path=echecker_path,
-                echecker_base_model=echecker_base_model,
-                device=device,
-            )
+                candidates, mult_refs, runnable, cache_path=cache_path, java_path=java_path, sbert_model=sbert_model,
+                echecker_path=echecker_path, echecker_base_model=echecker_base_model, device=device,
+            )  # fmt: skip
         result = {name: float(corpus[name]) for name in runnable}
     for name, reason in unavailable.items():
         logger.warning(f"{name} not computed: {reason}")

@@ -256,22 +256,18 @@ def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str |
     return resume_from_checkpoint
 
 
-def model_card(
-    config: LaacConfig,
-    data_args: DataArguments,
-    training_args: LaacTrainingArguments,
-    metrics: dict[str, Any] | None,
-    num_train_examples: int | None,
-) -> str:
-    """README.md of an export: what the model is, what it was trained on and how, and how it scores."""
-    audio, text, qformer = config.audio_config, config.text_config, config.qformer_config
-    sources = [s if isinstance(s, str) else json.dumps(s, sort_keys=True) for s in data_args.train_sources]
+def _metrics_table(metrics: dict[str, Any] | None) -> str:
+    """Markdown rows of the numeric evaluation metrics (Trainer bookkeeping left out)."""
     rows = [
         (name.removeprefix("eval_"), value)
         for name, value in (metrics or {}).items()
         if isinstance(value, (int, float)) and not name.endswith(CARD_SKIPPED_METRICS)
     ]
-    table = "\n".join(f"| {name} | {value:.4f} |" for name, value in rows) or "| (not evaluated) | |"
+    return "\n".join(f"| {name} | {value:.4f} |" for name, value in rows) or "| (not evaluated) | |"
+
+
+def _recipe_line(training_args: LaacTrainingArguments) -> str:
+    """The optimisation recipe in one sentence, for the model card."""
     batch = training_args.per_device_train_batch_size * training_args.world_size
     batch *= training_args.gradient_accumulation_steps
     if training_args.warmup_epochs is not None:
@@ -284,6 +280,24 @@ def model_card(
         else f"{training_args.num_train_epochs} epochs"
     )
     scheduler = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+    return (
+        f"Caption cross-entropy; AdamW (weight decay {training_args.weight_decay}), learning rate "
+        f"{training_args.learning_rate}, {scheduler} schedule with {warmup} warm-up, {length}, batch {batch}, "
+        f"gradient clipping {training_args.max_grad_norm}, bf16 {training_args.bf16}, seed {training_args.seed}."
+    )
+
+
+def model_card(
+    config: LaacConfig,
+    data_args: DataArguments,
+    training_args: LaacTrainingArguments,
+    metrics: dict[str, Any] | None,
+    num_train_examples: int | None,
+) -> str:
+    """README.md of an export: what the model is, what it was trained on and how, and how it scores."""
+    audio, text, qformer = config.audio_config, config.text_config, config.qformer_config
+    sources = [s if isinstance(s, str) else json.dumps(s, sort_keys=True) for s in data_args.train_sources]
+    table, recipe = _metrics_table(metrics), _recipe_line(training_args)
     return f"""---
 library_name: transformers
 pipeline_tag: audio-text-to-text
@@ -312,9 +326,7 @@ tokens, {config.queries_per_window} query each ({config.token_order}-major token
 random {data_args.max_train_seconds}-s crops.
 
 ## Recipe
-Caption cross-entropy; AdamW (weight decay {training_args.weight_decay}), learning rate \
-{training_args.learning_rate}, {scheduler} schedule with {warmup} warm-up, {length}, batch {batch}, gradient \
-clipping {training_args.max_grad_norm}, bf16 {training_args.bf16}, seed {training_args.seed}.
+{recipe}
 
 ## Evaluation
 | metric | value |
@@ -365,32 +377,32 @@ def warmup_steps_for(training_args: LaacTrainingArguments, num_examples: int) ->
     return math.ceil(training_args.warmup_epochs * steps_per_epoch)
 
 
-def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
-    model_args, data_args, lora_args, training_args = parse_args(argv)
-    set_seed(training_args.seed)
-    train_clips = load_sources(data_args.train_sources) if training_args.do_train else None
-    eval_clips = load_sources(data_args.eval_sources) if data_args.eval_sources else None
-    if eval_clips is not None and data_args.max_eval_clips is not None:
-        eval_clips = eval_clips.select(range(min(data_args.max_eval_clips, len(eval_clips))))
-    captions = [c for clip in train_clips["captions"] for c in clip] if train_clips is not None else []
-    model, processor = build_model_and_processor(model_args, captions)
+def prepare_for_training(
+    model: LaacForConditionalGeneration, lora_args: LaacLoraArguments, cache_audio_tokens: bool
+) -> torch.nn.Module:
+    """What trains: every weight (`full_finetune`, the tower optionally frozen) or LoRA + Q-Former + projection."""
+    if lora_args.full_finetune:  # trained from scratch: every weight trains (CED's BatchNorm stats stay frozen)
+        model.requires_grad_(True)
+        model.audio_tower.requires_grad_(not lora_args.freeze_audio_tower)
+    else:
+        model = apply_lora(model, lora_args)
+    if cache_audio_tokens:
+        enable_audio_token_cache(model)
+    logger.info(f"trainable parameters: {count_trainable_parameters(model)}")
+    return model
 
-    train_dataset = None
-    callbacks = list(callbacks or [])
-    if train_clips is not None:
-        train_dataset = CaptionExamples(train_clips, per_caption=True, seed=training_args.seed)
-        callbacks.append(DatasetEpochCallback(train_dataset))
-        if lora_args.full_finetune:  # trained from scratch: every weight trains (CED's BatchNorm stats stay frozen)
-            model.requires_grad_(True)
-            model.audio_tower.requires_grad_(not lora_args.freeze_audio_tower)
-        else:
-            model = apply_lora(model, lora_args)
-        if data_args.cache_audio_tokens:
-            enable_audio_token_cache(model)
-        logger.info(f"trainable parameters: {count_trainable_parameters(model)}")
-        if training_args.warmup_epochs is not None:
-            training_args.warmup_steps = warmup_steps_for(training_args, len(train_dataset))
-    trainer = LaacTrainer(
+
+def build_trainer(
+    model: torch.nn.Module,
+    processor: Any,
+    data_args: DataArguments,
+    training_args: LaacTrainingArguments,
+    datasets_: tuple[Any, Any],
+    callbacks: list[TrainerCallback],
+) -> LaacTrainer:
+    """The stock Trainer (LaacTrainer: + caption generation at evaluation) with LAAC's collators."""
+    train_dataset, eval_clips = datasets_
+    return LaacTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -409,28 +421,60 @@ def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | N
         processing_class=processor,
         callbacks=callbacks,
     )
-    results: dict[str, Any] = {}
-    if train_dataset is not None:
-        checkpoint = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model()
-        trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_state()
-        results["train"] = train_result.metrics
-    if training_args.do_eval:
-        results["eval"] = trainer.evaluate()
-        trainer.save_metrics("eval", results["eval"])
+
+
+def train_and_save(trainer: LaacTrainer, training_args: LaacTrainingArguments) -> dict[str, Any]:
+    """Train (resuming from the last complete checkpoint when asked), save the model, metrics and state."""
+    checkpoint = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+    return train_result.metrics
+
+
+def export_or_push(
+    trainer: LaacTrainer, processor: Any, data_args: DataArguments, training_args: LaacTrainingArguments,
+    results: dict[str, Any], num_examples: int | None,
+) -> None:  # fmt: skip
+    """`--export_dir`: a merged, peft-free folder with a model card (and `--push_to_hub` uploads it)."""
     if training_args.export_dir and trainer.is_world_process_zero():
-        card = model_card(
-            model_card_config(trainer.model), data_args, training_args, results.get("eval"), _len(train_dataset)
-        )
+        card = model_card(model_card_config(trainer.model), data_args, training_args, results.get("eval"), num_examples)
         export_model(trainer.model, processor, training_args.export_dir, card)
         if training_args.push_to_hub:
             repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
             push_export(training_args.export_dir, repo_id, training_args.hub_token, training_args.hub_private_repo)
     elif training_args.push_to_hub:
         trainer.push_to_hub()
+
+
+def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
+    model_args, data_args, lora_args, training_args = parse_args(argv)
+    set_seed(training_args.seed)
+    train_clips = load_sources(data_args.train_sources) if training_args.do_train else None
+    eval_clips = load_sources(data_args.eval_sources) if data_args.eval_sources else None
+    if eval_clips is not None and data_args.max_eval_clips is not None:
+        eval_clips = eval_clips.select(range(min(data_args.max_eval_clips, len(eval_clips))))
+    captions = [c for clip in train_clips["captions"] for c in clip] if train_clips is not None else []
+    model, processor = build_model_and_processor(model_args, captions)
+
+    train_dataset = None
+    callbacks = list(callbacks or [])
+    if train_clips is not None:
+        train_dataset = CaptionExamples(train_clips, per_caption=True, seed=training_args.seed)
+        callbacks.append(DatasetEpochCallback(train_dataset))
+        model = prepare_for_training(model, lora_args, data_args.cache_audio_tokens)
+        if training_args.warmup_epochs is not None:
+            training_args.warmup_steps = warmup_steps_for(training_args, len(train_dataset))
+    trainer = build_trainer(model, processor, data_args, training_args, (train_dataset, eval_clips), callbacks)
+    results: dict[str, Any] = {}
+    if train_dataset is not None:
+        results["train"] = train_and_save(trainer, training_args)
+    if training_args.do_eval:
+        results["eval"] = trainer.evaluate()
+        trainer.save_metrics("eval", results["eval"])
+    export_or_push(trainer, processor, data_args, training_args, results, _len(train_dataset))
     return results
 
 

@@ -236,6 +236,7 @@ class DetectorTrainingArguments:
     learning_rate: float = field(default=1e-4)
     batch_size: int = field(default=32)
     max_train_captions: int | None = field(default=None, metadata={"help": "Cap for quick runs."})
+    max_eval_captions: int | None = field(default=None, metadata={"help": "Cap on held-out captions scored."})
     max_train_seconds: float | None = field(default=270.0, metadata={"help": "Stop training after this long."})
     seed: int = field(default=2021)
 
@@ -272,7 +273,7 @@ def train(args: DetectorTrainingArguments) -> dict:
     os.makedirs(args.output_dir, exist_ok=True)
     save_echecker_checkpoint(classifier, os.path.join(args.output_dir, CHECKPOINT_NAME), args.model_type)
     tokenizer.save_pretrained(args.output_dir)
-    metrics = evaluate_detector(args.output_dir, held_out_captions, args.seed + 1)
+    metrics = evaluate_detector(args.output_dir, held_out_captions[: args.max_eval_captions], args.seed + 1)
     metrics.update(train_seconds=train_seconds, train_steps=trainer.state.global_step,
                    train_examples=2 * len(train_captions), **asdict(args))
     with open(os.path.join(args.output_dir, "metrics.json"), "w") as handle:

@@ -137,7 +137,7 @@ class StepTimer(TrainerCallback):
         self.times.append(time.perf_counter())
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     parser.add_argument("--full", action="store_true", help="the Submission-4 shape on a GPU (= --shape full)")
@@ -159,13 +159,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cache_audio_tokens", action="store_true", help="train.py --cache_audio_tokens (demo)")
     parser.add_argument("--unique_clips", type=int, help="distinct wav files, cycled (default: one per sample)")
     args = parser.parse_args(argv)
-    shape = "full" if args.full else args.shape
-    cuda = torch.cuda.is_available()
-    if shape == "full" and not cuda:
-        sys.exit("--full needs a CUDA GPU (a 7B model with random weights); use --shape tiny/small on a CPU")
-    device = "cuda" if cuda else "cpu"
+    args.shape = "full" if args.full else args.shape
+    return args
+
+
+def trainable_model(args: argparse.Namespace, device: str) -> tuple[torch.nn.Module, LaacProcessor]:
+    """The benchmarked model: the report's LoRA, or the demo's recipe (all but the frozen tower trains)."""
     torch.manual_seed(0)
-    model, processor = build(shape, device, bf16_weights=shape == "full" or args.bf16_weights)
+    model, processor = build(args.shape, device, bf16_weights=args.shape == "full" or args.bf16_weights)
     if args.attn_implementation:
         set_attn_implementation(model, args.attn_implementation)
     if args.recipe == "demo":
@@ -175,39 +176,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         peft_model = apply_lora(model, LaacLoraArguments())
     if args.cache_audio_tokens:
         enable_audio_token_cache(peft_model)
-    with tempfile.TemporaryDirectory() as folder:
-        n_clips = args.batch * (args.steps + args.warmup)
-        if args.in_memory:
-            dataset, collator = InMemoryExamples(n_clips, args.seconds), in_memory_collator(processor)
-        else:
-            clips = load_manifest(write_clips(folder, min(n_clips, args.unique_clips or 512), args.seconds))
-            repeats = -(-n_clips // len(clips))
-            dataset = CaptionExamples(datasets.concatenate_datasets([clips] * repeats), seed=0)
-            collator = LaacDataCollator(processor, args.seconds, train=True, cache_features=args.cache_features)
-        # transformers < 5.20 calls it gradient_checkpointing
-        fields = LaacTrainingArguments.__dataclass_fields__
-        name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-        checkpointing = {name: True} if args.activation_checkpointing else {}
-        training_args = LaacTrainingArguments(
-            output_dir=os.path.join(folder, "out"), max_steps=args.steps + args.warmup,
-            per_device_train_batch_size=args.batch, learning_rate=5e-5, weight_decay=1e-6, max_grad_norm=1.0,
-            lr_scheduler_type="cosine", save_strategy="no", logging_steps=10**6, report_to="none",
-            disable_tqdm=True, dataloader_num_workers=args.workers, use_cpu=not cuda,
-            **checkpointing, dataloader_pin_memory=cuda, bf16=args.bf16,
-        )  # fmt: skip
-        timer = StepTimer()
-        trainer = LaacTrainer(
-            model=peft_model, args=training_args, train_dataset=dataset, data_collator=collator, callbacks=[timer],
-        )  # fmt: skip
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        trainer.train()
-    timed = timer.times[args.warmup - 1 :] if args.warmup > 0 else timer.times
+    return peft_model, processor
+
+
+def training_data(args: argparse.Namespace, processor: LaacProcessor, folder: str) -> tuple[Any, Any]:
+    """(dataset, collator): wav files read by the real collator, or arrays held in memory."""
+    n_clips = args.batch * (args.steps + args.warmup)
+    if args.in_memory:
+        return InMemoryExamples(n_clips, args.seconds), in_memory_collator(processor)
+    clips = load_manifest(write_clips(folder, min(n_clips, args.unique_clips or 512), args.seconds))
+    repeats = -(-n_clips // len(clips))
+    dataset = CaptionExamples(datasets.concatenate_datasets([clips] * repeats), seed=0)
+    return dataset, LaacDataCollator(processor, args.seconds, train=True, cache_features=args.cache_features)
+
+
+def benchmark_arguments(args: argparse.Namespace, folder: str, cuda: bool) -> LaacTrainingArguments:
+    # transformers < 5.20 calls it gradient_checkpointing
+    fields = LaacTrainingArguments.__dataclass_fields__
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    checkpointing = {name: True} if args.activation_checkpointing else {}
+    return LaacTrainingArguments(
+        output_dir=os.path.join(folder, "out"), max_steps=args.steps + args.warmup,
+        per_device_train_batch_size=args.batch, learning_rate=5e-5, weight_decay=1e-6, max_grad_norm=1.0,
+        lr_scheduler_type="cosine", save_strategy="no", logging_steps=10**6, report_to="none",
+        disable_tqdm=True, dataloader_num_workers=args.workers, use_cpu=not cuda,
+        **checkpointing, dataloader_pin_memory=cuda, bf16=args.bf16,
+    )  # fmt: skip
+
+
+def summary(args: argparse.Namespace, model: torch.nn.Module, bf16: bool, times: list[float]) -> dict[str, Any]:
+    """The printed figures: samples/s over the timed steps, parameters, peak memory."""
+    cuda = torch.cuda.is_available()
+    timed = times[args.warmup - 1 :] if args.warmup > 0 else times
     seconds = timed[-1] - timed[0]
     result = {
-        "shape": shape,
+        "shape": args.shape,
         "device": torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)",
-        "bf16": training_args.bf16,
+        "bf16": bf16,
         "batch": args.batch,
         "clip_seconds": args.seconds,
         "data": "in memory" if args.in_memory else "wav files",
@@ -218,12 +223,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "timed_steps": len(timed) - 1,
         "samples_per_second": round(args.batch * (len(timed) - 1) / seconds, 2),
         "seconds_per_step": round(seconds / (len(timed) - 1), 4),
-        "total_parameters": sum(p.numel() for p in peft_model.parameters()),
-        "trainable_parameters": count_trainable_parameters(peft_model)["total"],
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": count_trainable_parameters(model)["total"],
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
     }
     if cuda:
         result["peak_gpu_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    cuda = torch.cuda.is_available()
+    if args.shape == "full" and not cuda:
+        sys.exit("--full needs a CUDA GPU (a 7B model with random weights); use --shape tiny/small on a CPU")
+    peft_model, processor = trainable_model(args, "cuda" if cuda else "cpu")
+    with tempfile.TemporaryDirectory() as folder:
+        dataset, collator = training_data(args, processor, folder)
+        training_args = benchmark_arguments(args, folder, cuda)
+        timer = StepTimer()
+        trainer = LaacTrainer(
+            model=peft_model, args=training_args, train_dataset=dataset, data_collator=collator, callbacks=[timer],
+        )  # fmt: skip
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        trainer.train()
+    result = summary(args, peft_model, training_args.bf16, timer.times)
     print(json.dumps(result))
     return result
 

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from laac import demo
 from laac.demo import main
 from laac.modeling_laac import LaacForConditionalGeneration
@@ -61,16 +63,18 @@ def test_tagging_collator_crops_training_windows_and_pads():
     assert whole["input_features"].shape == (2, 64, 1500)  # evaluation sees whole clips
 
 
-def test_progress_forecast(monkeypatch):
+def test_progress_forecast(monkeypatch, capsys):
     now = [0.0]
     monkeypatch.setattr(demo.time, "perf_counter", lambda: now[0])
     progress = demo.DemoProgress({"corpus": 10.0, "training": 40.0}, speed=0.5, every=0.0)  # a 2x faster machine
     progress.begin("corpus")  # estimates halved: 5 s + 20 s
     assert progress.left() == (5.0, 25.0)
     now[0] = 7.0
-    assert progress.end() == 7.0  # 40% slower than forecast: the later stage is scaled by 7/5
+    assert progress.end() == 7.0  # 2 s over: later stages scaled by (7 + 60) / (5 + 60), not by 7 / 5
     progress.begin("training")
-    assert progress.left() == (28.0, 28.0)
+    assert progress.left() == pytest.approx((20 * 67 / 65, 20 * 67 / 65))
+    now[0] = 8.0
+    progress.tick(done=1, total=40)  # the first step (after log-mels, warm-up) starts the stage's own clock
     now[0] = 15.0
-    progress.tick(done=10, total=40)  # its own rate takes over: 8 s for 10 steps, 24 s left
-    assert progress.left(stage_left=24.0) == (24.0, 24.0)
+    progress.tick(done=10, total=40)  # 9 steps in 7 s: 30 more take 23.3 s
+    assert "(step 10/40): elapsed 0:15, about 0:23 left in this stage, 0:23 in all" in capsys.readouterr().out
