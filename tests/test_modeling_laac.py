@@ -111,6 +111,15 @@ def test_batch_equals_alone(llama_setup):
     assert_same_captions(captions_batched, captions_alone, caption_loss_fn(model, processor, clips))
 
 
+def test_caption_tie_tolerance_rejects_different_captions(llama_setup):
+    """The tie rule of batch-vs-alone caption comparisons passes equal captions and fails on a real difference."""
+    config, model, processor = llama_setup
+    caption_loss = caption_loss_fn(model, processor, [make_audio(2.0, seed=0)])
+    assert_same_captions(["a dog barks"], ["a dog barks"], caption_loss)
+    with pytest.raises(AssertionError, match="not a tie"):
+        assert_same_captions(["a dog barks"], ["rain falls on a roof"], caption_loss)
+
+
 def test_generate_lengths_and_clean_captions(llama_setup):
     config, model, processor = llama_setup
     batch = _batch(processor, seconds=(2.0, 4.0))
