@@ -50,12 +50,12 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer import TRAINER_STATE_NAME  # written last in a checkpoint: marks a complete one
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-TRAINER_STATE_NAME = "trainer_state.json"  # written last in a checkpoint: its presence marks a complete one
 CARD_SKIPPED_METRICS = ("runtime", "per_second", "epoch")  # Trainer bookkeeping, not model quality
 
 
