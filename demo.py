@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import torch
@@ -47,6 +47,9 @@ from .paths_laac import DEMO_MODEL_DIR
 from .processing_laac import LaacProcessor
 from .synthetic_corpus import EVENTS, event_f1, events_in_caption, read_metadata, write_corpus
 from .tokenizer_utils import build_word_tokenizer
+
+if TYPE_CHECKING:
+    from .corrector_laac import PostCorrector
 
 logger = logging.get_logger(__name__)
 
@@ -420,7 +423,8 @@ def train_captioner(
         "--max_steps", str(steps), "--per_device_train_batch_size", str(shape.caption_batch_size),
         "--max_train_seconds", "15", "--cache_features", "true", "--cache_audio_tokens", "true",
         "--learning_rate", str(shape.caption_learning_rate), "--weight_decay", "0.01", "--warmup_steps", "0.1",
-        "--lr_scheduler_type", "cosine", "--max_grad_norm", "1.0", "--bf16", str(fast_bf16()).lower(), "--use_cpu", "true",
+        "--lr_scheduler_type", "cosine", "--max_grad_norm", "1.0", "--bf16", str(fast_bf16()).lower(),
+        "--use_cpu", "true",
         "--save_strategy", "no", "--logging_steps", str(max(1, steps // 10)), "--report_to", "none",
         "--seed", str(seed), "--dataloader_num_workers", "0", "--disable_tqdm", "true",
         "--train_sampling_strategy", "group_by_length", "--attn_implementation", "eager",
@@ -488,11 +492,11 @@ def error_detector(corpus_dir: str, detector_dir: str | None, out_dir: str, seco
     return detector_dir
 
 
-def post_correct(captions: list[str], detector_dir: str) -> list[dict]:
+def post_corrector(detector_dir: str) -> "PostCorrector":
     """The report's gate: captions with error probability > 0.9 go to the instruct LLM (offline: SmolLM2)."""
     from .corrector_laac import PostCorrector
 
-    return PostCorrector(detector=detector_dir, corrector="smollm2", threshold=0.9)(captions)
+    return PostCorrector(detector=detector_dir, corrector="smollm2", threshold=0.9)
 
 
 def corrupted_references(corpus_dir: str, split: str, count: int, seed: int) -> tuple[list[str], list[str]]:
@@ -509,32 +513,30 @@ def corrupted_references(corpus_dir: str, split: str, count: int, seed: int) -> 
     return clean, [corrupt_caption(caption, rng)[0] for caption in clean]
 
 
-def summarize_correction(records: list[dict], threshold: float = 0.9) -> dict[str, int]:
+def summarize_correction(records: list[dict], threshold: float) -> dict[str, int]:
     flagged = sum(r["error_prob"] is not None and r["error_prob"] > threshold for r in records)
     return {"captions": len(records), "flagged": flagged, "rewritten": sum(bool(r["corrected"]) for r in records)}
 
 
 def correction_check(
-    corpus_dir: str, detector_dir: str, split: str, count: int, rewrite: int, seed: int
+    corrector: "PostCorrector", corpus_dir: str, split: str, count: int, rewrite: int, seed: int
 ) -> dict[str, Any]:
     """
-    What the corrector does to captions known to be wrong: the detector's precision and recall at 0.9 on
+    What the corrector does to captions known to be wrong: the detector's precision and recall at its threshold on
     `count` clean references against their FENSE corruptions, and how many of the first `rewrite` corrupted ones
     get rewritten (the LLM is the slow part).
     """
-    from .corrector_laac import ErrorDetector
-
     clean, corrupted = corrupted_references(corpus_dir, split, count, seed)
-    probabilities = ErrorDetector.from_pretrained(detector_dir)(clean + corrupted, batch_size=64)
-    flagged_clean = sum(p > 0.9 for p in probabilities[: len(clean)])
-    flagged_corrupted = sum(p > 0.9 for p in probabilities[len(clean) :])
+    probabilities = corrector.detector(clean + corrupted, batch_size=64)
+    flagged_clean = sum(p > corrector.threshold for p in probabilities[: len(clean)])
+    flagged_corrupted = sum(p > corrector.threshold for p in probabilities[len(clean) :])
     scores = precision_recall_f1(flagged_corrupted, flagged_clean, len(corrupted) - flagged_corrupted)
-    records = post_correct(corrupted[:rewrite], detector_dir)
+    records = corrector(corrupted[:rewrite])
     return {
         "precision": scores["precision"],
         "recall": scores["recall"],
         "clean_flagged": flagged_clean,
-        "corrupted": summarize_correction(records),
+        "corrupted": summarize_correction(records, corrector.threshold),
         "examples": [
             {key: record[key] for key in ("raw_caption", "caption", "error_prob", "corrected")}
             for record in records
@@ -726,17 +728,18 @@ def run_fresh_process(run: DemoRun, export: str, predictions: list[dict]) -> lis
 
 def run_correction(run: DemoRun, cards: list[dict]) -> None:
     """The gate and the rewrite on the model's captions, then on FENSE corruptions of held-out references."""
-    detector = error_detector(run.corpus, run.args.detector, run.out, run.args.detector_seconds)
-    records = post_correct([card["caption"] for card in cards], detector)
+    # one corrector for both: the detector and the LLM load once
+    corrector = post_corrector(error_detector(run.corpus, run.args.detector, run.out, run.args.detector_seconds))
+    records = corrector([card["caption"] for card in cards])
     for card, record in zip(cards, records):
         card.update(caption=record["caption"], raw_caption=record["raw_caption"],
                     error_prob=record["error_prob"], corrected=record["corrected"])  # fmt: skip
-    held_out = summarize_correction(records)
+    held_out = summarize_correction(records, corrector.threshold)
     run.notes.append(
         f"post-corrector on the model's captions: {held_out['flagged']} of {held_out['captions']} flagged (error "
         f"probability above 0.9), {held_out['rewritten']} rewritten"
     )
-    check = correction_check(run.corpus, detector, "evaluation", run.args.n_test, run.args.report_clips, run.args.seed)
+    check = correction_check(corrector, run.corpus, "evaluation", run.args.n_test, run.args.report_clips, run.args.seed)
     run.notes.append(
         f"detector on {run.args.n_test} held-out references and their FENSE corruptions (threshold 0.9): precision "
         f"{check['precision']:.3f}, recall {check['recall']:.3f} ({check['clean_flagged']} clean ones flagged); "
@@ -760,8 +763,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = DemoRun(args, shape, progress, systems={}, notes=[])
     run.notes.append(
         f"recipe {args.recipe} (native bf16: {fast_bf16()}): tagger {args.tagger_steps} steps, captioner "
-        f"{args.caption_steps} ({shape.text_layers} text layers), blind baseline {args.baseline_steps}; machine speed {progress.speed:.2f}x the "
-        "reference machine's step time"
+        f"{args.caption_steps} ({shape.text_layers} text layers), blind baseline {args.baseline_steps}; machine speed "
+        f"{progress.speed:.2f}x the reference machine's step time"
     )
     print(f"[demo] {run.notes[-1]}", flush=True)
     progress.begin("corpus")
