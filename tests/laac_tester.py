@@ -1,6 +1,8 @@
 """Tiny LAAC configs, tokenizers and inputs shared by the tests (transformers' ModelTester habit)."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,15 @@ def caption_loss_fn(model: Any, processor: Any, clips: list[np.ndarray], samplin
             return float(model(**batch).loss)
 
     return caption_loss
+
+
+def run_without_laac(script: str, args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """
+    Run `python -c script *args` offline in a fresh process that does not see this checkout (no PYTHONPATH; the
+    script itself blocks `import laac`), with its own HF_HOME under `cwd`: what a user without LAAC installed has.
+    """
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(cwd / "hf_home"), **env)
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
+    )

@@ -1,9 +1,6 @@
 """pipeline("audio-captioning"): input forms, batching = batch size 1, long audio, errors, correction, remote code."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import tracemalloc
 from pathlib import Path
@@ -29,7 +26,7 @@ from laac.pipeline_laac import (
 )
 from transformers import BertConfig, BertTokenizerFast, pipeline
 
-from tests.laac_tester import CAPTIONS, caption_loss_fn, make_audio, save_tiny_model
+from tests.laac_tester import CAPTIONS, caption_loss_fn, make_audio, run_without_laac, save_tiny_model
 from tests.numerics import assert_same_captions
 
 
@@ -256,10 +253,6 @@ def test_pipeline_from_saved_folder_in_fresh_process(folder, captioner, tmp_path
     sf.write(wav, make_audio(2.5, 3), 16000, subtype="PCM_16")
     expected = [captioner(str(wav)), captioner(str(wav)), captioner([str(wav)] * 2, batch_size=2)]
     assert (folder / "pipeline_laac.py").exists()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(wav), json.dumps(expected)],
-        check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
+    args = [str(folder), str(wav), json.dumps(expected)]
+    result = run_without_laac(REMOTE_SCRIPT, args, tmp_path, OMP_NUM_THREADS="1")
     assert result.returncode == 0 and "REMOTE-PIPELINE-OK" in result.stdout, result.stderr[-4000:]

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,7 +11,7 @@ from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
 from safetensors.torch import load_file, save_file
 
-from tests.laac_tester import make_audio, tiny_config, tiny_model, tiny_processor
+from tests.laac_tester import make_audio, run_without_laac, tiny_config, tiny_model, tiny_processor
 from tests.numerics import FP32_KERNELS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,12 +111,7 @@ REMOTE_SCRIPT = textwrap.dedent(
 
 def test_remote_code_round_trip_in_fresh_process(saved, tmp_path):
     folder, _, _ = saved
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(folder), json.dumps(FP32_KERNELS)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
+    result = run_without_laac(REMOTE_SCRIPT, [str(folder), json.dumps(FP32_KERNELS)], tmp_path)
     assert result.returncode == 0 and "REMOTE-OK" in result.stdout, result.stderr[-4000:]
 
 
