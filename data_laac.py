@@ -505,7 +505,7 @@ class LaacDataCollator:
         text = [example["caption"] for example in examples] if self.with_labels else None
         if self.cache_features:
             features = self.processor.feature_extractor.pad_log_mels([self._log_mel(e) for e in examples])
-            return self.processor.from_features(features, text)
+            return self.processor.from_features(features, text_target=text)
         clips = [read_audio(example, self.max_seconds, random_crop=self.train) for example in examples]
         if self.silence:
             clips = [(np.zeros_like(samples), rate) for samples, rate in clips]
@@ -516,7 +516,7 @@ class LaacDataCollator:
         else:  # one sampling_rate per processor call: bring mixed-rate batches to the model's rate first
             audio = [s if r == target else _resample(s if s.ndim == 1 else s.mean(-1), r, target) for s, r in clips]
             rate = target
-        return self.processor(audio, text=text, sampling_rate=rate)
+        return self.processor(audio, text_target=text, sampling_rate=rate)
 
     def _log_mel(self, example: dict[str, Any]) -> np.ndarray:
         """One clip's (n_mels, frames) log-mel, as the processor makes it; kept when the clip was read whole."""

@@ -6,9 +6,11 @@ builds the training labels: only caption tokens and EOS carry loss.
 """
 
 import re
+import warnings
 from typing import Any, Optional, Sequence, Union
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import logging
 
@@ -45,6 +47,16 @@ def normalize_caption(caption: str) -> str:
         '2 cars pass at 1030'
     """
     return " ".join(_PUNCTUATION.sub("", caption).lower().split())
+
+
+def _deprecated_prompt(text: Optional[Union[str, Sequence[str]]], prompt: Optional[str]) -> Any:
+    """`prompt=` is the old name of `text=` (the prompt is the model's text input, as in transformers processors)."""
+    if prompt is None:
+        return text
+    if text is not None:
+        raise ValueError("pass the prompt once: text= (prompt= is its deprecated old name), not both")
+    warnings.warn("LaacProcessor(prompt=...) is deprecated; pass the prompt as text=", FutureWarning, stacklevel=3)
+    return prompt
 
 
 class LaacProcessor(ProcessorMixin):
@@ -103,7 +115,9 @@ class LaacProcessor(ProcessorMixin):
         template = self.prompt_template if prompt is None else prompt
         if template.count(AUDIO_PLACEHOLDER) != 1:
             raise ValueError(
-                f"a prompt must contain {AUDIO_PLACEHOLDER!r} exactly once, got {template!r}; e.g. {PROMPT_I!r}"
+                f"a prompt must contain {AUDIO_PLACEHOLDER!r} exactly once, got {template!r}; e.g. {PROMPT_I!r}. "
+                "The processor's text= is the prompt (the model input); captions are targets: pass them as "
+                "text_target="
             )
         return template.replace(AUDIO_PLACEHOLDER, self.audio_token * n_audio_tokens)
 
@@ -134,9 +148,7 @@ class LaacProcessor(ProcessorMixin):
         return prompt_ids, caption_ids
 
     def _pad(self, rows: list[list[int]], value: int, side: str) -> torch.Tensor:
-        width = max(len(r) for r in rows)
-        padded = [[value] * (width - len(r)) + r if side == "left" else r + [value] * (width - len(r)) for r in rows]
-        return torch.tensor(padded, dtype=torch.long)
+        return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], True, value, padding_side=side)
 
     def _decoder_only_text(self, prompts: list[str], captions: Optional[list[str]]) -> dict[str, torch.Tensor]:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
@@ -171,52 +183,72 @@ class LaacProcessor(ProcessorMixin):
         self,
         audio: Any = None,
         text: Optional[Union[str, Sequence[str]]] = None,
+        text_target: Optional[Union[str, Sequence[str]]] = None,
         sampling_rate: Optional[int] = None,
-        prompt: Optional[str] = None,
         return_tensors: str = "pt",
         normalize: bool = True,
+        prompt: Optional[str] = None,
         **kwargs: Any,
     ) -> BatchFeature:
         r"""
         Args:
             audio: one clip or a list of clips (see `LaacFeatureExtractor`).
-            text: optional captions, one per clip: training targets (normalised unless `normalize=False`).
+            text: the model's text input, as in every transformers processor: a prompt other than the configured
+                template (one for all clips, or one per clip); each must contain `<AcousticTokens>` once.
+            text_target: optional captions, one per clip: the training targets (the transformers name for
+                sequence-to-sequence targets), normalised unless `normalize=False`.
             sampling_rate: rate of `audio`; other rates are resampled to 16 kHz.
-            prompt: a prompt other than the configured template; must contain `<AcousticTokens>` once.
+            prompt: the former name of `text` (deprecated).
 
         Returns:
             `BatchFeature` with `input_features`, `feature_attention_mask`, `input_ids`, `attention_mask` and, with
-            captions, `labels`.
+            `text_target`, `labels`.
         """
         if audio is None:
             raise ValueError("LaacProcessor needs audio; pass audio=<array or list of arrays> and sampling_rate=")
         if return_tensors != "pt":
             raise ValueError(f"return_tensors={return_tensors!r} is not supported; LaacProcessor returns 'pt' tensors")
+        text = _deprecated_prompt(text, prompt)
         features = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt", **kwargs)
-        return self.from_features(features, text, prompt, normalize)
+        return self.from_features(features, text_target=text_target, text=text, normalize=normalize)
 
     def from_features(
         self,
         features: BatchFeature,
+        text_target: Optional[Union[str, Sequence[str]]] = None,
         text: Optional[Union[str, Sequence[str]]] = None,
-        prompt: Optional[str] = None,
         normalize: bool = True,
     ) -> BatchFeature:
         """
         What `__call__` returns, from log-mel features the feature extractor made earlier (`input_features` and
-        `feature_attention_mask`, e.g. `feature_extractor.pad_log_mels` of kept log-mels): adds the prompt and
-        caption tokens.
+        `feature_attention_mask`, e.g. `feature_extractor.pad_log_mels` of kept log-mels): adds the prompt and,
+        with `text_target`, the caption tokens and labels.
         """
-        frames = features["feature_attention_mask"].sum(-1).tolist()
+        frames = [int(n) for n in features["feature_attention_mask"].sum(-1).tolist()]
         captions = None
-        if text is not None:
-            captions = [text] if isinstance(text, str) else list(text)
+        if text_target is not None:
+            captions = [text_target] if isinstance(text_target, str) else list(text_target)
             if len(captions) != len(frames):
-                raise ValueError(f"got {len(frames)} audio clips but {len(captions)} captions; pass one caption per clip")
+                raise ValueError(
+                    f"got {len(frames)} audio clips but {len(captions)} captions; pass one caption per clip"
+                )
             captions = [normalize_caption(c) if normalize else c for c in captions]
-        prompts = [self.build_prompt(self.num_audio_tokens(int(n)), prompt) for n in frames]
+        templates = self._prompt_templates(text, len(frames))
+        prompts = [self.build_prompt(self.num_audio_tokens(n), t) for n, t in zip(frames, templates)]
         build = self._encoder_decoder_text if self.is_encoder_decoder else self._decoder_only_text
         return BatchFeature({**features, **build(prompts, captions)}, tensor_type="pt")
+
+    def _prompt_templates(self, text: Optional[Union[str, Sequence[str]]], n_clips: int) -> list[Optional[str]]:
+        """One prompt template per clip: the configured one, one given for all, or one given per clip."""
+        if text is None or isinstance(text, str):
+            return [text] * n_clips
+        templates = list(text)
+        if len(templates) != n_clips:
+            raise ValueError(
+                f"got {n_clips} audio clips but {len(templates)} prompts in text=; pass one prompt for all clips or "
+                "one per clip (captions are targets: pass them as text_target=)"
+            )
+        return templates
 
     def decode_captions(self, sequences: torch.Tensor, input_ids: Optional[torch.Tensor] = None) -> list[str]:
         """

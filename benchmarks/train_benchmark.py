@@ -122,7 +122,7 @@ class InMemoryExamples(torch.utils.data.Dataset):
 def in_memory_collator(processor: LaacProcessor) -> Any:
     def collate(examples: list[dict[str, Any]]) -> Any:
         audio, text = [e["audio"] for e in examples], [e["caption"] for e in examples]
-        return processor(audio, text=text, sampling_rate=16000)
+        return processor(audio, text_target=text, sampling_rate=16000)
 
     return collate
 

@@ -92,7 +92,7 @@ def caption_loss_fn(model: Any, processor: Any, clips: list[np.ndarray], samplin
     """`(index, caption) -> mean negative log-likelihood` of a caption for one of `clips`, scored alone."""
 
     def caption_loss(index: int, caption: str) -> float:
-        batch = processor([clips[index]], text=[caption], sampling_rate=sampling_rate)
+        batch = processor([clips[index]], text_target=[caption], sampling_rate=sampling_rate)
         with torch.no_grad():
             return float(model(**batch).loss)
 

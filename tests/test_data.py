@@ -96,7 +96,7 @@ def test_eval_collation_is_the_first_seconds_and_deterministic(clotho, processor
     torch.testing.assert_close(first["input_features"], second["input_features"], rtol=0, atol=0)
     full, rate = sf.read(examples[0]["audio"]["path"], dtype="float32")
     assert rate == 44100
-    expected = processor([full[: 4 * rate]], text=[examples[0]["caption"]], sampling_rate=rate)
+    expected = processor([full[: 4 * rate]], text_target=[examples[0]["caption"]], sampling_rate=rate)
     assert_log_mel_close(first["input_features"][:1], expected["input_features"])  # another read and resample path
     assert first["feature_attention_mask"].sum(-1).tolist() == [401, 401]  # 4 s at 16 kHz: 1 + 64000 // 160
     # whole clips when max_seconds is None: a 20.6-s clip keeps all of it
@@ -142,7 +142,7 @@ def test_feature_cache_gives_the_same_batches_and_keeps_only_whole_clips(tmp_pat
     # silence (the blind baseline) goes through the cache too
     silent = LaacDataCollator(processor, max_seconds=4.0, train=False, silence=True, cache_features=True)
     batch = silent(examples[:1])
-    reference = processor([np.zeros(24000, dtype=np.float32)], text=[examples[0]["caption"]], sampling_rate=16000)
+    reference = processor([np.zeros(24000, dtype=np.float32)], text_target=[examples[0]["caption"]], sampling_rate=16000)
     torch.testing.assert_close(batch["input_features"], reference["input_features"], rtol=0, atol=0)
 
 

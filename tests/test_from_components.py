@@ -42,7 +42,7 @@ def test_from_components_loads_both_parts(released_parts):
         if key != "model.embed_tokens.weight" and key != "lm_head.weight":
             torch.testing.assert_close(model.language_model.state_dict()[key], value, rtol=0, atol=0)
     torch.testing.assert_close(model.get_input_embeddings().weight[: len(tokenizer)], llama.model.embed_tokens.weight)
-    batch = processor([make_audio(2.0), make_audio(5.0, 1)], text=CAPTIONS[:2], sampling_rate=16000)
+    batch = processor([make_audio(2.0), make_audio(5.0, 1)], text_target=CAPTIONS[:2], sampling_rate=16000)
     assert torch.isfinite(model(**batch).loss)
 
 

@@ -10,7 +10,7 @@ from tests.laac_tester import CAPTIONS, make_audio, tiny_config, tiny_model, tin
 
 
 def _batch(processor):
-    return processor([make_audio(2.0, 0), make_audio(4.0, 1)], text=CAPTIONS[:2], sampling_rate=16000)
+    return processor([make_audio(2.0, 0), make_audio(4.0, 1)], text_target=CAPTIONS[:2], sampling_rate=16000)
 
 
 def test_only_adapters_qformer_and_projection_train():

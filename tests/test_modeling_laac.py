@@ -27,7 +27,7 @@ def llama_setup():
 
 def _batch(processor, seconds=(1.0, 3.0, 12.0), captions=None):
     clips = [make_audio(s, seed=i) for i, s in enumerate(seconds)]
-    return processor(clips, text=captions, sampling_rate=16000)
+    return processor(clips, text_target=captions, sampling_rate=16000)
 
 
 def test_default_config_is_submission_4():
@@ -100,7 +100,7 @@ def test_batch_equals_alone(llama_setup):
         generated = model.generate(**{k: v for k, v in batch.items() if k != "labels"})
     clips, captions_alone = [make_audio(s, seed=i) for i, s in enumerate(seconds)], []
     for i, clip in enumerate(clips):
-        alone = processor([clip], text=[CAPTIONS[i]], sampling_rate=16000)
+        alone = processor([clip], text_target=[CAPTIONS[i]], sampling_rate=16000)
         n = alone["input_ids"].shape[1]
         with torch.no_grad():
             logits = model(**alone).logits[0]

@@ -22,7 +22,7 @@ def test_prompt_i_expanded_with_counted_audio_tokens(processor):
 
 
 def test_labels_cover_caption_and_eos_only(processor):
-    batch = processor([make_audio(2.0)], text=["A Dog, barks!"], sampling_rate=16000)
+    batch = processor([make_audio(2.0)], text_target=["A Dog, barks!"], sampling_rate=16000)
     labels = batch["labels"][0]
     caption_ids = labels[labels != -100].tolist()
     assert processor.tokenizer.decode(caption_ids[:-1]) == "a dog barks"
@@ -78,6 +78,28 @@ def test_bad_audio_raises_value_error_naming_it(processor, audio, kwargs, messag
 
 def test_bad_prompt_and_caption_count(processor):
     with pytest.raises(ValueError, match="<AcousticTokens>"):
-        processor([make_audio(1.0)], sampling_rate=16000, prompt="Describe this audio:")
+        processor([make_audio(1.0)], sampling_rate=16000, text="Describe this audio:")
     with pytest.raises(ValueError, match="got 2 audio clips but 1 captions"):
-        processor([make_audio(1.0), make_audio(2.0)], text=["one caption"], sampling_rate=16000)
+        processor([make_audio(1.0), make_audio(2.0)], text_target=["one caption"], sampling_rate=16000)
+    with pytest.raises(ValueError, match="got 2 audio clips but 3 prompts"):
+        processor([make_audio(1.0), make_audio(2.0)], text=["<AcousticTokens> a:"] * 3, sampling_rate=16000)
+
+
+def test_text_is_the_prompt_and_text_target_the_captions(processor):
+    """The transformers convention: `text` is the model's text input (the prompt), captions are `text_target`."""
+    clips = [make_audio(1.0), make_audio(2.0, 1)]
+    custom = processor(clips, text="this audio: <AcousticTokens> detailed:", sampling_rate=16000)
+    decoded = processor.tokenizer.decode(custom["input_ids"][1], skip_special_tokens=True)
+    assert decoded.split() == ["this", "audio", ":", "detailed", ":"], decoded
+    per_clip = processor(clips, text=["<AcousticTokens> audio:", "<AcousticTokens> detailed:"], sampling_rate=16000)
+    words = [processor.tokenizer.decode(ids, skip_special_tokens=True).split() for ids in per_clip["input_ids"]]
+    assert words == [["audio", ":"], ["detailed", ":"]]
+    # captions given as `text`, the old habit, are refused with the fix in the message
+    with pytest.raises(ValueError, match="text_target="):
+        processor(clips, text=["a dog barks", "rain falls"], sampling_rate=16000)
+    # the old keyword still works, with a FutureWarning, and means the same as text=
+    with pytest.warns(FutureWarning, match="pass the prompt as text="):
+        old = processor(clips, prompt="this audio: <AcousticTokens> detailed:", sampling_rate=16000)
+    assert torch.equal(old["input_ids"], custom["input_ids"])
+    with pytest.raises(ValueError, match="not both"):
+        processor(clips, text="<AcousticTokens>", prompt="<AcousticTokens>", sampling_rate=16000)

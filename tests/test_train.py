@@ -318,7 +318,7 @@ def test_attn_implementation_flag_switches_kernels_not_results(setup):
         assert model.language_model.config._attn_implementation == implementation
         assert model.qformer.transformer.config._attn_implementation == implementation
         batch = processor(
-            audio=[make_audio(3.0), make_audio(1.5, seed=1)], text=captions[:2], sampling_rate=16000,
+            audio=[make_audio(3.0), make_audio(1.5, seed=1)], text_target=captions[:2], sampling_rate=16000,
             return_tensors="pt",
         )  # fmt: skip
         losses[implementation] = model.eval()(**batch).loss
@@ -334,7 +334,7 @@ def test_audio_token_cache_is_exact_and_encodes_each_clip_once(setup):
     model, processor = tiny_model(config), tiny_processor(config)
     model.audio_tower.requires_grad_(False)
     clips = [make_audio(3.0), make_audio(1.5, seed=1), make_audio(2.0, seed=2)]
-    batch = processor(audio=clips, text=["a dog barks", "rain falls", "a bell rings"], sampling_rate=16000)
+    batch = processor(audio=clips, text_target=["a dog barks", "rain falls", "a bell rings"], sampling_rate=16000)
     reference = model(**batch).loss
     calls = []
     model.audio_tower.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
@@ -343,7 +343,7 @@ def test_audio_token_cache_is_exact_and_encodes_each_clip_once(setup):
     first = model(**batch).loss
     torch.testing.assert_close(first, reference, atol=1e-6, rtol=1e-6)
     # a new batch with one clip seen before: only the new clip is encoded
-    again = processor(audio=clips[1:] + [make_audio(2.5, seed=3)], text=["a", "b", "c"], sampling_rate=16000)
+    again = processor(audio=clips[1:] + [make_audio(2.5, seed=3)], text_target=["a", "b", "c"], sampling_rate=16000)
     model(**again)
     assert calls == [3, 1] and len(model.audio_token_cache.tokens) == 4
     assert "audio_token_cache" not in str(model.state_dict().keys())
