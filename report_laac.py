@@ -1,17 +1,16 @@
 # Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
 """Demo report: a metrics table (Markdown + JSON) and a static HTML page with one card per captioned clip.
 
-Each card shows the clip's log-mel spectrogram (the model's own front end, drawn as a PNG without matplotlib), an
+Each card shows the clip's log-mel spectrogram (the model's own front end, drawn as a PNG with pillow), an
 audio player, the references, the generated caption (raw and corrected when the post-corrector ran) and the true
 versus predicted sound events. The page uses no external resources, so it opens from disk anywhere.
 """
 
 import html
+import io
 import json
 import os
 import shutil
-import struct
-import zlib
 from collections.abc import Sequence
 from math import gcd
 from pathlib import Path
@@ -58,22 +57,14 @@ def _colormap(values: np.ndarray) -> np.ndarray:
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode a (height, width, 3) uint8 array as an 8-bit RGB PNG (filter 0 on every row, zlib-compressed)."""
+    """Encode a (height, width, 3) uint8 array as an 8-bit RGB PNG (with pillow)."""
+    from PIL import Image
+
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected a (height, width, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    height, width, _ = rgb.shape
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgb.reshape(height, width * 3)], axis=1)  # filter byte
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour, no interlace
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-        + chunk(b"IEND", b"")
-    )
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def spectrogram_image(audio: np.ndarray, sampling_rate: int, extractor: LaacFeatureExtractor) -> np.ndarray:
