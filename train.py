@@ -231,6 +231,15 @@ class DatasetEpochCallback(TrainerCallback):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _state_is_complete(checkpoint: str) -> bool:
+    """The checkpoint's trainer state exists and parses: a SIGKILL mid-write leaves it empty or cut."""
+    try:
+        with open(os.path.join(checkpoint, TRAINER_STATE_NAME), encoding="utf-8") as f:
+            return isinstance(json.load(f), dict)
+    except (OSError, ValueError):
+        return False
+
+
 def last_complete_checkpoint(output_dir: str) -> str | None:
     """The newest `checkpoint-N` with its trainer state written: a run killed while saving leaves a partial one."""
     if not os.path.isdir(output_dir):
@@ -239,7 +248,7 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
         int(match.group(1))
         for name in os.listdir(output_dir)
         if (match := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name))
-        and os.path.isfile(os.path.join(output_dir, name, TRAINER_STATE_NAME))
+        and _state_is_complete(os.path.join(output_dir, name))
     ]
     return os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
 

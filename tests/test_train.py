@@ -368,3 +368,12 @@ def test_train_benchmark_demo_recipe_with_caches_runs_the_real_loop():
     assert result["timed_steps"] == 3 and result["samples_per_second"] > 0
     assert result["cache_audio_tokens"] and result["attn_implementation"] == "eager"
     assert result["trainable_parameters"] < result["total_parameters"]  # the audio tower stays frozen
+
+
+def test_last_complete_checkpoint_skips_a_cut_trainer_state(tmp_path):
+    """A SIGKILL while the Trainer writes trainer_state.json leaves it empty or cut: that checkpoint is not resumed."""
+    for step, text in [(3, '{"global_step": 3}'), (6, '{"global_step": 6}'), (9, ""), (12, '{"global_st')]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(text)
+    (tmp_path / "checkpoint-15").mkdir()  # no state at all
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-6")
