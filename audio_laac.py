@@ -31,6 +31,9 @@ MIN_SAMPLING_RATE = 1_000  # Hz; below this a "rate" is not audio (and resamplin
 MAX_SAMPLING_RATE = 768_000  # Hz; the highest rate audio interfaces record
 MAX_DURATION_SECONDS = 12 * 3600.0
 MAX_CHANNELS = 32
+# Float audio is nominally in [-1, 1]; unnormalised PCM values (up to 2**31) are still audio. Beyond 1e6 a sample is
+# not audio, and its STFT power would overflow float32 (infinite, then NaN, log-mel).
+MAX_SAMPLE_MAGNITUDE = 1e6
 # Samples (frames x channels) decoded at once when a segment is read in blocks: 4 MiB of float32.
 READ_BLOCK_SAMPLES = 2**20
 _WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -164,16 +167,25 @@ def to_mono(audio: np.ndarray, name: Any = None) -> np.ndarray:
     if audio.ndim == 1:
         return audio
     frames_and_channels(audio.shape, name)
+    if audio.size == 0:
+        return audio.reshape(0)
     return audio.mean(axis=0 if audio.shape[0] <= audio.shape[1] else 1)
 
 
 def check_samples(audio: np.ndarray, name: Any = None) -> None:
-    """The one empty / NaN-Inf check."""
+    """The one empty / NaN-Inf / magnitude check."""
     if audio.size == 0:
         raise AudioInputError(f"{_subject(name)} is empty (zero samples); drop it or pass at least one sample", name)
     bad = int(audio.size - np.count_nonzero(np.isfinite(audio)))
     if bad:
         raise AudioInputError(f"{_subject(name)} has {bad} NaN/Inf samples; clean or drop the audio", name)
+    peak = float(np.abs(audio).max())
+    if peak > MAX_SAMPLE_MAGNITUDE:
+        raise AudioInputError(
+            f"{_subject(name)} has samples of magnitude {peak:.3g}, over {MAX_SAMPLE_MAGNITUDE:g}: not audio. Float "
+            "audio is expected in [-1, 1] (integer PCM is scaled automatically); normalise it",
+            name,
+        )
 
 
 def _subject(name: Any) -> str:

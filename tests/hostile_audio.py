@@ -11,7 +11,8 @@ def wav_header(rate: int, channels: int, bits: int, data_bytes: int, riff_bytes:
     """A canonical 44-byte PCM WAV header claiming `rate`, `channels`, `bits` and a data chunk of `data_bytes`."""
     block_align = channels * bits // 8
     riff = 36 + data_bytes if riff_bytes is None else riff_bytes
-    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block_align, block_align, bits)
+    fields = (1, channels, rate, rate * block_align, block_align, bits)
+    fmt = struct.pack("<HHIIHH", *(value & mask for value, mask in zip(fields, (0xFFFF, 0xFFFF, *(0xFFFFFFFF,) * 2, 0xFFFF, 0xFFFF))))
     return (
         b"RIFF" + struct.pack("<I", riff & 0xFFFFFFFF) + b"WAVE"
         + b"fmt " + struct.pack("<I", len(fmt)) + fmt
