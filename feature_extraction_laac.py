@@ -42,6 +42,9 @@ AMIN = 1e-10  # power floor before the log
 # Shortest mel the extractor emits: 80 frames = 5 CED time patches x 4 frequency patches = 20 tokens, enough for
 # one 17-token Q-Former window. Shorter clips are padded with silence in the waveform.
 MIN_NUM_FRAMES = 80
+# Longer clips have their STFT computed this many frames (60 s) at a time: the complex STFT of a 12-hour clip would
+# take 8.9 GB at once.
+MEL_CHUNK_FRAMES = 6000
 
 AudioInput = np.ndarray | torch.Tensor | Sequence[float]
 
@@ -129,12 +132,37 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         return max(mel_num_frames(num_samples, self.hop_length), self.min_num_frames)
 
     def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(samples,) float mono at `sampling_rate` -> (n_mels, 1 + samples // hop_length) dB."""
+        """
+        (samples,) float mono at `sampling_rate` -> (n_mels, 1 + samples // hop_length) dB. Clips longer than
+        `MEL_CHUNK_FRAMES` frames are transformed in chunks of frames, so the complex STFT (257 x 8 bytes per
+        frame, 20x the mel) never exists for a whole long recording; frame for frame the result is the same.
+        """
         if waveform.shape[-1] <= self.n_fft // 2:
             raise ValueError(
                 f"a clip of {waveform.shape[-1]} samples is too short for the reflect-padded STFT (needs > "
                 f"{self.n_fft // 2}); keep min_num_frames > 0 so short clips are padded with silence"
             )
+        num_frames = mel_num_frames(waveform.shape[-1], self.hop_length)
+        if num_frames <= MEL_CHUNK_FRAMES:
+            mel = self._mel_power(waveform, center=True)
+        else:  # the centred STFT's reflect padding once, then frames [first, last) from their own samples
+            pad = self.n_fft // 2
+            padded = torch.nn.functional.pad(waveform[None, None], (pad, pad), mode="reflect")[0, 0]
+            mel = torch.cat(
+                [
+                    self._mel_power(padded[first * self.hop_length : (last - 1) * self.hop_length + self.n_fft], False)
+                    for first, last in (
+                        (first, min(first + MEL_CHUNK_FRAMES, num_frames))
+                        for first in range(0, num_frames, MEL_CHUNK_FRAMES)
+                    )
+                ],
+                dim=-1,
+            )
+        log_mel = mel.clamp_(min=AMIN).log10_().mul_(10.0)  # in place: the mel of a long clip is large
+        return log_mel.clamp_(min=float(log_mel.max()) - self.top_db)  # per-clip dynamic range
+
+    def _mel_power(self, waveform: torch.Tensor, center: bool) -> torch.Tensor:
+        """Mel-filtered STFT power, (n_mels, frames); `center` pads by reflection as the CED front end does."""
         window = torch.hann_window(self.win_length, periodic=True, dtype=waveform.dtype)
         stft = torch.stft(
             waveform,
@@ -142,14 +170,12 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
             hop_length=self.hop_length,
             win_length=self.win_length,
             window=window,
-            center=True,
+            center=center,
             pad_mode="reflect",
             return_complex=True,
         )
         power = stft.abs() ** 2  # (n_fft // 2 + 1, frames)
-        mel = torch.from_numpy(self.mel_filters).to(power.dtype).T @ power  # (n_mels, frames)
-        log_mel = 10.0 * torch.log10(mel.clamp(min=AMIN))
-        return torch.maximum(log_mel, log_mel.max() - self.top_db)  # per-clip dynamic range
+        return torch.from_numpy(self.mel_filters).to(power.dtype).T @ power  # (n_mels, frames)
 
     def _prepare_clip(
         self, audio: AudioInput, index: int, sampling_rate: float, resample_audio: bool, limits: AudioLimits

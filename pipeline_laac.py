@@ -50,9 +50,12 @@ DEFAULT_HOP_SECONDS = 30.0
 # number and length of inputs while keeping the padding inside a batch small.
 BUCKET_BATCHES = 8
 
+RELEASED = np.zeros(0, dtype=np.float32)  # a captioned segment's samples: memory stays flat in a recording's length
+
+
 @dataclass
 class Segment:
-    """One span of one input, mono float32 at the source rate."""
+    """One span of one input, mono float32 at the source rate (`RELEASED` once captioned)."""
 
     index: int  # position of the input in the call
     number: int  # position of the segment in its input
@@ -290,19 +293,19 @@ class AudioCaptioningPipeline(Pipeline):
             yield audio[start:end], sampling_rate, start, end
 
     def _run_pool(
-        self,
-        pool: list[Segment],
-        states: dict[int, _InputState],
-        batch_size: int,
-        forward: dict,
-        on_error: str,
+        self, pool: list[Segment], states: dict[int, _InputState], batch_size: int, forward: dict, on_error: str
     ) -> None:
-        """Caption the buffered segments, shortest first, `batch_size` at a time."""
+        """
+        Caption the buffered segments, shortest first, `batch_size` at a time, then drop their samples: an input's
+        state keeps its segments (times, energy) until all are captioned, and a recording of hours has hundreds.
+        """
         ordered = sorted(pool, key=lambda segment: segment.audio.shape[0] / segment.sampling_rate)
         for start in range(0, len(ordered), batch_size):
             batch = [segment for segment in ordered[start : start + batch_size] if states[segment.index].error is None]
             if batch:
                 self._caption_batch(batch, states, forward, on_error)
+        for segment in pool:
+            segment.audio = RELEASED
 
     def _caption_batch(
         self, batch: list[Segment], states: dict[int, _InputState], forward: dict, on_error: str

@@ -7,6 +7,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
 from laac import cli, data_laac, pipeline_laac
@@ -159,3 +160,37 @@ def test_cli_folder_with_a_hostile_file_finishes_the_good_ones(model_dir, tmp_pa
     out2 = tmp_path / "raised.jsonl"
     cli.main(["caption", "-q", "-m", model_dir, "-o", str(out2), "--min-sampling-rate", "1", hostile])
     assert "raise max_duration_seconds" in json.loads(out2.read_text())["error"]
+
+
+def test_long_clip_mel_is_computed_in_chunks_frame_for_frame(monkeypatch):
+    from laac import feature_extraction_laac
+
+    from tests.numerics import assert_log_mel_close
+
+    extractor = LaacFeatureExtractor()
+    waveform = torch.from_numpy(make_audio(125.0))  # 12,501 frames: two full chunks and a partial one
+    chunked = extractor.log_mel(waveform)
+    monkeypatch.setattr(feature_extraction_laac, "MEL_CHUNK_FRAMES", 10**9)
+    whole = extractor.log_mel(waveform)
+    assert chunked.shape == whole.shape == (64, 12501)
+    assert_log_mel_close(chunked, whole)  # the same frames; only the mel product's summation may be blocked anew
+
+
+def test_captioning_a_long_file_keeps_one_buffer_of_segments(model_dir, tmp_path):
+    """The samples of captioned segments are dropped: memory does not grow with the recording's length."""
+    from transformers import pipeline
+
+    import laac  # noqa: F401  registers the task
+
+    captioner = pipeline("audio-captioning", model=model_dir)
+    path = tmp_path / "six_minutes.wav"
+    with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as out:
+        for seed in range(36):
+            out.write(make_audio(10.0, seed))  # 36 segments of 10 s = 23 MB of float32 in all
+    tracemalloc.start()
+    record = captioner(str(path), segment_seconds=10, hop_seconds=10, num_beams=1, max_new_tokens=2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(record["segments"]) == 36
+    # one buffer of batch_size * 8 segments (8 x 0.64 MB) plus working copies, not all 36 segments' samples
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MiB: captioned segments kept their samples"
