@@ -256,7 +256,8 @@ class AudioFile:
         self.name = source_name(source)
         handle = None
         try:  # Python's open() names the OS error (missing, permission, directory); libsndfile only says "System error"
-            handle = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else open(source, "rb")  # noqa: SIM115
+            is_bytes = isinstance(source, (bytes, bytearray))
+            handle = io.BytesIO(bytes(source)) if is_bytes else open(source, "rb")  # noqa: SIM115
             self._file = soundfile.SoundFile(handle)
         except (OSError, RuntimeError, TypeError, ValueError) as error:  # LibsndfileError is a RuntimeError
             if handle is not None:
@@ -264,7 +265,8 @@ class AudioFile:
             raise _open_error(source, error) from error
         self._handle = handle
         try:
-            self.sampling_rate, self.frames, self.channels = self._file.samplerate, self._file.frames, self._file.channels
+            self.sampling_rate, self.frames = self._file.samplerate, self._file.frames
+            self.channels = self._file.channels
             _check_wav_complete(self._file, self.name)
             (limits or AudioLimits()).check(self.sampling_rate, self.frames, self.channels, self.name)
         except BaseException:

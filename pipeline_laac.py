@@ -272,7 +272,12 @@ class AudioCaptioningPipeline(Pipeline):
 
     @staticmethod
     def _array_segments(
-        item: Any, index: int, sampling_rate: int | None, segment_seconds: float, hop_seconds: float, limits: AudioLimits
+        item: Any,
+        index: int,
+        sampling_rate: int | None,
+        segment_seconds: float,
+        hop_seconds: float,
+        limits: AudioLimits,
     ) -> Iterator[tuple[np.ndarray, int, int, int]]:
         if isinstance(item, dict):
             if "sampling_rate" not in item or not ({"raw", "array"} & set(item)):

@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 child = [sys.executable, "-m", "laac.benchmarks.long_audio_memory", "--child", path, mode, model_dir]
                 result = subprocess.run(child, capture_output=True, text=True, check=True)
                 figures = json.loads(result.stdout.strip().splitlines()[-1])
-                print(json.dumps({"hours": hours, "file_mb": round(os.path.getsize(path) / 1e6), **figures}), flush=True)
+                size = round(os.path.getsize(path) / 1e6)
+                print(json.dumps({"hours": hours, "file_mb": size, **figures}), flush=True)
             os.remove(path)
     return 0
 

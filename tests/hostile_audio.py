@@ -12,7 +12,8 @@ def wav_header(rate: int, channels: int, bits: int, data_bytes: int, riff_bytes:
     block_align = channels * bits // 8
     riff = 36 + data_bytes if riff_bytes is None else riff_bytes
     fields = (1, channels, rate, rate * block_align, block_align, bits)
-    fmt = struct.pack("<HHIIHH", *(value & mask for value, mask in zip(fields, (0xFFFF, 0xFFFF, *(0xFFFFFFFF,) * 2, 0xFFFF, 0xFFFF))))
+    masks = (0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFF, 0xFFFF)  # the field widths: lies wrap, never overflow
+    fmt = struct.pack("<HHIIHH", *(value & mask for value, mask in zip(fields, masks)))
     return (
         b"RIFF" + struct.pack("<I", riff & 0xFFFFFFFF) + b"WAVE"
         + b"fmt " + struct.pack("<I", len(fmt)) + fmt

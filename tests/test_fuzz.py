@@ -12,6 +12,7 @@ hostile sources are refused from their header before the model sees them.
 """
 
 import json
+import operator
 import os
 import tempfile
 from collections.abc import Callable
@@ -178,9 +179,11 @@ LYING_HEADERS = st.builds(
 )
 FILE_BYTES = st.one_of(
     st.binary(max_size=2048),
-    st.builds(lambda head, tail: head + tail, st.sampled_from([b"RIFF", b"fLaC", b"OggS", b"ID3", b"FORM"]), st.binary(max_size=512)),
+    st.builds(operator.add, st.sampled_from([b"RIFF", b"fLaC", b"OggS", b"ID3", b"FORM"]), st.binary(max_size=512)),
     st.tuples(REAL, st.floats(0.0, 1.0)).map(_truncate),
-    st.tuples(REAL, st.lists(st.tuples(st.integers(0, 2**20), st.integers(0, 255)), min_size=1, max_size=16)).map(_corrupt),
+    st.tuples(REAL, st.lists(st.tuples(st.integers(0, 2**20), st.integers(0, 255)), min_size=1, max_size=16)).map(
+        _corrupt
+    ),
     LYING_HEADERS,
     REAL,
 )
@@ -308,7 +311,9 @@ def test_fuzz_metrics_validation():
 
     metric_names = st.one_of(st.none(), st.just("dcase2024"), st.lists(st.sampled_from(
         ["bleu_1", "bleu_4", "rouge_l", "meteor", "cider_d", "spider", "spice", "fense", "nonsense"]), max_size=3))
-    hostile = st.tuples(st.one_of(st.lists(CAPTION, max_size=4), ANYTHING), st.one_of(st.lists(REFERENCES, max_size=4), ANYTHING))
+    hostile = st.tuples(
+        st.one_of(st.lists(CAPTION, max_size=4), ANYTHING), st.one_of(st.lists(REFERENCES, max_size=4), ANYTHING)
+    )
     texts = st.one_of(st.text(max_size=40), LONG_TEXT)
     well_formed = st.lists(st.tuples(texts, st.lists(texts, min_size=1, max_size=3)), max_size=4).map(
         lambda pairs: ([p for p, _ in pairs], [r for _, r in pairs])
