@@ -21,9 +21,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .audio_laac import AUDIO_EXTENSIONS, MAX_CHANNELS, MAX_DURATION_SECONDS, MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
 from .paths_laac import DEMO_MODEL_DIR
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".rf64", ".caf")
 OUTPUT_FORMATS = (".jsonl", ".csv", ".srt")
 CSV_COLUMNS = ("path", "start", "end", "caption", "raw_caption", "error_prob", "error")
 # Commands run as `python -m <module> ARGS...` (their own parsers and --help).
@@ -207,7 +207,15 @@ def _caption_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["correct"] = args.correct
     if args.num_beams is not None:
         kwargs["num_beams"] = args.num_beams
+    limits = ("max_duration_seconds", "max_channels", "min_sampling_rate", "max_sampling_rate")
+    kwargs.update({name: getattr(args, name) for name in limits if getattr(args, name) is not None})
     return kwargs
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from .audio_laac import AudioLimits
+
+    return AudioLimits.from_kwargs({k: v for k, v in _caption_kwargs(args).items() if k in AudioLimits.FIELDS})
 
 
 def _progress(total: int, quiet: bool) -> Any:
@@ -265,11 +273,13 @@ def _run_srt(args: argparse.Namespace, inputs: list[tuple[str, str | None]]) -> 
     if error is not None:
         print(f"{path}: {error}", file=sys.stderr)
         return 1
-    import soundfile
+    from .audio_laac import AudioFile
 
+    with AudioFile(path, _limits(args)) as audio_file:  # the header only: it was captioned, so it is within limits
+        duration = audio_file.frames / audio_file.sampling_rate
     temporary = f"{target}.partial"
     with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(srt_text(record, soundfile.info(path).duration))
+        handle.write(srt_text(record, duration))
     os.replace(temporary, target)  # atomic: a killed run leaves no half-written subtitles
     return 0
 
@@ -287,8 +297,10 @@ def add_caption_parser(subparsers: Any) -> None:
             "stdout. Records are written as files finish, so a killed run keeps everything done so far; rerun with "
             "--resume to caption only what is missing (files with an error record count as done: delete their "
             "lines to retry).\n\n"
-            "A file that cannot be captioned (missing, unreadable, truncated, empty, NaN/Inf samples) gets one error "
-            "record and the run goes on. Exit status: the number of failed files (at most 255), 0 if none.\n\n"
+            "A file that cannot be captioned (missing, unreadable, truncated, empty, NaN/Inf samples, or over a "
+            "limit: a header claiming a rate outside 1 kHz..768 kHz, more than 12 hours or more than 32 channels; "
+            "checked from the header before decoding) gets one error record and the run goes on. Exit status: the "
+            "number of failed files (at most 255), 0 if none.\n\n"
             "Recordings longer than --segment-seconds are captioned per segment (start/end times) plus an overall "
             "caption: the caption most segments got, ties going to the loudest segment."
         ),
@@ -309,6 +321,14 @@ def add_caption_parser(subparsers: Any) -> None:
     parser.add_argument("--hop-seconds", type=float, default=None,
                         help="distance between segment starts (default: --segment-seconds, no overlap)")
     parser.add_argument("--num-beams", type=int, default=None, help="beam size (default: the model's, 3)")
+    parser.add_argument("--max-duration-seconds", type=float, default=None,
+                        help=f"refuse longer inputs (default: the model's, normally {MAX_DURATION_SECONDS:g} = 12 h)")
+    parser.add_argument("--max-channels", type=int, default=None,
+                        help=f"refuse inputs with more channels (default: {MAX_CHANNELS})")
+    parser.add_argument("--min-sampling-rate", type=float, default=None,
+                        help=f"refuse lower rates as not audio (default: {MIN_SAMPLING_RATE} Hz)")
+    parser.add_argument("--max-sampling-rate", type=float, default=None,
+                        help=f"refuse higher rates (default: {MAX_SAMPLING_RATE} Hz)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 

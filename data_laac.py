@@ -28,12 +28,11 @@ import torch
 from transformers import BatchFeature
 from transformers.utils import logging
 
-from .feature_extraction_laac import _resample
+from .audio_laac import AUDIO_EXTENSIONS, AudioFile, AudioInputError, AudioLimits, check_samples, resample
 from .processing_laac import LaacProcessor
 
 logger = logging.get_logger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 MISSING_AUDIO_MODES = ("error", "skip")
 CLIP_FEATURES = datasets.Features(
     {
@@ -46,8 +45,9 @@ CLIP_FEATURES = datasets.Features(
 )
 
 
-class AudioReadError(OSError):
-    """An audio file (or byte string) that is missing or that soundfile cannot read; names the row and the path."""
+# The one audio error (`audio_laac.AudioInputError`, a ValueError with the path and the reason), under the name
+# this module used before; data errors name the row and the id as well.
+AudioReadError = AudioInputError
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -438,10 +438,14 @@ class CaptionExamples(torch.utils.data.Dataset):
         return example
 
 
-def audio_seconds(audio: dict[str, Any]) -> float:
+def _source(audio: dict[str, Any]) -> str | bytes:
+    return audio["bytes"] if audio.get("bytes") else audio["path"]
+
+
+def audio_seconds(audio: dict[str, Any], limits: AudioLimits | None = None) -> float:
     """Duration of a clip's audio ({"path"} or {"bytes"}) from its header, without decoding it."""
-    info = sf.info(io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"])
-    return info.frames / info.samplerate
+    with AudioFile(_source(audio), limits) as audio_file:
+        return audio_file.frames / audio_file.sampling_rate
 
 
 def _crop_start(example: dict[str, Any], choices: int) -> int:
@@ -460,24 +464,25 @@ def read_audio(example: dict[str, Any], max_seconds: float | None, random_crop: 
     return samples, rate
 
 
-def _read_window(example: dict[str, Any], max_seconds: float | None, random_crop: bool) -> tuple[np.ndarray, int, bool]:
+def _read_window(
+    example: dict[str, Any], max_seconds: float | None, random_crop: bool, limits: AudioLimits | None = None
+) -> tuple[np.ndarray, int, bool]:
     """`read_audio`, and whether the samples are the whole clip."""
     audio = example["audio"]
     where = audio.get("path") if not audio.get("bytes") else f"<{len(audio['bytes'])} bytes of {audio.get('path')}>"
     try:
-        with sf.SoundFile(io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"]) as f:
-            rate, total = f.samplerate, f.frames
+        with AudioFile(_source(audio), limits) as audio_file:
+            rate, total = audio_file.sampling_rate, audio_file.frames
             length = total if max_seconds is None else min(total, round(max_seconds * rate))
             start = _crop_start(example, total - length + 1) if random_crop and total > length else 0
-            f.seek(start)
-            samples = f.read(length, dtype="float32")
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as error:
-        raise AudioReadError(
-            f"cannot read the audio of row {example.get('row')} (id {example.get('id')!r}) at {where}: {error}"
+            samples = audio_file.read(start, length)
+        check_samples(samples)
+    except AudioInputError as error:
+        raise AudioInputError(
+            f"cannot read the audio of row {example.get('row')} (id {example.get('id')!r}) at {where}: {error.reason}",
+            where,
         ) from error
-    if samples.shape[0] == 0:
-        raise AudioReadError(f"the audio of row {example.get('row')} (id {example.get('id')!r}) at {where} is empty")
-    return samples, rate, length == total
+    return (samples[:, 0] if samples.shape[1] == 1 else samples), rate, length == total
 
 
 @dataclass
@@ -514,7 +519,7 @@ class LaacDataCollator:
         if len(rates) == 1:
             audio, rate = [samples for samples, _ in clips], rates.pop()
         else:  # one sampling_rate per processor call: bring mixed-rate batches to the model's rate first
-            audio = [s if r == target else _resample(s if s.ndim == 1 else s.mean(-1), r, target) for s, r in clips]
+            audio = [resample(s if s.ndim == 1 else s.mean(-1), r, target) for s, r in clips]
             rate = target
         return self.processor(audio, text_target=text, sampling_rate=rate)
 

@@ -7,7 +7,6 @@ A clip of N samples gives 1 + N // 160 frames.
 """
 
 from collections.abc import Sequence
-from math import gcd
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,19 @@ import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 from transformers.utils import TensorType, logging
+
+from .audio_laac import (
+    MAX_CHANNELS,
+    MAX_DURATION_SECONDS,
+    MAX_SAMPLING_RATE,
+    MIN_SAMPLING_RATE,
+    AudioLimits,
+    check_samples,
+    frames_and_channels,
+    resample,
+    to_float_array,
+    to_mono,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -30,6 +42,9 @@ AMIN = 1e-10  # power floor before the log
 # Shortest mel the extractor emits: 80 frames = 5 CED time patches x 4 frequency patches = 20 tokens, enough for
 # one 17-token Q-Former window. Shorter clips are padded with silence in the waveform.
 MIN_NUM_FRAMES = 80
+# Longer clips have their STFT computed this many frames (60 s) at a time: the complex STFT of a 12-hour clip would
+# take 8.9 GB at once.
+MEL_CHUNK_FRAMES = 6000
 
 AudioInput = np.ndarray | torch.Tensor | Sequence[float]
 
@@ -37,52 +52,6 @@ AudioInput = np.ndarray | torch.Tensor | Sequence[float]
 def mel_num_frames(num_samples: int, hop_length: int = HOP_LENGTH) -> int:
     """Frames of a centred STFT: 1 + num_samples // hop_length."""
     return 1 + num_samples // hop_length
-
-
-def _to_float_array(audio: AudioInput) -> np.ndarray:
-    """numpy copy of one clip; integer PCM scaled to [-1, 1]."""
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu()
-        audio = audio.float() if audio.dtype in (torch.float16, torch.bfloat16) else audio
-        audio = audio.numpy()
-    audio = np.asarray(audio)
-    if audio.dtype == np.bool_ or not (np.issubdtype(audio.dtype, np.number)):
-        raise ValueError(f"audio must be numeric samples, got dtype {audio.dtype}; pass float or integer PCM")
-    if np.issubdtype(audio.dtype, np.signedinteger):
-        return audio.astype(np.float64) / -np.iinfo(audio.dtype).min  # int16: / 32768
-    if np.issubdtype(audio.dtype, np.unsignedinteger):
-        half = (int(np.iinfo(audio.dtype).max) + 1) / 2  # uint8: centred on 128
-        return (audio.astype(np.float64) - half) / half
-    return audio.astype(np.float64 if audio.dtype == np.float64 else np.float32)
-
-
-def _to_mono(audio: np.ndarray, index: int) -> np.ndarray:
-    """
-    Downmix by the mean over channels. A 2-D clip may be [channels, samples] or [samples, channels]: the shorter
-    axis is taken as the channel axis (a clip has more samples than channels; a square array counts as
-    [channels, samples]).
-    """
-    if audio.ndim == 1:
-        return audio
-    if audio.ndim != 2:
-        raise ValueError(
-            f"clip {index} has shape {audio.shape}; expected 1-D mono or 2-D multi-channel audio. Pass a batch as "
-            "a list of clips, not as one >2-D array"
-        )
-    channel_axis = 0 if audio.shape[0] <= audio.shape[1] else 1
-    return audio.mean(axis=channel_axis)
-
-
-def _resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    try:  # optional for remote-code users who feed 16 kHz audio; the try keeps transformers' import check quiet
-        from scipy.signal import resample_poly
-    except ImportError as error:
-        raise ImportError(
-            f"resampling {orig_rate} Hz audio needs scipy; pip install scipy or pass {target_rate} Hz audio"
-        ) from error
-
-    divisor = gcd(orig_rate, target_rate)
-    return resample_poly(audio, target_rate // divisor, orig_rate // divisor).astype(audio.dtype)
 
 
 class LaacFeatureExtractor(SequenceFeatureExtractor):
@@ -98,6 +67,10 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         padding_value (`float`, defaults to 0.0): value of the mel frames added to pad a batch.
         min_num_frames (`int`, defaults to 80): clips shorter than this many frames are padded with silence (in
             the waveform) up to it, so that even a 10 ms clip fills one Q-Former window. 0 disables it.
+        min_sampling_rate, max_sampling_rate (`float`, default 1000 / 768000): input rates outside this range are
+            refused as not audio, before any resampling (`audio_laac.AudioLimits`).
+        max_duration_seconds (`float`, defaults to 43200 = 12 h), max_channels (`int`, defaults to 32): longer or
+            wider clips are refused. Each limit can also be passed per call.
     """
 
     model_input_names = ["input_features", "feature_attention_mask"]
@@ -114,6 +87,10 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         top_db: float = TOP_DB,
         padding_value: float = 0.0,
         min_num_frames: int = MIN_NUM_FRAMES,
+        min_sampling_rate: float = MIN_SAMPLING_RATE,
+        max_sampling_rate: float = MAX_SAMPLING_RATE,
+        max_duration_seconds: float = MAX_DURATION_SECONDS,
+        max_channels: int = MAX_CHANNELS,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -129,6 +106,11 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         self.f_max = f_max
         self.top_db = top_db
         self.min_num_frames = min_num_frames
+        self.min_sampling_rate = min_sampling_rate
+        self.max_sampling_rate = max_sampling_rate
+        self.max_duration_seconds = max_duration_seconds
+        self.max_channels = max_channels
+        _ = self.limits  # validates the four limits now, not at the first call
         # (n_fft // 2 + 1, n_mels) float64; not saved (to_dict drops `mel_filters`), rebuilt from the fields above
         self.mel_filters = mel_filter_bank(
             num_frequency_bins=1 + n_fft // 2,
@@ -140,17 +122,47 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
             mel_scale="htk",
         )
 
+    @property
+    def limits(self) -> AudioLimits:
+        """The input limits this extractor enforces (its four limit settings)."""
+        return AudioLimits(self.min_sampling_rate, self.max_sampling_rate, self.max_duration_seconds, self.max_channels)
+
     def num_frames(self, num_samples: int) -> int:
         """Mel frames this extractor emits for a clip of `num_samples` samples at `self.sampling_rate`."""
         return max(mel_num_frames(num_samples, self.hop_length), self.min_num_frames)
 
     def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(samples,) float mono at `sampling_rate` -> (n_mels, 1 + samples // hop_length) dB."""
+        """
+        (samples,) float mono at `sampling_rate` -> (n_mels, 1 + samples // hop_length) dB. Clips longer than
+        `MEL_CHUNK_FRAMES` frames are transformed in chunks of frames, so the complex STFT (257 x 8 bytes per
+        frame, 20x the mel) never exists for a whole long recording; frame for frame the result is the same.
+        """
         if waveform.shape[-1] <= self.n_fft // 2:
             raise ValueError(
                 f"a clip of {waveform.shape[-1]} samples is too short for the reflect-padded STFT (needs > "
                 f"{self.n_fft // 2}); keep min_num_frames > 0 so short clips are padded with silence"
             )
+        num_frames = mel_num_frames(waveform.shape[-1], self.hop_length)
+        if num_frames <= MEL_CHUNK_FRAMES:
+            mel = self._mel_power(waveform, center=True)
+        else:  # the centred STFT's reflect padding once, then frames [first, last) from their own samples
+            pad = self.n_fft // 2
+            padded = torch.nn.functional.pad(waveform[None, None], (pad, pad), mode="reflect")[0, 0]
+            mel = torch.cat(
+                [
+                    self._mel_power(padded[first * self.hop_length : (last - 1) * self.hop_length + self.n_fft], False)
+                    for first, last in (
+                        (first, min(first + MEL_CHUNK_FRAMES, num_frames))
+                        for first in range(0, num_frames, MEL_CHUNK_FRAMES)
+                    )
+                ],
+                dim=-1,
+            )
+        log_mel = mel.clamp_(min=AMIN).log10_().mul_(10.0)  # in place: the mel of a long clip is large
+        return log_mel.clamp_(min=float(log_mel.max()) - self.top_db)  # per-clip dynamic range
+
+    def _mel_power(self, waveform: torch.Tensor, center: bool) -> torch.Tensor:
+        """Mel-filtered STFT power, (n_mels, frames); `center` pads by reflection as the CED front end does."""
         window = torch.hann_window(self.win_length, periodic=True, dtype=waveform.dtype)
         stft = torch.stft(
             waveform,
@@ -158,29 +170,33 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
             hop_length=self.hop_length,
             win_length=self.win_length,
             window=window,
-            center=True,
+            center=center,
             pad_mode="reflect",
             return_complex=True,
         )
         power = stft.abs() ** 2  # (n_fft // 2 + 1, frames)
-        mel = torch.from_numpy(self.mel_filters).to(power.dtype).T @ power  # (n_mels, frames)
-        log_mel = 10.0 * torch.log10(mel.clamp(min=AMIN))
-        return torch.maximum(log_mel, log_mel.max() - self.top_db)  # per-clip dynamic range
+        return torch.from_numpy(self.mel_filters).to(power.dtype).T @ power  # (n_mels, frames)
 
-    def _prepare_clip(self, audio: AudioInput, index: int, sampling_rate: int, resample: bool) -> np.ndarray:
-        """Validate one clip and bring it to mono float at `self.sampling_rate`, padded to `min_num_frames`."""
-        audio = _to_mono(_to_float_array(audio), index)
-        if audio.shape[0] == 0:
-            raise ValueError(f"clip {index} is empty (0 samples); drop it or pass at least one sample")
-        bad = int((~np.isfinite(audio)).sum())
-        if bad:
-            raise ValueError(f"clip {index} has {bad} NaN/Inf samples; clean or drop the audio before extraction")
+    def _prepare_clip(
+        self, audio: AudioInput, index: int, sampling_rate: float, resample_audio: bool, limits: AudioLimits
+    ) -> np.ndarray:
+        """
+        Validate one clip and bring it to mono float at `self.sampling_rate`, padded to `min_num_frames`. The rate,
+        length and channels are checked against `limits` before the clip is converted or resampled.
+        """
+        name = f"clip {index}"
+        if not isinstance(audio, (np.ndarray, torch.Tensor)):
+            audio = to_float_array(audio)  # a list: numpy first, for its shape
+        frames, channels = frames_and_channels(tuple(audio.shape), name)
+        limits.check(sampling_rate, frames, channels, name)
+        audio = to_mono(to_float_array(audio), name)
+        check_samples(audio, name)
         if sampling_rate != self.sampling_rate:
-            if not resample:
+            if not resample_audio:
                 raise ValueError(
                     f"expected {self.sampling_rate} Hz audio, got {sampling_rate}; pass resample=True or resample first"
                 )
-            audio = _resample(audio, sampling_rate, self.sampling_rate)
+            audio = resample(audio, sampling_rate, self.sampling_rate)
         min_samples = (self.min_num_frames - 1) * self.hop_length
         if audio.shape[0] < min_samples:
             audio = np.pad(audio, (0, min_samples - audio.shape[0]))  # silence, so the clip fills one window
@@ -211,12 +227,15 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
                 the mean.
             sampling_rate: rate of `raw_speech`. If omitted, a warning is logged and `self.sampling_rate` assumed.
             return_tensors: "pt" (default), "np", or None for lists.
-            resample: resample other rates with scipy's `resample_poly`; if False they raise a ValueError.
+            resample: resample other rates with soxr; if False they raise a ValueError.
+            min_sampling_rate, max_sampling_rate, max_duration_seconds, max_channels: override this extractor's
+                limits for this call (an input outside them raises `AudioInputError`, a ValueError).
 
         Returns:
             `BatchFeature` with `input_features` float32 (B, n_mels, T_max) in dB, each clip right-padded with
             `padding_value`, and `feature_attention_mask` int32 (B, T_max), 1 for real frames.
         """
+        limits = AudioLimits.from_kwargs(kwargs, self.limits)
         if kwargs:
             logger.warning(f"LaacFeatureExtractor ignores the arguments {sorted(kwargs)}")
         if sampling_rate is None:
@@ -228,7 +247,7 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         clips = list(raw_speech) if self._is_batch(raw_speech) else [raw_speech]
         mels = []
         for index, clip in enumerate(clips):
-            audio = self._prepare_clip(clip, index, sampling_rate, resample)
+            audio = self._prepare_clip(clip, index, sampling_rate, resample, limits)
             mels.append(self.log_mel(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).numpy())
         return self.pad_log_mels(mels, return_tensors=return_tensors)
 

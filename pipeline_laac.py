@@ -15,12 +15,10 @@ so `pipeline("audio-captioning", model=folder, trust_remote_code=True)` loads it
 registers the installed copy. It imports only torch / transformers / numpy / stdlib and its siblings.
 """
 
-import io
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,7 +28,17 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import logging
 
 from .configuration_laac import PIPELINE_TASK as TASK
-from .feature_extraction_laac import _to_float_array, _to_mono
+from .audio_laac import (
+    AudioInputError,
+    AudioLimits,
+    check_samples,
+    frames_and_channels,
+    iter_file_segments,
+    resample,
+    segment_bounds,
+    to_float_array,
+    to_mono,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -41,17 +49,13 @@ DEFAULT_HOP_SECONDS = 30.0
 # Segments buffered and sorted by length before batching: batch_size * BUCKET_BATCHES. Bounds memory for any
 # number and length of inputs while keeping the padding inside a batch small.
 BUCKET_BATCHES = 8
-# Settings names in `LaacConfig.corrector` that `PostCorrector.from_settings` spells differently.
-_WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
-
-class AudioInputError(ValueError):
-    """An input that cannot be captioned (missing, unreadable, truncated, empty, NaN/Inf); the message says why."""
+RELEASED = np.zeros(0, dtype=np.float32)  # a captioned segment's samples: memory stays flat in a recording's length
 
 
 @dataclass
 class Segment:
-    """One span of one input, mono float32 at the source rate."""
+    """One span of one input, mono float32 at the source rate (`RELEASED` once captioned)."""
 
     index: int  # position of the input in the call
     number: int  # position of the segment in its input
@@ -60,6 +64,7 @@ class Segment:
     start: float  # seconds
     end: float
     energy: float  # mean square: breaks ties when choosing the overall caption
+    limits: AudioLimits | None = None  # the call's input limits, passed on to the processor
 
 
 @dataclass
@@ -79,97 +84,20 @@ class _InputState:
 # -- audio reading ---------------------------------------------------------------------------------------------------
 
 
-def _soundfile() -> Any:
-    try:  # only needed for paths and bytes; the try keeps transformers' remote-code import check quiet
-        import soundfile
-    except ImportError as error:
-        raise ImportError("reading audio files or bytes needs soundfile: pip install soundfile") from error
-    return soundfile
-
-
-def segment_bounds(num_samples: int, segment_samples: int, hop_samples: int) -> list[tuple[int, int]]:
+def _mono_array(audio: Any, index: int, sampling_rate: Any, limits: AudioLimits) -> np.ndarray:
     """
-    (start, end) sample ranges covering `num_samples`. Audio no longer than a segment is one range. Otherwise
-    segments start every `hop_samples`, and the last one is shifted back to end at the end of the audio, so every
-    segment has the full length (it overlaps its neighbour instead of being a short, poorly captioned tail).
+    An in-memory clip as mono float32 (integer PCM scaled, channels averaged, as `LaacFeatureExtractor` does), its
+    rate, length and channels checked against `limits` first.
     """
-    if num_samples <= segment_samples:
-        return [(0, num_samples)]
-    starts = list(range(0, num_samples - segment_samples, hop_samples))
-    if num_samples - segment_samples > starts[-1]:
-        starts.append(num_samples - segment_samples)
-    return [(start, start + segment_samples) for start in starts]
-
-
-def _check_samples(audio: np.ndarray) -> None:
-    if audio.shape[0] == 0:
-        raise AudioInputError("the audio has zero samples")
-    bad = int((~np.isfinite(audio)).sum())
-    if bad:
-        raise AudioInputError(f"the audio has {bad} NaN/Inf samples")
-
-
-def _check_wav_complete(extra_info: str) -> None:
-    """libsndfile reads a truncated WAV silently; its header report says how much data is missing."""
-    match = _WAV_DATA_SIZE.search(extra_info)
-    if match and int(match.group(2)) < int(match.group(1)):
-        raise AudioInputError(
-            f"truncated file: the header promises {match.group(1)} data bytes, the file holds {match.group(2)}"
-        )
-
-
-def _open_error(source: Any, error: Exception) -> AudioInputError:
-    name = source if isinstance(source, (str, os.PathLike)) else "audio bytes"
-    if isinstance(error, FileNotFoundError):
-        return AudioInputError(f"no such file: {name}")
-    if isinstance(error, PermissionError):
-        return AudioInputError(f"permission denied: {name}")
-    if isinstance(error, IsADirectoryError) or (isinstance(source, (str, os.PathLike)) and os.path.isdir(source)):
-        return AudioInputError(f"{name} is a directory, not an audio file")
-    reason = re.sub(r"^Error opening .*?: ", "", " ".join(str(error).split()))  # libsndfile repeats the handle
-    return AudioInputError(f"cannot decode {name}: {reason}")
-
-
-def iter_file_segments(
-    source: str | os.PathLike | bytes | bytearray, segment_seconds: float, hop_seconds: float
-) -> Iterator[tuple[np.ndarray, int, int, int]]:
-    """
-    (mono float32 audio, sampling rate, start sample, end sample) per segment of an audio file or its bytes, read
-    segment by segment with soundfile so that a recording of any length needs memory for one segment only.
-    """
-    soundfile = _soundfile()
-    try:  # Python's open() names the OS error (missing, permission, directory); libsndfile only says "System error"
-        handle = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else open(source, "rb")  # noqa: SIM115
-        audio_file = soundfile.SoundFile(handle)
-    except (OSError, RuntimeError, TypeError) as error:  # LibsndfileError is a RuntimeError
-        if not isinstance(source, (bytes, bytearray)) and "handle" in locals():
-            handle.close()
-        raise _open_error(source, error) from error
-    with handle, audio_file:
-        if audio_file.format == "WAV" or audio_file.format.startswith("WAV"):
-            _check_wav_complete(audio_file.extra_info)
-        rate, total = audio_file.samplerate, audio_file.frames
-        segment, hop = round(segment_seconds * rate), round(hop_seconds * rate)
-        for start, end in segment_bounds(total, segment, hop):
-            try:
-                audio_file.seek(start)
-                block = audio_file.read(end - start, dtype="float32", always_2d=True)  # (frames, channels)
-            except (OSError, RuntimeError) as error:
-                raise _open_error(source, error) from error
-            if block.shape[0] < end - start:
-                raise AudioInputError(
-                    f"truncated or corrupt file: the header promises {total} frames, only {start + block.shape[0]} "
-                    "could be read"
-                )
-            yield block.mean(axis=1), rate, start, end
-
-
-def _mono_array(audio: Any, index: int) -> np.ndarray:
-    """An in-memory clip as mono float32: integer PCM scaled, channels averaged (as `LaacFeatureExtractor` does)."""
+    name = f"clip {index}"
+    frames, channels = frames_and_channels(tuple(np.shape(audio)), name)
+    limits.check(sampling_rate, frames, channels, name)
     try:
-        return _to_mono(_to_float_array(audio), index).astype(np.float32, copy=False)
+        return to_mono(to_float_array(audio), name).astype(np.float32, copy=False)
+    except AudioInputError:
+        raise
     except ValueError as error:
-        raise AudioInputError(str(error)) from error
+        raise AudioInputError(str(error), name) from error
 
 
 # -- the pipeline ----------------------------------------------------------------------------------------------------
@@ -190,6 +118,9 @@ class AudioCaptioningPipeline(Pipeline):
         sampling_rate (`int`): rate of array inputs.
         segment_seconds, hop_seconds (`float`, default 30 / 30): audio longer than `segment_seconds` is captioned
             per segment; segments start every `hop_seconds` and the last is shifted to end with the audio.
+        max_duration_seconds, max_channels, min_sampling_rate, max_sampling_rate: input limits (defaults from the
+            feature extractor: 12 h, 32 channels, 1 kHz..768 kHz). A file is checked from its header before it is
+            decoded; an input over a limit raises `AudioInputError` (or gets an error record) naming the setting.
         correct (`bool`, `str`, `dict` or callable): run the post-corrector. `True` uses `model.config.corrector`;
             a gate mode ("auto", "always", "never") or a dict overrides those settings; a callable
             `captions -> records` (e.g. a `PostCorrector`) is used as is.
@@ -209,7 +140,8 @@ class AudioCaptioningPipeline(Pipeline):
     _load_image_processor = False
     _load_video_processor = False
     _pipeline_calls_generate = True
-    _PIPELINE_PARAMS = ("sampling_rate", "segment_seconds", "hop_seconds", "correct", "generate_kwargs")
+    _PREPROCESS_PARAMS = ("sampling_rate", "segment_seconds", "hop_seconds", *AudioLimits.FIELDS)
+    _PIPELINE_PARAMS = (*_PREPROCESS_PARAMS, "correct", "generate_kwargs")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -228,29 +160,27 @@ class AudioCaptioningPipeline(Pipeline):
                 f"unknown audio-captioning arguments {unknown}; use {list(self._PIPELINE_PARAMS)}, batch_size, or "
                 "GenerationConfig fields such as num_beams"
             )
-        preprocess = {k: kwargs[k] for k in ("sampling_rate", "segment_seconds", "hop_seconds") if k in kwargs}
+        preprocess = {k: kwargs[k] for k in self._PREPROCESS_PARAMS if k in kwargs}
         generate = dict(kwargs.get("generate_kwargs") or {})
         generate.update({k: v for k, v in kwargs.items() if k not in self._PIPELINE_PARAMS})
         postprocess = {"correct": kwargs["correct"]} if "correct" in kwargs else {}
         return preprocess, {"generate_kwargs": generate}, postprocess
 
     def preprocess(self, segments: list[Segment]) -> dict[str, torch.Tensor]:
-        """A batch of segments -> model inputs (the processor resamples to 16 kHz and pads)."""
+        """A batch of segments -> model inputs (the processor resamples to 16 kHz and pads, within their limits)."""
+        limits = segments[0].limits
         rates = {segment.sampling_rate for segment in segments}
         if len(rates) > 1:  # the processor takes one rate per call: resample each clip apart
             rate = self.processor.feature_extractor.sampling_rate
-            audio = [self._resample(segment, rate) for segment in segments]
+            audio = [resample(segment.audio, segment.sampling_rate, rate) for segment in segments]
         else:
             rate, audio = rates.pop(), [segment.audio for segment in segments]
-        inputs = self.processor(audio, sampling_rate=rate)
+        inputs = self.processor(audio, sampling_rate=rate, **(asdict(limits) if limits else {}))
         return dict(inputs)
 
-    def _resample(self, segment: Segment, rate: int) -> np.ndarray:
-        if segment.sampling_rate == rate:
-            return segment.audio
-        from .feature_extraction_laac import _resample
-
-        return _resample(segment.audio, segment.sampling_rate, rate)
+    def _limits(self, preprocess: dict[str, Any]) -> AudioLimits:
+        """The call's limits (popped out of `preprocess`); defaults from the checkpoint's feature extractor."""
+        return AudioLimits.from_kwargs(preprocess, getattr(self.processor.feature_extractor, "limits", None))
 
     def _forward(self, model_inputs: dict[str, torch.Tensor], generate_kwargs: dict | None = None) -> dict:
         model_inputs = dict(model_inputs)
@@ -289,6 +219,7 @@ class AudioCaptioningPipeline(Pipeline):
         preprocess = {**self._preprocess_params, **preprocess}
         forward = {"generate_kwargs": {**self._forward_params.get("generate_kwargs", {}), **forward["generate_kwargs"]}}
         correct = {**self._postprocess_params, **postprocess}.get("correct")
+        limits = self._limits(preprocess)
         batch_size = batch_size or self._batch_size or 1
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -297,7 +228,7 @@ class AudioCaptioningPipeline(Pipeline):
         for index, item in enumerate(inputs):
             states[index] = state = _InputState()
             try:
-                for segment in self._segments(item, index, **preprocess):
+                for segment in self._segments(item, index, limits, **preprocess):
                     state.segments.append(segment)
                     pool.append(segment)
                     if len(pool) >= batch_size * BUCKET_BATCHES:
@@ -305,7 +236,7 @@ class AudioCaptioningPipeline(Pipeline):
                         pool = []
             except AudioInputError as error:
                 if on_error == "raise":
-                    raise AudioInputError(f"input {index}: {error}") from error
+                    raise AudioInputError(f"input {index}: {error}", error.path) from error
                 state.error = str(error)
                 pool = [segment for segment in pool if segment.index != index]
             state.enumerated = True
@@ -319,25 +250,34 @@ class AudioCaptioningPipeline(Pipeline):
         self,
         item: Any,
         index: int,
+        limits: AudioLimits,
         sampling_rate: int | None = None,
         segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
         hop_seconds: float = DEFAULT_HOP_SECONDS,
     ) -> Iterator[Segment]:
-        """The segments of one input, read lazily and validated (zero samples, NaN/Inf) one by one."""
+        """
+        The segments of one input, read lazily: the header (or array shape) is checked against `limits` first, then
+        each segment is validated (zero samples, NaN/Inf) as it is read.
+        """
         if segment_seconds <= 0 or hop_seconds <= 0:
             raise ValueError(f"segment_seconds and hop_seconds must be > 0, got {segment_seconds} and {hop_seconds}")
         if isinstance(item, (str, os.PathLike, bytes, bytearray)):
-            pieces = iter_file_segments(item, segment_seconds, hop_seconds)
+            pieces = iter_file_segments(item, segment_seconds, hop_seconds, limits)
         else:
-            pieces = self._array_segments(item, index, sampling_rate, segment_seconds, hop_seconds)
+            pieces = self._array_segments(item, index, sampling_rate, segment_seconds, hop_seconds, limits)
         for number, (audio, rate, start, end) in enumerate(pieces):
-            _check_samples(audio)
+            check_samples(audio)
             energy = float(np.mean(np.square(audio, dtype=np.float64)))
-            yield Segment(index, number, audio, rate, start / rate, end / rate, energy)
+            yield Segment(index, number, audio, rate, start / rate, end / rate, energy, limits)
 
     @staticmethod
     def _array_segments(
-        item: Any, index: int, sampling_rate: int | None, segment_seconds: float, hop_seconds: float
+        item: Any,
+        index: int,
+        sampling_rate: int | None,
+        segment_seconds: float,
+        hop_seconds: float,
+        limits: AudioLimits,
     ) -> Iterator[tuple[np.ndarray, int, int, int]]:
         if isinstance(item, dict):
             if "sampling_rate" not in item or not ({"raw", "array"} & set(item)):
@@ -352,20 +292,25 @@ class AudioCaptioningPipeline(Pipeline):
             )
         if sampling_rate is None:
             raise ValueError("array inputs need their rate: pass sampling_rate= (e.g. 16000) or a dict with one")
-        audio = _mono_array(item, index)
-        segment, hop = round(segment_seconds * sampling_rate), round(hop_seconds * sampling_rate)
+        audio = _mono_array(item, index, sampling_rate, limits)
+        segment, hop = max(1, round(segment_seconds * sampling_rate)), max(1, round(hop_seconds * sampling_rate))
         for start, end in segment_bounds(audio.shape[0], segment, hop):
-            yield audio[start:end], int(sampling_rate), start, end
+            yield audio[start:end], sampling_rate, start, end
 
     def _run_pool(
         self, pool: list[Segment], states: dict[int, _InputState], batch_size: int, forward: dict, on_error: str
     ) -> None:
-        """Caption the buffered segments, shortest first, `batch_size` at a time."""
+        """
+        Caption the buffered segments, shortest first, `batch_size` at a time, then drop their samples: an input's
+        state keeps its segments (times, energy) until all are captioned, and a recording of hours has hundreds.
+        """
         ordered = sorted(pool, key=lambda segment: segment.audio.shape[0] / segment.sampling_rate)
         for start in range(0, len(ordered), batch_size):
             batch = [segment for segment in ordered[start : start + batch_size] if states[segment.index].error is None]
             if batch:
                 self._caption_batch(batch, states, forward, on_error)
+        for segment in pool:
+            segment.audio = RELEASED
 
     def _caption_batch(
         self, batch: list[Segment], states: dict[int, _InputState], forward: dict, on_error: str

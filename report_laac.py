@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from math import gcd
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +20,7 @@ import numpy as np
 import soundfile as sf
 from transformers.utils import logging
 
+from .audio_laac import read_audio, resample
 from .feature_extraction_laac import LaacFeatureExtractor
 
 logger = logging.get_logger(__name__)
@@ -89,12 +89,8 @@ def _copy_audio(audio_path: Path, target: Path) -> None:
         except OSError:  # another filesystem, or links unsupported
             shutil.copyfile(audio_path, target)
         return
-    audio, rate = sf.read(audio_path, dtype="float32", always_2d=True)
-    if rate != 16000:
-        from scipy.signal import resample_poly
-
-        divisor = gcd(rate, 16000)
-        audio = resample_poly(audio, 16000 // divisor, rate // divisor, axis=0)
+    audio, rate = read_audio(audio_path)  # (frames, channels)
+    audio = resample(audio, rate, 16000)
     sf.write(target, np.clip(audio, -1.0, 1.0), 16000, subtype="PCM_16")
 
 
@@ -234,7 +230,7 @@ def write_report(
     stems = _unique_stems(clips)
     durations = []
     for clip, stem in zip(clips, stems):
-        audio, rate = sf.read(clip["audio_path"], dtype="float32")
+        audio, rate = read_audio(clip["audio_path"], mono=True)
         durations.append(len(audio) / rate)
         (out / "spectrograms" / f"{stem}.png").write_bytes(png_bytes(spectrogram_image(audio, rate, extractor)))
         _copy_audio(Path(clip["audio_path"]), out / "audio" / f"{stem}.wav")

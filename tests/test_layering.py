@@ -5,7 +5,8 @@ imports count like top-level ones. The order:
 
 1. configuration_ced < configuration_laac: configurations import only configurations (and transformers' config
    classes). The CED length arithmetic that `num_audio_tokens` needs lives in configuration_ced for that reason.
-2. feature_extraction_laac < processing_laac: audio -> log-mel, and the processor. Like transformers' processors
+2. audio_laac < feature_extraction_laac < processing_laac: the one audio reader (decode, limits, validation,
+   resampling; numpy, and soundfile / soxr imported lazily), audio -> log-mel, and the processor. Like transformers' processors
    they import no model code: the audio-token count comes from the configuration's `num_audio_tokens`.
 3. modeling_ced: the audio encoders.
 4. corrector_laac: the post-corrector (a torch module, FENSE detector + instruct LLM). It sits below the model
@@ -45,6 +46,7 @@ SKIPPED_DIRS = {"tests", "build", "dist", "outputs", "runs", "__pycache__"}
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("configuration_ced",),
     ("configuration_laac",),
+    ("audio_laac",),
     ("feature_extraction_laac",),
     ("processing_laac",),
     ("modeling_ced",),
