@@ -106,6 +106,13 @@ class PreallocatedLayer(DynamicLayer):
             filled.index_copy_(0, moved, filled.index_select(0, parents))
 
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only the rows `indices` (finished clips leave the batch): one copy, at a sync point."""
+        if self.is_initialized:
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            self.keys, self.values = self.key_buffer[:, :, : self.length], self.value_buffer[:, :, : self.length]
+
+
 def preallocated_cache(num_layers: int, max_length: int, repeat: int = 1) -> Cache:
     """A cache of `PreallocatedLayer`s; the prompt's rows are stored `repeat` times (once per beam)."""
     return Cache(layers=[PreallocatedLayer(max_length, repeat) for _ in range(num_layers)])
@@ -206,6 +213,10 @@ class _Decoding:
         self.attention_mask[:, : self.prompt_length] = prompt_mask
         self.prompt_positions = prompt_mask.long().sum(-1, keepdim=True) - 1  # (rows, 1): last prompt position
         self.cache = preallocated_cache(model.config.text_config.num_hidden_layers, self.max_length, beams)
+        # rows the text model still runs on: a finished clip's rows leave (`keep_clips`); the others get local indices
+        self.active = torch.arange(prompt_mask.shape[0], device=device)
+        self.local_of_row = self.active.clone()
+        self.step_mask, self.step_positions = self.attention_mask, self.prompt_positions
 
     def prefill(self, model: Any) -> torch.Tensor:
         """
@@ -217,10 +228,36 @@ class _Decoding:
         return logits.repeat_interleave(self.num_beams, dim=0)
 
     def step(self, model: Any, tokens: torch.Tensor, length: int) -> torch.Tensor:
-        """One new token per row; `length` = tokens in the sequence so far, `tokens` the last one of each row."""
-        embeds = model.get_input_embeddings()(tokens[:, None])  # (rows, 1, H)
-        positions = self.prompt_positions + (length - self.prompt_length)
-        return self._logits(model, embeds, self.attention_mask[:, :length], positions)
+        """
+        One new token per row; `length` = tokens in the sequence so far, `tokens` the last one of each row. Rows of
+        finished clips are not run: their logits are zeros (the reference's result no longer depends on them).
+        """
+        compact = len(self.active) < len(tokens)
+        embeds = model.get_input_embeddings()((tokens[self.active] if compact else tokens)[:, None])  # (active, 1, H)
+        positions = self.step_positions + (length - self.prompt_length)
+        logits = self._logits(model, embeds, self.step_mask[:, :length], positions)
+        if not compact:
+            return logits
+        return logits.new_zeros(len(tokens), logits.shape[-1]).index_copy_(0, self.active, logits)
+
+    def keep_clips(self, clip_done: list[bool]) -> None:
+        """Stop running the text model on the rows of finished clips (called at sync points, on host values)."""
+        beams = self.num_beams
+        rows = [clip * beams + beam for clip, done in enumerate(clip_done) if not done for beam in range(beams)]
+        if len(rows) == len(self.active):
+            return
+        rows = torch.tensor(rows, dtype=torch.long, device=self.active.device)
+        local = self.local_of_row[rows]  # their places in the current compact cache, mask and positions
+        self.cache.batch_select_indices(local)
+        self.step_mask, self.step_positions = self.step_mask[local], self.step_positions[local]
+        self.local_of_row = torch.full_like(self.local_of_row, -1).index_copy_(0, rows, torch.arange(len(rows), device=rows.device))
+        self.active = rows
+
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        """Beam reordering of the cache (global row indices), on the rows still running."""
+        if len(self.active) < len(beam_idx):
+            beam_idx = self.local_of_row[beam_idx[self.active]]
+        self.cache.reorder_cache(beam_idx)
 
     def _logits(self, model: Any, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         outputs = model.language_model(
@@ -257,9 +294,10 @@ def _greedy(model: Any, state: _Decoding, sync_every: int) -> torch.LongTensor:
         # the length at which the reference stops: the first step after which no row runs (kept on the device)
         stop_length = torch.where((stop_length == 0) & ~unfinished.bool().any(), length, stop_length)
         if length >= state.max_length or (length - state.prompt_length) % sync_every == 0:
-            stop = int(stop_length)  # the host sync, once every `sync_every` steps
+            stop, *running = torch.cat([stop_length[None], unfinished]).tolist()  # one host sync every k steps
             if stop or length >= state.max_length:
                 return sequences[:, : stop or length]
+            state.keep_clips([not row for row in running])
         logits = state.step(model, next_tokens, length)
 
 
@@ -289,6 +327,7 @@ class _Beams:
         self.running_beam_indices = torch.full((batch, beams, generated), -1, dtype=torch.int32, device=device)
         self.beam_indices = self.running_beam_indices.clone()
         self.stopped = torch.zeros((), dtype=torch.bool, device=device)  # the reference's loop has ended
+        self.clip_done = torch.zeros(batch, dtype=torch.bool, device=device)
 
 
 @torch.no_grad()
@@ -300,8 +339,10 @@ def _beam_search(model: Any, state: _Decoding, sync_every: int) -> torch.LongTen
         length += 1
         at_end = length >= state.max_length
         if at_end or (length - state.prompt_length) % sync_every == 0:
-            if at_end or bool(beams.stopped):  # the host sync, once every `sync_every` steps
+            stopped, *clip_done = torch.cat([beams.stopped[None], beams.clip_done]).tolist()  # one host sync
+            if at_end or stopped:
                 return _beam_output(state, beams)
+            state.keep_clips(clip_done)
         tokens = beams.running_sequences[:, :, length - 1].reshape(-1)
         logits = state.step(model, tokens, length)
 
@@ -335,7 +376,7 @@ def _beam_step(model: Any, state: _Decoding, beams: _Beams, logits: torch.Tensor
     beams.sequences, beams.beam_scores, beams.beam_indices, beams.is_sent_finished = (
         torch.where(beams.stopped, before, after) for before, after in zip(old, finished)
     )
-    state.cache.reorder_cache(beams.running_beam_indices[..., length - prompt].reshape(-1).long())
+    state.reorder(beams.running_beam_indices[..., length - prompt].reshape(-1).long())
     beams.improvable = model._check_early_stop_heuristic(
         is_early_stop_heuristic_unsatisfied=beams.improvable, running_beam_scores=beams.running_beam_scores,
         beam_scores=beams.beam_scores, is_sent_finished=beams.is_sent_finished, cur_len=length + 1,
@@ -346,6 +387,10 @@ def _beam_step(model: Any, state: _Decoding, beams: _Beams, logits: torch.Tensor
         beams.improvable, beams.is_sent_finished, hits, config.early_stopping
     )
     beams.stopped = beams.stopped | ~unfinished
+    # a clip is finished when the reference can no longer change its kept hypotheses: no improvement possible, or
+    # (early_stopping=True) all its beams done; from then on its logits do not matter and its rows stop running
+    full = beams.is_sent_finished.all(-1) & (config.early_stopping is True)
+    beams.clip_done = ~beams.improvable[:, 0] | full | beams.stopped
 
 
 def _beam_output(state: _Decoding, beams: _Beams) -> torch.LongTensor:

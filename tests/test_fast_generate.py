@@ -166,3 +166,17 @@ def test_fast_generate_without_the_file_is_generate(setup, monkeypatch):
     monkeypatch.setattr("laac.modeling_laac._custom_generate_source", lambda: None)
     assert model.fast_generate(**inputs).tolist() == model.generate(**inputs).tolist()
     assert "_custom_generate" not in vars(model)
+
+
+@pytest.mark.parametrize("settings", [{}, {"num_beams": 1}], ids=["beam3", "greedy"])
+def test_finished_clips_leave_the_batch(setup, settings, monkeypatch):
+    """Rows of finished clips stop running (fewer rows per step) and the ids stay the reference's."""
+    config, model, processor = setup
+    inputs = _inputs(processor, CLIP_SECONDS[2])
+    reference = model.generate(**inputs, **settings)
+    rows, original = [], fast._Decoding._logits
+    monkeypatch.setattr(fast._Decoding, "_logits", lambda self, m, e, *a: rows.append(e.shape[0]) or original(self, m, e, *a))
+    got = fast.generate(model, **inputs, **settings, sync_every=1)
+    assert got.tolist() == reference.tolist()
+    beams = model.generation_config.num_beams if not settings else 1
+    assert rows[0] == 5 and rows[1] == 5 * beams and min(rows[1:]) < 5 * beams, rows
