@@ -196,7 +196,8 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
     from transformers import pipeline
 
     dtype = getattr(torch, args.dtype) if args.dtype != "auto" else "auto"
-    return pipeline("audio-captioning", model=model, device=args.device, dtype=dtype)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    return pipeline("audio-captioning", model=model, device=device, dtype=dtype)
 
 
 def _caption_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -299,7 +300,8 @@ def add_caption_parser(subparsers: Any) -> None:
     parser.add_argument("--resume", action="store_true", help="skip the files already in --output and append")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parser.add_argument("--batch-size", "-b", type=int, default=8, help="segments per model call (default: 8)")
-    parser.add_argument("--device", "-d", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    parser.add_argument("--device", "-d", default="auto",
+                        help="torch device: auto (the GPU when there is one, else cpu), cpu, cuda, cuda:1")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                         help="model weights dtype (default: as saved)")
     parser.add_argument("--correct", nargs="?", const=True, choices=("auto", "always", "never"),
@@ -326,7 +328,7 @@ def add_bench_parser(subparsers: Any) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--device", "-d", default="cpu")
+    parser.add_argument("--device", "-d", default="auto", help="auto (the GPU when there is one), cpu, cuda, ...")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     parser.add_argument("--num-beams", type=int, default=None)
 
@@ -343,7 +345,8 @@ def run_bench(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         captioner(clips, sampling_rate=16000, batch_size=batch_size, **kwargs)
         elapsed = time.perf_counter() - start
-        result = {"batch_size": batch_size, "clips": args.clips, "clip_seconds": args.seconds, "device": args.device,
+        result = {"batch_size": batch_size, "clips": args.clips, "clip_seconds": args.seconds,
+                  "device": str(captioner.device),
                   "clips_per_s": round(args.clips / elapsed, 3),
                   "realtime_factor": round(args.clips * args.seconds / elapsed, 2)}
         print(json.dumps(result), flush=True)
