@@ -64,7 +64,7 @@ SHAPES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def build(shape: str, vocab_words: int) -> tuple[LaacForConditionalGeneration, LaacProcessor]:
+def build(shape: str, vocab_words: int, device: str = "cpu") -> tuple[LaacForConditionalGeneration, LaacProcessor]:
     """A random model of `shape` and its processor over a word vocabulary (padded to `vocab_words` words)."""
     extra = PROMPT_I.replace("<AcousticTokens>", " ").split() + [f"w{i}" for i in range(vocab_words)]
     tokenizer = build_word_tokenizer([" ".join(WORDS)], extra_words=extra)
@@ -73,11 +73,14 @@ def build(shape: str, vocab_words: int) -> tuple[LaacForConditionalGeneration, L
     text.update(model_type="llama", vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
     if shape == "full":
-        text.update(LaacConfig().text_config.to_dict() | {k: text[k] for k in ("vocab_size", "bos_token_id",
-                    "eos_token_id", "pad_token_id")})  # fmt: skip
+        # Llama 2-7B as LaacConfig has it (32000 tokens; ids past the word vocabulary decode to nothing)
+        text.update(LaacConfig().text_config.to_dict() | {k: text[k] for k in ("bos_token_id", "eos_token_id",
+                    "pad_token_id")})  # fmt: skip
     config = LaacConfig(audio_token_id=tokenizer.convert_tokens_to_ids("<|audio|>"), **settings)
     torch.manual_seed(0)
-    return LaacForConditionalGeneration(config).eval(), LaacProcessor.from_config(config, tokenizer)
+    with torch.device(device):  # built where it runs (the full shape is 27 GB in float32)
+        model = LaacForConditionalGeneration(config).eval()
+    return model, LaacProcessor.from_config(config, tokenizer)
 
 
 def write_clips(folder: str, n: int, seconds: float, rate: int) -> list[str]:
@@ -233,7 +236,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--file_rate", type=int, default=44100, help="sampling rate of the written files")
     parser.add_argument("--num_beams", type=int, default=None, help="default: the model's (3)")
     parser.add_argument("--new_tokens", type=int, default=None, help="fix min = max new tokens (default: 2..30)")
-    parser.add_argument("--vocab_words", type=int, default=64, help="extra words in the vocabulary (full: 32000)")
+    parser.add_argument("--vocab_words", type=int, default=64, help="extra words in the vocabulary (tiny/demo; full keeps Llama 2's 32001 tokens)")
     parser.add_argument("--latency_runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the data-path phase")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the model phases")
@@ -295,8 +298,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, processor = build(args.shape, args.vocab_words)
-    model.to(device)
+    model, processor = build(args.shape, args.vocab_words, device)
     with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
         paths = write_clips(folder, args.clips, args.seconds, args.file_rate)
         extra = [mel_speed(processor, args.seconds, 20), data_path_speed(paths, processor, args.workers)]

@@ -96,21 +96,28 @@ class PreallocatedLayer(DynamicLayer):
         return self.max_length
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """In place: rows `moved` take their parent's filled positions; rows that keep their own history stay."""
-        moved = torch.nonzero(beam_idx != torch.arange(len(beam_idx), device=beam_idx.device)).flatten()
+        """In place: rows whose parent beam is another row take its filled positions; the other rows stay."""
+        self.move_rows(*moved_rows(beam_idx))
+
+    def move_rows(self, moved: torch.Tensor, parents: torch.Tensor) -> None:
+        """Rows `moved` take the filled positions of rows `parents` (`index_copy_`, the filled part only)."""
         if self.length == 0 or moved.numel() == 0:
             return
-        parents = beam_idx[moved]
         for buffer in (self.key_buffer, self.value_buffer):
             filled = buffer[:, :, : self.length]
             filled.index_copy_(0, moved, filled.index_select(0, parents))
-
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep only the rows `indices` (finished clips leave the batch): one copy, at a sync point."""
         if self.is_initialized:
             self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
             self.keys, self.values = self.key_buffer[:, :, : self.length], self.value_buffer[:, :, : self.length]
+
+
+def moved_rows(beam_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows whose parent beam is another row, and those parents (one host sync: the count of moved rows)."""
+    moved = torch.nonzero(beam_idx != torch.arange(len(beam_idx), device=beam_idx.device)).flatten()
+    return moved, beam_idx[moved]
 
 
 def preallocated_cache(num_layers: int, max_length: int, repeat: int = 1) -> Cache:
@@ -257,7 +264,9 @@ class _Decoding:
         """Beam reordering of the cache (global row indices), on the rows still running."""
         if len(self.active) < len(beam_idx):
             beam_idx = self.local_of_row[beam_idx[self.active]]
-        self.cache.reorder_cache(beam_idx)
+        moved, parents = moved_rows(beam_idx)  # once for all layers
+        for layer in self.cache.layers:
+            layer.move_rows(moved, parents)
 
     def _logits(self, model: Any, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         outputs = model.language_model(
