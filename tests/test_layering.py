@@ -55,7 +55,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline_laac",),
     ("laac",),
     ("custom_generate",),
-    ("data_laac", "lora", "metrics_laac", "paths_laac", "report_laac", "tokenizer_utils"),
+    ("caption_shards", "data_laac", "lora", "metrics_laac", "paths_laac", "report_laac", "tokenizer_utils"),
     ("synthetic_corpus",),
     ("trainer_laac",),
     (
