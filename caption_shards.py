@@ -25,7 +25,9 @@ class World:
 
     @classmethod
     def from_environment(cls) -> "World":
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+        rank, size, local = (int(os.environ.get(name, default)) for name, default in
+                             (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))  # fmt: skip
+        return cls(rank, size, local)
 
     @property
     def distributed(self) -> bool:
@@ -39,7 +41,7 @@ class World:
 
 
 def part_path(output: str, world: World, rank: int | None = None) -> str:
-    """The part file of `rank` (default: this process) next to `output`, same extension: `out.jsonl` -> `out.part1-of-2.jsonl`."""
+    """The part file of `rank` (default: this process) beside `output`: `out.jsonl` -> `out.part1-of-2.jsonl`."""
     stem, extension = os.path.splitext(output)
     return f"{stem}.part{world.rank if rank is None else rank}-of-{world.size}{extension}"
 

@@ -282,7 +282,8 @@ def run_caption_sharded(args: argparse.Namespace, world: Any) -> int:
     share = shards.my_share([path for path, _ in expand_inputs(args.paths) if path not in done], world)
     start = time.perf_counter()
     part = argparse.Namespace(**{**vars(args), "paths": share, "output": shards.part_path(args.output, world),
-                                 "resume": True, "overwrite": False, "quiet": args.quiet or world.rank > 0, "sharded": True,
+                                 "resume": True, "overwrite": False, "quiet": args.quiet or world.rank > 0,
+                                 "sharded": True,
                                  "device": world.device(args.device, torch.cuda.is_available())})  # fmt: skip
     failures = run_caption(part) if share else 0
     shards.barrier(world)

@@ -168,7 +168,9 @@ def _fallback_reason(
         return "no input_ids"
     if config.max_new_tokens is None or "max_length" in kwargs or "min_length" in kwargs:
         return "lengths given as max_length/min_length (the fast loop takes max_new_tokens/min_new_tokens)"
-    unsupported = sorted(key for key, value in NEUTRAL_SETTINGS.items() if getattr(config, key, value) not in (value, None))
+    unsupported = sorted(
+        key for key, value in NEUTRAL_SETTINGS.items() if getattr(config, key, value) not in (value, None)
+    )
     if unsupported:
         return f"settings {unsupported}"
     extra = sorted(set(model_kwargs) - SUPPORTED_MODEL_KWARGS)
@@ -257,7 +259,8 @@ class _Decoding:
         local = self.local_of_row[rows]  # their places in the current compact cache, mask and positions
         self.cache.batch_select_indices(local)
         self.step_mask, self.step_positions = self.step_mask[local], self.step_positions[local]
-        self.local_of_row = torch.full_like(self.local_of_row, -1).index_copy_(0, rows, torch.arange(len(rows), device=rows.device))
+        places = torch.arange(len(rows), device=rows.device)
+        self.local_of_row = torch.full_like(self.local_of_row, -1).index_copy_(0, rows, places)
         self.active = rows
 
     def reorder(self, beam_idx: torch.Tensor) -> None:

@@ -28,7 +28,8 @@ def test_shares_are_disjoint_and_cover_the_inputs():
 def test_merge_appends_each_input_once(tmp_path, extension):
     world, output = shards.World(0, 2, 0), str(tmp_path / f"out{extension}")
     if extension == ".jsonl":
-        parts = ['{"path": "a", "caption": "x"}\n{"path": "b", "caption": "y"}\n', '{"path": "c", "caption": "z"}\n{"pa']
+        parts = ['{"path": "a", "caption": "x"}\n{"path": "b", "caption": "y"}\n',
+                 '{"path": "c", "caption": "z"}\n{"pa']  # fmt: skip
         Path(output).write_text('{"path": "a", "caption": "x"}\n')  # a merge cut short by a kill
     else:
         header = ",".join(cli.CSV_COLUMNS) + "\n"
@@ -41,7 +42,8 @@ def test_merge_appends_each_input_once(tmp_path, extension):
     if extension == ".jsonl":
         assert [json.loads(line)["path"] for line in merged] == ["a", "b", "c"]
     else:
-        assert merged[0] == ",".join(cli.CSV_COLUMNS) and [line.split(",")[0] for line in merged[1:]] == ["a", "b", "c", "c"]
+        assert merged[0] == ",".join(cli.CSV_COLUMNS)
+        assert [line.split(",")[0] for line in merged[1:]] == ["a", "b", "c", "c"]
 
 
 def _free_port() -> int:

@@ -1,4 +1,4 @@
-"""benchmarks/decode_benchmark.py stays honest: the tiny shape runs the whole path and the fast ids equal the reference's."""
+"""benchmarks/decode_benchmark.py stays honest: the tiny shape runs the whole path; fast ids equal the reference's."""
 
 from laac.benchmarks import decode_benchmark
 from laac.demo import DemoShape

@@ -175,7 +175,9 @@ def test_finished_clips_leave_the_batch(setup, settings, monkeypatch):
     inputs = _inputs(processor, CLIP_SECONDS[2])
     reference = model.generate(**inputs, **settings)
     rows, original = [], fast._Decoding._logits
-    monkeypatch.setattr(fast._Decoding, "_logits", lambda self, m, e, *a: rows.append(e.shape[0]) or original(self, m, e, *a))
+    monkeypatch.setattr(
+        fast._Decoding, "_logits", lambda self, m, e, *a: rows.append(e.shape[0]) or original(self, m, e, *a)
+    )
     got = fast.generate(model, **inputs, **settings, sync_every=1)
     assert got.tolist() == reference.tolist()
     beams = model.generation_config.num_beams if not settings else 1
