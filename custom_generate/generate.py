@@ -14,6 +14,10 @@ saves what makes the stock loop slow:
   part of the cache only, where the stock loop copies every layer's whole cache each step;
 - no per-step `prepare_inputs_for_generation`, attention-mask concatenation or output bookkeeping: the attention mask
   and positions are preallocated, and the decode step is one call of the text model;
+- the prompt runs once per clip, not once per beam; clips whose result can no longer change leave the batch (their
+  rows are dropped from the cache at sync points). Both change the row count of the matrix products: identical ids
+  where a row's result does not depend on the row count (the CPU of the tests); elsewhere last-bit differences
+  can swap tied hypotheses, as any change of batch composition can;
 - the "all beams of all clips are finished" check reads the device once every `sync_every` steps (exact: a finished
   beam search never changes its kept hypotheses, and greedy output is cut at the step the last clip finished).
 
