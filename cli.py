@@ -196,7 +196,8 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
     from transformers import pipeline
 
     dtype = getattr(torch, args.dtype) if args.dtype != "auto" else "auto"
-    return pipeline("audio-captioning", model=model, device=args.device, dtype=dtype)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    return pipeline("audio-captioning", model=model, device=device, dtype=dtype)
 
 
 def _caption_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -226,6 +227,11 @@ def _progress(total: int, quiet: bool) -> Any:
 
 def run_caption(args: argparse.Namespace) -> int:
     """Caption every input; returns the number of failed inputs."""
+    from .caption_shards import World
+
+    world = World.from_environment()
+    if world.distributed and not getattr(args, "sharded", False):  # torchrun / accelerate launch: data-parallel
+        return run_caption_sharded(args, world)
     inputs = expand_inputs(args.paths)
     if args.output and args.output.lower().endswith(".srt"):
         return _run_srt(args, inputs)
@@ -256,6 +262,49 @@ def run_caption(args: argparse.Namespace) -> int:
     finally:
         writer.close()
     return failures
+
+
+def run_caption_sharded(args: argparse.Namespace, world: Any) -> int:
+    """
+    One of N launched processes: caption this rank's share of the inputs not yet in --output into a part file
+    (through `run_caption`, so resume and error records work as in one process); rank 0 then appends the parts to
+    --output and prints the total throughput. Returns the failures of all ranks on rank 0, 0 on the others.
+    """
+    import torch
+
+    from . import caption_shards as shards
+
+    if not args.output or args.output.lower().endswith(".srt"):
+        raise ValueError(f"{world.size} processes need --output ending in .jsonl or .csv (one output for all)")
+    if os.path.exists(args.output) and os.path.getsize(args.output) > 0 and not (args.resume or args.overwrite):
+        raise ValueError(f"{args.output} exists; pass --resume to continue it or --overwrite to replace it")
+    shards.start(world)
+    if args.overwrite and world.rank == 0:
+        for path in [args.output] + [shards.part_path(args.output, world, rank) for rank in range(world.size)]:
+            if os.path.exists(path):
+                os.remove(path)
+    shards.barrier(world)  # everyone reads what is done before anyone writes
+    done = done_paths(args.output) if os.path.exists(args.output) and os.path.getsize(args.output) > 0 else set()
+    done |= shards.done_in_parts(args.output, world, done_paths)
+    shards.barrier(world)
+    share = shards.my_share([path for path, _ in expand_inputs(args.paths) if path not in done], world)
+    start = time.perf_counter()
+    part = argparse.Namespace(**{**vars(args), "paths": share, "output": shards.part_path(args.output, world),
+                                 "resume": True, "overwrite": False, "quiet": args.quiet or world.rank > 0,
+                                 "sharded": True,
+                                 "device": world.device(args.device, torch.cuda.is_available())})  # fmt: skip
+    failures = run_caption(part) if share else 0
+    shards.barrier(world)
+    clips, failures = shards.total(world, [len(share), failures])
+    if world.rank == 0:
+        seconds = time.perf_counter() - start
+        shards.merge_parts(args.output, world, done)
+        print(json.dumps({"processes": world.size, "inputs": int(clips), "failed": int(failures),
+                          "seconds": round(seconds, 2), "clips_per_s": round(clips / max(seconds, 1e-9), 3)}),
+              file=sys.stderr)  # fmt: skip
+    shards.barrier(world)  # no rank exits (and ends the launch) before the merge
+    shards.finish(world)
+    return int(failures) if world.rank == 0 else 0
 
 
 def _run_srt(args: argparse.Namespace, inputs: list[tuple[str, str | None]]) -> int:
@@ -311,7 +360,8 @@ def add_caption_parser(subparsers: Any) -> None:
     parser.add_argument("--resume", action="store_true", help="skip the files already in --output and append")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parser.add_argument("--batch-size", "-b", type=int, default=8, help="segments per model call (default: 8)")
-    parser.add_argument("--device", "-d", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    parser.add_argument("--device", "-d", default="auto",
+                        help="torch device: auto (the GPU when there is one, else cpu), cpu, cuda, cuda:1")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                         help="model weights dtype (default: as saved)")
     parser.add_argument("--correct", nargs="?", const=True, choices=("auto", "always", "never"),
@@ -346,7 +396,7 @@ def add_bench_parser(subparsers: Any) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--device", "-d", default="cpu")
+    parser.add_argument("--device", "-d", default="auto", help="auto (the GPU when there is one), cpu, cuda, ...")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     parser.add_argument("--num-beams", type=int, default=None)
 
@@ -363,7 +413,8 @@ def run_bench(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         captioner(clips, sampling_rate=16000, batch_size=batch_size, **kwargs)
         elapsed = time.perf_counter() - start
-        result = {"batch_size": batch_size, "clips": args.clips, "clip_seconds": args.seconds, "device": args.device,
+        result = {"batch_size": batch_size, "clips": args.clips, "clip_seconds": args.seconds,
+                  "device": str(captioner.device),
                   "clips_per_s": round(args.clips / elapsed, 3),
                   "realtime_factor": round(args.clips * args.seconds / elapsed, 2)}
         print(json.dumps(result), flush=True)

@@ -9,6 +9,9 @@ Prompt I -> caption. One forward serves training (loss on caption tokens) and `g
 
 import dataclasses
 import hashlib
+import importlib.util
+import os
+import shutil
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -33,6 +36,15 @@ from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layo
 logger = logging.get_logger(__name__)
 
 AUDIO_TOWER_CLASSES = {"ced": CedModel, "dasheng": DashengModel}
+# The fast decoding loop, beside this file in the package and in a checkpoint loaded with trust_remote_code;
+# transformers installs a checkpoint's `custom_generate/generate.py` as `model.generate`.
+CUSTOM_GENERATE_FILE = os.path.join("custom_generate", "generate.py")
+
+
+def _custom_generate_source() -> Optional[str]:
+    """Path of the fast decoding loop next to this file, or None (an older checkpoint's code has none)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), CUSTOM_GENERATE_FILE)
+    return path if os.path.isfile(path) else None
 
 
 @dataclass
@@ -512,6 +524,31 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             **kwargs,
         )
+
+    def fast_generate(self, *args: Any, **kwargs: Any) -> Any:
+        """
+        The fast decoding loop (`custom_generate/generate.py`: same token ids as `generate`, preallocated cache,
+        in-place beam reordering) where that file sits next to this module, else `generate`. A checkpoint loaded
+        with `trust_remote_code=True` already has it as `generate`; the pipeline and `laac caption` call this.
+        """
+        source = _custom_generate_source()
+        if source is None:
+            return self.generate(*args, **kwargs)
+        if "_custom_generate" not in self.__dict__:  # load the file once per model, outside its modules
+            spec = importlib.util.spec_from_file_location(f"{__name__}_custom_generate", source)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            self.__dict__["_custom_generate"] = module.generate
+        return self.__dict__["_custom_generate"](self, *args, **kwargs)
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], *args: Any, **kwargs: Any) -> None:
+        """`PreTrainedModel.save_pretrained`, plus the fast decoding loop as `custom_generate/generate.py`."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        source = _custom_generate_source()
+        if source is not None and self.should_save_on_this_rank(kwargs.get("is_main_process", True)):
+            target = os.path.join(save_directory, CUSTOM_GENERATE_FILE)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(source, target)
 
     # -- post-correction ---------------------------------------------------------------------------------------------
 

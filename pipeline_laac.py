@@ -154,7 +154,8 @@ class AudioCaptioningPipeline(Pipeline):
     # -- transformers Pipeline protocol --------------------------------------------------------------------------
 
     def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
-        unknown = sorted(set(kwargs) - set(self._PIPELINE_PARAMS) - set(GenerationConfig().to_dict()))
+        known = {*self._PIPELINE_PARAMS, *GenerationConfig().to_dict(), "fast_decoding"}  # False: the reference loop
+        unknown = sorted(set(kwargs) - known)
         if unknown:
             raise TypeError(
                 f"unknown audio-captioning arguments {unknown}; use {list(self._PIPELINE_PARAMS)}, batch_size, or "
@@ -186,7 +187,9 @@ class AudioCaptioningPipeline(Pipeline):
         model_inputs = dict(model_inputs)
         # the mel is float32; a model loaded in bf16/fp16 wants its own dtype
         model_inputs["input_features"] = model_inputs["input_features"].to(self.model.dtype)
-        sequences = self.model.generate(**model_inputs, **self._prepare_generate_kwargs(generate_kwargs or {}))
+        # the fast decoding loop (same token ids as generate) where the model code ships it; older code: generate
+        generate = getattr(self.model, "fast_generate", self.model.generate)
+        sequences = generate(**model_inputs, **self._prepare_generate_kwargs(generate_kwargs or {}))
         return {"sequences": sequences, "input_ids": model_inputs["input_ids"]}
 
     def postprocess(self, model_outputs: dict, **kwargs: Any) -> list[str]:

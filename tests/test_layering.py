@@ -17,6 +17,8 @@ imports count like top-level ones. The order:
    checkpoint through config.json's `custom_pipelines` (transformers' custom-pipeline mechanism), not through an
    import. Layers 1-5 are the Hub files: they travel with every checkpoint.
 6. laac (the package `__init__`): registers the Auto classes and the pipeline task of an installed checkout.
+   Then custom_generate.generate: the fast decoding loop, a Hub file in the subfolder transformers reads
+   (`custom_generate/generate.py`); it imports no LAAC module (the model loads it by path and passes itself in).
 7. Libraries of the tools: data, metrics, LoRA, the word tokenizer, the HTML report, the default paths. None of
    them imports another. Then the synthetic corpus, which writes and reads the Clotho format through data_laac and
    scores its events with metrics_laac's F1.
@@ -54,7 +56,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("modeling_laac",),
     ("pipeline_laac",),
     ("laac",),
-    ("data_laac", "lora", "metrics_laac", "paths_laac", "report_laac", "tokenizer_utils"),
+    ("custom_generate",),
+    ("caption_shards", "data_laac", "lora", "metrics_laac", "paths_laac", "report_laac", "tokenizer_utils"),
     ("synthetic_corpus",),
     ("trainer_laac",),
     (
@@ -68,6 +71,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("benchmarks", "cli", "demo"),  # "benchmarks": every module under benchmarks/
 )
 HUB_FILES = [name for layer in LAYERS[: LAYERS.index(("laac",))] for name in layer]
+SUBFOLDER_HUB_FILES = ["custom_generate.generate"]  # transformers reads it from custom_generate/ of a checkpoint
 CONFIGURATIONS = [name for name in HUB_FILES if name.startswith("configuration_")]
 
 
@@ -247,6 +251,14 @@ def test_hub_files_import_only_siblings_and_installed_packages(name):
     assert path.parent == REPO, f"{name} must stand flat at the repository root: save_pretrained copies it flat"
     for package, line in _absolute_imports_outside_try(path):
         assert package != PACKAGE, f"{path.name}:{line} imports {PACKAGE} absolutely; import siblings relatively"
+        assert importlib.util.find_spec(package) is not None, f"{path.name}:{line}: {package} is not installed"
+
+
+@pytest.mark.parametrize("name", SUBFOLDER_HUB_FILES)
+def test_subfolder_hub_files_import_only_installed_packages(name):
+    path = repository_modules()[name]
+    assert not [arrow for arrow in import_arrows() if arrow[0] == name], f"{name} must import no LAAC module"
+    for package, line in _absolute_imports_outside_try(path):
         assert importlib.util.find_spec(package) is not None, f"{path.name}:{line}: {package} is not installed"
 
 

@@ -1,0 +1,416 @@
+# Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
+"""
+The fast decoding loop of LAAC, shipped the transformers way: `save_pretrained` copies this file to
+`custom_generate/generate.py` next to the weights, and `from_pretrained(folder, trust_remote_code=True)` installs
+its `generate(model, ...)` as `model.generate`.
+
+It gives the token ids of the stock `GenerationMixin` path (the reference) for greedy search and beam search with the
+model's generation config (beams, min/max new tokens, length penalty, early stopping, suppressed tokens, EOS), and
+saves what makes the stock loop slow:
+
+- a key/value cache preallocated once for the whole caption (`PreallocatedLayer`): each step writes one position
+  in place instead of concatenating a new copy of every layer's cache;
+- beams reordered in place: only the rows whose parent beam changed are copied (`index_copy_`), over the filled
+  part of the cache only, where the stock loop copies every layer's whole cache each step;
+- no per-step `prepare_inputs_for_generation`, attention-mask concatenation or output bookkeeping: the attention mask
+  and positions are preallocated, and the decode step is one call of the text model;
+- the prompt runs once per clip, not once per beam; clips whose result can no longer change leave the batch (their
+  rows are dropped from the cache at sync points). Both change the row count of the matrix products: identical ids
+  where a row's result does not depend on the row count (the CPU of the tests); elsewhere last-bit differences
+  can swap tied hypotheses, as any change of batch composition can;
+- the "all beams of all clips are finished" check reads the device once every `sync_every` steps (exact: a finished
+  beam search never changes its kept hypotheses, and greedy output is cut at the step the last clip finished).
+
+Beam selection itself reuses `GenerationMixin`'s own vectorised beam-search steps, logits processors and stopping
+criteria, so the two paths cannot drift apart in scoring. Not covered, and sent to the reference with a log line:
+encoder-decoder text models (BART, Submission 3), sampling, `num_return_sequences > 1`, dict outputs, streamers,
+user logits processors / stopping criteria, and settings named in `NEUTRAL_SETTINGS` at other values.
+`model.generate(..., fast_decoding=False)` (or `type(model).generate(model, ...)`) always runs the reference.
+
+Like the model's own Hub files, this file imports only torch and transformers.
+"""
+
+from typing import Any, Optional
+
+import torch
+from transformers import GenerationConfig
+from transformers.cache_utils import Cache, DynamicLayer
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+# Generation settings the fast loop does not implement, with the value that leaves decoding as it implements it;
+# a call with another value goes to the reference. Logits processors and stopping criteria need no entry: the fast
+# loop builds them with the reference's own `_get_logits_processor` / `_get_stopping_criteria`.
+NEUTRAL_SETTINGS = {
+    "do_sample": False, "num_return_sequences": 1, "num_beam_groups": 1, "return_dict_in_generate": False,
+    "output_scores": False, "output_logits": False, "output_attentions": False, "output_hidden_states": False,
+    "cache_implementation": None, "prefill_chunk_size": None, "low_memory": None, "compile_config": None,
+    "use_cache": True, "is_assistant": False,
+}  # fmt: skip
+# Model keyword arguments the fast loop accepts (anything else goes to the reference).
+SUPPORTED_MODEL_KWARGS = frozenset({"attention_mask", "use_cache", "input_features", "feature_attention_mask"})
+# Steps between two reads of the "everything finished" flag (one host sync each).
+DEFAULT_SYNC_EVERY = 4
+
+
+class PreallocatedLayer(DynamicLayer):
+    """
+    One layer's key/value cache in buffers allocated once for `max_length` positions: `update` writes the new
+    positions in place and returns views of the filled part, so attention sees exactly the tensors a growing cache
+    holds. `reorder_cache` copies only the rows whose beam changed.
+    """
+
+    def __init__(self, max_length: int, repeat: int = 1) -> None:
+        super().__init__()
+        self.max_length = max_length
+        self.repeat = repeat  # rows per row of the first update (the prompt, encoded once per clip, not per beam)
+        self.length = 0
+        self.key_buffer: Optional[torch.Tensor] = None
+        self.value_buffer: Optional[torch.Tensor] = None
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        rows, heads, length, dim = key_states.shape
+        self.device = key_states.device
+        shape = (rows * self.repeat, heads, self.max_length, dim)  # (rows x beams, kv_heads, max_len, head_dim)
+        self.key_buffer, self.value_buffer = key_states.new_empty(shape), value_states.new_empty(shape)
+        for buffer, states in ((self.key_buffer, key_states), (self.value_buffer, value_states)):
+            buffer.view(rows, self.repeat, *shape[1:])[:, :, :, :length].copy_(states[:, None])  # each row per beam
+        self.length = length
+        self.keys, self.values = self.key_buffer[:, :, :length], self.value_buffer[:, :, :length]
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if not self.is_initialized:  # the prompt: attention runs on it as given, the cache keeps a copy per beam
+            self.lazy_initialization(key_states, value_states)
+            return key_states, value_states
+        start, end = self.length, self.length + key_states.shape[-2]
+        if end > self.max_length:
+            raise ValueError(f"the preallocated cache holds {self.max_length} positions, step {end} exceeds it")
+        self.key_buffer[:, :, start:end].copy_(key_states)
+        self.value_buffer[:, :, start:end].copy_(value_states)
+        self.length = end
+        self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def get_max_length(self) -> int:
+        return self.max_length
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """In place: rows whose parent beam is another row take its filled positions; the other rows stay."""
+        self.move_rows(*moved_rows(beam_idx))
+
+    def move_rows(self, moved: torch.Tensor, parents: torch.Tensor) -> None:
+        """Rows `moved` take the filled positions of rows `parents` (`index_copy_`, the filled part only)."""
+        if self.length == 0 or moved.numel() == 0:
+            return
+        for buffer in (self.key_buffer, self.value_buffer):
+            filled = buffer[:, :, : self.length]
+            filled.index_copy_(0, moved, filled.index_select(0, parents))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only the rows `indices` (finished clips leave the batch): one copy, at a sync point."""
+        if self.is_initialized:
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            self.keys, self.values = self.key_buffer[:, :, : self.length], self.value_buffer[:, :, : self.length]
+
+
+def moved_rows(beam_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows whose parent beam is another row, and those parents (one host sync: the count of moved rows)."""
+    moved = torch.nonzero(beam_idx != torch.arange(len(beam_idx), device=beam_idx.device)).flatten()
+    return moved, beam_idx[moved]
+
+
+def preallocated_cache(num_layers: int, max_length: int, repeat: int = 1) -> Cache:
+    """A cache of `PreallocatedLayer`s; the prompt's rows are stored `repeat` times (once per beam)."""
+    return Cache(layers=[PreallocatedLayer(max_length, repeat) for _ in range(num_layers)])
+
+
+# -- entry point ---------------------------------------------------------------------------------------------------
+
+
+def generate(
+    model: Any,
+    input_ids: Optional[torch.LongTensor] = None,
+    generation_config: Optional[GenerationConfig] = None,
+    fast_decoding: bool = True,
+    sync_every: int = DEFAULT_SYNC_EVERY,
+    **kwargs: Any,
+) -> torch.LongTensor:
+    """
+    `model.generate` with the fast loop: same arguments and the same token ids as the reference (prompt followed
+    by the new tokens, padded with `pad_token_id`). `fast_decoding=False` runs the reference.
+    """
+    config, model_kwargs = model._prepare_generation_config(generation_config, **kwargs)
+    reason = _fallback_reason(model, input_ids, config, kwargs, model_kwargs, fast_decoding)
+    if reason is not None:
+        logger.info(f"LAAC fast decoding: using the reference generate ({reason})")
+        return type(model).generate(model, input_ids=input_ids, generation_config=generation_config, **kwargs)
+    state = _Decoding(model, input_ids, config, model_kwargs)
+    if config.num_beams == 1:
+        return _greedy(model, state, max(1, sync_every))
+    return _beam_search(model, state, max(1, sync_every))
+
+
+def _fallback_reason(
+    model: Any,
+    input_ids: Optional[torch.Tensor],
+    config: GenerationConfig,
+    kwargs: dict,
+    model_kwargs: dict,
+    fast_decoding: bool,
+) -> Optional[str]:
+    """Why this call must run the reference, or None when the fast loop reproduces it."""
+    if not fast_decoding:
+        return "fast_decoding=False"
+    if model.config.is_encoder_decoder:
+        return "encoder-decoder text model"
+    if input_ids is None:
+        return "no input_ids"
+    if config.max_new_tokens is None or "max_length" in kwargs or "min_length" in kwargs:
+        return "lengths given as max_length/min_length (the fast loop takes max_new_tokens/min_new_tokens)"
+    unsupported = sorted(
+        key for key, value in NEUTRAL_SETTINGS.items() if getattr(config, key, value) not in (value, None)
+    )
+    if unsupported:
+        return f"settings {unsupported}"
+    extra = sorted(set(model_kwargs) - SUPPORTED_MODEL_KWARGS)
+    if extra:
+        return f"arguments {extra}"
+    if not model_kwargs.get("use_cache", True):
+        return "use_cache=False"
+    if model_kwargs.get("attention_mask") is None:
+        return "no attention_mask"
+    return None
+
+
+# -- preparation -----------------------------------------------------------------------------------------------------
+
+
+class _Decoding:
+    """What both loops share: settings, processors, the preallocated cache, mask and positions of every row."""
+
+    def __init__(self, model: Any, input_ids: torch.Tensor, config: GenerationConfig, model_kwargs: dict) -> None:
+        device = model.get_input_embeddings().weight.device
+        input_ids = input_ids.to(device)
+        # 1. the prompt embeddings with the audio spliced in, exactly as the reference's LaacForConditionalGeneration
+        embeds, _ = model.embed_inputs(
+            input_ids, None, _to(model_kwargs.get("input_features"), device), model_kwargs.get("feature_attention_mask")
+        )
+        # 2. lengths, special tokens, logits processors and stopping criteria: transformers' own preparation
+        model._prepare_special_tokens(config, True, device=device)
+        config = model._prepare_generated_length(
+            generation_config=config, has_default_max_length=True, has_default_min_length=True,
+            model_input_name="inputs_embeds", input_ids_length=input_ids.shape[1], inputs_tensor=embeds,
+        )  # fmt: skip
+        from transformers.generation.logits_process import LogitsProcessorList
+        from transformers.generation.stopping_criteria import StoppingCriteriaList
+
+        self.logits_processor = model._get_logits_processor(
+            generation_config=config, input_ids_seq_length=input_ids.shape[1], encoder_input_ids=embeds,
+            prefix_allowed_tokens_fn=None, logits_processor=LogitsProcessorList(), device=device,
+            model_kwargs=model_kwargs,
+        )  # fmt: skip
+        self.stopping_criteria = model._get_stopping_criteria(config, StoppingCriteriaList())
+        # 3. one row per beam, as the reference expands them before its prefill
+        beams = config.num_beams
+        self.config, self.batch_size, self.num_beams = config, input_ids.shape[0], beams
+        self.prompt_length, self.max_length = input_ids.shape[1], config.max_length
+        self.input_ids = input_ids.repeat_interleave(beams, dim=0)  # (rows, P), rows = batch x beams
+        self.embeds, self.prompt_mask = embeds, model_kwargs["attention_mask"].to(device)  # (batch, P, H), (batch, P)
+        prompt_mask = self.prompt_mask.repeat_interleave(beams, dim=0)
+        self.attention_mask = prompt_mask.new_ones(prompt_mask.shape[0], self.max_length)  # grown by views, no cat
+        self.attention_mask[:, : self.prompt_length] = prompt_mask
+        self.prompt_positions = prompt_mask.long().sum(-1, keepdim=True) - 1  # (rows, 1): last prompt position
+        self.cache = preallocated_cache(model.config.text_config.num_hidden_layers, self.max_length, beams)
+        # rows the text model still runs on: a finished clip's rows leave (`keep_clips`); the others get local indices
+        self.active = torch.arange(prompt_mask.shape[0], device=device)
+        self.local_of_row = self.active.clone()
+        self.step_mask, self.step_positions = self.attention_mask, self.prompt_positions
+
+    def prefill(self, model: Any) -> torch.Tensor:
+        """
+        The prompt through the text model once per clip (the reference runs it once per beam, on equal rows):
+        float32 next-token logits (rows, vocab), repeated for each beam.
+        """
+        positions = (self.prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # skip left padding, as the model does
+        logits = self._logits(model, self.embeds, self.prompt_mask, positions)
+        return logits.repeat_interleave(self.num_beams, dim=0)
+
+    def step(self, model: Any, tokens: torch.Tensor, length: int) -> torch.Tensor:
+        """
+        One new token per row; `length` = tokens in the sequence so far, `tokens` the last one of each row. Rows of
+        finished clips are not run: their logits are zeros (the reference's result no longer depends on them).
+        """
+        compact = len(self.active) < len(tokens)
+        embeds = model.get_input_embeddings()((tokens[self.active] if compact else tokens)[:, None])  # (active, 1, H)
+        positions = self.step_positions + (length - self.prompt_length)
+        logits = self._logits(model, embeds, self.step_mask[:, :length], positions)
+        if not compact:
+            return logits
+        return logits.new_zeros(len(tokens), logits.shape[-1]).index_copy_(0, self.active, logits)
+
+    def keep_clips(self, clip_done: list[bool]) -> None:
+        """Stop running the text model on the rows of finished clips (called at sync points, on host values)."""
+        beams = self.num_beams
+        rows = [clip * beams + beam for clip, done in enumerate(clip_done) if not done for beam in range(beams)]
+        if len(rows) == len(self.active):
+            return
+        rows = torch.tensor(rows, dtype=torch.long, device=self.active.device)
+        local = self.local_of_row[rows]  # their places in the current compact cache, mask and positions
+        self.cache.batch_select_indices(local)
+        self.step_mask, self.step_positions = self.step_mask[local], self.step_positions[local]
+        places = torch.arange(len(rows), device=rows.device)
+        self.local_of_row = torch.full_like(self.local_of_row, -1).index_copy_(0, rows, places)
+        self.active = rows
+
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        """Beam reordering of the cache (global row indices), on the rows still running."""
+        if len(self.active) < len(beam_idx):
+            beam_idx = self.local_of_row[beam_idx[self.active]]
+        moved, parents = moved_rows(beam_idx)  # once for all layers
+        for layer in self.cache.layers:
+            layer.move_rows(moved, parents)
+
+    def _logits(self, model: Any, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        outputs = model.language_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=self.cache, use_cache=True,
+            return_dict=True,
+        )  # fmt: skip
+        return outputs.logits[:, -1].to(copy=True, dtype=torch.float32)
+
+
+def _to(tensor: Optional[torch.Tensor], device: torch.device) -> Optional[torch.Tensor]:
+    return None if tensor is None else tensor.to(device)
+
+
+# -- greedy ----------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _greedy(model: Any, state: _Decoding, sync_every: int) -> torch.LongTensor:
+    """Greedy search as `GenerationMixin._sample` without sampling; cut where the reference stops."""
+    pad = state.config._pad_token_tensor
+    has_eos = any(hasattr(criteria, "eos_token_id") for criteria in state.stopping_criteria)
+    sequences = state.input_ids.new_zeros(state.input_ids.shape[0], state.max_length)
+    sequences[:, : state.prompt_length] = state.input_ids
+    unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)
+    stop_length = torch.zeros((), dtype=torch.long, device=sequences.device)  # 0 while some row runs
+    length, logits = state.prompt_length, state.prefill(model)
+    while True:
+        next_tokens = torch.argmax(state.logits_processor(sequences[:, :length], logits), dim=-1)
+        if has_eos:
+            next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
+        sequences[:, length] = next_tokens
+        length += 1
+        unfinished = unfinished & ~state.stopping_criteria(sequences[:, :length], None)
+        # the length at which the reference stops: the first step after which no row runs (kept on the device)
+        stop_length = torch.where((stop_length == 0) & ~unfinished.bool().any(), length, stop_length)
+        if length >= state.max_length or (length - state.prompt_length) % sync_every == 0:
+            stop, *running = torch.cat([stop_length[None], unfinished]).tolist()  # one host sync every k steps
+            if stop or length >= state.max_length:
+                return sequences[:, : stop or length]
+            state.keep_clips([not row for row in running])
+        logits = state.step(model, next_tokens, length)
+
+
+# -- beam search -----------------------------------------------------------------------------------------------------
+
+
+class _Beams:
+    """The beam-search state of `GenerationMixin._beam_search`, same tensors and shapes: (batch, beams, ...)."""
+
+    def __init__(self, state: _Decoding) -> None:
+        batch, beams, device = state.batch_size, state.num_beams, state.input_ids.device
+        eos = state.config._eos_token_tensor
+        self.beams_to_keep = max(2, 1 + (eos.shape[0] if eos is not None else 0)) * beams
+        self.top_num_beam_mask = torch.arange(self.beams_to_keep, device=device) < beams
+        pad = state.config._pad_token_tensor
+        # the reference's fill value, operator precedence included: a pad id of 0 counts as missing
+        fill = int(pad or eos[0]) if eos is not None else -1
+        self.running_sequences = torch.full((batch, beams, state.max_length), fill, dtype=torch.int64, device=device)
+        self.running_sequences[:, :, : state.prompt_length] = state.input_ids.view(batch, beams, -1)
+        self.sequences = self.running_sequences.clone()
+        self.running_beam_scores = torch.zeros((batch, beams), dtype=torch.float, device=device)
+        self.running_beam_scores[:, 1:] = -1e9  # only the first beam's tokens count at the first step
+        self.beam_scores = torch.full((batch, beams), -1e9, dtype=torch.float, device=device)
+        self.is_sent_finished = torch.zeros((batch, beams), dtype=torch.bool, device=device)
+        self.improvable = torch.ones((batch, 1), dtype=torch.bool, device=device)
+        generated = state.max_length - state.prompt_length
+        self.running_beam_indices = torch.full((batch, beams, generated), -1, dtype=torch.int32, device=device)
+        self.beam_indices = self.running_beam_indices.clone()
+        self.stopped = torch.zeros((), dtype=torch.bool, device=device)  # the reference's loop has ended
+        self.clip_done = torch.zeros(batch, dtype=torch.bool, device=device)
+
+
+@torch.no_grad()
+def _beam_search(model: Any, state: _Decoding, sync_every: int) -> torch.LongTensor:
+    """Beam search with `GenerationMixin`'s own selection steps; the cache is reordered in place."""
+    beams, length, logits = _Beams(state), state.prompt_length, state.prefill(model)
+    while True:
+        _beam_step(model, state, beams, logits, length)
+        length += 1
+        at_end = length >= state.max_length
+        if at_end or (length - state.prompt_length) % sync_every == 0:
+            stopped, *clip_done = torch.cat([beams.stopped[None], beams.clip_done]).tolist()  # one host sync
+            if at_end or stopped:
+                return _beam_output(state, beams)
+            state.keep_clips(clip_done)
+        tokens = beams.running_sequences[:, :, length - 1].reshape(-1)
+        logits = state.step(model, tokens, length)
+
+
+def _beam_step(model: Any, state: _Decoding, beams: _Beams, logits: torch.Tensor, length: int) -> None:
+    """One step of `GenerationMixin._beam_search` (its parts c-g); after the reference would stop, a no-op."""
+    batch, num_beams, config, prompt = state.batch_size, state.num_beams, state.config, state.prompt_length
+    flat_running = beams.running_sequences[:, :, :length].reshape(batch * num_beams, length)
+    log_probs = state.logits_processor(flat_running, torch.nn.functional.log_softmax(logits, dim=-1))
+    log_probs = (log_probs.view(batch, num_beams, -1) + beams.running_beam_scores[:, :, None]).view(batch, -1)
+    topk_log_probs, topk_sequences, topk_beam_indices = model._get_top_k_continuations(
+        accumulated_log_probs=log_probs, running_sequences=beams.running_sequences,
+        running_beam_indices=beams.running_beam_indices, cur_len=length, decoder_prompt_len=prompt,
+        do_sample=False, beams_to_keep=beams.beams_to_keep, num_beams=num_beams, batch_size=batch,
+    )  # fmt: skip
+    hits = state.stopping_criteria(topk_sequences[:, :, : length + 1].reshape(-1, length + 1), None)
+    hits = hits.view(batch, beams.beams_to_keep)
+    beams.running_sequences, beams.running_beam_scores, beams.running_beam_indices = (
+        model._get_running_beams_for_next_iteration(topk_log_probs, topk_sequences, topk_beam_indices, hits, num_beams)
+    )
+    finished = model._update_finished_beams(
+        sequences=beams.sequences, topk_running_sequences=topk_sequences, beam_scores=beams.beam_scores,
+        topk_log_probs=topk_log_probs, beam_indices=beams.beam_indices, topk_running_beam_indices=topk_beam_indices,
+        is_early_stop_heuristic_unsatisfied=beams.improvable, is_sent_finished=beams.is_sent_finished,
+        next_token_hits_stopping_criteria=hits, top_num_beam_mask=beams.top_num_beam_mask, num_beams=num_beams,
+        cur_len=length, decoder_prompt_len=prompt, length_penalty=config.length_penalty,
+        early_stopping=config.early_stopping,
+    )  # fmt: skip
+    # steps after the reference's last one (the stop flag is read only every `sync_every` steps) change nothing kept
+    old = (beams.sequences, beams.beam_scores, beams.beam_indices, beams.is_sent_finished)
+    beams.sequences, beams.beam_scores, beams.beam_indices, beams.is_sent_finished = (
+        torch.where(beams.stopped, before, after) for before, after in zip(old, finished)
+    )
+    state.reorder(beams.running_beam_indices[..., length - prompt].reshape(-1).long())
+    beams.improvable = model._check_early_stop_heuristic(
+        is_early_stop_heuristic_unsatisfied=beams.improvable, running_beam_scores=beams.running_beam_scores,
+        beam_scores=beams.beam_scores, is_sent_finished=beams.is_sent_finished, cur_len=length + 1,
+        max_length=state.max_length, decoder_prompt_len=prompt, early_stopping=config.early_stopping,
+        length_penalty=config.length_penalty,
+    )  # fmt: skip
+    unfinished = model._beam_search_has_unfinished_sequences(
+        beams.improvable, beams.is_sent_finished, hits, config.early_stopping
+    )
+    beams.stopped = beams.stopped | ~unfinished
+    # a clip is finished when the reference can no longer change its kept hypotheses: no improvement possible, or
+    # (early_stopping=True) all its beams done; from then on its logits do not matter and its rows stop running
+    full = beams.is_sent_finished.all(-1) & (config.early_stopping is True)
+    beams.clip_done = ~beams.improvable[:, 0] | full | beams.stopped
+
+
+def _beam_output(state: _Decoding, beams: _Beams) -> torch.LongTensor:
+    """The best hypothesis of each clip, cut to the longest generated length (the reference's step 5)."""
+    sequences, beam_indices = beams.sequences[:, 0], beams.beam_indices[:, 0]  # (batch, max_length), (batch, new)
+    generated = int((beam_indices + 1).bool().sum(dim=1).max())
+    return sequences[:, : state.prompt_length + generated]
