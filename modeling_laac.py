@@ -577,7 +577,11 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         Build a LAAC model from a pretrained audio encoder (a `mispeech/ced-*` / `mispeech/dasheng-*` id or folder)
         and a pretrained text model (a Hub id or folder, e.g. "meta-llama/Llama-2-7b-hf"); the Q-Former and the
         projection start random. The audio placeholder token is added to the text vocabulary exactly as
-        `LaacProcessor.from_components(audio, text)` adds it, so the two agree on its id.
+        `LaacProcessor.from_components(audio, text)` adds it, so the two agree on its id. Each part is held once:
+        the model is built on the meta device and the loaded encoder and text model take their places, so a
+        Llama 2-7B build peaks near the weights' own bytes (`benchmarks/build_memory.py`). `text` must hold the
+        model's tokenizer; a missing one, an audio token the tokenizer already uses, or a vocabulary that cannot
+        grow is a `ValueError` naming the folder.
 
             model = LaacForConditionalGeneration.from_components("mispeech/ced-base", "meta-llama/Llama-2-7b-hf")
         """
