@@ -91,7 +91,8 @@ def load_text_tokenizer(text: str, audio_token: str = DEFAULT_AUDIO_TOKEN) -> An
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise ValueError(
-            f"no tokenizer could be loaded from {text} ({type(error).__name__}: {error}); {_tokenizer_load_fix(gguf_file)}"
+            f"no tokenizer could be loaded from {text} ({type(error).__name__}: {error}); "
+            f"{_tokenizer_load_fix(gguf_file)}"
         ) from error
     add_audio_token(tokenizer, audio_token, text)
     if tokenizer.pad_token is None:

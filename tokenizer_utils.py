@@ -55,9 +55,10 @@ def llama_tokenizer_from_gguf(gguf_path: str) -> PreTrainedTokenizerFast:
     """
     folder, name = os.path.split(os.path.abspath(gguf_path))
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    if type(tokenizer.backend_tokenizer.model).__name__ != "BPE" or tokenizer.unk_token != "<unk>":
+    kind = type(tokenizer.backend_tokenizer.model).__name__
+    if kind != "BPE" or tokenizer.unk_token != "<unk>":
         raise ValueError(
-            f"{gguf_path} is not a Llama 1/2 SentencePiece tokenizer (model {type(tokenizer.backend_tokenizer.model).__name__}, "
+            f"{gguf_path} is not a Llama 1/2 SentencePiece tokenizer (model {kind}, "
             f"unk {tokenizer.unk_token!r}); pass ggml-vocab-llama-spm.gguf or a Llama 2 model's GGUF"
         )
     tokenizer.backend_tokenizer.normalizer = normalizers.Sequence(

@@ -63,9 +63,14 @@ weights = sum(p.numel() * p.element_size() for p in model.parameters())
 embeddings = {id(m.weight): m.weight for m in (model.get_input_embeddings(), model.get_output_embeddings())}
 resized = sum(w.numel() * w.element_size() for w in embeddings.values())
 print(json.dumps({"seconds": seconds, "rss_before": before, "peak_rss_build": peak_build, "peak_rss": peak(),
-                  "weights_bytes": weights, "embedding_bytes": resized, "text_vocab": model.get_input_embeddings().weight.shape[0],
+                  "weights_bytes": weights, "embedding_bytes": resized,
+                  "text_vocab": model.get_input_embeddings().weight.shape[0],
                   "dtype": str(model.language_model.dtype), "checksum_finite": checksum == checksum}))
 """
+
+
+def _random(shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.empty(shape, dtype=torch.bfloat16).normal_(std=0.02)
 
 
 def _layer_tensors(config: LlamaConfig, index: int) -> dict[str, torch.Tensor]:
@@ -78,7 +83,7 @@ def _layer_tensors(config: LlamaConfig, index: int) -> dict[str, torch.Tensor]:
         "mlp.gate_proj.weight": (inner, hidden), "mlp.up_proj.weight": (inner, hidden),
         "mlp.down_proj.weight": (hidden, inner),
     }  # fmt: skip
-    tensors = {f"model.layers.{index}.{k}": torch.empty(s, dtype=torch.bfloat16).normal_(std=0.02) for k, s in shapes.items()}
+    tensors = {f"model.layers.{index}.{k}": _random(s) for k, s in shapes.items()}
     for norm in ("input_layernorm", "post_attention_layernorm"):
         tensors[f"model.layers.{index}.{norm}.weight"] = torch.ones(hidden, dtype=torch.bfloat16)
     return tensors
@@ -90,7 +95,8 @@ def write_text_model(folder: Path, shape: dict[str, Any], tokenizer_gguf: Path) 
     config = LlamaConfig(vocab_size=LLAMA2_VOCAB, num_key_value_heads=shape["num_attention_heads"], **shape)
     config.save_pretrained(folder)
     llama_tokenizer_from_gguf(str(tokenizer_gguf)).save_pretrained(folder)
-    shards = [f"model-{i:05d}-of-{config.num_hidden_layers + 1:05d}.safetensors" for i in range(1, config.num_hidden_layers + 2)]
+    count = config.num_hidden_layers + 1
+    shards = [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
     weight_map, total = {}, 0
     for index, shard in enumerate(shards):
         if index < config.num_hidden_layers:
@@ -98,8 +104,8 @@ def write_text_model(folder: Path, shape: dict[str, Any], tokenizer_gguf: Path) 
         else:
             embed = (LLAMA2_VOCAB, config.hidden_size)
             tensors = {
-                "model.embed_tokens.weight": torch.empty(embed, dtype=torch.bfloat16).normal_(std=0.02),
-                "lm_head.weight": torch.empty(embed, dtype=torch.bfloat16).normal_(std=0.02),
+                "model.embed_tokens.weight": _random(embed),
+                "lm_head.weight": _random(embed),
                 "model.norm.weight": torch.ones(config.hidden_size, dtype=torch.bfloat16),
             }
         save_file(tensors, str(folder / shard), metadata={"format": "pt"})
@@ -119,7 +125,8 @@ def write_audio_model(folder: Path, name: str) -> None:
 def measure(audio: Path, text: Path) -> dict[str, Any]:
     """Runs the build in a fresh process (the laac of this checkout) and returns its figures."""
     repo_parent = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo_parent, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    path = os.pathsep.join([repo_parent, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {**os.environ, "PYTHONPATH": path}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     done = subprocess.run([sys.executable, "-c", BUILD, str(audio), str(text)], env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -153,7 +160,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--workdir", default=None, help="keep the checkpoints in WORKDIR/SHAPE and reuse them (default: a temp dir)"
     )
-    parser.add_argument("--tokenizer_gguf", default=None, help=f"Llama 2's GGUF tokenizer (default: shared/{TOKENIZER_GGUF})")
+    parser.add_argument(
+        "--tokenizer_gguf", default=None, help=f"Llama 2's GGUF tokenizer (default: shared/{TOKENIZER_GGUF})"
+    )
     args = parser.parse_args(argv)
     tokenizer_gguf = Path(args.tokenizer_gguf) if args.tokenizer_gguf else default_tokenizer()
     if not tokenizer_gguf.is_file():

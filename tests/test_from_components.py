@@ -105,7 +105,8 @@ def test_tokenizer_that_has_the_audio_token_elsewhere_is_named(released_parts, t
     text = _copy_without(root / "llama", tmp_path / "taken", {"tokenizer.json", "tokenizer_config.json"})
     tiny_tokenizer().save_pretrained(text)  # "<|audio|>" is its id 4, an id of the text vocabulary
     for build in (LaacForConditionalGeneration.from_components, LaacProcessor.from_components):
-        with pytest.raises(ValueError, match=f"tokenizer of {text} already has '<\\|audio\\|>' as token id 4.*audio_token="):
+        taken = f"tokenizer of {text} already has '<\\|audio\\|>' as token id 4.*audio_token="
+        with pytest.raises(ValueError, match=taken):
             build(str(root / "ced"), text)
     # the fix the message gives works
     processor = LaacProcessor.from_components(str(root / "ced"), text, audio_token="<|laac_audio|>")

@@ -5,9 +5,9 @@ import csv
 import pytest
 import soundfile as sf
 import torch
+from laac.configuration_ced import CedConfig
 from laac.configuration_laac import LaacConfig
 from laac.modeling_ced import CedForAudioClassification
-from laac.configuration_ced import CedConfig
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import IGNORE_INDEX, LaacProcessor, normalize_caption
 from laac.tokenizer_utils import llama_tokenizer_from_gguf
@@ -18,8 +18,8 @@ LLAMA2_GGUF = SHARED / "tokenizers" / "ggml-vocab-llama-spm.gguf"
 CLOTHO = SHARED / "data" / "clotho"
 CLIP = "Santa Motor.wav"
 # normalize_caption of its caption_1, "A machine whines and squeals while rhythmically punching or stamping.",
-# in Llama 2's SentencePiece pieces: ▁a ▁machine ▁wh ines ▁and ▁s que als ▁while ▁rh ythm ically ▁p unch ing ▁or
-# ▁stamp ing (the "▁" of "▁a" is the space after "Detailed:")
+# in Llama 2's SentencePiece pieces: ▁a ▁machine ▁wh ines ▁and ▁s que als ▁while ▁rh ythm ically ▁p unch ing
+# ▁or ▁stamp ing (the "▁" of "▁a" is the space after "Detailed:")
 CAPTION_IDS = [263, 4933, 377, 1475, 322, 269, 802, 1338, 1550, 18178, 29265, 1711, 282, 3322, 292, 470, 25214, 292]
 # <s> "Describe the detail of this audio:" (README of shared/tokenizers), then after the audio tokens
 # "\n---\nDetailed:" as the Hub tokenizer of Llama 2 splits text after a special token: ▁ <0x0A> --- <0x0A> D etailed :

@@ -16,6 +16,7 @@ from laac.corrector_laac import offline_corrector_gguf
 from laac.modeling_ced import CedForAudioClassification
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
+from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.laac_tester import SHARED, run_without_laac
@@ -90,14 +91,20 @@ def trained(parts):
 
 
 def test_loss_falls_with_lora_on_both_sides(trained):
-    _, losses, log = trained
+    _, losses, _ = trained
     assert len(losses) == STEPS
     first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
     assert last < first - 0.5, f"losses {losses}"
-    counts = json.loads(log.split("trainable parameters: ")[1].splitlines()[0].replace("'", '"'))
-    # SmolLM2: 30 layers x (q 576x576 + v 576x192) at rank 8; CED: 2 blocks x (q + v of its fused qkv)
-    assert counts["text_lora"] == 30 * 8 * ((576 + 576) + (576 + 192))
-    assert counts["audio_lora"] == 2 * 2 * 8 * (64 + 64)
+    parts = trained[0]
+    with safe_open(str(parts / "run" / "adapter_model.safetensors"), "pt") as f:
+        lora = {key: f.get_slice(key).get_shape() for key in f.keys() if ".lora_" in key}
+    count = {
+        side: sum(a * b for key, (a, b) in lora.items() if f"{side}." in key) for side in ("language_model", "audio_tower")
+    }
+    # SmolLM2: 30 layers x (q 576->576, v 576->192) at rank 8; CED: 2 blocks x (q and v of its fused qkv, 64->64)
+    assert count["language_model"] == 30 * 8 * ((576 + 576) + (576 + 192))
+    assert count["audio_tower"] == 2 * 2 * 8 * (64 + 64)
+    assert len(lora) == 2 * 2 * (30 + 2)  # A and B of q and v in every layer of both sides
 
 
 def test_export_captions_in_smollm2_vocabulary_and_the_same_in_a_fresh_process(trained, tmp_path):
