@@ -7,7 +7,7 @@ Writes a random checkpoint of the shape in Hub format (sharded bf16 safetensors,
 written and freed before the next, so the writer never holds the model) with Llama 2's tokenizer (from the GGUF
 in shared/tokenizers), and a random CED folder as mispeech/ced-* holds it (float32). Then builds the model in bf16 in a
 fresh process, reads every weight once (weights memory-mapped from safetensors are resident only once read), and
-prints the process's peak RSS (`ru_maxrss`) against the bytes of the built model's weights, and the build's seconds.
+prints the process's peak RSS (VmHWM) against the bytes of the built model's weights, and the build's seconds.
 """
 
 import argparse
@@ -48,8 +48,9 @@ from laac.modeling_laac import LaacForConditionalGeneration
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak():  # VmHWM, not ru_maxrss: Linux carries the parent's peak over fork + exec into ru_maxrss
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 before = rss()
 start = time.perf_counter()
 model = LaacForConditionalGeneration.from_components(sys.argv[1], sys.argv[2], dtype=torch.bfloat16)
