@@ -31,6 +31,7 @@ from transformers.utils import ModelOutput, can_return_tuple, logging
 
 from .configuration_laac import DEFAULT_GENERATION, LaacConfig, load_audio_config, num_windows
 from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layout, num_freq_patches
+from .processing_laac import load_text_tokenizer
 
 
 logger = logging.get_logger(__name__)
@@ -613,35 +614,73 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         Build a LAAC model from a pretrained audio encoder (a `mispeech/ced-*` / `mispeech/dasheng-*` id or folder)
         and a pretrained text model (a Hub id or folder, e.g. "meta-llama/Llama-2-7b-hf"); the Q-Former and the
         projection start random. The audio placeholder token is added to the text vocabulary exactly as
-        `LaacProcessor.from_components(audio, text)` adds it, so the two agree on its id.
+        `LaacProcessor.from_components(audio, text)` adds it, so the two agree on its id. Each part is held once:
+        the model is built on the meta device and the loaded encoder and text model take their places, so a
+        Llama 2-7B build peaks near the weights' own bytes (`benchmarks/build_memory.py`). `text` must hold the
+        model's tokenizer; a missing one, an audio token the tokenizer already uses, or a vocabulary that cannot
+        grow is a `ValueError` naming the folder.
 
             model = LaacForConditionalGeneration.from_components("mispeech/ced-base", "meta-llama/Llama-2-7b-hf")
         """
-        from transformers import AutoConfig, AutoTokenizer
-
         audio_config = load_audio_config(audio)
         audio_tower = AUDIO_TOWER_CLASSES[audio_config.model_type].from_pretrained(audio, config=audio_config, dtype=dtype)
-        text_config = AutoConfig.from_pretrained(text)
-        text_auto = AutoModelForSeq2SeqLM if getattr(text_config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        language_model = text_auto.from_pretrained(text, dtype=dtype, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(text)
-        tokenizer.add_special_tokens({"additional_special_tokens": [audio_token]})
-        language_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        tokenizer = load_text_tokenizer(text, audio_token)
+        language_model = _load_text_model(text, dtype)
+        _make_room_for_audio_token(language_model, tokenizer, text)
         config = LaacConfig(
             audio_config=audio_tower.config,
             text_config=language_model.config,
             audio_token_id=tokenizer.convert_tokens_to_ids(audio_token),
             **config_kwargs,
         )
-        model = cls(config)
-        model.audio_tower.load_state_dict(audio_tower.state_dict())
-        model.language_model.load_state_dict(language_model.state_dict())
+        # Built on the meta device, the model allocates nothing: the loaded encoder and text model take the places
+        # of their empty twins, so a 7B text model is held once, and only the Q-Former and projection are new.
+        with torch.device("meta"):
+            model = cls(config)
+        model.audio_tower = audio_tower
+        model.language_model = language_model
+        for name in ("qformer", "language_projection"):
+            module = model.get_submodule(name).to_empty(device=language_model.device)
+            module.apply(model._init_weights)
         if dtype is not None:
             model.to(dtype)
             if dtype == torch.float16:  # as from_pretrained does: `_keep_in_fp32_modules` stay in float32
                 for name in LaacPreTrainedModel._keep_in_fp32_modules:
                     model.get_submodule(name).float()
         return model
+
+
+def _load_text_model(text: str, dtype: Optional[torch.dtype]) -> PreTrainedModel:
+    """The pretrained text model at `text` (a causal LM, or an encoder-decoder such as BART), from safetensors."""
+    from transformers import AutoConfig
+
+    text_config = AutoConfig.from_pretrained(text)
+    text_auto = AutoModelForSeq2SeqLM if getattr(text_config, "is_encoder_decoder", False) else AutoModelForCausalLM
+    return text_auto.from_pretrained(text, dtype=dtype, use_safetensors=True)
+
+
+def _make_room_for_audio_token(language_model: PreTrainedModel, tokenizer: Any, text: str) -> None:
+    """
+    Grows the text model's embeddings (and output layer) to the tokenizer's size with the audio token, new rows
+    random. A vocabulary padded beyond the tokenizer already has room and is left as it is; a tokenizer larger than
+    the embeddings, or embeddings that cannot grow, are errors naming `text`.
+    """
+    try:
+        rows = language_model.get_input_embeddings().weight.shape[0]
+    except (NotImplementedError, AttributeError) as error:
+        raise ValueError(
+            f"the text model of {text} ({type(language_model).__name__}) cannot take one more token: it exposes no "
+            "input embeddings to grow; use a text model whose class implements get_input_embeddings (any "
+            "transformers causal LM or BART does)"
+        ) from error
+    text_tokens = len(tokenizer) - 1  # without the audio token
+    if text_tokens > rows:
+        raise ValueError(
+            f"the tokenizer of {text} has {text_tokens} tokens but its model's embeddings have {rows} rows: they are "
+            "not one model's parts; put the text model's own tokenizer next to its weights"
+        )
+    if len(tokenizer) > rows:
+        language_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
 
 
 # save_pretrained copies this file (and its siblings) next to the weights; LaacConfig.auto_map lists the entry points.

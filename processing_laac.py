@@ -5,6 +5,7 @@ audio token (the count comes from `num_audio_tokens`, the same helper the model 
 builds the training labels: only caption tokens and EOS carry loss.
 """
 
+import os
 import re
 import warnings
 from typing import Any, Optional, Sequence, Union
@@ -57,6 +58,99 @@ def _deprecated_prompt(text: Optional[Union[str, Sequence[str]]], prompt: Option
         raise ValueError("pass the prompt once: text= (prompt= is its deprecated old name), not both")
     warnings.warn("LaacProcessor(prompt=...) is deprecated; pass the prompt as text=", FutureWarning, stacklevel=3)
     return prompt
+
+
+def _tokenizer_load_fix(gguf_file: Optional[str]) -> str:
+    if gguf_file:
+        return "pass a .gguf file that holds a tokenizer (tokenizer.ggml.* metadata, as the text model's own GGUF has)"
+    return (
+        "put the text model's tokenizer files (tokenizer.json or tokenizer.model, and tokenizer_config.json) in that "
+        "folder, or pass a .gguf file holding the tokenizer"
+    )
+
+
+def add_audio_token(tokenizer: Any, audio_token: str, source: str) -> int:
+    """
+    Adds `audio_token` to `tokenizer` as a special token after the text vocabulary and returns its id. A tokenizer
+    saved by LAAC already ends with it, and keeps it; a tokenizer that has the string elsewhere would make a text
+    token and the audio placeholder one id, so that is an error naming `source`.
+    """
+    existing = tokenizer.get_vocab().get(audio_token)
+    if existing is None:
+        tokenizer.add_special_tokens({"additional_special_tokens": [audio_token]}, replace_extra_special_tokens=False)
+        return tokenizer.convert_tokens_to_ids(audio_token)
+    if existing != len(tokenizer) - 1 or audio_token not in tokenizer.all_special_tokens:
+        raise ValueError(
+            f"the tokenizer of {source} already has {audio_token!r} as token id {existing}, but LAAC's audio "
+            f"placeholder must be a special token after the text vocabulary (id {len(tokenizer)}); pass "
+            "audio_token= a string that tokenizer does not know, e.g. '<|laac_audio|>'"
+        )
+    return existing
+
+
+def load_text_tokenizer(text: str, audio_token: str = DEFAULT_AUDIO_TOKEN) -> Any:
+    """
+    The tokenizer of the text model `text` (a Hub id, a folder, or a `.gguf` file that holds a tokenizer) with the
+    audio placeholder added after its vocabulary (`add_audio_token`) and a pad token: Llama 2 has none, and its
+    `<unk>` is never a caption target (SentencePiece falls back to bytes), so it pads with that.
+    """
+    from transformers import AutoTokenizer
+
+    folder, gguf_file = text, None
+    if text.endswith(".gguf") and os.path.isfile(text):
+        folder, gguf_file = os.path.split(os.path.abspath(text))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ValueError(
+            f"no tokenizer could be loaded from {text} ({type(error).__name__}: {error}); "
+            f"{_tokenizer_load_fix(gguf_file)}"
+        ) from error
+    add_audio_token(tokenizer, audio_token, text)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer
+
+
+def check_tokenizer_fits(tokenizer: Any, audio_token_id: int, config: LaacConfig, source: str) -> None:
+    """
+    The tokenizer (with its audio token) must fit the model's text vocabulary and give the audio token the id the
+    model's `config` expects; otherwise the processor would produce ids the model has no embedding for, or
+    splice the audio somewhere else.
+    """
+    rows = config.text_config.vocab_size
+    if len(tokenizer) > rows:
+        raise ValueError(
+            f"the text vocabulary of the model ({rows} tokens) cannot take one more token: the tokenizer of {source} "
+            f"has {len(tokenizer) - 1} tokens plus the audio token (id {audio_token_id}); build the model and the "
+            "processor from the same text model (LaacForConditionalGeneration.from_components, then "
+            "LaacProcessor.from_components(..., config=model.config)), or give the config "
+            f"text_config.vocab_size >= {len(tokenizer)}"
+        )
+    if audio_token_id != config.audio_token_id:
+        raise ValueError(
+            f"the tokenizer of {source} gives the audio token id {audio_token_id}, but the model's config expects "
+            f"audio_token_id {config.audio_token_id}; build the processor from the text model the model was built "
+            "from, with config=model.config"
+        )
+
+
+def _components_config(audio: Optional[str], text: str, vocab_size: int, audio_token_id: int) -> LaacConfig:
+    """
+    The config `LaacForConditionalGeneration.from_components(audio, text)` builds, as far as the processor needs
+    it: the text model's config with the vocabulary grown by the audio token, or, for a folder that holds only a
+    tokenizer, Submission 4's default text config (Llama 2-7B, 32,001 tokens).
+    """
+    from transformers import AutoConfig
+
+    audio_config = load_audio_config(audio) if audio else None
+    try:
+        text_config = AutoConfig.from_pretrained(text)
+    except (OSError, ValueError):
+        logger.info("%s has no model config; using LaacConfig's default text config (Llama 2-7B)", text)
+        return LaacConfig(audio_config=audio_config)
+    text_config.vocab_size = max(text_config.vocab_size, vocab_size)
+    return LaacConfig(audio_config=audio_config, text_config=text_config, audio_token_id=audio_token_id)
 
 
 class LaacProcessor(ProcessorMixin):
@@ -275,18 +369,15 @@ class LaacProcessor(ProcessorMixin):
         """
         The processor matching `LaacForConditionalGeneration.from_components(audio, text)`: the text model's
         tokenizer with the audio token added (same id as the model's), the default feature extractor, and the
-        token layout of `config` (default: one built from the audio encoder at `audio`).
+        token layout of `config` (default: one built from the audio encoder at `audio` and the text model's config,
+        or Submission 4's Llama 2-7B text config when `text` holds only a tokenizer). `text` may also be a `.gguf`
+        file holding the tokenizer. The tokenizer must fit `config` (`check_tokenizer_fits`).
         """
-        from transformers import AutoConfig, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(text)
-        tokenizer.add_special_tokens({"additional_special_tokens": [audio_token]})
-        if tokenizer.pad_token is None:  # Llama 2 has none; unk (or eos) is never a caption target
-            tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+        tokenizer = load_text_tokenizer(text, audio_token)
+        audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
         if config is None:
-            text_config = AutoConfig.from_pretrained(text)
-            audio_config = load_audio_config(audio) if audio else None
-            config = LaacConfig(audio_config=audio_config, text_config=text_config)
+            config = _components_config(audio, text, len(tokenizer), audio_token_id)
+        check_tokenizer_fits(tokenizer, audio_token_id, config, text)
         return cls.from_config(config, tokenizer, audio_token)
 
     @classmethod
@@ -311,4 +402,11 @@ class LaacProcessor(ProcessorMixin):
 LaacFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 LaacProcessor.register_for_auto_class("AutoProcessor")
 
-__all__ = ["LaacProcessor", "normalize_caption", "IGNORE_INDEX"]
+__all__ = [
+    "IGNORE_INDEX",
+    "LaacProcessor",
+    "add_audio_token",
+    "check_tokenizer_fits",
+    "load_text_tokenizer",
+    "normalize_caption",
+]

@@ -1,14 +1,17 @@
 # Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
-"""A small word-level tokenizer trained on a caption corpus with the `tokenizers` library.
+"""Tokenizers the tools build: a small word-level one trained on a caption corpus, and Llama 2's from a GGUF file.
 
 Captions use a few hundred words; a vocabulary of exactly those words makes a small decoder several times faster
 than a 32k-50k subword vocabulary (the softmax dominates), which is what the embedded demo and the tests need.
+Llama 2's own SentencePiece tokenizer comes offline as a GGUF file (llama.cpp's test vocabularies); loaded as
+Meta's `tokenizer.json` would load, it is the tokenizer of Submission 4's text model.
 """
 
+import os
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from .processing_laac import DEFAULT_AUDIO_TOKEN
 
@@ -42,4 +45,27 @@ def build_word_tokenizer(
     return fast
 
 
-__all__ = ["build_word_tokenizer", "SPECIAL_TOKENS"]
+def llama_tokenizer_from_gguf(gguf_path: str) -> PreTrainedTokenizerFast:
+    """
+    Llama 1/2's SentencePiece tokenizer from a GGUF file, tokenising as SentencePiece, llama.cpp and Meta's
+    `tokenizer.json` of meta-llama/Llama-2-7b-hf do: "▁" is prepended to each text and every space becomes "▁"
+    before the BPE merges. transformers' GGUF conversion uses a Metaspace pre-tokenizer instead, which prepends
+    nothing to a text that starts with a space (" Hello" -> [15043] instead of [29871, 15043]).
+    `save_pretrained` of the result writes the tokenizer files a Hub folder of Llama 2 holds.
+    """
+    folder, name = os.path.split(os.path.abspath(gguf_path))
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    kind = type(tokenizer.backend_tokenizer.model).__name__
+    if kind != "BPE" or tokenizer.unk_token != "<unk>":
+        raise ValueError(
+            f"{gguf_path} is not a Llama 1/2 SentencePiece tokenizer (model {kind}, "
+            f"unk {tokenizer.unk_token!r}); pass ggml-vocab-llama-spm.gguf or a Llama 2 model's GGUF"
+        )
+    tokenizer.backend_tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
+    )
+    tokenizer.backend_tokenizer.pre_tokenizer = None
+    return tokenizer
+
+
+__all__ = ["build_word_tokenizer", "llama_tokenizer_from_gguf", "SPECIAL_TOKENS"]

@@ -1,8 +1,10 @@
 """Assembling LAAC from released parts, exercised on locally written folders in the released formats."""
 
+import numpy as np
 import pytest
 import torch
 from laac.configuration_ced import CedConfig
+from laac.configuration_laac import LaacConfig
 from laac.modeling_ced import CedForAudioClassification
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
@@ -57,3 +59,111 @@ def test_wrong_audio_folder_is_named(released_parts, tmp_path):
     root, *_ = released_parts
     with pytest.raises(ValueError, match="expected one of"):
         LaacForConditionalGeneration.from_components(str(root / "llama"), str(root / "llama"))
+
+
+def test_from_components_holds_the_loaded_text_model_once(released_parts, monkeypatch):
+    """The loaded modules become the model's own (no second random text model is built and copied into)."""
+    root, *_ = released_parts
+    built = []
+    original = LlamaForCausalLM.__init__
+
+    def counting_init(self, config):
+        original(self, config)
+        built.append(next(self.parameters()).device.type)
+
+    monkeypatch.setattr(LlamaForCausalLM, "__init__", counting_init)
+    model = LaacForConditionalGeneration.from_components(
+        str(root / "ced"), str(root / "llama"), qformer_config={"hidden_size": 32, "num_attention_heads": 2,
+                                                                 "intermediate_size": 64})
+    # from_pretrained builds on the meta device and loads into it; LAAC's own text model stays empty (meta) and is
+    # replaced by the loaded one: no text model is ever allocated a second time
+    assert built == ["meta", "meta"], f"text models built on: {built}"
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    qformer = dict(model.qformer.named_parameters())
+    assert all(torch.isfinite(p).all() for p in qformer.values())
+    assert 0.005 < float(model.language_projection.weight.detach().std()) < 0.05  # _init_weights ran (std 0.02)
+    assert torch.equal(qformer["transformer.layernorm.weight"], torch.ones(32))
+
+
+def _copy_without(source, target, names):
+    import shutil
+
+    shutil.copytree(source, target, ignore=lambda _, files: [f for f in files if f in names])
+    return str(target)
+
+
+def test_text_folder_without_a_tokenizer_is_named(released_parts, tmp_path):
+    root, *_ = released_parts
+    text = _copy_without(root / "llama", tmp_path / "weights_only", {"tokenizer.json", "tokenizer_config.json"})
+    for build in (LaacForConditionalGeneration.from_components, LaacProcessor.from_components):
+        with pytest.raises(ValueError, match=f"(?s)no tokenizer could be loaded from {text}.*tokenizer files"):
+            build(str(root / "ced"), text)
+
+
+def test_tokenizer_that_has_the_audio_token_elsewhere_is_named(released_parts, tmp_path):
+    root, *_ = released_parts
+    text = _copy_without(root / "llama", tmp_path / "taken", {"tokenizer.json", "tokenizer_config.json"})
+    tiny_tokenizer().save_pretrained(text)  # "<|audio|>" is its id 4, an id of the text vocabulary
+    for build in (LaacForConditionalGeneration.from_components, LaacProcessor.from_components):
+        taken = f"tokenizer of {text} already has '<\\|audio\\|>' as token id 4.*audio_token="
+        with pytest.raises(ValueError, match=taken):
+            build(str(root / "ced"), text)
+    # the fix the message gives works
+    processor = LaacProcessor.from_components(str(root / "ced"), text, audio_token="<|laac_audio|>")
+    assert processor.audio_token_id == len(processor.tokenizer) - 1
+
+
+def test_vocabulary_that_cannot_take_one_more_token_is_named(released_parts, tmp_path):
+    root, _, _, tokenizer = released_parts
+    small = LaacConfig(audio_config={"model_type": "ced", "embed_dim": 32, "depth": 2, "num_heads": 2},
+                       text_config={"vocab_size": len(tokenizer)})  # fmt: skip
+    with pytest.raises(ValueError, match=f"vocabulary of the model \\({len(tokenizer)} tokens\\) cannot take one more"):
+        LaacProcessor.from_components(str(root / "ced"), str(root / "llama"), config=small)
+    wrong_id = LaacConfig(audio_config=small.audio_config, text_config={"vocab_size": len(tokenizer) + 1},
+                          audio_token_id=3)  # fmt: skip
+    with pytest.raises(ValueError, match=f"gives the audio token id {len(tokenizer)}, but .* expects audio_token_id 3"):
+        LaacProcessor.from_components(str(root / "ced"), str(root / "llama"), config=wrong_id)
+    # a tokenizer larger than the model's embeddings
+    text = _copy_without(root / "llama", tmp_path / "bigger", {"tokenizer.json", "tokenizer_config.json"})
+    bigger = tiny_tokenizer(audio_token="<unused>")
+    bigger.add_tokens(["extra1", "extra2"])
+    bigger.save_pretrained(text)
+    with pytest.raises(ValueError, match=f"tokenizer of {text} has {len(bigger)} tokens but .* {len(tokenizer)} rows"):
+        LaacForConditionalGeneration.from_components(str(root / "ced"), text)
+
+
+def test_text_model_whose_embeddings_cannot_grow_is_named(released_parts, monkeypatch):
+    root, *_ = released_parts
+
+    def no_embeddings(self):
+        raise NotImplementedError
+
+    monkeypatch.setattr(LlamaForCausalLM, "get_input_embeddings", no_embeddings)
+    with pytest.raises(ValueError, match=f"text model of {root / 'llama'} .* cannot take one more token"):
+        LaacForConditionalGeneration.from_components(str(root / "ced"), str(root / "llama"))
+
+
+def test_gguf_that_is_not_a_tokenizer_is_named(released_parts, tmp_path):
+    gguf = pytest.importorskip("gguf")  # a test extra (setup.cfg)
+    root, *_ = released_parts
+    writer = gguf.GGUFWriter(str(tmp_path / "weights.gguf"), "llama")
+    writer.add_block_count(1)
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((4, 4), np.float32))
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    (tmp_path / "text.gguf").write_text("tokenizer.ggml.model = llama\n")  # not even a GGUF file
+    for name in ("weights.gguf", "text.gguf"):
+        path = str(tmp_path / name)
+        with pytest.raises(ValueError, match=f"(?s)no tokenizer could be loaded from {path} .*holds a tokenizer"):
+            LaacProcessor.from_components(str(root / "ced"), path)
+
+
+def test_build_memory_benchmark_small_shape(tmp_path):
+    """benchmarks/build_memory.py at a small shape: the build holds the weights once, plus the grown embeddings."""
+    from laac.benchmarks.build_memory import main
+
+    result = main(["--shape", "small", "--workdir", str(tmp_path)])
+    assert result["text_vocab"] == 32001 and result["dtype"] == "torch.bfloat16" and result["checksum_finite"]
+    # Growing the vocabulary by the audio token replaces the embedding and output matrices by copies one row
+    # longer; the memory-mapped originals stay resident until their shard is unmapped. Everything else is held once.
+    grown = result["peak_rss"] - result["rss_before"] - result["embedding_bytes"]
+    assert grown <= 1.25 * result["weights_bytes"], result

@@ -1,0 +1,128 @@
+"""Llama 2's own tokenizer (shared/tokenizers, offline) through Submission 4's text path, on a real Clotho caption."""
+
+import csv
+
+import pytest
+import soundfile as sf
+import torch
+from laac.configuration_ced import CedConfig
+from laac.configuration_laac import LaacConfig
+from laac.modeling_ced import CedForAudioClassification
+from laac.modeling_laac import LaacForConditionalGeneration
+from laac.processing_laac import IGNORE_INDEX, LaacProcessor, normalize_caption
+from laac.tokenizer_utils import llama_tokenizer_from_gguf
+
+from tests.laac_tester import SHARED
+
+LLAMA2_GGUF = SHARED / "tokenizers" / "ggml-vocab-llama-spm.gguf"
+CLOTHO = SHARED / "data" / "clotho"
+CLIP = "Santa Motor.wav"
+# normalize_caption of its caption_1, "A machine whines and squeals while rhythmically punching or stamping.",
+# in Llama 2's SentencePiece pieces: ▁a ▁machine ▁wh ines ▁and ▁s que als ▁while ▁rh ythm ically ▁p unch ing
+# ▁or ▁stamp ing (the "▁" of "▁a" is the space after "Detailed:")
+CAPTION_IDS = [263, 4933, 377, 1475, 322, 269, 802, 1338, 1550, 18178, 29265, 1711, 282, 3322, 292, 470, 25214, 292]
+# <s> "Describe the detail of this audio:" (README of shared/tokenizers), then after the audio tokens
+# "\n---\nDetailed:" as the Hub tokenizer of Llama 2 splits text after a special token: ▁ <0x0A> --- <0x0A> D etailed :
+PROMPT_HEAD = [1, 20355, 915, 278, 9493, 310, 445, 10348, 29901]
+PROMPT_TAIL = [29871, 13, 5634, 13, 29928, 11881, 29901]
+UNK, EOS, AUDIO = 0, 2, 32000
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """A folder that holds only Llama 2's tokenizer files (as meta-llama/Llama-2-7b-hf has them) and a tiny CED."""
+    root = tmp_path_factory.mktemp("llama2")
+    llama_tokenizer_from_gguf(str(LLAMA2_GGUF)).save_pretrained(root / "llama2")
+    torch.manual_seed(0)
+    CedForAudioClassification(CedConfig(embed_dim=32, depth=2, num_heads=2)).save_pretrained(root / "ced")
+    processor = LaacProcessor.from_components(str(root / "ced"), str(root / "llama2"))
+    return root, processor
+
+
+@pytest.fixture(scope="module")
+def clotho_example():
+    with open(CLOTHO / "clotho_evaluation_captions.csv", newline="", encoding="utf-8") as f:
+        row = next(r for r in csv.DictReader(f) if r["file_name"] == CLIP)
+    audio, rate = sf.read(CLOTHO / "audio" / CLIP, dtype="float32")
+    return audio, rate, row["caption_1"]
+
+
+def _reference_cases():
+    texts = (LLAMA2_GGUF.parent / (LLAMA2_GGUF.name + ".inp")).read_text(encoding="utf-8")
+    ids = (LLAMA2_GGUF.parent / (LLAMA2_GGUF.name + ".out")).read_text(encoding="utf-8")
+    texts = texts.split("\n__ggml_vocab_test__\n")[:-1]  # the file ends with a separator
+    ids = [[int(i) for i in line.split()] for line in ids.split("\n")[: len(texts)]]
+    return list(zip(texts, ids))
+
+
+def test_tokenizer_reproduces_llama_cpp_reference_tokenisations(parts):
+    tokenizer = parts[1].tokenizer
+    cases = _reference_cases()
+    assert len(cases) == 46
+    wrong = [(text, want, tokenizer(text, add_special_tokens=False)["input_ids"]) for text, want in cases]
+    wrong = [case for case in wrong if case[1] != case[2]]
+    assert not wrong, f"{len(wrong)} of {len(cases)} differ, e.g. {wrong[:3]}"
+    for text, want in cases:  # and the ids decode back to the text
+        assert tokenizer.decode(want) == text
+
+
+def test_tokenizer_only_folder_gives_submission_4_vocabulary(parts):
+    root, processor = parts
+    assert sorted(p.name for p in (root / "llama2").iterdir()) == ["tokenizer.json", "tokenizer_config.json"]
+    tokenizer = processor.tokenizer
+    assert processor.audio_token_id == AUDIO == LaacConfig().audio_token_id
+    assert len(tokenizer) == 32001 == LaacConfig().text_config.vocab_size
+    assert (tokenizer.pad_token, tokenizer.pad_token_id) == ("<unk>", UNK)
+    assert tokenizer.padding_side == "left"
+
+
+def test_prompt_and_a_real_clotho_caption(parts, clotho_example):
+    processor = parts[1]
+    audio, rate, caption = clotho_example
+    training = processor([audio], text_target=[caption], sampling_rate=rate)
+    generation = processor([audio], sampling_rate=rate)
+    n_audio = processor.num_audio_tokens(int(training["feature_attention_mask"].sum()))
+    prompt = PROMPT_HEAD + [AUDIO] * n_audio + PROMPT_TAIL
+    assert training["input_ids"][0].tolist() == prompt + CAPTION_IDS + [EOS]
+    assert training["labels"][0].tolist() == [IGNORE_INDEX] * len(prompt) + CAPTION_IDS + [EOS]
+    # generation is conditioned on exactly the ids training saw before the caption
+    assert generation["input_ids"][0].tolist() == prompt
+    assert UNK not in training["labels"][0].tolist()  # the pad token is never a caption target
+    # a decoded caption is the normalised caption, with no special token left (EOS and padding after it)
+    sequences = torch.tensor([prompt + CAPTION_IDS + [EOS, UNK, UNK]])
+    assert processor.decode_captions(sequences, generation["input_ids"]) == [normalize_caption(caption)]
+    assert normalize_caption(caption) == "a machine whines and squeals while rhythmically punching or stamping"
+
+
+def test_padding_two_captions_keeps_targets_and_prompt_ends(parts, clotho_example):
+    processor = parts[1]
+    audio, rate, _ = clotho_example
+    batch = processor([audio, audio[: rate * 3]], text_target=["a dog barks", "rain"], sampling_rate=rate)
+    labels, ids, mask = batch["labels"], batch["input_ids"], batch["attention_mask"]
+    assert (ids[mask == 0] == UNK).all() and (labels[mask == 0] == IGNORE_INDEX).all()
+    rain = processor.tokenizer.convert_tokens_to_ids("▁rain")
+    assert labels[1][labels[1] != IGNORE_INDEX].tolist() == [rain, EOS] and rain != UNK
+
+
+def test_llama2_vocabulary_through_a_tiny_model(parts, clotho_example):
+    """The whole text path with Llama 2's ids: a tiny random model of 32,001 tokens trains a step and generates."""
+    root, processor = parts
+    audio, rate, caption = clotho_example
+    config = LaacConfig(
+        audio_config={"model_type": "ced", "embed_dim": 32, "depth": 2, "num_heads": 2},
+        qformer_config={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64},
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                     "num_key_value_heads": 2, "bos_token_id": 1, "eos_token_id": 2},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = LaacForConditionalGeneration(config)
+    assert config.audio_token_id == processor.audio_token_id
+    loss = model(**processor([audio], text_target=[caption], sampling_rate=rate)).loss
+    loss.backward()
+    assert torch.isfinite(loss) and abs(float(loss.detach()) - torch.log(torch.tensor(32001.0))) < 1.0  # untrained: ~ln V
+    inputs = processor([audio], sampling_rate=rate)
+    sequences = model.eval().generate(**inputs, max_new_tokens=5, min_new_tokens=5, num_beams=1, do_sample=False)
+    new = sequences[0, inputs["input_ids"].shape[1] :].tolist()
+    assert len(new) == 5 and AUDIO not in new
+    (text,) = processor.decode_captions(sequences, inputs["input_ids"])
+    assert text == " ".join(processor.tokenizer.decode(new, skip_special_tokens=True).split())
