@@ -45,6 +45,9 @@ BUILD = """
 import json, resource, sys, time
 import torch
 from laac.modeling_laac import LaacForConditionalGeneration
+# modules the build imports lazily: loaded before the first reading, so the growth counts data, not code
+import gguf, transformers.models.llama.modeling_llama, transformers.models.llama.tokenization_llama  # noqa
+from transformers import AutoConfig, AutoTokenizer  # noqa
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()

@@ -166,4 +166,7 @@ def test_build_memory_benchmark_small_shape(tmp_path):
     # Growing the vocabulary by the audio token replaces the embedding and output matrices by copies one row
     # longer; the memory-mapped originals stay resident until their shard is unmapped. Everything else is held once.
     grown = result["peak_rss"] - result["rss_before"] - result["embedding_bytes"]
-    assert grown <= 1.25 * result["weights_bytes"], result
+    # The 1.25x is measured at the 7B shape (README: 1.10x). At this 0.36 GB shape the allocator's and the
+    # page cache's fixed share is larger: measured 1.16-1.26x across runs on one machine. The former code, which
+    # built a second random text model, grows by 2.16x here; 1.5x separates the two with margin on both sides.
+    assert grown <= 1.5 * result["weights_bytes"], result
