@@ -65,3 +65,18 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path):
     assert len(detector(["a dog barks", "a dog barks barks and"])) == 2
     # ensure_error_detector reuses a folder that holds a checkpoint (no second training)
     assert ted.ensure_error_detector(str(tmp_path / "detector"), synthetic_clips=-1) == str(tmp_path / "detector")
+
+
+def test_balanced_mix_sees_every_rule_alone():
+    """The "balanced" corruption mix: half the corruptions carry exactly one rule, drawn uniformly."""
+    captions = ["a dog barks loudly while a car is passing by"] * 400
+    fense, balanced = ted.labelled_pairs(captions, 0), ted.labelled_pairs(captions, 0, "balanced")
+    def rule_counts(examples):
+        return np.array([labels[:-1] for _, labels in examples[1::2]]).sum(axis=0)
+
+    assert len(fense) == len(balanced) == 800 and all(labels[-1] == 1.0 for _, labels in balanced[1::2])
+    rules = dict(zip(FENSE_ERROR_TYPES[:-1], rule_counts(balanced)))
+    assert min(rules.values()) > 0.05 * 400  # each rule appears (uniform half: ~40 each, plus FENSE's mix)
+    assert rule_counts(balanced)[3] > rule_counts(fense)[3]  # remove_conj, rare in FENSE's mix, seen more often
+    with pytest.raises(ValueError, match="corruption mix"):
+        ted.labelled_pairs(captions, 0, "uniform")
