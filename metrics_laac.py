@@ -324,24 +324,18 @@ def ptb_tokenize(
 def load_echecker(
     echecker_path: str | Path, echecker_base_model: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, Any]:
-    """Load the FENSE error detector (aac-metrics' `BERTFlatClassifier`) from local files only.
+    """The FENSE error detector's classifier and tokenizer for aac-metrics' `fer`, from local files only.
 
-    aac-metrics builds the classifier from the backbone *name* stored in the checkpoint ("bert-base-uncased") and
-    would download it; here the backbone comes from `echecker_base_model`, a local folder.
+    Loaded by the repository's one FENSE checker loader (`corrector_laac.load_error_detector`, which the
+    post-corrector uses too): the classifier has aac-metrics' `BERTFlatClassifier` layout and call signature. The
+    backbone's config and tokenizer come from `echecker_base_model`, a local folder (aac-metrics would download
+    the name stored in the checkpoint).
     """
-    from aac_metrics.functional.fer import BERTFlatClassifier
-    from transformers import AutoTokenizer
+    from .corrector_laac import load_error_detector
 
-    from .corrector_laac import load_echecker_checkpoint
-
-    states = load_echecker_checkpoint(str(echecker_path))  # weights_only, format checked
-    echecker = BERTFlatClassifier(model_type=str(echecker_base_model), num_classes=states["num_classes"])
-    state_dict = dict(states["state_dict"])
-    # transformers >= 4.31 stores position_ids as a non-persistent buffer: the checkpoint's copy is surplus.
-    state_dict.pop("encoder.embeddings.position_ids", None)
-    echecker.load_state_dict(state_dict)
-    tokenizer = AutoTokenizer.from_pretrained(str(echecker_base_model))
-    return echecker.eval().to(device), tokenizer
+    base = str(echecker_base_model)
+    detector = load_error_detector(str(echecker_path), tokenizer_path=base, encoder_config=base, device=device)
+    return detector.classifier, detector.tokenizer
 
 
 def _check_corpus_size(metrics: list[str], num_clips: int) -> None:

@@ -3,7 +3,8 @@
 
 Both are ViTs over a log-mel spectrogram (from `LaacFeatureExtractor`, shape (B, n_mels, T) in dB):
 
-1. BatchNorm over the mel bins (`init_bn`, running statistics frozen: see `CedModel.train`).
+1. BatchNorm over the mel bins (`init_bn`; running statistics frozen by default, or updated in training: see
+   `CedModel.set_batchnorm_statistics`).
 2. Clips longer than `target_length` frames are cut into chunks of that length, the last one zero-padded
    (after the norm, as the original code does). Each chunk is encoded on its own.
 3. Conv2d patches (CED 16x16: 4 frequency x t time patches; Dasheng 64x4: 1 x t), learned time and frequency
@@ -285,6 +286,9 @@ class CedPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             init.trunc_normal_(module.freq_pos_embed, std=0.02)
 
 
+BATCHNORM_MODES = ("frozen", "update")
+
+
 class CedModel(CedPreTrainedModel):
     """The CED encoder. Input: log-mel dB (B, n_mels, T); output: packed tokens + mask (see `CedModelOutput`)."""
 
@@ -307,21 +311,33 @@ class CedModel(CedPreTrainedModel):
         drop_paths = [config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)]  # meta-safe
         self.blocks = nn.ModuleList([CedBlock(config, p) for p in drop_paths])
         self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+        # A training-time choice, not part of the config (see `set_batchnorm_statistics`).
+        self.batchnorm_statistics = "frozen"
         self.post_init()
 
     @staticmethod
     def _build_init_bn(config: CedConfig) -> nn.Module:
-        # momentum matches the original; it only matters if someone unfreezes the statistics.
+        # momentum 0.01 as the original: it matters when the statistics update in training.
         return nn.BatchNorm2d(config.n_mels, momentum=0.01)
 
+    def set_batchnorm_statistics(self, mode: str) -> None:
+        """
+        How `init_bn` behaves in training mode. "frozen" (default): it always normalises with its running
+        statistics, the AudioSet mel statistics the rest of the network was trained on. "update": as any BatchNorm
+        in training mode, it normalises with the batch's statistics and updates the running ones (momentum 0.01),
+        as the original training code does by putting the whole model in train mode. Evaluation always uses the
+        running statistics; the affine weight and bias train or not as `requires_grad` says, in both modes.
+        """
+        if mode not in BATCHNORM_MODES:
+            raise ValueError(f"batchnorm statistics mode must be one of {BATCHNORM_MODES}, got {mode!r}")
+        self.batchnorm_statistics = mode
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> "CedModel":
-        """
-        Set train/eval mode, but keep `init_bn` in eval mode: its running statistics are the AudioSet mel
-        statistics the rest of the network was trained on, and the original recipe freezes them when fine-tuning.
-        Its affine weight and bias stay trainable.
-        """
+        """Set train/eval mode; `init_bn` stays in eval mode while its statistics are frozen."""
         super().train(mode)
-        self.init_bn.eval()
+        if getattr(self, "batchnorm_statistics", "frozen") == "frozen":
+            self.init_bn.eval()
         return self
 
     def unfuse_qkv(self) -> None:

@@ -555,8 +555,8 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
 
     def get_post_corrector(self, correct: Any = True) -> Optional[Any]:
         """
-        The post-corrector for `correct`: True uses `config.corrector` (FENSE-style detector gate, threshold 0.9,
-        instruct LLM with Prompt II); a gate mode ("auto", "always", "never") or a settings dict overrides those
+        The post-corrector for `correct`: True uses `config.corrector` (`CorrectorSettings`: FENSE-style detector
+        gate, threshold 0.9, instruct LLM with Prompt II, answer rules); a gate mode ("auto", "always", "never") or a settings dict overrides those
         settings; a callable is used as is; False/None gives None. Built once per settings and cached on the model
         (outside its modules and state dict: the corrector's weights never enter a LAAC checkpoint).
         """
@@ -571,9 +571,9 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
             settings.update(correct)
         elif correct is not True:
             raise ValueError(f"correct must be a bool, a gate mode, a settings dict or a callable, got {correct!r}")
-        settings.setdefault("device", None if self.device.type == "meta" else str(self.device))
+        device = settings.pop("device", None) or (None if self.device.type == "meta" else str(self.device))
         cache = self.__dict__.setdefault("_post_correctors", {})
-        key = repr(sorted(settings.items()))
+        key = repr((sorted(settings.items()), device))
         if key not in cache:
             try:
                 from .corrector_laac import PostCorrector
@@ -582,7 +582,7 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
                     "post-correction needs corrector_laac.py next to the model code; re-save the model with a LAAC "
                     f"version that has the post-corrector ({error})"
                 ) from error
-            cache[key] = PostCorrector.from_settings(settings)
+            cache[key] = PostCorrector.from_settings(settings, device=device)
         return cache[key]
 
     def post_correct(self, captions: list[str], correct: Any = True) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ import torch
 import yaml
 from laac.configuration_laac import AUDIO_PLACEHOLDER, LaacConfig
 from laac.data_laac import CaptionExamples, LaacDataCollator, load_sources
-from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, merge_lora
+from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, load_lora, merge_lora
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import DEFAULT_AUDIO_TOKEN, LaacProcessor
 from laac.tokenizer_utils import build_word_tokenizer
@@ -57,6 +57,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 CARD_SKIPPED_METRICS = ("runtime", "per_second", "epoch")  # Trainer bookkeeping, not model quality
+ADAPTER_SUBFOLDER = "adapter"  # export_dir/adapter: the unmerged adapters of a LoRA run
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -80,6 +81,20 @@ class ModelArguments:
     )
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "With config_name: a tokenizer; default: a word tokenizer of the captions."}
+    )
+    adapter_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "A previous stage's adapter (an export's adapter/ folder or a checkpoint: LoRA, Q-Former, "
+            "projection) on the model the other fields build (the same one that stage started from)."
+        },
+    )
+    continue_adapters: bool = field(
+        default=True,
+        metadata={
+            "help": "With adapter_name_or_path: keep training its LoRA adapters unmerged (the original's stage 2); "
+            "false merges them and trains fresh adapters on the merged model."
+        },
     )
     dtype: str | None = field(default=None, metadata={"help": "Weights dtype of the frozen parts: float32, bfloat16."})
     attn_implementation: str | None = field(
@@ -348,6 +363,8 @@ def export_model(
     model: torch.nn.Module, processor: LaacProcessor, export_dir: str, card: str | None = None
 ) -> LaacForConditionalGeneration:
     """Merge LoRA (if any) and save model + processor + code (+ README.md): loads with AutoModel, no peft."""
+    if isinstance(model, PeftModel):  # the adapters beside the merged weights: a next stage continues them
+        model.save_pretrained(os.path.join(export_dir, ADAPTER_SUBFOLDER))
     merged = merge_lora(model) if isinstance(model, PeftModel) else model
     merged.save_pretrained(export_dir)
     processor.save_pretrained(export_dir)
@@ -387,13 +404,26 @@ def warmup_steps_for(training_args: LaacTrainingArguments, num_examples: int) ->
 
 
 def prepare_for_training(
-    model: LaacForConditionalGeneration, lora_args: LaacLoraArguments, cache_audio_tokens: bool
+    model: LaacForConditionalGeneration,
+    lora_args: LaacLoraArguments,
+    cache_audio_tokens: bool,
+    adapter: str | None = None,
+    continue_adapters: bool = True,
 ) -> torch.nn.Module:
-    """What trains: every weight (`full_finetune`, the tower optionally frozen) or LoRA + Q-Former + projection."""
-    if lora_args.full_finetune:  # trained from scratch: every weight trains (CED's BatchNorm stats stay frozen)
+    """
+    What trains: every weight (`full_finetune`, the tower optionally frozen), or LoRA + Q-Former + projection:
+    a previous stage's `adapter` continued unmerged (its own LoRA settings), or fresh adapters (on the model with
+    that adapter merged in, when `continue_adapters` is false).
+    """
+    if lora_args.full_finetune:  # trained from scratch: every weight trains
         model.requires_grad_(True)
         model.audio_tower.requires_grad_(not lora_args.freeze_audio_tower)
+        model.audio_tower.set_batchnorm_statistics(lora_args.audio_batchnorm)
+    elif adapter and continue_adapters:
+        model = load_lora(model, adapter)
     else:
+        if adapter:
+            model = merge_lora(load_lora(model, adapter))
         model = apply_lora(model, lora_args)
     if cache_audio_tokens:
         enable_audio_token_cache(model)
@@ -473,7 +503,12 @@ def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | N
     if train_clips is not None:
         train_dataset = CaptionExamples(train_clips, per_caption=True, seed=training_args.seed)
         callbacks.append(DatasetEpochCallback(train_dataset))
-        model = prepare_for_training(model, lora_args, data_args.cache_audio_tokens)
+        model = prepare_for_training(
+            model, lora_args, data_args.cache_audio_tokens, model_args.adapter_name_or_path,
+            model_args.continue_adapters,
+        )  # fmt: skip
+    elif model_args.adapter_name_or_path:  # evaluation only: the adapter merged
+        model = merge_lora(load_lora(model, model_args.adapter_name_or_path))
         if training_args.warmup_epochs is not None:
             training_args.warmup_steps = warmup_steps_for(training_args, len(train_dataset))
     trainer = build_trainer(model, processor, data_args, training_args, (train_dataset, eval_clips), callbacks)

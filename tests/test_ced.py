@@ -133,6 +133,24 @@ def test_exact_multiple_keeps_last_chunk(classifier):
     torch.testing.assert_close(whole[252:], second, atol=1e-5, rtol=0)
 
 
+def test_drop_exact_multiple_chunk_switch_reproduces_the_original(classifier):
+    """`drop_exact_multiple_chunk=True`: a clip of exactly k x 1012 frames (k > 1) loses its last chunk, as in the
+    original code; other lengths are unaffected, and the processor's count helper agrees with the encoder."""
+    config = CedConfig(drop_exact_multiple_chunk=True)
+    assert [ced_num_tokens(n, config) for n in (1012, 2024, 3036, 2025, 1001)] == [252, 252, 504, 756, 248]
+    mels = [_mel(2024), _mel(1500, seed=1)]
+    features, mask = _batch(mels)
+    classifier.encoder.config.drop_exact_multiple_chunk = True
+    try:
+        with torch.no_grad():
+            dropped = classifier.encoder(features, feature_attention_mask=mask)
+            first_chunk = classifier.encoder(mels[0][..., :1012]).last_hidden_state[0]
+    finally:
+        classifier.encoder.config.drop_exact_multiple_chunk = False
+    assert dropped.attention_mask.sum(-1).tolist() == [252, 504]
+    torch.testing.assert_close(dropped.last_hidden_state[0, :252], first_chunk, atol=1e-5, rtol=0)
+
+
 def test_short_clip_pads_with_zeros_after_batchnorm(classifier):
     bn = classifier.encoder.init_bn
     # frames holding this value become exactly 0 after the BatchNorm, i.e. what padding after the norm gives

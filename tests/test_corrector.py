@@ -19,6 +19,7 @@ from laac.corrector_laac import (
     CaptionCorrector,
     Correction,
     ErrorDetector,
+    STRICT_ANSWER_RULES,
     PostCorrector,
     correction_problem,
     parse_corrected_caption,
@@ -173,7 +174,10 @@ def test_parse_corrected_caption(answer: str, expected: str):
     assert parse_corrected_caption(answer) == expected
 
 
-def test_correction_problem():
+def test_correction_problem_strict_rules():
+    def correction_problem(source, corrected):
+        return corrector_laac.correction_problem(source, corrected, STRICT_ANSWER_RULES)
+
     assert correction_problem("a dog barks", "") == "empty_answer"
     assert correction_problem("a dog barks", " ".join(["a dog barks"] * 4)) == "answer_too_long"
     assert correction_problem("a dog barks", "i cannot help with that") == "answer_no_overlap"
@@ -192,8 +196,9 @@ def test_correction_problem():
 class ScriptedCorrector(CaptionCorrector):
     """CaptionCorrector whose LLM is replaced by canned answers (tests the judging and bookkeeping only)."""
 
-    def __init__(self, answers: dict[str, str], fail_on: str | None = None) -> None:
+    def __init__(self, answers: dict[str, str], fail_on: str | None = None, answer_rules=STRICT_ANSWER_RULES) -> None:
         self.answers, self.fail_on, self.calls = answers, fail_on, []
+        self.answer_rules = answer_rules
 
     def generate(self, captions: list[str]) -> list[str]:
         self.calls.append(list(captions))
@@ -370,3 +375,111 @@ def test_fense_corruption_rules():
     train, held_out = split_by_clip(clips, 0.2, seed=1)
     assert len(train) == 40 and len(held_out) == 10
     assert not {c.split()[1] for c in train} & {c.split()[1] for c in held_out}
+
+
+# ------------------------------------------------------------------------------------------------ answer rules
+def test_report_rules_take_the_revision_strict_rules_refuse_it():
+    """The report takes Llama 3's revision; the strict preset (offline SmolLM2) refuses a two-word completion."""
+    answers = {"a man is speaking and then a": "A man is speaking and then a door closes.",
+               "a dog barks and": "The sentence is correct as it is.",
+               "rain falls": ""}
+    captions = list(answers)
+    report = ScriptedCorrector(answers, answer_rules=corrector_laac.REPORT_ANSWER_RULES)(captions)
+    strict = ScriptedCorrector(answers, answer_rules=STRICT_ANSWER_RULES)(captions)
+    assert [r.reason for r in report] == ["corrected", "corrected", "empty_answer"]
+    assert report[0].caption == "a man is speaking and then a door closes"
+    assert [r.reason for r in strict] == ["answer_adds_content", "answer_no_overlap", "empty_answer"]
+    assert [r.caption for r in strict] == captions
+
+
+def test_corrector_settings_answer_rules_and_presets():
+    from laac.configuration_laac import ANSWER_RULE_PRESETS, CorrectorSettings, LaacConfig
+
+    assert CorrectorSettings().rules() == ANSWER_RULE_PRESETS["report"]  # Llama 3 8B Instruct: the report's
+    assert CorrectorSettings(corrector_model="smollm2").rules() == STRICT_ANSWER_RULES
+    assert CorrectorSettings(corrector_model="smollm2", answer_rules="report").rules() == ANSWER_RULE_PRESETS["report"]
+    assert LaacConfig().corrector == CorrectorSettings().to_dict()
+    with pytest.raises(ValueError, match="answer_rules must be"):
+        CorrectorSettings(answer_rules="lenient")
+    post = PostCorrector.from_settings({"corrector_model": "smollm2", "mode": "never"})
+    assert post.settings.rules() == STRICT_ANSWER_RULES and post.to_settings()["answer_rules"] == "auto"
+
+
+# ------------------------------------------------------------------------------------------------ Llama 3 format
+LLAMA3_PROMPT_II_IDS = [
+    128000, 128006, 9125, 128007, 271, 2675, 527, 264, 4221, 24687, 889, 649, 65836, 279, 11914, 311, 1304, 433, 810,
+    4495, 323, 41760, 13795, 0, 1472, 1288, 1833, 279, 3770, 3645, 25, 11422, 374, 16054, 389, 264, 25826, 15485,
+    33396, 11422, 374, 16054, 389, 279, 25826, 15485, 128009, 128006, 882, 128007, 271, 64, 5679, 293, 7341, 323,
+    128009, 128006, 78191, 128007, 271,
+]
+
+
+def test_prompt_ii_in_llama3_chat_format_with_the_real_tokenizer():
+    """Prompt II reaches Llama 3 8B Instruct in its exact chat format, with Llama 3's real vocabulary (no template)."""
+    from laac_tester import SHARED
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(SHARED / "tokenizers", gguf_file="ggml-vocab-llama-bpe.gguf")
+    assert not tokenizer.chat_template  # the GGUF vocabulary carries none: the project's template is used
+    stand_in = torch.nn.Linear(1, 1)  # build_prompt needs only the tokenizer; the stop ids read generation_config
+    stand_in.generation_config = GenerationConfig(eos_token_id=128001)
+    corrector = CaptionCorrector(stand_in, tokenizer)
+    prompt = corrector.build_prompt("a dog barks and")
+    assert prompt == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n" + CORRECTION_SYSTEM_PROMPT + "<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\na dog barks and<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]  # generate() tokenises it like this
+    assert ids == LLAMA3_PROMPT_II_IDS
+    # the structure with Meta's special ids: <|begin_of_text|>, headers (system 9125, user 882, assistant 78191),
+    # "\n\n" (271) after each header, <|eot_id|> (128009) closing each message; content tokenised on its own
+    caption_ids = tokenizer("a dog barks and", add_special_tokens=False)["input_ids"]
+    system_ids = tokenizer(CORRECTION_SYSTEM_PROMPT, add_special_tokens=False)["input_ids"]
+    assert ids == [128000, 128006, 9125, 128007, 271, *system_ids, 128009, 128006, 882, 128007, 271, *caption_ids,
+                   128009, 128006, 78191, 128007, 271]
+    assert tokenizer.convert_tokens_to_ids("<|eot_id|>") in corrector._stop_token_ids()
+    with pytest.raises(ValueError, match="no chat template"):
+        CaptionCorrector(torch.nn.Linear(1, 1), BertTokenizerFast(vocab_file=None, vocab={"[UNK]": 0, "[PAD]": 1}))
+
+
+def test_laac_correct_falls_back_to_the_offline_detector(monkeypatch: pytest.MonkeyPatch):
+    """Official FENSE checkpoint not downloadable -> the cached offline detector; SmolLM2 -> strict rules."""
+    import urllib.error
+
+    from laac import correct_captions
+    from laac.configuration_laac import CorrectorSettings
+
+    def no_network(name):
+        raise urllib.error.URLError("no network")
+
+    trained = []
+    monkeypatch.setattr(correct_captions, "fense_checkpoint_file", no_network)
+    monkeypatch.setattr(correct_captions, "ensure_error_detector", lambda path: trained.append(path) or "/cache/det")
+    settings = CorrectorSettings(corrector_model="smollm2")
+    fallback = correct_captions.offline_fallback(settings, "/cache/det")
+    assert fallback.detector == "/cache/det" and trained == ["/cache/det"]
+    assert fallback.rules() == STRICT_ANSWER_RULES and fallback.corrector_model == "smollm2"
+    # a local detector, or a gate that never reads it, is kept as given
+    assert correct_captions.offline_fallback(CorrectorSettings(detector="/my/det"), None).detector == "/my/det"
+    assert correct_captions.offline_fallback(CorrectorSettings(mode="never"), None).detector == settings.detector
+    monkeypatch.setattr(correct_captions, "fense_checkpoint_file", lambda name: "/hub/fense.ckpt")
+    assert correct_captions.offline_fallback(settings, None).detector == settings.detector
+
+
+def test_one_fense_loader_serves_the_metrics_and_the_gate(tmp_path, tiny_fense_checkpoint: dict,
+                                                          tiny_detector: ErrorDetector):
+    """metrics_laac.load_echecker goes through load_error_detector; aac-metrics' fer reads the same probabilities."""
+    import shutil
+
+    from aac_metrics.functional.fer import fer
+    from laac.metrics_laac import load_echecker
+
+    base = tmp_path / "bert-base-uncased"  # the backbone folder FENSE names: config + tokenizer together
+    shutil.copytree(tiny_fense_checkpoint["tokenizer"], base)
+    shutil.copy(f"{tiny_fense_checkpoint['config']}/config.json", base / "config.json")
+    classifier, tokenizer = load_echecker(tiny_fense_checkpoint["file"], base)
+    assert isinstance(classifier, BertFlatClassifier)
+    _, sentences = fer(CAPTIONS, echecker=classifier, echecker_tokenizer=tokenizer, device="cpu", return_probs=True)
+    torch.testing.assert_close(sentences["fer.error_prob"].float(), torch.tensor(tiny_detector(CAPTIONS)),
+                               rtol=1e-5, atol=1e-5)

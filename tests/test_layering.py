@@ -25,7 +25,8 @@ imports count like top-level ones. The order:
 8. trainer_laac: `LaacTrainer` / `LaacTrainingArguments` / `evaluate_model`, shared by train.py, the demo and the
    benchmarks (the role transformers' Seq2SeqTrainer plays for its example scripts).
 9. Scripts: train.py and the other command-line programs (`python train.py presets/...`), the `evaluate` metric.
-10. Applications: the demo, the `laac` command line and the benchmarks. The demo runs the training recipe through
+10. Applications: the demo, the `laac` command line, the benchmarks and `laac correct` (correct_captions, which
+    falls back to the error detector that train_error_detector makes when the official one cannot be downloaded). The demo runs the training recipe through
     `train.main`; `laac demo` / `laac train` run their modules by name (runpy), which is not an import.
 """
 
@@ -62,13 +63,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("trainer_laac",),
     (
         "convert_ced_original_checkpoint",
-        "correct_captions",
         "evaluate_captions",
         "metrics.dcase_aac.dcase_aac",
         "train",
         "train_error_detector",
     ),
-    ("benchmarks", "cli", "demo"),  # "benchmarks": every module under benchmarks/
+    ("benchmarks", "cli", "correct_captions", "demo"),  # "benchmarks": every module under benchmarks/
 )
 HUB_FILES = [name for layer in LAYERS[: LAYERS.index(("laac",))] for name in layer]
 SUBFOLDER_HUB_FILES = ["custom_generate.generate"]  # transformers reads it from custom_generate/ of a checkpoint

@@ -3,7 +3,13 @@
 import pytest
 import torch
 from laac.configuration_laac import LaacConfig
-from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, merge_lora
+from laac.lora import (
+    LaacLoraArguments,
+    apply_lora,
+    count_trainable_parameters,
+    lora_arguments_from_adapter,
+    merge_lora,
+)
 from laac.modeling_laac import LaacForConditionalGeneration
 
 from tests.laac_tester import CAPTIONS, make_audio, tiny_config, tiny_model, tiny_processor
@@ -89,3 +95,44 @@ def test_full_submission_4_trainable_count_matches_original():
     assert counts["audio_lora"] == 12 * 2 * (768 * 8 + 8 * 768)
     assert counts["other"] == 0
     assert counts["total"] == pytest.approx(26.5e6, rel=0.01)
+
+
+@pytest.mark.parametrize("audio_batchnorm", ["frozen", "update"])
+def test_continued_adapters_keep_the_full_shape_trainable_count(tmp_path, audio_batchnorm):
+    """Stage 2 wraps the model with stage 1's own adapter settings: 26,544,896 trainable at full shape (meta)."""
+    with torch.device("meta"):
+        stage1 = apply_lora(LaacForConditionalGeneration(LaacConfig()), LaacLoraArguments(audio_batchnorm=audio_batchnorm))
+    stage1.peft_config["default"].save_pretrained(str(tmp_path))  # adapter_config.json, as stage 1 saves it
+    arguments = lora_arguments_from_adapter(str(tmp_path))
+    assert (arguments.lora_r, arguments.lora_alpha, arguments.audio_batchnorm) == (8, 32, audio_batchnorm)
+    with torch.device("meta"):
+        stage2 = apply_lora(LaacForConditionalGeneration(LaacConfig()), arguments)
+    assert count_trainable_parameters(stage2)["total"] == count_trainable_parameters(stage1)["total"] == 26_544_896
+
+
+def test_batchnorm_statistics_frozen_or_updating():
+    """CED's input BatchNorm: frozen statistics by default; "update" normalises by the batch and moves them (0.01)."""
+    config = tiny_config()
+    features = torch.randn(2, config.audio_config.n_mels, 200) * 5 + 3  # (B, n_mels, T), far from the stats
+    for mode in ("frozen", "update"):
+        model = tiny_model(config)
+        tower = model.audio_tower
+        tower.set_batchnorm_statistics(mode)
+        model.train()
+        before = tower.init_bn.running_mean.clone()
+        tower(features)
+        moved = (tower.init_bn.running_mean - before).abs().max().item()
+        if mode == "frozen":
+            assert not tower.init_bn.training and moved == 0.0
+        else:
+            assert tower.init_bn.training and tower.init_bn.momentum == 0.01
+            batch_mean = features.mean(dim=(0, 2))  # the BatchNorm input is the mel (B, n_mels, 1, T)
+            torch.testing.assert_close(tower.init_bn.running_mean, 0.99 * before + 0.01 * batch_mean)
+        model.eval()
+        assert not tower.init_bn.training  # evaluation always uses the running statistics
+    with pytest.raises(ValueError, match="frozen"):
+        tower.set_batchnorm_statistics("learned")
+    # with updating statistics, LoRA training saves init_bn (its statistics) but keeps its affine frozen
+    peft_model = apply_lora(tiny_model(config), LaacLoraArguments(audio_batchnorm="update"))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad and "init_bn" in n]
+    assert trainable == [] and "audio_tower.init_bn" in peft_model.peft_config["default"].modules_to_save

@@ -17,6 +17,7 @@ from laac.processing_laac import LaacProcessor
 from laac.synthetic_corpus import write_corpus
 from laac.train import evaluate_model, last_complete_checkpoint, parse_args, push_export, warmup_steps_for
 from safetensors import safe_open
+from transformers import TrainerCallback
 
 from tests.laac_tester import tiny_config
 
@@ -377,3 +378,49 @@ def test_last_complete_checkpoint_skips_a_cut_trainer_state(tmp_path):
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(text)
     (tmp_path / "checkpoint-15").mkdir()  # no state at all
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-6")
+
+
+class AdapterAtStart(TrainerCallback):
+    """Records the adapter tensors (peft's saved names) when training begins and after the first step."""
+
+    def __init__(self):
+        self.at_start, self.after_first = None, None
+
+    def _adapter(self, model):
+        from peft import get_peft_model_state_dict
+
+        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.at_start = self._adapter(model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.after_first is None:
+            self.after_first = self._adapter(model)
+
+
+def test_stage_2_continues_stage_1_adapters(runs, setup):
+    """finetune.yaml's default: stage 1's adapters (export/adapter) on the same base, unmerged, and they train on."""
+    from laac.lora import count_trainable_parameters
+    from laac.train import main
+    from safetensors.torch import load_file
+
+    adapter = runs["export"] / "adapter"
+    saved = load_file(str(adapter / "adapter_model.safetensors"))
+    assert any("lora_A" in k for k in saved) and any(".qformer." in k for k in saved)
+    record = AdapterAtStart()
+    main(_args(setup, setup / "stage2", "--max_steps", "1", "--save_strategy", "no",
+               "--adapter_name_or_path", str(adapter)), callbacks=[record])  # fmt: skip
+    assert set(record.at_start) == set(saved)
+    for name, value in saved.items():  # the first step starts from stage 1's values, LoRA B included (not zeros)
+        torch.testing.assert_close(record.at_start[name], value, rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(record.after_first[k], saved[k]) for k in saved if "lora_B" in k)  # they train on
+
+    fresh = AdapterAtStart()
+    main(_args(setup, setup / "stage2_fresh", "--max_steps", "1", "--save_strategy", "no", "--adapter_name_or_path",
+               str(adapter), "--continue_adapters", "false"), callbacks=[fresh])  # fmt: skip
+    lora_b = [k for k in fresh.at_start if "lora_B" in k]
+    assert lora_b and all(not fresh.at_start[k].any() for k in lora_b)  # the switch: fresh adapters start at zero
+    # the Q-Former and projection are stage 1's either way (merged into the model, then trained in full)
+    qformer = next(k for k in saved if ".qformer." in k)
+    torch.testing.assert_close(fresh.at_start[qformer], saved[qformer], rtol=0, atol=0)

@@ -1,0 +1,82 @@
+"""The offline FENSE-format error detector: its training code on a small slice, and held-out metrics that can fail."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from laac import train_error_detector as ted
+from laac.corrector_laac import FENSE_ERROR_TYPES, load_error_detector
+from laac_tester import SHARED
+
+CLOTHO_CSV = SHARED / "data" / "clotho" / "clotho_evaluation_captions.csv"
+
+
+def test_roc_auc_and_scores_by_hand():
+    labels = np.array([False, False, True, True])
+    assert ted.roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), labels) == 0.75  # 3 of 4 positive/negative pairs ordered
+    assert ted.roc_auc(np.array([0.5, 0.5, 0.5, 0.5]), labels) == 0.5  # ties count one half
+    with pytest.raises(ValueError, match="both classes"):
+        ted.roc_auc(np.array([0.1, 0.2]), np.array([True, True]))
+    rows = ted.score_rows(np.array([0.1, 0.95, 0.2, 0.3]), {"add_tail": np.array([0.99, 0.97, 0.5])}, 0.9)
+    assert rows["add_tail"]["precision"] == pytest.approx(2 / 3) and rows["add_tail"]["recall"] == pytest.approx(2 / 3)
+    assert rows["add_tail"]["roc_auc"] == pytest.approx(11 / 12)  # 0.5 is below 0.95 only
+
+
+def test_quality_check_fails_a_detector_that_does_not_detect():
+    """The issue's finding: "a man speaking speaking" 0.19, a clean caption 0.72. Such scores must fail the check."""
+    clean = np.array([0.72, 0.6, 0.95, 0.3])
+    corrupted = {"repeat_event": np.array([0.19, 0.36, 0.25, 0.5])}
+    problems = ted.quality_problems(ted.score_rows(clean, corrupted, 0.9))
+    assert any("ROC-AUC" in p for p in problems) and any("precision" in p for p in problems)
+    good = ted.score_rows(np.array([0.01, 0.02, 0.1]), {"repeat_event": np.array([0.97, 0.99, 0.95])}, 0.9)
+    assert ted.quality_problems(good) == []
+
+
+def test_single_rule_corruptions_change_each_caption_by_one_rule():
+    captions = ["A dog barks loudly while a car is passing by.", "rain falls"]
+    corrupted = ted.single_rule_corruptions(captions, seed=0)
+    assert set(corrupted) == set(FENSE_ERROR_TYPES[:-1])
+    assert "a dog barks loudly while a car is passing by loudly" in corrupted["repeat_adv"]
+    assert len(corrupted["repeat_adv"]) == 1  # "rain falls" has no adverb to repeat
+    assert len(corrupted["add_tail"]) == 2
+
+
+def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path):
+    """The whole training path (real Clotho captions + synthetic ones, split by clip) on a slice: seconds, not minutes."""
+    args = ted.DetectorTrainingArguments(
+        output_dir=str(tmp_path / "detector"), captions_csv=str(CLOTHO_CSV), synthetic_clips=10,
+        max_train_captions=48, max_eval_captions=15, epochs=1, batch_size=16, max_train_seconds=None,
+    )  # fmt: skip
+    train_captions, held_out = ted.split_captions(args)
+    clotho = ted.read_clotho_captions(CLOTHO_CSV)
+    assert sum(map(len, clotho.values())) == 5225  # the 1,045 clips x 5 captions of Clotho's evaluation split
+    by_caption = {c: name for name, captions in clotho.items() for c in captions}
+    held_clips = {by_caption[c] for c in held_out["clotho"]}
+    assert not held_clips & {by_caption[c] for c in train_captions if c in by_caption}  # split by clip
+    metrics = ted.train(args)
+    assert metrics["train_steps"] == 6 and metrics["train_examples"] == 96  # 48 clean + 48 corrupted, batch 16
+    rows = metrics["held_out"]["clotho"]
+    assert set(rows) <= {*FENSE_ERROR_TYPES[:-1], "mixture"} and "mixture" in rows
+    assert all(0.0 <= row["roc_auc"] <= 1.0 for row in rows.values())
+    assert json.loads((tmp_path / "detector" / "metrics.json").read_text())["held_out"] == metrics["held_out"]
+    detector = load_error_detector(str(tmp_path / "detector"))
+    assert len(detector(["a dog barks", "a dog barks barks and"])) == 2
+    # ensure_error_detector reuses a folder that holds a checkpoint (no second training)
+    assert ted.ensure_error_detector(str(tmp_path / "detector"), synthetic_clips=-1) == str(tmp_path / "detector")
+
+
+def test_balanced_mix_sees_every_rule_alone():
+    """The "balanced" corruption mix: half the corruptions carry exactly one rule, drawn uniformly."""
+    captions = ["a dog barks loudly while a car is passing by"] * 400
+    fense, balanced = ted.labelled_pairs(captions, 0), ted.labelled_pairs(captions, 0, "balanced")
+    def rule_counts(examples):
+        return np.array([labels[:-1] for _, labels in examples[1::2]]).sum(axis=0)
+
+    assert len(fense) == len(balanced) == 800 and all(labels[-1] == 1.0 for _, labels in balanced[1::2])
+    rules = dict(zip(FENSE_ERROR_TYPES[:-1], rule_counts(balanced)))
+    assert min(rules.values()) > 0.05 * 400  # each rule appears (uniform half: ~40 each, plus FENSE's mix)
+    assert rule_counts(balanced)[3] > rule_counts(fense)[3]  # remove_conj, rare in FENSE's mix, seen more often
+    with pytest.raises(ValueError, match="corruption mix"):
+        ted.labelled_pairs(captions, 0, "uniform")
