@@ -276,7 +276,7 @@ class CedPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     _supports_sdpa = True
     _strict_loading_hint = (
         "check the config (embed_dim, depth, patch sizes, target_length) or convert the checkpoint with "
-        "convert_ced_original_checkpoint.py"
+        "`python -m laac.conversion.convert_ced_original_checkpoint`"
     )
 
     def _init_weights(self, module: nn.Module) -> None:

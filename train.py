@@ -27,12 +27,12 @@ from typing import Any
 import torch
 import yaml
 from laac.configuration_laac import AUDIO_PLACEHOLDER, LaacConfig
-from laac.data_laac import CaptionExamples, LaacDataCollator, load_sources
-from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, load_lora, merge_lora
+from laac.data.loaders import CaptionExamples, LaacDataCollator, load_sources
+from laac.training.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, load_lora, merge_lora
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import DEFAULT_AUDIO_TOKEN, LaacProcessor
-from laac.tokenizer_utils import build_word_tokenizer
-from laac.trainer_laac import (  # the library half of training; its names stay importable from here
+from laac.training.tokenizer_utils import build_word_tokenizer
+from laac.training.trainer import (  # the library half of training; its names stay importable from here
     EvaluationResult,
     LaacTrainer,
     LaacTrainingArguments,

@@ -25,7 +25,7 @@ from transformers import LlamaConfig
 
 from laac.configuration_ced import CedConfig
 from laac.modeling_ced import CedForAudioClassification
-from laac.tokenizer_utils import llama_tokenizer_from_gguf
+from laac.training.tokenizer_utils import llama_tokenizer_from_gguf
 
 SHAPES: dict[str, dict[str, Any]] = {
     "llama2-7b": {

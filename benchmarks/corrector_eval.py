@@ -24,9 +24,9 @@ import numpy as np
 from transformers import HfArgumentParser
 
 from laac.corrector_laac import DEFAULT_ERROR_THRESHOLD, PostCorrector
-from laac.data_laac import read_clotho_captions
+from laac.data.loaders import read_clotho_captions
 from laac.processing_laac import normalize_caption
-from laac.train_error_detector import CLOTHO_CAPTIONS, corrupt_caption, split_by_clip
+from laac.correction.train_error_detector import CLOTHO_CAPTIONS, corrupt_caption, split_by_clip
 
 
 HANDWRITTEN_ERRONEOUS = [

@@ -39,7 +39,7 @@ import torch
 from laac.configuration_laac import PROMPT_I, LaacConfig
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
-from laac.tokenizer_utils import build_word_tokenizer
+from laac.training.tokenizer_utils import build_word_tokenizer
 
 SAMPLING_RATE = 16000
 WORDS = "a dog barks while rain falls on tin roof bell rings twice then car passes by birds chirp wind".split()

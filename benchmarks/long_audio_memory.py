@@ -46,7 +46,7 @@ def tiny_checkpoint(folder: str) -> None:
 
     from laac import LaacConfig, LaacForConditionalGeneration, LaacProcessor
     from laac.configuration_laac import PROMPT_I
-    from laac.tokenizer_utils import build_word_tokenizer
+    from laac.training.tokenizer_utils import build_word_tokenizer
 
     words = "a dog barks while rain falls on the roof and wind blows".split()
     tokenizer = build_word_tokenizer([" ".join(words)], extra_words=PROMPT_I.replace("<AcousticTokens>", " ").split())

@@ -10,7 +10,7 @@ import argparse
 import torch
 
 from laac.configuration_laac import LaacConfig
-from laac.lora import apply_lora, count_trainable_parameters
+from laac.training.lora import apply_lora, count_trainable_parameters
 from laac.modeling_laac import LaacForConditionalGeneration
 
 ORIGINAL = {"qformer": 18.9e6, "language_projection": 3.15e6, "text_lora": 4.19e6, "audio_lora": 0.29e6, "total": 26.5e6}

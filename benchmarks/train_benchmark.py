@@ -28,13 +28,13 @@ import torch
 from transformers import TrainerCallback
 
 from laac.configuration_laac import PROMPT_I, LaacConfig
-from laac.data_laac import CaptionExamples, LaacDataCollator, load_manifest
+from laac.data.loaders import CaptionExamples, LaacDataCollator, load_manifest
 from laac.feature_extraction_laac import LaacFeatureExtractor
-from laac.lora import LaacLoraArguments, apply_lora, count_trainable_parameters
+from laac.training.lora import LaacLoraArguments, apply_lora, count_trainable_parameters
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
-from laac.tokenizer_utils import build_word_tokenizer
-from laac.trainer_laac import LaacTrainer, LaacTrainingArguments, enable_audio_token_cache, set_attn_implementation
+from laac.training.tokenizer_utils import build_word_tokenizer
+from laac.training.trainer import LaacTrainer, LaacTrainingArguments, enable_audio_token_cache, set_attn_implementation
 
 CAPTIONS = [
     "a dog barks while rain falls on a tin roof",

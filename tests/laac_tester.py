@@ -11,7 +11,7 @@ import torch
 from laac.configuration_laac import PROMPT_I, LaacConfig
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
-from laac.tokenizer_utils import build_word_tokenizer
+from laac.training.tokenizer_utils import build_word_tokenizer
 
 CAPTIONS = [
     "a dog barks while rain falls on a roof",

@@ -10,7 +10,9 @@ import numpy as np
 import torch
 import pytest
 import soundfile as sf
-from laac import cli, data_laac, pipeline_laac
+from laac import pipeline_laac
+from laac.cli import main as cli
+from laac.data import loaders as data_laac
 from laac.audio_laac import (
     AudioFile,
     AudioInputError,

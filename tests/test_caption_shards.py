@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from laac import caption_shards as shards
-from laac import cli
+from laac.cli import caption_shards as shards
+from laac.cli import main as cli
 
 from tests.laac_tester import make_audio, save_tiny_model
 
@@ -55,7 +55,7 @@ def _free_port() -> int:
 def _launch(model, output, inputs, *extra, processes=2):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               "-m", "laac.cli", "caption", "--model", model, "--output", output, "--batch-size", "1", "--quiet",
+               "-m", "laac.cli.main", "caption", "--model", model, "--output", output, "--batch-size", "1", "--quiet",
                *extra, *inputs]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 from laac.configuration_ced import CedConfig, DashengConfig
-from laac.convert_ced_original_checkpoint import convert_checkpoint
+from laac.conversion.convert_ced_original_checkpoint import convert_checkpoint
 from laac.feature_extraction_laac import LaacFeatureExtractor
 from laac.modeling_ced import (
     CedForAudioClassification,

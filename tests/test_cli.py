@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from laac import cli
+from laac.cli import main as cli
 
 from tests.laac_tester import make_audio, save_tiny_model
 
@@ -137,7 +137,7 @@ def test_resume_after_kill_loses_and_duplicates_nothing(model_dir, tmp_path):
     for index, name in enumerate(names):
         sf.write(name, make_audio(2.0, index % 7), 16000)
     out = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "laac.cli", "caption", "-q", "-m", model_dir, "-b", "1", "-o", str(out), str(folder)]
+    command = [sys.executable, "-m", "laac.cli.main", "caption", "-q", "-m", model_dir, "-b", "1", "-o", str(out), str(folder)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -188,7 +188,7 @@ def test_help_and_subcommands(capsys, monkeypatch):
     with pytest.raises(SystemExit) as info:
         cli.main(["caption", "--help"])
     assert "--resume" in capsys.readouterr().out
-    assert cli.main(["evaluate", "--help"]) == 0  # delegated to laac.evaluate_captions with its own parser
+    assert cli.main(["evaluate", "--help"]) == 0  # delegated to laac.evaluation.evaluate_captions with its own parser
     assert "usage: laac evaluate" in capsys.readouterr().out
     monkeypatch.setattr(cli, "run_caption", lambda args: 300)
     assert cli.main(["caption", "x.wav"]) == 255  # exit status is capped

@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 from laac import corrector_laac, processing_laac
-from laac.correct_captions import main as correct_captions_main
+from laac.correction.correct_captions import main as correct_captions_main
 from laac.corrector_laac import (
     CORRECTION_SYSTEM_PROMPT,
     FENSE_ERROR_TYPES,
@@ -25,7 +25,7 @@ from laac.corrector_laac import (
     parse_corrected_caption,
     save_echecker_checkpoint,
 )
-from laac.train_error_detector import apply_rule, corrupt_caption, split_by_clip
+from laac.correction.train_error_detector import apply_rule, corrupt_caption, split_by_clip
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 WORDS = (
@@ -447,7 +447,7 @@ def test_laac_correct_falls_back_to_the_offline_detector(monkeypatch: pytest.Mon
     """Official FENSE checkpoint not downloadable -> the cached offline detector; SmolLM2 -> strict rules."""
     import urllib.error
 
-    from laac import correct_captions
+    from laac.correction import correct_captions
     from laac.configuration_laac import CorrectorSettings
 
     def no_network(name):
@@ -473,7 +473,7 @@ def test_one_fense_loader_serves_the_metrics_and_the_gate(tmp_path, tiny_fense_c
     import shutil
 
     from aac_metrics.functional.fer import fer
-    from laac.metrics_laac import load_echecker
+    from laac.evaluation.metrics import load_echecker
 
     base = tmp_path / "bert-base-uncased"  # the backbone folder FENSE names: config + tokenizer together
     shutil.copytree(tiny_fense_checkpoint["tokenizer"], base)

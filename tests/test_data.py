@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from laac.data_laac import (
+from laac.data.loaders import (
     AudioReadError,
     CaptionExamples,
     LaacDataCollator,

@@ -1,7 +1,7 @@
 """benchmarks/decode_benchmark.py stays honest: the tiny shape runs the whole path; fast ids equal the reference's."""
 
 from laac.benchmarks import decode_benchmark
-from laac.demo import DemoShape
+from laac.demo.run import DemoShape
 
 
 def test_tiny_shape_runs_every_phase_with_equal_ids(capsys):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from laac import demo
-from laac.demo import main
+from laac.demo import run as demo
+from laac.demo.run import main
 from laac.modeling_laac import LaacForConditionalGeneration
 
 
@@ -45,7 +45,7 @@ def test_demo_end_to_end_at_toy_scale(tmp_path, capsys):
 
 def test_tagging_collator_crops_training_windows_and_pads():
     import torch
-    from laac.demo import TaggingCollator
+    from laac.demo.run import TaggingCollator
     from laac.feature_extraction_laac import LaacFeatureExtractor
 
     mels = [torch.arange(64 * 1500, dtype=torch.float32).reshape(64, 1500), torch.randn(64, 300)]

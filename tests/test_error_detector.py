@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from laac import train_error_detector as ted
+from laac.correction import train_error_detector as ted
 from laac.corrector_laac import FENSE_ERROR_TYPES, load_error_detector
 from laac_tester import SHARED
 

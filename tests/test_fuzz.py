@@ -26,9 +26,11 @@ import soundfile as sf
 import torch
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from laac import cli, corrector_laac, metrics_laac
+from laac import corrector_laac
+from laac.cli import main as cli
+from laac.evaluation import metrics as metrics_laac
 from laac.audio_laac import AudioInputError, AudioLimits, iter_file_segments, read_audio
-from laac.data_laac import CaptionExamples, LaacDataCollator, load_manifest
+from laac.data.loaders import CaptionExamples, LaacDataCollator, load_manifest
 from laac.feature_extraction_laac import LaacFeatureExtractor
 
 from tests.hostile_audio import lying_wav, real_file

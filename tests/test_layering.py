@@ -6,8 +6,8 @@ imports count like top-level ones. The order:
 1. configuration_ced < configuration_laac: configurations import only configurations (and transformers' config
    classes). The CED length arithmetic that `num_audio_tokens` needs lives in configuration_ced for that reason.
 2. audio_laac < feature_extraction_laac < processing_laac: the one audio reader (decode, limits, validation,
-   resampling; numpy, and soundfile / soxr imported lazily), audio -> log-mel, and the processor. Like transformers' processors
-   they import no model code: the audio-token count comes from the configuration's `num_audio_tokens`.
+   resampling; numpy, and soundfile / soxr imported lazily), audio -> log-mel, and the processor. Like
+   transformers' processors they import no model code: the audio-token count comes from the configuration's `num_audio_tokens`.
 3. modeling_ced: the audio encoders.
 4. corrector_laac: the post-corrector (a torch module, FENSE detector + instruct LLM). It sits below the model
    because `LaacForConditionalGeneration.post_correct` uses it, and that import is also what makes
@@ -19,15 +19,19 @@ imports count like top-level ones. The order:
 6. laac (the package `__init__`): registers the Auto classes and the pipeline task of an installed checkout.
    Then custom_generate.generate: the fast decoding loop, a Hub file in the subfolder transformers reads
    (`custom_generate/generate.py`); it imports no LAAC module (the model loads it by path and passes itself in).
-7. Libraries of the tools: data, metrics, LoRA, the word tokenizer, the HTML report, the default paths. None of
-   them imports another. Then the synthetic corpus, which writes and reads the Clotho format through data_laac and
-   scores its events with metrics_laac's F1.
-8. trainer_laac: `LaacTrainer` / `LaacTrainingArguments` / `evaluate_model`, shared by train.py, the demo and the
-   benchmarks (the role transformers' Seq2SeqTrainer plays for its example scripts).
+   Then the sub-packages' `__init__` files (data, evaluation, training, correction, conversion, cli, demo): one
+   docstring each, no imports.
+7. Libraries of the tools: data.loaders, evaluation.metrics, evaluation.report, training.lora,
+   training.tokenizer_utils, cli.paths. None of them imports another. Then data.synthetic_corpus, which writes and
+   reads the Clotho format through data.loaders and scores its events with evaluation.metrics' F1.
+8. training.trainer: `LaacTrainer` / `LaacTrainingArguments` / `evaluate_model`, shared by train.py, the demo and
+   the benchmarks (the role transformers' Seq2SeqTrainer plays for its example scripts).
 9. Scripts: train.py and the other command-line programs (`python train.py presets/...`), the `evaluate` metric.
-10. Applications: the demo, the `laac` command line, the benchmarks and `laac correct` (correct_captions, which
-    falls back to the error detector that train_error_detector makes when the official one cannot be downloaded). The demo runs the training recipe through
-    `train.main`; `laac demo` / `laac train` run their modules by name (runpy), which is not an import.
+10. Applications: demo.run, cli.main (with cli.caption_shards), the benchmarks and `laac correct`
+    (correction.correct_captions, which falls back to the error detector that correction.train_error_detector
+    makes when the official one cannot be downloaded). The demo runs the training recipe through `train.main`;
+    `laac demo` / `laac train` run their modules by name (runpy), which is not an import. Last, the packages'
+    `__main__` files (`python -m laac.cli`, `python -m laac.demo`).
 """
 
 import ast
@@ -57,18 +61,28 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("modeling_laac",),
     ("pipeline_laac",),
     ("laac",),
+    ("cli", "conversion", "correction", "data", "demo", "evaluation", "training"),  # sub-package docstrings
     ("custom_generate",),
-    ("caption_shards", "data_laac", "lora", "metrics_laac", "paths_laac", "report_laac", "tokenizer_utils"),
-    ("synthetic_corpus",),
-    ("trainer_laac",),
     (
-        "convert_ced_original_checkpoint",
-        "evaluate_captions",
+        "cli.caption_shards",
+        "cli.paths",
+        "data.loaders",
+        "evaluation.metrics",
+        "evaluation.report",
+        "training.lora",
+        "training.tokenizer_utils",
+    ),
+    ("data.synthetic_corpus",),
+    ("training.trainer",),
+    (
+        "conversion.convert_ced_original_checkpoint",
+        "evaluation.evaluate_captions",
         "metrics.dcase_aac.dcase_aac",
         "train",
-        "train_error_detector",
+        "correction.train_error_detector",
     ),
-    ("benchmarks", "cli", "correct_captions", "demo"),  # "benchmarks": every module under benchmarks/
+    ("benchmarks", "cli.main", "correction.correct_captions", "demo.run"),  # "benchmarks": every module under benchmarks/
+    ("cli.__main__", "demo.__main__"),
 )
 HUB_FILES = [name for layer in LAYERS[: LAYERS.index(("laac",))] for name in layer]
 SUBFOLDER_HUB_FILES = ["custom_generate.generate"]  # transformers reads it from custom_generate/ of a checkpoint
@@ -190,9 +204,9 @@ def test_the_graph_is_read():
     arrows = {(a, b) for a, b, _ in import_arrows()}
     assert ("modeling_laac", "configuration_laac") in arrows  # relative, top level
     assert ("modeling_laac", "corrector_laac") in arrows  # relative, inside a method
-    assert ("train", "trainer_laac") in arrows  # absolute, from a script
-    assert ("cli", "laac") in arrows  # the package itself, inside a function
-    assert ("benchmarks.train_benchmark", "trainer_laac") in arrows
+    assert ("train", "training.trainer") in arrows  # absolute, from a script
+    assert ("cli.main", "laac") in arrows  # the package itself, inside a function
+    assert ("benchmarks.train_benchmark", "training.trainer") in arrows
 
 
 def test_every_module_has_a_layer():

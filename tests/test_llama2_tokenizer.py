@@ -10,7 +10,7 @@ from laac.configuration_laac import LaacConfig
 from laac.modeling_ced import CedForAudioClassification
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import IGNORE_INDEX, LaacProcessor, normalize_caption
-from laac.tokenizer_utils import llama_tokenizer_from_gguf
+from laac.training.tokenizer_utils import llama_tokenizer_from_gguf
 
 from tests.laac_tester import SHARED
 

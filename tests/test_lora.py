@@ -3,7 +3,7 @@
 import pytest
 import torch
 from laac.configuration_laac import LaacConfig
-from laac.lora import (
+from laac.training.lora import (
     LaacLoraArguments,
     apply_lora,
     count_trainable_parameters,

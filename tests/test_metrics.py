@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from laac.metrics_laac import (
+from laac.evaluation.metrics import (
     DCASE2024_METRICS,
     _java_version_allowed,
     available_metrics,
@@ -293,7 +293,7 @@ def test_evaluate_load_matches_published_values() -> None:
 
 
 def test_cli_scores_caption_and_raw_caption_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from laac.evaluate_captions import main
+    from laac.evaluation.evaluate_captions import main
 
     rows = _clotho_rows(5)
     refs = tmp_path / "refs.csv"
@@ -325,7 +325,7 @@ def test_cli_scores_caption_and_raw_caption_side_by_side(tmp_path: Path, capsys:
 
 
 def test_cli_rejects_predictions_without_references(tmp_path: Path) -> None:
-    from laac.evaluate_captions import main
+    from laac.evaluation.evaluate_captions import main
 
     refs = tmp_path / "refs.csv"
     refs.write_text("file_name,caption_1\na.wav,a dog barks\n", encoding="utf-8")
@@ -353,7 +353,7 @@ def test_precision_recall_f1_on_handmade_counts():
 
 def test_detector_scores_use_the_f1_helper():
     import numpy as np
-    from laac.train_error_detector import binary_scores
+    from laac.correction.train_error_detector import binary_scores
 
     probabilities = np.array([0.95, 0.2, 0.91, 0.6, 0.1])
     labels = np.array([True, True, False, False, False])  # at 0.9: tp 1, fp 1, fn 1; at 0.5: tp 1, fp 2, fn 1

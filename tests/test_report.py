@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
-from laac.report_laac import MEL_ROW_PIXELS, VIRIDIS_STOPS, png_bytes, write_report
+from laac.evaluation.report import MEL_ROW_PIXELS, VIRIDIS_STOPS, png_bytes, write_report
 
 RATE = 16000
 EVIL_CAPTION = "<script>alert(1)</script> a dog & a cat"

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from laac.synthetic_corpus import (
+from laac.data.synthetic_corpus import (
     EVENT_VOCABULARY,
     EVENTS,
     LOUDNESS_GAIN_DB,

@@ -11,10 +11,10 @@ import time
 
 import pytest
 import torch
-from laac.data_laac import load_clotho
+from laac.data.loaders import load_clotho
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
-from laac.synthetic_corpus import write_corpus
+from laac.data.synthetic_corpus import write_corpus
 from laac.train import evaluate_model, last_complete_checkpoint, parse_args, push_export, warmup_steps_for
 from safetensors import safe_open
 from transformers import TrainerCallback
@@ -281,7 +281,7 @@ def test_full_finetune_with_a_frozen_audio_tower(setup):
 def test_group_by_length_uses_audio_durations(setup):
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from laac.data_laac import CaptionExamples, LaacDataCollator
+    from laac.data.loaders import CaptionExamples, LaacDataCollator
     from laac.train import LaacTrainer, LaacTrainingArguments
 
     corpus = setup / "corpus"
@@ -401,7 +401,7 @@ class AdapterAtStart(TrainerCallback):
 
 def test_stage_2_continues_stage_1_adapters(runs, setup):
     """finetune.yaml's default: stage 1's adapters (export/adapter) on the same base, unmerged, and they train on."""
-    from laac.lora import count_trainable_parameters
+    from laac.training.lora import count_trainable_parameters
     from laac.train import main
     from safetensors.torch import load_file
 

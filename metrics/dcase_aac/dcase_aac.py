@@ -1,5 +1,5 @@
 # Copyright 2024 The LAAC Authors. Licensed under the Apache License, Version 2.0.
-"""`evaluate` wrapper of the DCASE 2024 Task 6 caption metrics (`laac.metrics_laac`, aac-metrics 0.5.4).
+"""`evaluate` wrapper of the DCASE 2024 Task 6 caption metrics (`laac.evaluation.metrics`, aac-metrics 0.5.4).
 
 Usage:
     >>> import evaluate
@@ -15,7 +15,7 @@ from typing import Any
 import datasets
 import evaluate
 
-from laac.metrics_laac import compute_dcase_metrics
+from laac.evaluation.metrics import compute_dcase_metrics
 
 
 _DESCRIPTION = """\
@@ -40,7 +40,7 @@ Args:
     metrics: "dcase2024" (default) or a list of names among bleu_1..bleu_4, rouge_l, meteor, cider_d, spice,
         spider, spider_fl, sbert_sim, fense, fer.
     java_path, cache_dir, sbert_model, echecker_path, echecker_base_model, spice_corenlp_dir, device: see
-        `laac.metrics_laac.compute_dcase_metrics`.
+        `laac.evaluation.metrics.compute_dcase_metrics`.
 Returns:
     dict metric -> float (aac-metrics scale: CIDEr-D in [0, 10], the others mostly in [0, 1]) and
     "unavailable": dict metric -> reason.
@@ -53,7 +53,7 @@ Examples:
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class DcaseAac(evaluate.Metric):
-    """DCASE 2024 audio-captioning metrics (thin wrapper; the logic lives in `laac.metrics_laac`)."""
+    """DCASE 2024 audio-captioning metrics (thin wrapper; the logic lives in `laac.evaluation.metrics`)."""
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(

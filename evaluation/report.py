@@ -20,8 +20,8 @@ import numpy as np
 import soundfile as sf
 from transformers.utils import logging
 
-from .audio_laac import read_audio, resample
-from .feature_extraction_laac import LaacFeatureExtractor
+from ..audio_laac import read_audio, resample
+from ..feature_extraction_laac import LaacFeatureExtractor
 
 logger = logging.get_logger(__name__)
 

@@ -4,7 +4,7 @@ Every other column is kept; the output adds `raw_caption`, `error_prob`, `correc
 holds the final text. The flags after the files are the fields of `CorrectorSettings`. Example (offline stand-ins
 for the report's FENSE detector and Llama 3 8B Instruct; SmolLM2 gets the strict answer rules):
 
-    python -m laac.correct_captions --input preds.csv --output preds_corrected.csv --corrector_model smollm2
+    python -m laac.correction.correct_captions --input preds.csv --output preds_corrected.csv --corrector_model smollm2
 
 Without a network the official FENSE checkpoint cannot be downloaded; then the offline detector of
 `train_error_detector` is used (trained once into ~/.cache/laac/error_detector_minilm, minutes on 2 CPU cores).
@@ -25,7 +25,7 @@ from transformers.utils import logging
 
 from laac.configuration_laac import CorrectorSettings
 from laac.corrector_laac import FENSE_CHECKPOINTS, PostCorrector, fense_checkpoint_file
-from laac.train_error_detector import ensure_error_detector
+from laac.correction.train_error_detector import ensure_error_detector
 
 
 logger = logging.get_logger(__name__)

@@ -6,8 +6,8 @@ The original `AudioTransformer` state dict has no `encoder.` prefix, keeps the t
 (index 1 of a Sequential between two einops Rearrange layers). The output folder (config.json + model.safetensors)
 loads with `CedForAudioClassification.from_pretrained` (CED) or `DashengModel.from_pretrained` (Dasheng).
 
-    python -m laac.convert_ced_original_checkpoint audiotransformer_base_mAP_4999.pt out/ced-base
-    python -m laac.convert_ced_original_checkpoint dasheng_base.pt out/dasheng-base --model-type dasheng
+    python -m laac.conversion.convert_ced_original_checkpoint audiotransformer_base_mAP_4999.pt out/ced-base
+    python -m laac.conversion.convert_ced_original_checkpoint dasheng_base.pt out/dasheng-base --model-type dasheng
 
 Which of the key layouts a released `.pt` file uses could not be checked offline: the loader accepts a bare state
 dict, a `{"model": state_dict, "config": {...}}` dump (Dasheng's format) and DDP `module.` prefixes.

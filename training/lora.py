@@ -20,7 +20,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from .modeling_laac import LaacForConditionalGeneration
+from ..modeling_laac import LaacForConditionalGeneration
 
 FULLY_TRAINED_MODULES = ["qformer", "language_projection"]
 # With updating BatchNorm statistics, CED's init_bn travels in adapter checkpoints too (its affine stays frozen).

@@ -17,7 +17,7 @@ same seed gives byte-identical files whatever the number of worker processes.
 
 Command line::
 
-    python -m laac.synthetic_corpus --out DIR --seed 0 --n-train 4000 --n-val 200 --n-test 200
+    python -m laac.data.synthetic_corpus --out DIR --seed 0 --n-train 4000 --n-val 200 --n-test 200
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import soundfile as sf
 from scipy import signal
 from transformers.utils import logging
 
-from .audio_laac import read_audio
+from ..audio_laac import read_audio
 
 logger = logging.get_logger(__name__)
 
@@ -683,7 +683,7 @@ def event_f1(predictions: list[str], clips_events: list[set[str]]) -> dict[str, 
         true_pos += len(predicted & truth)
         false_pos += len(predicted - truth)
         false_neg += len(truth - predicted)
-    from .metrics_laac import precision_recall_f1  # lazy: corpus generation itself needs no torch
+    from ..evaluation.metrics import precision_recall_f1  # lazy: corpus generation itself needs no torch
 
     return precision_recall_f1(true_pos, false_pos, false_neg)
 
@@ -1009,7 +1009,7 @@ def as_datasets(out_dir: str, split: str) -> Any:
     """
     import datasets
 
-    from .data_laac import read_clotho_captions
+    from .loaders import read_clotho_captions
 
     csv_path = os.path.join(out_dir, f"clotho_captions_{split}.csv")
     if not os.path.exists(csv_path):

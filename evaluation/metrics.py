@@ -331,7 +331,7 @@ def load_echecker(
     backbone's config and tokenizer come from `echecker_base_model`, a local folder (aac-metrics would download
     the name stored in the checkpoint).
     """
-    from .corrector_laac import load_error_detector
+    from ..corrector_laac import load_error_detector
 
     base = str(echecker_base_model)
     detector = load_error_detector(str(echecker_path), tokenizer_path=base, encoder_config=base, device=device)

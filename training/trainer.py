@@ -22,10 +22,10 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.utils import logging
 
-from .data_laac import CaptionExamples, LaacDataCollator
-from .metrics_laac import compute_dcase_metrics
-from .modeling_laac import AudioTokenCache, LaacForConditionalGeneration
-from .processing_laac import LaacProcessor
+from ..data.loaders import CaptionExamples, LaacDataCollator
+from ..evaluation.metrics import compute_dcase_metrics
+from ..modeling_laac import AudioTokenCache, LaacForConditionalGeneration
+from ..processing_laac import LaacProcessor
 
 logger = logging.get_logger(__name__)
 
@@ -100,7 +100,7 @@ def evaluate_model(
     silence: bool = False,
 ) -> EvaluationResult:
     """
-    Caption every clip of a clip table (`data_laac` loaders) with `model.generate` (its generation config: beam 3
+    Caption every clip of a clip table (`laac.data.loaders`) with `model.generate` (its generation config: beam 3
     by default; `generation_kwargs` override it) and score against all references with `compute_dcase_metrics`
     (`metrics=None` skips scoring). Audio is read deterministically: the first `max_seconds`, or whole clips.
     Works with a plain or a LoRA-wrapped (peft) model.

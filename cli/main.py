@@ -21,17 +21,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .audio_laac import AUDIO_EXTENSIONS, MAX_CHANNELS, MAX_DURATION_SECONDS, MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
-from .paths_laac import DEMO_MODEL_DIR
+from ..audio_laac import AUDIO_EXTENSIONS, MAX_CHANNELS, MAX_DURATION_SECONDS, MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
+from .paths import DEMO_MODEL_DIR
 
 OUTPUT_FORMATS = (".jsonl", ".csv", ".srt")
 CSV_COLUMNS = ("path", "start", "end", "caption", "raw_caption", "error_prob", "error")
 # Commands run as `python -m <module> ARGS...` (their own parsers and --help).
 DELEGATED = {
     "train": ("laac.train", "train a LAAC model (HF Trainer; `laac train --help`)"),
-    "evaluate": ("laac.evaluate_captions", "score captions with the DCASE 2024 metrics"),
-    "correct": ("laac.correct_captions", "post-correct captions in a CSV/JSONL file with the error detector + LLM"),
-    "demo": ("laac.demo", "the small offline demo (its model is saved to ~/.cache/laac/demo/model)"),
+    "evaluate": ("laac.evaluation.evaluate_captions", "score captions with the DCASE 2024 metrics"),
+    "correct": ("laac.correction.correct_captions", "post-correct captions in a CSV/JSONL file with the error detector + LLM"),
+    "demo": ("laac.demo.run", "the small offline demo (its model is saved to ~/.cache/laac/demo/model)"),
 }
 EPILOG = f"""examples:
   laac caption --model ./my-laac --output captions.jsonl ./recordings
@@ -214,7 +214,7 @@ def _caption_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _limits(args: argparse.Namespace) -> Any:
-    from .audio_laac import AudioLimits
+    from ..audio_laac import AudioLimits
 
     return AudioLimits.from_kwargs({k: v for k, v in _caption_kwargs(args).items() if k in AudioLimits.FIELDS})
 
@@ -322,7 +322,7 @@ def _run_srt(args: argparse.Namespace, inputs: list[tuple[str, str | None]]) -> 
     if error is not None:
         print(f"{path}: {error}", file=sys.stderr)
         return 1
-    from .audio_laac import AudioFile
+    from ..audio_laac import AudioFile
 
     with AudioFile(path, _limits(args)) as audio_file:  # the header only: it was captioned, so it is within limits
         duration = audio_file.frames / audio_file.sampling_rate

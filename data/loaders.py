@@ -28,8 +28,8 @@ import torch
 from transformers import BatchFeature
 from transformers.utils import logging
 
-from .audio_laac import AUDIO_EXTENSIONS, AudioFile, AudioInputError, AudioLimits, check_samples, resample
-from .processing_laac import LaacProcessor
+from ..audio_laac import AUDIO_EXTENSIONS, AudioFile, AudioInputError, AudioLimits, check_samples, resample
+from ..processing_laac import LaacProcessor
 
 logger = logging.get_logger(__name__)
 

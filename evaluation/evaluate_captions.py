@@ -1,7 +1,7 @@
 # Copyright 2024 The LAAC Authors. Licensed under the Apache License, Version 2.0.
 """Score a predictions file against Clotho references with the DCASE 2024 metrics.
 
-    python -m laac.evaluate_captions --predictions preds.csv --references clotho_evaluation_captions.csv
+    python -m laac.evaluation.evaluate_captions --predictions preds.csv --references clotho_evaluation_captions.csv
 
 Predictions: CSV or JSONL with `file_name` and `caption`; optional `raw_caption` (LLM output before the corrector)
 and `corrected_caption` columns are scored side by side. References: the Clotho CSV (`file_name`,
@@ -19,8 +19,8 @@ from typing import Any
 
 from transformers.utils import logging
 
-from laac.data_laac import read_clotho_captions
-from laac.metrics_laac import DCASE2024_METRICS, SUPPORTED_METRICS, compute_dcase_metrics
+from laac.data.loaders import read_clotho_captions
+from laac.evaluation.metrics import DCASE2024_METRICS, SUPPORTED_METRICS, compute_dcase_metrics
 
 
 logger = logging.get_logger(__name__)

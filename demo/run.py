@@ -36,20 +36,20 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.utils import logging
 
-from .configuration_ced import CedConfig
-from .configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig
-from .data_laac import read_audio
-from .feature_extraction_laac import LaacFeatureExtractor
-from .metrics_laac import precision_recall_f1
-from .modeling_ced import CedForAudioClassification
-from .modeling_laac import LaacForConditionalGeneration
-from .paths_laac import DEMO_MODEL_DIR
-from .processing_laac import LaacProcessor
-from .synthetic_corpus import EVENTS, event_f1, events_in_caption, read_metadata, write_corpus
-from .tokenizer_utils import build_word_tokenizer
+from ..configuration_ced import CedConfig
+from ..configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig
+from ..data.loaders import read_audio
+from ..feature_extraction_laac import LaacFeatureExtractor
+from ..evaluation.metrics import precision_recall_f1
+from ..modeling_ced import CedForAudioClassification
+from ..modeling_laac import LaacForConditionalGeneration
+from ..cli.paths import DEMO_MODEL_DIR
+from ..processing_laac import LaacProcessor
+from ..data.synthetic_corpus import EVENTS, event_f1, events_in_caption, read_metadata, write_corpus
+from ..training.tokenizer_utils import build_word_tokenizer
 
 if TYPE_CHECKING:
-    from .corrector_laac import PostCorrector
+    from ..corrector_laac import PostCorrector
 
 logger = logging.get_logger(__name__)
 
@@ -411,7 +411,7 @@ def train_captioner(
     corpus's longest is 15 s): a crop would cut scenes that the captions still name, and whole clips are what
     evaluation sees. Returns the export.
     """
-    from .train import main as train_main
+    from ..train import main as train_main
 
     export_dir = os.path.join(out_dir, "export")
     train_main([
@@ -452,8 +452,8 @@ with open(out_path, "w", encoding="utf-8") as f:
 
 def evaluate_export(export_dir: str, corpus_dir: str, split: str, silence: bool = False) -> tuple[list, dict]:
     """Beam-3 captions of a split by an exported model, DCASE metrics and the event F1 of the captions."""
-    from .data_laac import load_clotho
-    from .trainer_laac import evaluate_model
+    from ..data.loaders import load_clotho
+    from ..training.trainer import evaluate_model
 
     model = LaacForConditionalGeneration.from_pretrained(export_dir).eval()
     processor = LaacProcessor.from_pretrained(export_dir)
@@ -482,7 +482,7 @@ def error_detector(corpus_dir: str, detector_dir: str | None, out_dir: str, seco
     """A FENSE-style error detector: the one given, or MiniLM fine-tuned on FENSE corruptions of the corpus."""
     if detector_dir:
         return detector_dir
-    from .train_error_detector import main as train_detector
+    from ..correction.train_error_detector import main as train_detector
 
     detector_dir = os.path.join(out_dir, "error_detector")
     train_detector([
@@ -494,7 +494,7 @@ def error_detector(corpus_dir: str, detector_dir: str | None, out_dir: str, seco
 
 def post_corrector(detector_dir: str) -> "PostCorrector":
     """The report's gate: captions with error probability > 0.9 go to the instruct LLM (offline: SmolLM2)."""
-    from .corrector_laac import PostCorrector
+    from ..corrector_laac import PostCorrector
 
     return PostCorrector(detector=detector_dir, corrector="smollm2", threshold=0.9)
 
@@ -506,7 +506,7 @@ def corrupted_references(corpus_dir: str, split: str, count: int, seed: int) -> 
     """
     import random
 
-    from .train_error_detector import corrupt_caption
+    from ..correction.train_error_detector import corrupt_caption
 
     rng = random.Random(seed)
     clean = [record["captions"][0] for record in read_metadata(corpus_dir, split)[:count]]
@@ -756,7 +756,7 @@ def run_correction(run: DemoRun, cards: list[dict]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from .report_laac import write_report
+    from ..evaluation.report import write_report
 
     shape = DemoShape(text_layers=RECIPES[args.recipe].text_layers)
     progress = DemoProgress(stage_estimates(args), speed=machine_speed(shape))

@@ -15,7 +15,7 @@ type (clean held-out captions as negatives), writes them to `metrics.json`, and 
 files that `corrector_laac.load_error_detector` loads. Trained on Clotho-evaluation text: FENSE computed with this
 detector on Clotho-evaluation predictions is not the official FENSE.
 
-    OMP_NUM_THREADS=2 python -m laac.train_error_detector --output_dir ~/.cache/laac/error_detector_minilm
+    OMP_NUM_THREADS=2 python -m laac.correction.train_error_detector --output_dir ~/.cache/laac/error_detector_minilm
 
 `ensure_error_detector()` trains it once into a cache folder and reuses it; `laac correct` falls back to it when
 the official FENSE checkpoint cannot be downloaded.
@@ -56,11 +56,11 @@ from laac.corrector_laac import (
     load_error_detector,
     save_echecker_checkpoint,
 )
-from laac.data_laac import read_clotho_captions
-from laac.metrics_laac import precision_recall_f1
-from laac.paths_laac import ERROR_DETECTOR_DIR, shared_dir
+from laac.data.loaders import read_clotho_captions
+from laac.evaluation.metrics import precision_recall_f1
+from laac.cli.paths import ERROR_DETECTOR_DIR, shared_dir
 from laac.processing_laac import normalize_caption
-from laac.synthetic_corpus import clip_rng, make_captions, sample_clip
+from laac.data.synthetic_corpus import clip_rng, make_captions, sample_clip
 
 
 logger = logging.get_logger(__name__)
