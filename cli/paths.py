@@ -19,7 +19,7 @@ def shared_dir() -> str | None:
     The project's `shared/` folder (Clotho evaluation captions, real Llama tokenizers): `$LAAC_SHARED_DIR` when
     set, else `shared/` beside the repository clone; None when neither exists.
     """
-    candidates = [os.environ.get("LAAC_SHARED_DIR"), Path(__file__).resolve().parents[1] / "shared"]
+    candidates = [os.environ.get("LAAC_SHARED_DIR"), Path(__file__).resolve().parents[2] / "shared"]  # cli/ -> clone -> beside it
     return next((str(c) for c in candidates if c and os.path.isdir(c)), None)
 
 

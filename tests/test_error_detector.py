@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,14 @@ def test_balanced_mix_sees_every_rule_alone():
     assert rule_counts(balanced)[3] > rule_counts(fense)[3]  # remove_conj, rare in FENSE's mix, seen more often
     with pytest.raises(ValueError, match="corruption mix"):
         ted.labelled_pairs(captions, 0, "uniform")
+
+
+def test_shared_dir_is_found_beside_the_clone(monkeypatch):
+    """`cli.paths.shared_dir` looks beside the clone (the repository root's parent), as the tests' own lookup does."""
+    from laac.cli.paths import shared_dir
+
+    monkeypatch.delenv("LAAC_SHARED_DIR", raising=False)
+    beside = Path(__file__).resolve().parents[2] / "shared"
+    assert shared_dir() == (str(beside) if beside.is_dir() else None)
+    monkeypatch.setenv("LAAC_SHARED_DIR", str(SHARED))
+    assert shared_dir() == str(SHARED)
