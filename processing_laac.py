@@ -61,8 +61,8 @@ def _deprecated_prompt(text: Optional[Union[str, Sequence[str]]], prompt: Option
     return prompt
 
 
-def _tokenizer_load_fix(gguf_file: bool) -> str:
-    if gguf_file:
+def _tokenizer_load_fix(is_gguf: bool) -> str:
+    if is_gguf:
         return "pass a .gguf file that holds a tokenizer (tokenizer.ggml.* metadata, as the text model's own GGUF has)"
     return (
         "put the text model's tokenizer files (tokenizer.json or tokenizer.model, and tokenizer_config.json) in that "
@@ -156,13 +156,13 @@ def load_text_tokenizer(text: str, audio_token: str = DEFAULT_AUDIO_TOKEN) -> An
     """
     from transformers import AutoTokenizer
 
-    gguf_file = text.endswith(".gguf") and os.path.isfile(text)
+    is_gguf = text.endswith(".gguf") and os.path.isfile(text)
     try:
-        tokenizer = _tokenizer_from_gguf(text)[0] if gguf_file else AutoTokenizer.from_pretrained(text)
+        tokenizer = _tokenizer_from_gguf(text)[0] if is_gguf else AutoTokenizer.from_pretrained(text)
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise ValueError(
             f"no tokenizer could be loaded from {text} ({type(error).__name__}: {error}); "
-            f"{_tokenizer_load_fix(gguf_file)}"
+            f"{_tokenizer_load_fix(is_gguf)}"
         ) from error
     add_audio_token(tokenizer, audio_token, text)
     if tokenizer.pad_token is None:
