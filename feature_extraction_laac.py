@@ -2,7 +2,8 @@
 """Log-mel front end of LAAC: the CED / Dasheng mel spectrogram, computed with torch.stft (no torchaudio).
 
 Per clip: 16 kHz mono -> centred STFT (reflect padding, periodic Hann) -> power -> 64 HTK mel bands 0-8000 Hz
-(unnormalised triangles) -> 10 * log10(max(mel, 1e-10)) -> clamp at (clip max - 120 dB).
+(unnormalised triangles) -> dB by `transformers.audio_utils.power_to_db`: 10 * log10(max(mel, 1e-10)), clamped at
+(the clip's own max - 120 dB).
 A clip of N samples gives 1 + N // 160 frames.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
-from transformers.audio_utils import mel_filter_bank
+from transformers.audio_utils import mel_filter_bank, power_to_db
 from transformers.utils import TensorType, logging
 
 from .audio_laac import (
@@ -158,8 +159,10 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
                 ],
                 dim=-1,
             )
-        log_mel = mel.clamp_(min=AMIN).log10_().mul_(10.0)  # in place: the mel of a long clip is large
-        return log_mel.clamp_(min=float(log_mel.max()) - self.top_db)  # per-clip dynamic range
+        # db_range: the floor is this clip's own max - top_db. The reference (0 dB = power 1) is a float32 scalar:
+        # with a Python float, NumPy 2 would promote the whole result to float64 (twice the mel's memory, then a cast).
+        log_mel = power_to_db(mel.numpy(), reference=np.float32(1.0), min_value=AMIN, db_range=self.top_db)
+        return torch.from_numpy(log_mel)
 
     def _mel_power(self, waveform: torch.Tensor, center: bool) -> torch.Tensor:
         """Mel-filtered STFT power, (n_mels, frames); `center` pads by reflection as the CED front end does."""

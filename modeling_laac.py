@@ -39,13 +39,23 @@ logger = logging.get_logger(__name__)
 AUDIO_TOWER_CLASSES = {"ced": CedModel, "dasheng": DashengModel}
 # The fast decoding loop, beside this file in the package and in a checkpoint loaded with trust_remote_code;
 # transformers installs a checkpoint's `custom_generate/generate.py` as `model.generate`.
-CUSTOM_GENERATE_FILE = os.path.join("custom_generate", "generate.py")
+CUSTOM_GENERATE_DIR = "custom_generate"
+CUSTOM_GENERATE_FILE = os.path.join(CUSTOM_GENERATE_DIR, "generate.py")
 
 
 def _custom_generate_source() -> Optional[str]:
     """Path of the fast decoding loop next to this file, or None (an older checkpoint's code has none)."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), CUSTOM_GENERATE_FILE)
     return path if os.path.isfile(path) else None
+
+
+def _write_custom_generate(save_directory: Union[str, os.PathLike]) -> None:
+    """Copy the fast decoding loop into `save_directory`/custom_generate/ (nothing when this code has none)."""
+    source = _custom_generate_source()
+    if source is not None:
+        target = os.path.join(save_directory, CUSTOM_GENERATE_FILE)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(source, target)
 
 
 @dataclass
@@ -545,11 +555,21 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
     def save_pretrained(self, save_directory: Union[str, os.PathLike], *args: Any, **kwargs: Any) -> None:
         """`PreTrainedModel.save_pretrained`, plus the fast decoding loop as `custom_generate/generate.py`."""
         super().save_pretrained(save_directory, *args, **kwargs)
-        source = _custom_generate_source()
-        if source is not None and self.should_save_on_this_rank(kwargs.get("is_main_process", True)):
-            target = os.path.join(save_directory, CUSTOM_GENERATE_FILE)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(source, target)
+        if self.should_save_on_this_rank(kwargs.get("is_main_process", True)):
+            _write_custom_generate(save_directory)
+
+    def _upload_modified_files(
+        self, working_dir: Union[str, os.PathLike], repo_id: str, files_timestamps: dict[str, float], **kwargs: Any
+    ) -> Any:
+        """
+        `PushToHubMixin._upload_modified_files` with `custom_generate/` in the commit. `save_pretrained(...,
+        push_to_hub=True)` uploads from inside `PreTrainedModel.save_pretrained`, before this class writes the fast
+        loop, and a folder already there counts as modified only when the folder's own time changes; so the loop
+        is written here and its folder always uploaded.
+        """
+        _write_custom_generate(working_dir)
+        files_timestamps = {name: stamp for name, stamp in files_timestamps.items() if name != CUSTOM_GENERATE_DIR}
+        return super()._upload_modified_files(working_dir, repo_id, files_timestamps, **kwargs)
 
     # -- post-correction ---------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import LlamaConfig
 
+from laac.cli.paths import shared_dir
 from laac.configuration_ced import CedConfig
 from laac.modeling_ced import CedForAudioClassification
 from laac.training.tokenizer_utils import llama_tokenizer_from_gguf
@@ -150,12 +151,14 @@ def build_and_measure(workdir: Path, shape_name: str, tokenizer_gguf: Path) -> d
 
 
 def default_tokenizer() -> Path:
-    """shared/tokenizers/ beside the clone (as the tests find it), or under $LAAC_SHARED_DIR."""
-    candidates = [os.environ.get("LAAC_SHARED_DIR"), Path(__file__).resolve().parents[2] / "shared", "/work/shared"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / TOKENIZER_GGUF).is_file():
-            return Path(candidate) / TOKENIZER_GGUF
-    return Path(candidates[1]) / TOKENIZER_GGUF
+    """shared/tokenizers/'s Llama 2 GGUF, in the folder `cli.paths.shared_dir` finds (as the tests find it)."""
+    folder = shared_dir()
+    if folder is None:
+        raise FileNotFoundError(
+            "no shared/ folder found for Llama 2's tokenizer: pass --tokenizer_gguf, set LAAC_SHARED_DIR, or clone "
+            "beside shared/"
+        )
+    return Path(folder) / TOKENIZER_GGUF
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

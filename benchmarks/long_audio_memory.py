@@ -6,10 +6,14 @@ fresh process, runs the real path on each file and prints the process's peak RSS
 
 - `caption`: `pipeline("audio-captioning")` over the file, in 30-s segments (a tiny random LAAC model, greedy, so
   the figure is the reader's and the front end's, not a large model's);
-- `features`: the same file through `audio_laac.iter_file_segments` + `LaacFeatureExtractor` segment by segment.
+- `features`: the same file through `audio_laac.iter_file_segments` + `LaacFeatureExtractor` segment by segment;
+- `whole` (not run by default): the whole file decoded into one float32 array and given to `LaacFeatureExtractor`
+  in one call, which computes the STFT in 60-s chunks (`MEL_CHUNK_FRAMES`); here memory grows with the length
+  (the samples, their reflect-padded copy and the mel), and the figure shows what the front end adds to it.
 
     python -m laac.benchmarks.long_audio_memory                 # 1 h and 4 h
     python -m laac.benchmarks.long_audio_memory --hours 1 2 4   # other lengths
+    python -m laac.benchmarks.long_audio_memory --hours 1 --modes whole   # one array, chunked STFT
 
 One JSON line per (file, mode): hours, file MB, peak RSS MiB, RSS before the file was opened, seconds.
 """
@@ -83,6 +87,10 @@ def measure(path: str, mode: str, model_dir: str) -> dict:
     if mode == "caption":
         record = captioner(path, num_beams=1, max_new_tokens=3)
         segments = len(record.get("segments", [])) or 1
+    elif mode == "whole":
+        audio, rate = sf.read(path, dtype="float32")
+        captioner.processor.feature_extractor(audio, sampling_rate=rate, return_tensors="np")
+        segments = 1
     else:
         extractor = captioner.processor.feature_extractor
         segments = 0
@@ -98,7 +106,7 @@ def measure(path: str, mode: str, model_dir: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours", type=float, nargs="+", default=[1.0, 4.0])
-    parser.add_argument("--modes", nargs="+", default=["features", "caption"], choices=["features", "caption"])
+    parser.add_argument("--modes", nargs="+", default=["features", "caption"], choices=["features", "caption", "whole"])
     parser.add_argument("--child", nargs=3, metavar=("PATH", "MODE", "MODEL_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

@@ -16,11 +16,35 @@ ERROR_DETECTOR_DIR = os.path.join(os.path.expanduser("~"), ".cache", "laac", "er
 
 def shared_dir() -> str | None:
     """
-    The project's `shared/` folder (Clotho evaluation captions, real Llama tokenizers): `$LAAC_SHARED_DIR` when
-    set, else `shared/` beside the repository clone; None when neither exists.
+    The project's `shared/` folder (reference vectors, Clotho evaluation clips and captions, real Llama
+    tokenizers): `$LAAC_SHARED_DIR` when set, else `shared/` beside the repository clone, or, for a git worktree,
+    beside the main clone it belongs to; None when none of these exists. The one lookup: the tests, the benchmarks
+    and the tools all call it.
     """
-    candidates = [os.environ.get("LAAC_SHARED_DIR"), Path(__file__).resolve().parents[2] / "shared"]  # cli/ -> clone -> beside it
+    clone = Path(__file__).resolve().parents[1]  # cli/ -> the repository root (the package `laac`)
+    candidates = [os.environ.get("LAAC_SHARED_DIR"), clone.parent / "shared"]
+    main_clone = _main_clone_of_worktree(clone)
+    if main_clone is not None:
+        candidates.append(main_clone.parent / "shared")
     return next((str(c) for c in candidates if c and os.path.isdir(c)), None)
+
+
+def _main_clone_of_worktree(clone: Path) -> Path | None:
+    """
+    The main clone a git worktree belongs to, else None. A worktree's `.git` is a file `gitdir: <main>/.git/
+    worktrees/<name>`, whose `commondir` file leads back to `<main>/.git`.
+    """
+    git = clone / ".git"
+    if not git.is_file():
+        return None  # a clone (a .git folder), an installed copy (none), or no git at all
+    text = git.read_text(encoding="utf-8").strip()
+    if not text.startswith("gitdir:"):
+        return None
+    gitdir = clone / text.removeprefix("gitdir:").strip()
+    commondir = gitdir / "commondir"
+    if not commondir.is_file():
+        return None  # a submodule's git folder: no main clone to look beside
+    return (gitdir / commondir.read_text(encoding="utf-8").strip()).resolve().parent
 
 
 __all__ = ["DEMO_MODEL_DIR", "ERROR_DETECTOR_DIR", "shared_dir"]

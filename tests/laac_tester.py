@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from laac.cli import paths
 from laac.configuration_laac import PROMPT_I, LaacConfig
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
@@ -23,12 +24,15 @@ SAMPLING_RATE = 16000
 
 
 def shared_dir() -> Path:
-    """The project's shared/ folder: beside the clone (CI, sessions), or $LAAC_SHARED_DIR."""
-    candidates = [os.environ.get("LAAC_SHARED_DIR"), Path(__file__).resolve().parents[2] / "shared", "/work/shared"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "reference").is_dir():
-            return Path(candidate)
-    raise FileNotFoundError(f"shared/ not found in {candidates}; set LAAC_SHARED_DIR")
+    """The project's shared/ folder, found by `laac.cli.paths.shared_dir`; an error naming the fix when absent."""
+    folder = paths.shared_dir()
+    if folder is None or not (Path(folder) / "reference").is_dir():
+        found = f"{folder} has no reference/" if folder else "none found"
+        raise FileNotFoundError(
+            f"the tests need the project's shared/ folder ({found}): clone beside it (../shared) or set "
+            "LAAC_SHARED_DIR=/path/to/shared"
+        )
+    return Path(folder)
 
 
 SHARED = shared_dir()

@@ -83,12 +83,48 @@ def test_balanced_mix_sees_every_rule_alone():
         ted.labelled_pairs(captions, 0, "uniform")
 
 
-def test_shared_dir_is_found_beside_the_clone(monkeypatch):
-    """`cli.paths.shared_dir` looks beside the clone (the repository root's parent), as the tests' own lookup does."""
-    from laac.cli.paths import shared_dir
+def _paths_module_in(clone: Path):
+    """A copy of `cli/paths.py` inside `clone`/cli/, imported from there: its lookup then starts at `clone`."""
+    import importlib.util
 
+    from laac.cli import paths
+
+    (clone / "cli").mkdir(parents=True)
+    target = clone / "cli" / "paths.py"
+    target.write_text(Path(paths.__file__).read_text())
+    spec = importlib.util.spec_from_file_location(f"paths_in_{clone.parent.name}", target)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shared_dir_is_found_beside_the_clone(monkeypatch, tmp_path):
+    """
+    `cli.paths.shared_dir`, the one lookup (the tests' and the benchmarks' too): $LAAC_SHARED_DIR, else shared/
+    beside the clone, else beside the main clone of a git worktree; None elsewhere.
+    """
     monkeypatch.delenv("LAAC_SHARED_DIR", raising=False)
-    beside = Path(__file__).resolve().parents[2] / "shared"
-    assert shared_dir() == (str(beside) if beside.is_dir() else None)
-    monkeypatch.setenv("LAAC_SHARED_DIR", str(SHARED))
-    assert shared_dir() == str(SHARED)
+    (tmp_path / "shared").mkdir()  # /work/shared beside /work/main
+    main = tmp_path / "laac"
+    (main / ".git" / "worktrees" / "h1").mkdir(parents=True)
+    (main / ".git" / "worktrees" / "h1" / "commondir").write_text("../..\n")  # what `git worktree add` writes
+    in_main = _paths_module_in(main)
+    assert in_main.shared_dir() == str(tmp_path / "shared")
+    worktree = tmp_path / "wt" / "h1" / "laac"  # no shared/ beside it
+    worktree.mkdir(parents=True)
+    (worktree / ".git").write_text(f"gitdir: {main / '.git' / 'worktrees' / 'h1'}\n")
+    assert _paths_module_in(worktree).shared_dir() == str(tmp_path / "shared")
+    fresh = tmp_path / "x" / "fresh" / "laac"  # a clone elsewhere: nothing beside it
+    (fresh / ".git").mkdir(parents=True)
+    in_fresh = _paths_module_in(fresh)
+    assert in_fresh.shared_dir() is None
+    monkeypatch.setenv("LAAC_SHARED_DIR", str(SHARED))  # the variable wins everywhere
+    assert in_fresh.shared_dir() == in_main.shared_dir() == str(SHARED)
+
+
+def test_the_tests_name_the_fix_when_shared_is_missing(monkeypatch):
+    import laac_tester
+
+    monkeypatch.setattr(laac_tester.paths, "shared_dir", lambda: None)
+    with pytest.raises(FileNotFoundError, match="LAAC_SHARED_DIR"):
+        laac_tester.shared_dir()

@@ -40,6 +40,25 @@ def test_mel_matches_original_front_end(extractor, reference, name):
     assert (features == features.max() - 120).float().mean() > 0.03
 
 
+def test_db_floor_is_each_clips_own_max_and_stays_float32():
+    """dB = 10 log10(max(mel power, 1e-10)), floored at the clip's own max - top_db (power_to_db's db_range)."""
+    extractor = LaacFeatureExtractor(top_db=80.0)  # above the 1e-10 power floor (-100 dB) for both clips
+    loud = _noise(32000)
+    loud[8000:24000] = 0.0  # a silent stretch, so the floor is reached
+    maxima = []
+    for clip in (loud, loud * 0.1):  # 20 dB quieter: its floor moves 20 dB down with it
+        waveform = torch.from_numpy(clip)
+        log_mel = extractor.log_mel(waveform)
+        assert log_mel.dtype == torch.float32
+        power = extractor._mel_power(waveform.double(), center=True)  # an independent float64 reckoning
+        expected = 10.0 * power.clamp(min=feature_extraction_laac.AMIN).log10()
+        expected = expected.clamp(min=float(expected.max()) - extractor.top_db).float()
+        assert_log_mel_close(log_mel, expected)
+        assert float(log_mel.min()) == pytest.approx(float(log_mel.max()) - extractor.top_db, abs=1e-4)
+        maxima.append(float(log_mel.max()))
+    assert maxima[0] - maxima[1] == pytest.approx(20.0, abs=1e-3)
+
+
 def test_batch_pads_right_and_masks(extractor):
     clips = [_noise(16000), _noise(48000, 1), _noise(32000, 2)]
     out = extractor(clips, sampling_rate=16000)

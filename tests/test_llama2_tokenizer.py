@@ -55,8 +55,15 @@ def _reference_cases():
     return list(zip(texts, ids))
 
 
-def test_tokenizer_reproduces_llama_cpp_reference_tokenisations(parts):
-    tokenizer = parts[1].tokenizer
+@pytest.fixture(scope="module")
+def gguf_processor(parts):
+    """`from_components` given the bare `.gguf` file as the text model's tokenizer (no folder written)."""
+    return LaacProcessor.from_components(str(parts[0] / "ced"), str(LLAMA2_GGUF))
+
+
+@pytest.mark.parametrize("source", ["folder", "bare_gguf"])
+def test_tokenizer_reproduces_llama_cpp_reference_tokenisations(parts, gguf_processor, source):
+    tokenizer = (parts[1] if source == "folder" else gguf_processor).tokenizer
     cases = _reference_cases()
     assert len(cases) == 46
     wrong = [(text, want, tokenizer(text, add_special_tokens=False)["input_ids"]) for text, want in cases]
@@ -74,6 +81,15 @@ def test_tokenizer_only_folder_gives_submission_4_vocabulary(parts):
     assert len(tokenizer) == 32001 == LaacConfig().text_config.vocab_size
     assert (tokenizer.pad_token, tokenizer.pad_token_id) == ("<unk>", UNK)
     assert tokenizer.padding_side == "left"
+
+
+def test_bare_gguf_gives_the_folders_processor(parts, gguf_processor):
+    """The bare `.gguf` path of from_components: the same vocabulary, audio token, pad token and ids as the folder."""
+    folder_tokenizer, tokenizer = parts[1].tokenizer, gguf_processor.tokenizer
+    assert gguf_processor.audio_token_id == AUDIO and len(tokenizer) == 32001
+    assert (tokenizer.pad_token_id, tokenizer.padding_side) == (UNK, "left")
+    text = " Describe the detail of this audio:\n---\nDetailed:  a dog  barks "
+    assert tokenizer(text)["input_ids"] == folder_tokenizer(text)["input_ids"]
 
 
 def test_prompt_and_a_real_clotho_caption(parts, clotho_example):

@@ -123,3 +123,38 @@ def test_pickled_weights_are_refused(saved, tmp_path):
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
     with pytest.raises(OSError, match="safetensors"):
         LaacForConditionalGeneration.from_pretrained(tmp_path)
+
+
+@pytest.fixture
+def hub_commits(monkeypatch):
+    """The Hub calls of a push, offline: a new empty repository, and each commit's files recorded."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    commits: list[set[str]] = []
+
+    def create_commit(api, repo_id, operations, **kwargs):
+        commits.append({operation.path_in_repo.replace(os.sep, "/") for operation in operations})
+
+    def no_card(*args, **kwargs):
+        raise EntryNotFoundError("a new repository has no README.md")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda api, repo_id, **kw: huggingface_hub.RepoUrl(
+        f"https://huggingface.co/{repo_id}"))
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(huggingface_hub.ModelCard, "load", no_card)
+    return commits
+
+
+@pytest.mark.parametrize("folder_there", [False, True], ids=["new_folder", "folder_saved_before"])
+def test_save_pretrained_push_to_hub_uploads_the_fast_loop(saved, tmp_path, hub_commits, folder_there):
+    """save_pretrained(push_to_hub=True) commits custom_generate/generate.py with the weights and the model code."""
+    _, model, _ = saved
+    folder = tmp_path / "laac-push"
+    if folder_there:  # custom_generate/ already in the folder: the folder's own time does not change on the push
+        model.save_pretrained(folder)
+    model.save_pretrained(folder, push_to_hub=True, repo_id="someone/laac-push")
+    model.push_to_hub("someone/laac-push")  # PushToHubMixin.push_to_hub: a temporary folder, then the same upload
+    assert len(hub_commits) == 2
+    for files in hub_commits:
+        assert {"custom_generate/generate.py", "model.safetensors", "config.json", "modeling_laac.py"} <= files

@@ -4,16 +4,17 @@
 Captions use a few hundred words; a vocabulary of exactly those words makes a small decoder several times faster
 than a 32k-50k subword vocabulary (the softmax dominates), which is what the embedded demo and the tests need.
 Llama 2's own SentencePiece tokenizer comes offline as a GGUF file (llama.cpp's test vocabularies); loaded as
-Meta's `tokenizer.json` would load, it is the tokenizer of Submission 4's text model.
+Meta's `tokenizer.json` would load, it is the tokenizer of Submission 4's text model. Its loader,
+`llama_tokenizer_from_gguf`, lives in `processing_laac` (a Hub file: `from_components` given a bare `.gguf` uses
+it) and is importable from here as before.
 """
 
-import os
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
-from ..processing_laac import DEFAULT_AUDIO_TOKEN
+from ..processing_laac import DEFAULT_AUDIO_TOKEN, llama_tokenizer_from_gguf  # the loader lives with the Hub files
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
@@ -43,29 +44,6 @@ def build_word_tokenizer(
         tokenizer_object=tokenizer, **SPECIAL_TOKENS, additional_special_tokens=[audio_token], padding_side="left"
     )
     return fast
-
-
-def llama_tokenizer_from_gguf(gguf_path: str) -> PreTrainedTokenizerFast:
-    """
-    Llama 1/2's SentencePiece tokenizer from a GGUF file, tokenising as SentencePiece, llama.cpp and Meta's
-    `tokenizer.json` of meta-llama/Llama-2-7b-hf do: "▁" is prepended to each text and every space becomes "▁"
-    before the BPE merges. transformers' GGUF conversion uses a Metaspace pre-tokenizer instead, which prepends
-    nothing to a text that starts with a space (" Hello" -> [15043] instead of [29871, 15043]).
-    `save_pretrained` of the result writes the tokenizer files a Hub folder of Llama 2 holds.
-    """
-    folder, name = os.path.split(os.path.abspath(gguf_path))
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    kind = type(tokenizer.backend_tokenizer.model).__name__
-    if kind != "BPE" or tokenizer.unk_token != "<unk>":
-        raise ValueError(
-            f"{gguf_path} is not a Llama 1/2 SentencePiece tokenizer (model {kind}, "
-            f"unk {tokenizer.unk_token!r}); pass ggml-vocab-llama-spm.gguf or a Llama 2 model's GGUF"
-        )
-    tokenizer.backend_tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
-    )
-    tokenizer.backend_tokenizer.pre_tokenizer = None
-    return tokenizer
 
 
 __all__ = ["build_word_tokenizer", "llama_tokenizer_from_gguf", "SPECIAL_TOKENS"]
