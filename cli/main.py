@@ -262,7 +262,8 @@ def caption_inputs(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None
             print(f"resuming: {len(inputs) - len(todo)} of {len(inputs)} inputs are already in {args.output}",
                   file=sys.stderr)
         if paths:
-            captioner, workers = _load_pipeline(args), num_workers(args, len(paths))
+            captioner = _load_pipeline(args)
+            workers = num_workers(args, len(paths), captioner.device.type)
             failures += _caption_paths(captioner, paths, writer, workers, args)
             settled = captioner.batch_sizes.current
     finally:
@@ -288,16 +289,17 @@ def _caption_paths(captioner: Any, paths: list[str], writer: RecordWriter, worke
     return failures
 
 
-def num_workers(args: argparse.Namespace, inputs: int) -> int:
+def num_workers(args: argparse.Namespace, inputs: int, device_type: str) -> int:
     """
-    --num-workers, or by default: none for fewer than `AUTO_WORKERS_FROM` inputs (starting workers costs more than
-    it saves), else up to 4, leaving one CPU of this process's share (launched processes split the CPUs) to it.
+    --num-workers, or by default: none when the model runs on the CPU (workers would take the cores it computes
+    on) or for fewer than `AUTO_WORKERS_FROM` inputs (starting workers costs more than it saves); else up to 4,
+    leaving one CPU of this process's share (launched processes split the CPUs) to the main process.
     """
     if args.num_workers is not None:
         if args.num_workers < 0:
             raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
         return args.num_workers
-    if inputs < AUTO_WORKERS_FROM:
+    if device_type == "cpu" or inputs < AUTO_WORKERS_FROM:
         return 0
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -407,8 +409,8 @@ def add_caption_parser(subparsers: Any) -> None:
                         help="segments per model call (default: 8); halved while the device runs out of memory")
     parser.add_argument("--num-workers", "-j", type=int, default=None,
                         help="DataLoader workers that read, decode, resample and log-mel the audio while the model "
-                        f"runs; 0 reads in the main process (default: up to 4 from {AUTO_WORKERS_FROM} inputs on, "
-                        "leaving one CPU to the model, else 0)")
+                        f"runs on a GPU; 0 reads in the main process (default: on a GPU, up to 4 from "
+                        f"{AUTO_WORKERS_FROM} inputs on, leaving one CPU to the main process; on the CPU 0)")
     parser.add_argument("--device", "-d", default="auto",
                         help="torch device: auto (the GPU when there is one, else cpu), cpu, cuda, cuda:1")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),

@@ -212,13 +212,14 @@ def test_default_worker_count(monkeypatch):
     args = argparse.Namespace(num_workers=None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert cli.num_workers(args, cli.AUTO_WORKERS_FROM - 1) == 0  # few inputs: workers cost more than they save
-    assert cli.num_workers(args, 1000) == 4
+    assert cli.num_workers(args, 1000, "cuda") == 4
+    assert cli.num_workers(args, cli.AUTO_WORKERS_FROM - 1, "cuda") == 0  # few inputs: workers cost more than they save
+    assert cli.num_workers(args, 1000, "cpu") == 0  # the model computes on the cores the workers would take
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 launched processes share the 16 CPUs
-    assert cli.num_workers(args, 1000) == 1
+    assert cli.num_workers(args, 1000, "cuda") == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
-    assert cli.num_workers(args, 1000) == 0
-    assert cli.num_workers(argparse.Namespace(num_workers=3), 1) == 3
+    assert cli.num_workers(args, 1000, "cuda") == 0
+    assert cli.num_workers(argparse.Namespace(num_workers=3), 1, "cpu") == 3
     with pytest.raises(ValueError, match="--num-workers must be >= 0"):
-        cli.num_workers(argparse.Namespace(num_workers=-1), 10)
+        cli.num_workers(argparse.Namespace(num_workers=-1), 10, "cuda")
