@@ -246,7 +246,9 @@ def _as_is(event: Any) -> Any:
 
 def _free_accelerator_memory(device: torch.device) -> None:
     """After an out-of-memory error: give the allocator's cached blocks back before the retry."""
-    if device.type != "cpu" and torch.accelerator.is_available():
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type != "cpu" and hasattr(torch, "accelerator"):  # torch >= 2.6: mps, xpu, ...
         torch.accelerator.empty_cache()
 
 
@@ -264,7 +266,10 @@ class AudioCaptioningPipeline(Pipeline):
 
     Call arguments:
         batch_size (`int`): segments per `generate()` call. Segments are sorted by length within a buffer of
-            `batch_size * 8` so padding stays small; captions are those of batch size 1.
+            `batch_size * 8` so padding stays small; captions are those of batch size 1. A batch that runs out of
+            device memory is retried in halves, and the call keeps the smaller size (`self.batch_sizes`).
+        num_workers (`int`): DataLoader worker processes that read, decode, resample and log-mel a list of inputs
+            while the model runs (default: the pipeline's `num_workers`, else 0: all in this process).
         sampling_rate (`int`): rate of array inputs.
         segment_seconds, hop_seconds (`float`, default 30 / 30): audio longer than `segment_seconds` is captioned
             per segment; segments start every `hop_seconds` and the last is shifted to end with the audio.
