@@ -17,7 +17,7 @@ registers the installed copy. It imports only torch / transformers / numpy / std
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,6 +65,39 @@ class Segment:
     end: float
     energy: float  # mean square: breaks ties when choosing the overall caption
     limits: AudioLimits | None = None  # the call's input limits, passed on to the processor
+    last: bool = False  # the input's last segment: the input is fully read
+    features: np.ndarray | None = None  # (n_mels, frames) log-mel made in a DataLoader worker; None: from `audio`
+
+
+@dataclass
+class _InputFailure:
+    """An input that could not be read: it gets one error record (or raises), its segments are dropped."""
+
+    index: int
+    error: AudioInputError
+
+
+@dataclass
+class BatchSizes:
+    """
+    The batch size of one captioning call: the `requested` one and the `current` one, which an out-of-memory error
+    halves for the failed batch and every following batch of the call (`settled` is what the call ended with).
+    """
+
+    requested: int
+    current: int = 0
+    out_of_memory_errors: int = 0
+
+    def __post_init__(self) -> None:
+        self.current = self.current or self.requested
+
+    def shrink(self, failed: int) -> None:
+        """After an out-of-memory error at a batch of `failed` segments: half of it, from now on."""
+        self.out_of_memory_errors += 1
+        half = (failed + 1) // 2
+        if half < self.current:
+            logger.warning(f"out of memory at batch size {failed}: split in halves and retried; batches of {half} now")
+            self.current = half
 
 
 @dataclass
@@ -100,6 +133,125 @@ def _mono_array(audio: Any, index: int, sampling_rate: Any, limits: AudioLimits)
         raise AudioInputError(str(error), name) from error
 
 
+def read_segments(
+    item: Any,
+    index: int,
+    limits: AudioLimits,
+    sampling_rate: int | None = None,
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
+    hop_seconds: float = DEFAULT_HOP_SECONDS,
+) -> Iterator[Segment]:
+    """
+    The segments of one input, read lazily: the header (or array shape) is checked against `limits` first, then
+    each segment is validated (zero samples, NaN/Inf) as it is read. The last one is marked `last`.
+    """
+    if segment_seconds <= 0 or hop_seconds <= 0:
+        raise ValueError(f"segment_seconds and hop_seconds must be > 0, got {segment_seconds} and {hop_seconds}")
+    if isinstance(item, (str, os.PathLike, bytes, bytearray)):
+        pieces = iter_file_segments(item, segment_seconds, hop_seconds, limits)
+    else:
+        pieces = _array_segments(item, index, sampling_rate, segment_seconds, hop_seconds, limits)
+    previous = None
+    for number, (audio, rate, start, end) in enumerate(pieces):
+        check_samples(audio)
+        energy = float(np.mean(np.square(audio, dtype=np.float64)))
+        if previous is not None:
+            yield previous
+        previous = Segment(index, number, audio, rate, start / rate, end / rate, energy, limits)
+    if previous is None:  # segment_bounds gives at least one range and zero samples fail check_samples
+        raise AudioInputError("no audio was read", f"input {index}")
+    previous.last = True
+    yield previous
+
+
+def _array_segments(
+    item: Any,
+    index: int,
+    sampling_rate: int | None,
+    segment_seconds: float,
+    hop_seconds: float,
+    limits: AudioLimits,
+) -> Iterator[tuple[np.ndarray, int, int, int]]:
+    if isinstance(item, dict):
+        if "sampling_rate" not in item or not ({"raw", "array"} & set(item)):
+            raise ValueError(f"an audio dict needs 'raw' or 'array' and 'sampling_rate', got keys {sorted(item)}")
+        sampling_rate, item = item["sampling_rate"], item["raw" if "raw" in item else "array"]
+    if not isinstance(item, (np.ndarray, torch.Tensor)):
+        raise TypeError(
+            f"cannot caption a {type(item).__name__}; pass a path, bytes, a numpy array / torch tensor with "
+            "sampling_rate=, or a {'raw': array, 'sampling_rate': rate} dict"
+        )
+    if sampling_rate is None:
+        raise ValueError("array inputs need their rate: pass sampling_rate= (e.g. 16000) or a dict with one")
+    audio = _mono_array(item, index, sampling_rate, limits)
+    segment, hop = max(1, round(segment_seconds * sampling_rate)), max(1, round(hop_seconds * sampling_rate))
+    for start, end in segment_bounds(audio.shape[0], segment, hop):
+        yield audio[start:end], sampling_rate, start, end
+
+
+def input_events(
+    item: Any, index: int, limits: AudioLimits, options: dict[str, Any], feature_extractor: Any = None
+) -> Iterator[Segment | _InputFailure]:
+    """
+    One input's segments, or an `_InputFailure` after those read before it failed. With a `feature_extractor`
+    (in a DataLoader worker) each segment also gets its log-mel, and its samples are dropped (the mel is what the
+    model needs, and smaller to send back).
+    """
+    try:
+        for segment in read_segments(item, index, limits, **options):
+            if feature_extractor is not None:
+                segment.features = _log_mel(feature_extractor, segment)
+                segment.audio = RELEASED
+            yield segment
+    except AudioInputError as error:
+        yield _InputFailure(index, error)
+
+
+def _log_mel(feature_extractor: Any, segment: Segment) -> np.ndarray:
+    """(n_mels, frames) log-mel of one segment, resampled to 16 kHz: what the processor computes per clip."""
+    try:
+        features = feature_extractor(
+            segment.audio, sampling_rate=segment.sampling_rate, return_tensors="np", **asdict(segment.limits)
+        )
+    except AudioInputError:
+        raise
+    except ValueError as error:
+        raise AudioInputError(f"cannot compute the log-mel: {error}", f"input {segment.index}") from error
+    return features["input_features"][0]
+
+
+class _WorkerReader(torch.utils.data.IterableDataset):
+    """
+    The inputs, read in DataLoader workers: worker w of n takes inputs w, w + n, ... and yields their events
+    (`input_events` with log-mels). The DataLoader takes one event from each worker in turn, so one-segment inputs
+    arrive in input order.
+    """
+
+    def __init__(
+        self, items: Sequence[Any], limits: AudioLimits, options: dict[str, Any], feature_extractor: Any
+    ) -> None:
+        self.items, self.limits, self.options, self.feature_extractor = items, limits, options, feature_extractor
+
+    def __iter__(self) -> Iterator[Segment | _InputFailure]:
+        worker = torch.utils.data.get_worker_info()
+        first, step = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        for index in range(first, len(self.items), step):
+            yield from input_events(self.items[index], index, self.limits, self.options, self.feature_extractor)
+
+
+def _as_is(event: Any) -> Any:
+    """The DataLoader's collate function: events are passed on unchanged (module level: workers may pickle it)."""
+    return event
+
+
+def _free_accelerator_memory(device: torch.device) -> None:
+    """After an out-of-memory error: give the allocator's cached blocks back before the retry."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type != "cpu" and hasattr(torch, "accelerator"):  # torch >= 2.6: mps, xpu, ...
+        torch.accelerator.empty_cache()
+
+
 # -- the pipeline ----------------------------------------------------------------------------------------------------
 
 
@@ -114,7 +266,10 @@ class AudioCaptioningPipeline(Pipeline):
 
     Call arguments:
         batch_size (`int`): segments per `generate()` call. Segments are sorted by length within a buffer of
-            `batch_size * 8` so padding stays small; captions are those of batch size 1.
+            `batch_size * 8` so padding stays small; captions are those of batch size 1. A batch that runs out of
+            device memory is retried in halves, and the call keeps the smaller size (`self.batch_sizes`).
+        num_workers (`int`): DataLoader worker processes that read, decode, resample and log-mel a list of inputs
+            while the model runs (default: the pipeline's `num_workers`, else 0: all in this process).
         sampling_rate (`int`): rate of array inputs.
         segment_seconds, hop_seconds (`float`, default 30 / 30): audio longer than `segment_seconds` is captioned
             per segment; segments start every `hop_seconds` and the last is shifted to end with the audio.
@@ -168,7 +323,13 @@ class AudioCaptioningPipeline(Pipeline):
         return preprocess, {"generate_kwargs": generate}, postprocess
 
     def preprocess(self, segments: list[Segment]) -> dict[str, torch.Tensor]:
-        """A batch of segments -> model inputs (the processor resamples to 16 kHz and pads, within their limits)."""
+        """
+        A batch of segments -> model inputs: the processor resamples to 16 kHz and pads, within their limits; the
+        log-mels of segments read in DataLoader workers are only padded.
+        """
+        if segments[0].features is not None:
+            features = self.processor.feature_extractor.pad_log_mels([segment.features for segment in segments])
+            return dict(self.processor.from_features(features))
         limits = segments[0].limits
         rates = {segment.sampling_rate for segment in segments}
         if len(rates) > 1:  # the processor takes one rate per call: resample each clip apart
@@ -197,24 +358,34 @@ class AudioCaptioningPipeline(Pipeline):
 
     # -- calling -------------------------------------------------------------------------------------------------
 
-    def __call__(self, inputs: Any, batch_size: int | None = None, **kwargs: Any) -> dict | list[dict]:
+    def __call__(
+        self, inputs: Any, batch_size: int | None = None, num_workers: int | None = None, **kwargs: Any
+    ) -> dict | list[dict]:
         """Caption one input (returns a dict) or a list/tuple of inputs (returns a list, in input order)."""
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
         if items and isinstance(items[0], (int, float, np.number)):
             raise ValueError("a list of numbers is ambiguous; pass one clip as a numpy array with sampling_rate=")
         results: list[dict | None] = [None] * len(items)
-        for index, record in self.iter_captions(items, batch_size=batch_size, **kwargs):
+        for index, record in self.iter_captions(items, batch_size=batch_size, num_workers=num_workers, **kwargs):
             results[index] = record
         return results[0] if single else results
 
     def iter_captions(
-        self, inputs: Iterable[Any], batch_size: int | None = None, on_error: str = "raise", **kwargs: Any
+        self,
+        inputs: Iterable[Any],
+        batch_size: int | None = None,
+        on_error: str = "raise",
+        num_workers: int | None = None,
+        **kwargs: Any,
     ) -> Iterator[tuple[int, dict]]:
         """
         Stream `(input index, record)` as soon as each input is captioned (not in input order: batches are sorted
         by length). Inputs are read lazily, so `inputs` may be a generator over many files. With
         `on_error="record"` an input that cannot be captioned gives `{"error": reason}` and the rest go on.
+        `num_workers` > 0 (default: the pipeline's `num_workers`, else 0) reads, decodes, resamples and log-mels a
+        list of inputs in that many DataLoader worker processes while this one runs the model. An out-of-memory
+        error halves the batch and the following ones; `self.batch_sizes` holds the size the call settled on.
         """
         if on_error not in ("raise", "record"):
             raise ValueError(f"on_error must be 'raise' or 'record', got {on_error!r}")
@@ -226,111 +397,110 @@ class AudioCaptioningPipeline(Pipeline):
         batch_size = batch_size or self._batch_size or 1
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_sizes = sizes = BatchSizes(batch_size)
         states: dict[int, _InputState] = {}
         pool: list[Segment] = []
-        for index, item in enumerate(inputs):
-            states[index] = state = _InputState()
-            try:
-                for segment in self._segments(item, index, limits, **preprocess):
-                    state.segments.append(segment)
-                    pool.append(segment)
-                    if len(pool) >= batch_size * BUCKET_BATCHES:
-                        self._run_pool(pool, states, batch_size, forward, on_error)
-                        pool = []
-            except AudioInputError as error:
+        for event in self._input_events(inputs, limits, preprocess, num_workers):
+            state = states.setdefault(event.index, _InputState())
+            if isinstance(event, _InputFailure):
                 if on_error == "raise":
-                    raise AudioInputError(f"input {index}: {error}", error.path) from error
-                state.error = str(error)
-                pool = [segment for segment in pool if segment.index != index]
-            state.enumerated = True
+                    raise AudioInputError(f"input {event.index}: {event.error}", event.error.path) from event.error
+                state.error, state.enumerated = str(event.error), True
+                pool = [segment for segment in pool if segment.index != event.index]
+            else:
+                state.segments.append(event)
+                state.enumerated = event.last
+                pool.append(event)
+                if len(pool) >= batch_size * BUCKET_BATCHES:
+                    yield from self._run_pool(pool, states, sizes, forward, on_error, correct)
+                    pool = []
             yield from self._pop_finished(states, correct)
-        self._run_pool(pool, states, batch_size, forward, on_error)
+        yield from self._run_pool(pool, states, sizes, forward, on_error, correct)
+        if sizes.current < sizes.requested:
+            logger.warning(f"settled on batch size {sizes.current} (asked {sizes.requested}): out of memory above it")
         yield from self._pop_finished(states, correct)
+
+    def _input_events(
+        self, inputs: Iterable[Any], limits: AudioLimits, options: dict[str, Any], num_workers: int | None
+    ) -> Iterator[Segment | _InputFailure]:
+        """Every input's segments (or its failure), read here or in `num_workers` DataLoader workers."""
+        num_workers = (self._num_workers or 0) if num_workers is None else num_workers
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if num_workers == 0:
+            return (event for index, item in enumerate(inputs) for event in input_events(item, index, limits, options))
+        if not isinstance(inputs, Sequence) or isinstance(inputs, (str, bytes)):
+            raise TypeError(
+                f"num_workers={num_workers} needs a list of inputs (worker w reads every n-th one), got a "
+                f"{type(inputs).__name__}; pass list(inputs), or num_workers=0 to read a generator lazily"
+            )
+        reader = _WorkerReader(inputs, limits, options, self.processor.feature_extractor)
+        workers = min(num_workers, len(inputs))
+        return iter(torch.utils.data.DataLoader(reader, batch_size=None, num_workers=workers, collate_fn=_as_is))
 
     # -- internals -----------------------------------------------------------------------------------------------
 
-    def _segments(
-        self,
-        item: Any,
-        index: int,
-        limits: AudioLimits,
-        sampling_rate: int | None = None,
-        segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
-        hop_seconds: float = DEFAULT_HOP_SECONDS,
-    ) -> Iterator[Segment]:
-        """
-        The segments of one input, read lazily: the header (or array shape) is checked against `limits` first, then
-        each segment is validated (zero samples, NaN/Inf) as it is read.
-        """
-        if segment_seconds <= 0 or hop_seconds <= 0:
-            raise ValueError(f"segment_seconds and hop_seconds must be > 0, got {segment_seconds} and {hop_seconds}")
-        if isinstance(item, (str, os.PathLike, bytes, bytearray)):
-            pieces = iter_file_segments(item, segment_seconds, hop_seconds, limits)
-        else:
-            pieces = self._array_segments(item, index, sampling_rate, segment_seconds, hop_seconds, limits)
-        for number, (audio, rate, start, end) in enumerate(pieces):
-            check_samples(audio)
-            energy = float(np.mean(np.square(audio, dtype=np.float64)))
-            yield Segment(index, number, audio, rate, start / rate, end / rate, energy, limits)
-
-    @staticmethod
-    def _array_segments(
-        item: Any,
-        index: int,
-        sampling_rate: int | None,
-        segment_seconds: float,
-        hop_seconds: float,
-        limits: AudioLimits,
-    ) -> Iterator[tuple[np.ndarray, int, int, int]]:
-        if isinstance(item, dict):
-            if "sampling_rate" not in item or not ({"raw", "array"} & set(item)):
-                raise ValueError(
-                    f"an audio dict needs 'raw' or 'array' and 'sampling_rate', got keys {sorted(item)}"
-                )
-            sampling_rate, item = item["sampling_rate"], item["raw" if "raw" in item else "array"]
-        if not isinstance(item, (np.ndarray, torch.Tensor)):
-            raise TypeError(
-                f"cannot caption a {type(item).__name__}; pass a path, bytes, a numpy array / torch tensor with "
-                "sampling_rate=, or a {'raw': array, 'sampling_rate': rate} dict"
-            )
-        if sampling_rate is None:
-            raise ValueError("array inputs need their rate: pass sampling_rate= (e.g. 16000) or a dict with one")
-        audio = _mono_array(item, index, sampling_rate, limits)
-        segment, hop = max(1, round(segment_seconds * sampling_rate)), max(1, round(hop_seconds * sampling_rate))
-        for start, end in segment_bounds(audio.shape[0], segment, hop):
-            yield audio[start:end], sampling_rate, start, end
-
     def _run_pool(
-        self, pool: list[Segment], states: dict[int, _InputState], batch_size: int, forward: dict, on_error: str
-    ) -> None:
+        self,
+        pool: list[Segment],
+        states: dict[int, _InputState],
+        sizes: BatchSizes,
+        forward: dict,
+        on_error: str,
+        correct: Any,
+    ) -> Iterator[tuple[int, dict]]:
         """
-        Caption the buffered segments, shortest first, `batch_size` at a time, then drop their samples: an input's
-        state keeps its segments (times, energy) until all are captioned, and a recording of hours has hundreds.
+        Caption the buffered segments, shortest first, `sizes.current` at a time, yielding the records of the
+        inputs each batch finishes (a run killed later keeps them). A batch that runs out of memory is retried from
+        its first segment at half its size, which the following batches keep. Then the segments' samples are
+        dropped: an input's state keeps its segments (times, energy) until all are captioned, and a recording of
+        hours has hundreds.
         """
-        ordered = sorted(pool, key=lambda segment: segment.audio.shape[0] / segment.sampling_rate)
-        for start in range(0, len(ordered), batch_size):
-            batch = [segment for segment in ordered[start : start + batch_size] if states[segment.index].error is None]
-            if batch:
-                self._caption_batch(batch, states, forward, on_error)
+        ordered = sorted(pool, key=lambda segment: segment.end - segment.start)
+        position = 0
+        while position < len(ordered):
+            size = sizes.current
+            batch = [segment for segment in ordered[position : position + size] if states[segment.index].error is None]
+            if batch and not self._caption_batch(batch, states, forward, on_error):
+                sizes.shrink(len(batch))
+                continue
+            position += size
+            yield from self._pop_finished(states, correct)
         for segment in pool:
-            segment.audio = RELEASED
+            segment.audio, segment.features = RELEASED, None
 
     def _caption_batch(
         self, batch: list[Segment], states: dict[int, _InputState], forward: dict, on_error: str
-    ) -> None:
+    ) -> bool:
+        """
+        Caption one batch into `states`; False if it ran out of memory (a batch of more than one segment: the
+        caller retries it smaller). A segment that fails alone gets its input's error (or raises).
+        """
+        out_of_memory = None
         try:
             captions = self.postprocess(self.forward(self.preprocess(batch), **forward))
+        except torch.OutOfMemoryError as error:  # (torch.cuda.OutOfMemoryError is the same class)
+            if len(batch) == 1 and on_error == "raise":
+                raise
+            out_of_memory = " ".join(str(error).split())  # handled below, once the traceback's tensors are freed
         except (ValueError, RuntimeError) as error:
             if on_error == "raise":
                 raise
             if len(batch) > 1:  # find the segment at fault; the others are captioned alone
                 for segment in batch:
                     self._caption_batch([segment], states, forward, on_error)
-                return
+                return True
             states[batch[0].index].error = f"captioning failed: {' '.join(str(error).split())}"
-            return
+            return True
+        if out_of_memory is not None:
+            _free_accelerator_memory(self.device)
+            if len(batch) > 1:
+                return False
+            states[batch[0].index].error = f"out of memory with this segment alone: {out_of_memory}"
+            return True
         for segment, caption in zip(batch, captions):
             states[segment.index].captions[segment.number] = caption
+        return True
 
     def _pop_finished(self, states: dict[int, _InputState], correct: Any) -> Iterator[tuple[int, dict]]:
         finished = sorted(index for index, state in states.items() if state.finished)
@@ -381,4 +551,12 @@ def overall_caption(segments: list[dict], energies: list[float]) -> str:
 if TASK not in PIPELINE_REGISTRY.get_supported_tasks():
     PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=AudioCaptioningPipeline, pt_model=AutoModel, type="multimodal")
 
-__all__ = ["AudioCaptioningPipeline", "AudioInputError", "iter_file_segments", "overall_caption", "segment_bounds"]
+__all__ = [
+    "AudioCaptioningPipeline",
+    "AudioInputError",
+    "BatchSizes",
+    "iter_file_segments",
+    "overall_caption",
+    "read_segments",
+    "segment_bounds",
+]

@@ -73,6 +73,18 @@ def total(world: World, values: list[float]) -> list[float]:
     return tensor.tolist()
 
 
+def smallest(world: World, value: int) -> int:
+    """The smallest of the processes' `value`s (the batch size every process settled on or below)."""
+    if not world.distributed:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())
+
+
 def finish(world: World) -> None:
     if world.distributed:
         import torch.distributed as dist

@@ -25,6 +25,7 @@ from ..audio_laac import AUDIO_EXTENSIONS, MAX_CHANNELS, MAX_DURATION_SECONDS, M
 from .paths import DEMO_MODEL_DIR
 
 OUTPUT_FORMATS = (".jsonl", ".csv", ".srt")
+AUTO_WORKERS_FROM = 16  # inputs from which `laac caption` reads audio in DataLoader workers by default
 CSV_COLUMNS = ("path", "start", "end", "caption", "raw_caption", "error_prob", "error")
 # Commands run as `python -m <module> ARGS...` (their own parsers and --help).
 DELEGATED = {
@@ -226,17 +227,30 @@ def _progress(total: int, quiet: bool) -> Any:
 
 
 def run_caption(args: argparse.Namespace) -> int:
-    """Caption every input; returns the number of failed inputs."""
+    """Caption every input; prints the run's summary (a JSON line on stderr); returns the number of failed inputs."""
     from .caption_shards import World
 
     world = World.from_environment()
-    if world.distributed and not getattr(args, "sharded", False):  # torchrun / accelerate launch: data-parallel
+    if world.distributed:  # torchrun / accelerate launch: data-parallel
         return run_caption_sharded(args, world)
+    failures, summary = caption_inputs(args)
+    if summary is not None:
+        print(json.dumps({"processes": 1, **summary}), file=sys.stderr)
+    return failures
+
+
+def caption_inputs(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
+    """
+    Caption every input not yet in the output: (failed inputs, summary of the run: inputs, failed, seconds,
+    clips/s, the batch size asked for and the one it settled on after out-of-memory errors, DataLoader workers).
+    The summary is None for an .srt output.
+    """
     inputs = expand_inputs(args.paths)
     if args.output and args.output.lower().endswith(".srt"):
-        return _run_srt(args, inputs)
+        return _run_srt(args, inputs), None
+    start = time.perf_counter()
     writer = RecordWriter(args.output, args.resume, args.overwrite)
-    failures = 0
+    failures, settled, workers = 0, args.batch_size, 0
     try:
         todo = [(path, error) for path, error in inputs if path not in writer.done]
         for path, error in todo:  # known before any decoding: no model time spent on them
@@ -247,27 +261,55 @@ def run_caption(args: argparse.Namespace) -> int:
         if args.resume and len(todo) < len(inputs):
             print(f"resuming: {len(inputs) - len(todo)} of {len(inputs)} inputs are already in {args.output}",
                   file=sys.stderr)
-        if not paths:
-            return failures
-        captioner = _load_pipeline(args)
-        with _progress(len(paths), args.quiet) as bar:
-            records = captioner.iter_captions(
-                paths, batch_size=args.batch_size, on_error="record", **_caption_kwargs(args)
-            )
-            for index, record in records:
-                writer.write({"path": paths[index], **record})
-                failures += "error" in record
-                bar.update(1)
-                bar.set_postfix(failed=failures, refresh=False)
+        if paths:
+            captioner = _load_pipeline(args)
+            workers = num_workers(args, len(paths), captioner.device.type)
+            failures += _caption_paths(captioner, paths, writer, workers, args)
+            settled = captioner.batch_sizes.current
     finally:
         writer.close()
+    seconds = time.perf_counter() - start
+    return failures, {"inputs": len(todo), "failed": failures, "seconds": round(seconds, 2),
+                      "clips_per_s": round(len(todo) / max(seconds, 1e-9), 3), "batch_size": args.batch_size,
+                      "settled_batch_size": settled, "num_workers": workers}  # fmt: skip
+
+
+def _caption_paths(captioner: Any, paths: list[str], writer: RecordWriter, workers: int, args: Any) -> int:
+    """Write one record per path as it is captioned (or fails); returns the failures."""
+    failures = 0
+    with _progress(len(paths), args.quiet) as bar:
+        records = captioner.iter_captions(
+            paths, batch_size=args.batch_size, on_error="record", num_workers=workers, **_caption_kwargs(args)
+        )
+        for index, record in records:
+            writer.write({"path": paths[index], **record})
+            failures += "error" in record
+            bar.update(1)
+            bar.set_postfix(failed=failures, refresh=False)
     return failures
+
+
+def num_workers(args: argparse.Namespace, inputs: int, device_type: str) -> int:
+    """
+    --num-workers, or by default: none when the model runs on the CPU (workers would take the cores it computes
+    on) or for fewer than `AUTO_WORKERS_FROM` inputs (starting workers costs more than it saves); else up to 4,
+    leaving one CPU of this process's share (launched processes split the CPUs) to the main process.
+    """
+    if args.num_workers is not None:
+        if args.num_workers < 0:
+            raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+        return args.num_workers
+    if device_type == "cpu" or inputs < AUTO_WORKERS_FROM:
+        return 0
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cpus // processes - 1))
 
 
 def run_caption_sharded(args: argparse.Namespace, world: Any) -> int:
     """
     One of N launched processes: caption this rank's share of the inputs not yet in --output into a part file
-    (through `run_caption`, so resume and error records work as in one process); rank 0 then appends the parts to
+    (through `caption_inputs`, so resume and error records work as in one process); rank 0 then appends the parts to
     --output and prints the total throughput. Returns the failures of all ranks on rank 0, 0 on the others.
     """
     import torch
@@ -291,16 +333,17 @@ def run_caption_sharded(args: argparse.Namespace, world: Any) -> int:
     start = time.perf_counter()
     part = argparse.Namespace(**{**vars(args), "paths": share, "output": shards.part_path(args.output, world),
                                  "resume": True, "overwrite": False, "quiet": args.quiet or world.rank > 0,
-                                 "sharded": True,
                                  "device": world.device(args.device, torch.cuda.is_available())})  # fmt: skip
-    failures = run_caption(part) if share else 0
+    failures, summary = caption_inputs(part) if share else (0, None)
     shards.barrier(world)
     clips, failures = shards.total(world, [len(share), failures])
+    settled = shards.smallest(world, summary["settled_batch_size"] if summary else args.batch_size)
     if world.rank == 0:
         seconds = time.perf_counter() - start
         shards.merge_parts(args.output, world, done)
         print(json.dumps({"processes": world.size, "inputs": int(clips), "failed": int(failures),
-                          "seconds": round(seconds, 2), "clips_per_s": round(clips / max(seconds, 1e-9), 3)}),
+                          "seconds": round(seconds, 2), "clips_per_s": round(clips / max(seconds, 1e-9), 3),
+                          "batch_size": args.batch_size, "settled_batch_size": settled}),
               file=sys.stderr)  # fmt: skip
     shards.barrier(world)  # no rank exits (and ends the launch) before the merge
     shards.finish(world)
@@ -351,7 +394,10 @@ def add_caption_parser(subparsers: Any) -> None:
             "checked from the header before decoding) gets one error record and the run goes on. Exit status: the "
             "number of failed files (at most 255), 0 if none.\n\n"
             "Recordings longer than --segment-seconds are captioned per segment (start/end times) plus an overall "
-            "caption: the caption most segments got, ties going to the loudest segment."
+            "caption: the caption most segments got, ties going to the loudest segment.\n\n"
+            "A batch that runs out of device memory is split in halves and retried, and the following batches keep "
+            "the smaller size; a segment that does not fit alone gets an error record. The run ends with one JSON "
+            "line on stderr: inputs, failed, seconds, clips_per_s, batch_size, settled_batch_size, num_workers."
         ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders or glob patterns")
@@ -359,7 +405,12 @@ def add_caption_parser(subparsers: Any) -> None:
     parser.add_argument("--output", "-o", help="output file: .jsonl, .csv or .srt (default: JSON lines on stdout)")
     parser.add_argument("--resume", action="store_true", help="skip the files already in --output and append")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    parser.add_argument("--batch-size", "-b", type=int, default=8, help="segments per model call (default: 8)")
+    parser.add_argument("--batch-size", "-b", type=int, default=8,
+                        help="segments per model call (default: 8); halved while the device runs out of memory")
+    parser.add_argument("--num-workers", "-j", type=int, default=None,
+                        help="DataLoader workers that read, decode, resample and log-mel the audio while the model "
+                        f"runs on a GPU; 0 reads in the main process (default: on a GPU, up to 4 from "
+                        f"{AUTO_WORKERS_FROM} inputs on, leaving one CPU to the main process; on the CPU 0)")
     parser.add_argument("--device", "-d", default="auto",
                         help="torch device: auto (the GPU when there is one, else cpu), cpu, cuda, cuda:1")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
