@@ -6,6 +6,7 @@ tests/test_pipeline.py and the scripted LLM stand-in of tests/test_corrector.py 
 
 import json
 import os
+import textwrap
 from pathlib import Path
 
 import laac  # noqa: F401  registers the LAAC classes and the task
@@ -22,7 +23,7 @@ from laac.modeling_laac import LaacForConditionalGeneration, LaacGenerateCorrect
 from laac.training.trainer import evaluate_model, parse_correct_setting
 from transformers import GenerationMixin, pipeline
 
-from tests.laac_tester import make_audio, save_tiny_model, tiny_config, tiny_model, tiny_processor
+from tests.laac_tester import make_audio, run_without_laac, save_tiny_model, tiny_config, tiny_model, tiny_processor
 from tests.test_corrector import ScriptedCorrector
 from tests.test_pipeline import detector_folder  # noqa: F401  (a pytest fixture: the tiny FENSE-format detector)
 
@@ -155,6 +156,39 @@ def test_correct_without_a_tokenizer_or_with_bad_settings_is_a_clear_error(setup
     with pytest.raises(PostCorrectionError, match="post-correction failed"):  # the detector loads after decoding
         model.generate(**inputs, correct={"detector": str(Path(__file__).parent / "no-such-detector.ckpt")},
                        tokenizer=processor.tokenizer)
+
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["laac"] = None  # everything comes from the folder
+    import numpy as np
+    from transformers import AutoModel, AutoProcessor
+    folder = sys.argv[1]
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    rng = np.random.default_rng(0)
+    inputs = processor([(0.1 * rng.standard_normal(s * 16000)).astype(np.float32) for s in (2, 5)], sampling_rate=16000)
+    ids = model.generate(**inputs)
+    shout = lambda captions: [{"caption": c.upper(), "error_prob": 0.95, "corrected": True} for c in captions]
+    fast = model.generate(**inputs, correct=shout, tokenizer=processor.tokenizer)
+    stock = type(model).generate(model, **inputs, correct="never", processor=processor)
+    print(json.dumps({"module": type(fast).__module__, "same_ids": fast.sequences.tolist() == ids.tolist(),
+                      "fast": fast.records(), "stock": stock.records(), "ids_type": type(ids).__name__}))
+    """
+)
+
+
+def test_a_checkpoint_post_corrects_in_generate_without_laac_installed(tmp_path):
+    folder = save_tiny_model(tmp_path / "model")
+    result = run_without_laac(REMOTE_SCRIPT, [str(folder)], tmp_path, OMP_NUM_THREADS="1")
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["module"].startswith("transformers_modules") and report["ids_type"] == "Tensor"
+    assert report["same_ids"]
+    assert [r["caption"] for r in report["fast"]] == [r["raw_caption"].upper() for r in report["fast"]]
+    assert [r["raw_caption"] for r in report["stock"]] == [r["raw_caption"] for r in report["fast"]]
+    assert all(r["reason"] == "gate_never" and r["caption"] == r["raw_caption"] for r in report["stock"])
 
 
 # -- pipeline and CLI ------------------------------------------------------------------------------------------------
