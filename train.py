@@ -509,10 +509,10 @@ def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | N
             model, lora_args, data_args.cache_audio_tokens, model_args.adapter_name_or_path,
             model_args.continue_adapters,
         )  # fmt: skip
-    elif model_args.adapter_name_or_path:  # evaluation only: the adapter merged
-        model = merge_lora(load_lora(model, model_args.adapter_name_or_path))
         if training_args.warmup_epochs is not None:
             training_args.warmup_steps = warmup_steps_for(training_args, len(train_dataset))
+    elif model_args.adapter_name_or_path:  # evaluation only: the adapter merged
+        model = merge_lora(load_lora(model, model_args.adapter_name_or_path))
     trainer = build_trainer(model, processor, data_args, training_args, (train_dataset, eval_clips), callbacks)
     results: dict[str, Any] = {}
     if train_dataset is not None:
