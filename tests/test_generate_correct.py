@@ -126,6 +126,16 @@ def test_fast_loop_and_stock_generate_correct_alike(setup, monkeypatch):
     assert stock.corrected_captions == [f"{c} loudly" for c in stock.captions]
 
 
+def test_encoder_decoder_text_model_decodes_without_a_prompt():
+    config = tiny_config("bart")
+    model, processor = tiny_model(config), tiny_processor(config)
+    inputs = processor([make_audio(2.0), make_audio(4.0, seed=1)], sampling_rate=16000)
+    sequences = model.generate(**inputs)
+    output = model.generate(**inputs, correct="never", processor=processor)
+    assert torch.equal(output.sequences, sequences)
+    assert output.captions == processor.decode_captions(sequences, inputs["input_ids"]) == output.corrected_captions
+
+
 def test_return_dict_in_generate_is_kept_beside_the_captions(setup):
     model, processor, inputs = setup
     output = model.generate(
