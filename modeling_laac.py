@@ -12,8 +12,8 @@ import hashlib
 import importlib.util
 import os
 import shutil
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch

@@ -149,6 +149,7 @@ def evaluate_model(
     Works with a plain or a LoRA-wrapped (peft) model. With `correct` (what `generate(correct=...)` takes), the
     captions are also post-corrected in `generate()` and every metric is reported twice, raw then `corrected_`.
     """
+    correct = None if correct is False else correct
     examples = CaptionExamples(clips, per_caption=False)
     collator = LaacDataCollator(processor, max_seconds=max_seconds, train=False, with_labels=False, silence=silence)
     loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, collate_fn=lambda batch: batch)
