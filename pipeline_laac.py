@@ -39,6 +39,7 @@ from .audio_laac import (
     to_float_array,
     to_mono,
 )
+from .modeling_laac import PostCorrectionError
 
 logger = logging.get_logger(__name__)
 
@@ -105,7 +106,7 @@ class _InputState:
     """What is known about one input while its segments are in flight."""
 
     segments: list[Segment] = field(default_factory=list)
-    captions: dict[int, str] = field(default_factory=dict)
+    captions: dict[int, dict] = field(default_factory=dict)  # segment number -> its record ("caption", ...)
     enumerated: bool = False  # all segments have been read
     error: str | None = None
 
@@ -276,9 +277,11 @@ class AudioCaptioningPipeline(Pipeline):
         max_duration_seconds, max_channels, min_sampling_rate, max_sampling_rate: input limits (defaults from the
             feature extractor: 12 h, 32 channels, 1 kHz..768 kHz). A file is checked from its header before it is
             decoded; an input over a limit raises `AudioInputError` (or gets an error record) naming the setting.
-        correct (`bool`, `str`, `dict` or callable): run the post-corrector. `True` uses `model.config.corrector`;
-            a gate mode ("auto", "always", "never") or a dict overrides those settings; a callable
-            `captions -> records` (e.g. a `PostCorrector`) is used as is.
+        correct (`bool`, `str`, `dict` or callable): run the post-corrector, through `model.generate(...,
+            correct=correct, processor=...)` (the model's one post-correction path). `True` uses
+            `model.config.corrector`; a gate mode ("auto", "always", "never") or a dict overrides those settings; a
+            callable `captions -> records` (e.g. a `PostCorrector`) is used as is. A corrector that cannot run
+            raises `PostCorrectionError`, also with `on_error="record"` (it is no fault of the input).
         generate_kwargs (`dict`) or any `GenerationConfig` field (`num_beams=1`, `max_new_tokens=20`): decoding.
 
     Returns per input a JSON-able dict: `{"caption": str}`; audio longer than one segment also has
@@ -286,7 +289,7 @@ class AudioCaptioningPipeline(Pipeline):
     caption given to the most segments, ties going to the segment with the highest mean energy (a summary of
     many segments would need a model trained for it; this is the most representative caption the model gave).
     With correction, `caption` is the corrected text and `raw_caption`, `error_prob` and `corrected` are added (to
-    segments too).
+    segments too); the overall caption is chosen on the raw captions and carries its segment's correction.
     """
 
     _load_processor = True
@@ -319,8 +322,10 @@ class AudioCaptioningPipeline(Pipeline):
         preprocess = {k: kwargs[k] for k in self._PREPROCESS_PARAMS if k in kwargs}
         generate = dict(kwargs.get("generate_kwargs") or {})
         generate.update({k: v for k, v in kwargs.items() if k not in self._PIPELINE_PARAMS})
-        postprocess = {"correct": kwargs["correct"]} if "correct" in kwargs else {}
-        return preprocess, {"generate_kwargs": generate}, postprocess
+        forward = {"generate_kwargs": generate}
+        if "correct" in kwargs:
+            forward["correct"] = kwargs["correct"]
+        return preprocess, forward, {}
 
     def preprocess(self, segments: list[Segment]) -> dict[str, torch.Tensor]:
         """
@@ -344,17 +349,28 @@ class AudioCaptioningPipeline(Pipeline):
         """The call's limits (popped out of `preprocess`); defaults from the checkpoint's feature extractor."""
         return AudioLimits.from_kwargs(preprocess, getattr(self.processor.feature_extractor, "limits", None))
 
-    def _forward(self, model_inputs: dict[str, torch.Tensor], generate_kwargs: dict | None = None) -> dict:
+    def _forward(
+        self, model_inputs: dict[str, torch.Tensor], generate_kwargs: dict | None = None, correct: Any = None
+    ) -> dict:
         model_inputs = dict(model_inputs)
         # the mel is float32; a model loaded in bf16/fp16 wants its own dtype
         model_inputs["input_features"] = model_inputs["input_features"].to(self.model.dtype)
         # the fast decoding loop (same token ids as generate) where the model code ships it; older code: generate
         generate = getattr(self.model, "fast_generate", self.model.generate)
-        sequences = generate(**model_inputs, **self._prepare_generate_kwargs(generate_kwargs or {}))
-        return {"sequences": sequences, "input_ids": model_inputs["input_ids"]}
+        generate_kwargs = self._prepare_generate_kwargs(generate_kwargs or {})
+        if correct is None or correct is False:
+            return {"sequences": generate(**model_inputs, **generate_kwargs), "input_ids": model_inputs["input_ids"]}
+        # post-correction in generate(): the same path as model.generate(..., correct=...) and Trainer evaluation
+        output = generate(**model_inputs, **generate_kwargs, correct=correct, processor=self.processor)
+        return {"records": output.records()}  # plain dicts: Pipeline.forward rebuilds ModelOutputs as base ones
 
-    def postprocess(self, model_outputs: dict, **kwargs: Any) -> list[str]:
-        return self.processor.decode_captions(model_outputs["sequences"], model_outputs["input_ids"])
+    def postprocess(self, model_outputs: dict, **kwargs: Any) -> list[dict]:
+        """One record per segment: `{"caption"}`, plus `raw_caption`, `error_prob`, `corrected` with correction."""
+        if "records" not in model_outputs:
+            captions = self.processor.decode_captions(model_outputs["sequences"], model_outputs["input_ids"])
+            return [{"caption": caption} for caption in captions]
+        keep = ("caption", "raw_caption", "error_prob", "corrected")
+        return [{key: record[key] for key in keep} for record in model_outputs["records"]]
 
     # -- calling -------------------------------------------------------------------------------------------------
 
@@ -389,10 +405,12 @@ class AudioCaptioningPipeline(Pipeline):
         """
         if on_error not in ("raise", "record"):
             raise ValueError(f"on_error must be 'raise' or 'record', got {on_error!r}")
-        preprocess, forward, postprocess = self._sanitize_parameters(**kwargs)
+        preprocess, forward, _ = self._sanitize_parameters(**kwargs)
         preprocess = {**self._preprocess_params, **preprocess}
-        forward = {"generate_kwargs": {**self._forward_params.get("generate_kwargs", {}), **forward["generate_kwargs"]}}
-        correct = {**self._postprocess_params, **postprocess}.get("correct")
+        forward = {
+            "generate_kwargs": {**self._forward_params.get("generate_kwargs", {}), **forward["generate_kwargs"]},
+            "correct": forward.get("correct", self._forward_params.get("correct")),
+        }
         limits = self._limits(preprocess)
         batch_size = batch_size or self._batch_size or 1
         if batch_size < 1:
@@ -412,13 +430,13 @@ class AudioCaptioningPipeline(Pipeline):
                 state.enumerated = event.last
                 pool.append(event)
                 if len(pool) >= batch_size * BUCKET_BATCHES:
-                    yield from self._run_pool(pool, states, sizes, forward, on_error, correct)
+                    yield from self._run_pool(pool, states, sizes, forward, on_error)
                     pool = []
-            yield from self._pop_finished(states, correct)
-        yield from self._run_pool(pool, states, sizes, forward, on_error, correct)
+            yield from self._pop_finished(states)
+        yield from self._run_pool(pool, states, sizes, forward, on_error)
         if sizes.current < sizes.requested:
             logger.warning(f"settled on batch size {sizes.current} (asked {sizes.requested}): out of memory above it")
-        yield from self._pop_finished(states, correct)
+        yield from self._pop_finished(states)
 
     def _input_events(
         self, inputs: Iterable[Any], limits: AudioLimits, options: dict[str, Any], num_workers: int | None
@@ -447,7 +465,6 @@ class AudioCaptioningPipeline(Pipeline):
         sizes: BatchSizes,
         forward: dict,
         on_error: str,
-        correct: Any,
     ) -> Iterator[tuple[int, dict]]:
         """
         Caption the buffered segments, shortest first, `sizes.current` at a time, yielding the records of the
@@ -465,7 +482,7 @@ class AudioCaptioningPipeline(Pipeline):
                 sizes.shrink(len(batch))
                 continue
             position += size
-            yield from self._pop_finished(states, correct)
+            yield from self._pop_finished(states)
         for segment in pool:
             segment.audio, segment.features = RELEASED, None
 
@@ -478,7 +495,9 @@ class AudioCaptioningPipeline(Pipeline):
         """
         out_of_memory = None
         try:
-            captions = self.postprocess(self.forward(self.preprocess(batch), **forward))
+            records = self.postprocess(self.forward(self.preprocess(batch), **forward))
+        except PostCorrectionError:
+            raise  # the corrector's settings or models: every input would fail alike
         except torch.OutOfMemoryError as error:  # (torch.cuda.OutOfMemoryError is the same class)
             if len(batch) == 1 and on_error == "raise":
                 raise
@@ -498,52 +517,41 @@ class AudioCaptioningPipeline(Pipeline):
                 return False
             states[batch[0].index].error = f"out of memory with this segment alone: {out_of_memory}"
             return True
-        for segment, caption in zip(batch, captions):
-            states[segment.index].captions[segment.number] = caption
+        for segment, record in zip(batch, records):
+            states[segment.index].captions[segment.number] = record
         return True
 
-    def _pop_finished(self, states: dict[int, _InputState], correct: Any) -> Iterator[tuple[int, dict]]:
+    def _pop_finished(self, states: dict[int, _InputState]) -> Iterator[tuple[int, dict]]:
         finished = sorted(index for index, state in states.items() if state.finished)
-        records = {index: self._record(states.pop(index)) for index in finished}
-        self._correct([record for record in records.values() if "error" not in record], correct)
-        yield from records.items()
+        yield from ((index, self._record(states.pop(index))) for index in finished)
 
     @staticmethod
     def _record(state: _InputState) -> dict:
+        """
+        The input's record: its one segment's, or the overall caption (chosen on the raw captions, with that
+        segment's correction fields) and every segment's record with its times.
+        """
         if state.error is not None:
             return {"error": state.error}
         if len(state.segments) == 1:
-            return {"caption": state.captions[0]}
+            return dict(state.captions[0])
         segments = [
-            {"start": round(s.start, 3), "end": round(s.end, 3), "caption": state.captions[s.number]}
-            for s in state.segments
+            {"start": round(s.start, 3), "end": round(s.end, 3), **state.captions[s.number]} for s in state.segments
         ]
-        return {"caption": overall_caption(segments, [s.energy for s in state.segments]), "segments": segments}
+        raw = [segment.get("raw_caption", segment["caption"]) for segment in segments]
+        best = segments[overall_index(raw, [s.energy for s in state.segments])]
+        return {**{k: v for k, v in best.items() if k not in ("start", "end")}, "segments": segments}
 
-    # -- correction ----------------------------------------------------------------------------------------------
 
-    def _correct(self, records: list[dict], correct: Any) -> None:
-        """Correct every distinct caption of `records` in one call; keeps the raw caption and error probability."""
-        if correct is None or correct is False or not records:
-            return
-        targets = [record for record in records] + [s for record in records for s in record.get("segments", [])]
-        raw = list(dict.fromkeys(target["caption"] for target in targets))
-        results = dict(zip(raw, self.model.post_correct(raw, correct)))
-        for target in targets:
-            result = results[target["caption"]]
-            target.update(
-                caption=result["caption"],
-                raw_caption=result["raw_caption"],
-                error_prob=None if result["error_prob"] is None else float(result["error_prob"]),
-                corrected=bool(result["corrected"]),
-            )
+def overall_index(captions: list[str], energies: list[float]) -> int:
+    """Index of the caption given to the most segments; ties go to the segment with the highest mean energy."""
+    counts = Counter(captions)
+    return max(range(len(captions)), key=lambda i: (counts[captions[i]], energies[i]))
 
 
 def overall_caption(segments: list[dict], energies: list[float]) -> str:
     """The caption given to the most segments; ties go to the segment with the highest mean energy."""
-    counts = Counter(segment["caption"] for segment in segments)
-    best = max(range(len(segments)), key=lambda i: (counts[segments[i]["caption"]], energies[i]))
-    return segments[best]["caption"]
+    return segments[overall_index([segment["caption"] for segment in segments], energies)]["caption"]
 
 
 # The entry of `configuration_laac.CUSTOM_PIPELINES` (what config.json names), registered for this process; the
@@ -555,8 +563,10 @@ __all__ = [
     "AudioCaptioningPipeline",
     "AudioInputError",
     "BatchSizes",
+    "PostCorrectionError",
     "iter_file_segments",
     "overall_caption",
+    "overall_index",
     "read_segments",
     "segment_bounds",
 ]

@@ -35,6 +35,20 @@ DEFAULT_AUDIO_TOKEN = "<|audio|>"
 _PUNCTUATION = re.compile(r"[^\w\s]")
 
 
+def decode_generated_captions(
+    tokenizer: Any, sequences: torch.Tensor, input_ids: Optional[torch.Tensor] = None, is_encoder_decoder: bool = False
+) -> list[str]:
+    """
+    Captions from `generate()` token ids: the prompt dropped (a decoder-only model returns it first: pass the
+    `input_ids` that went in), every special token dropped, whitespace trimmed. `LaacProcessor.decode_captions` and
+    `generate(..., correct=True)` both decode with it.
+    """
+    if input_ids is not None and not is_encoder_decoder:
+        sequences = sequences[:, input_ids.shape[1] :]
+    texts = tokenizer.batch_decode(sequences, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+    return [" ".join(t.split()) for t in texts]
+
+
 def normalize_caption(caption: str) -> str:
     """The report's caption normalisation, used for training targets, the FENSE error detector and the metrics.
 
@@ -407,10 +421,7 @@ class LaacProcessor(ProcessorMixin):
         Captions from `model.generate(**inputs)`: drops the prompt (decoder-only models return it; pass the
         `input_ids` that went in) and every special token, and trims whitespace.
         """
-        if input_ids is not None and not self.is_encoder_decoder:
-            sequences = sequences[:, input_ids.shape[1] :]
-        texts = self.tokenizer.batch_decode(sequences, skip_special_tokens=True, clean_up_tokenization_spaces=True)
-        return [" ".join(t.split()) for t in texts]
+        return decode_generated_captions(self.tokenizer, sequences, input_ids, self.is_encoder_decoder)
 
     @property
     def model_input_names(self) -> list[str]:
@@ -465,6 +476,7 @@ __all__ = [
     "LaacProcessor",
     "add_audio_token",
     "check_tokenizer_fits",
+    "decode_generated_captions",
     "llama_tokenizer_from_gguf",
     "load_text_tokenizer",
     "normalize_caption",

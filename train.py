@@ -11,7 +11,9 @@ The model starts from a LAAC folder (`model_name_or_path`), from released parts 
 or from a `LaacConfig` JSON with random weights (`config_name`; tests and benchmarks). LoRA goes on both sides
 (`lora.apply_lora`); checkpoints hold only what trains (LoRA, Q-Former, projection) as `adapter_model.safetensors`.
 The only Trainer subclass hook is evaluation (`trainer_laac.LaacTrainer`): next to the loss it generates captions
-(beam 3) and scores them with the DCASE metrics, writing `eval_metrics_step_N.json` per evaluation. `--export_dir` merges LoRA into a
+(beam 3) and scores them with the DCASE metrics, writing `eval_metrics_step_N.json` per evaluation; with
+`--eval_correct true` (or a gate mode, or a JSON corrector-settings dict) `generate()` also post-corrects them and
+each metric is followed by `corrected_<metric>`. `--export_dir` merges LoRA into a
 self-contained folder (model, processor, code, model card) that loads with AutoModel and no peft.
 """
 
@@ -507,10 +509,10 @@ def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | N
             model, lora_args, data_args.cache_audio_tokens, model_args.adapter_name_or_path,
             model_args.continue_adapters,
         )  # fmt: skip
-    elif model_args.adapter_name_or_path:  # evaluation only: the adapter merged
-        model = merge_lora(load_lora(model, model_args.adapter_name_or_path))
         if training_args.warmup_epochs is not None:
             training_args.warmup_steps = warmup_steps_for(training_args, len(train_dataset))
+    elif model_args.adapter_name_or_path:  # evaluation only: the adapter merged
+        model = merge_lora(load_lora(model, model_args.adapter_name_or_path))
     trainer = build_trainer(model, processor, data_args, training_args, (train_dataset, eval_clips), callbacks)
     results: dict[str, Any] = {}
     if train_dataset is not None:

@@ -416,7 +416,8 @@ def add_caption_parser(subparsers: Any) -> None:
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                         help="model weights dtype (default: as saved)")
     parser.add_argument("--correct", nargs="?", const=True, choices=("auto", "always", "never"),
-                        help="post-correct captions (settings from the model config; optional gate mode)")
+                        help="post-correct captions in generate() (settings from the model config; optional gate "
+                        "mode): records keep raw_caption beside the corrected caption, with error_prob and corrected")
     parser.add_argument("--segment-seconds", type=float, default=30.0,
                         help="longer audio is captioned per segment of this length (default: 30)")
     parser.add_argument("--hop-seconds", type=float, default=None,

@@ -26,6 +26,8 @@ criteria, so the two paths cannot drift apart in scoring. Not covered, and sent 
 encoder-decoder text models (BART, Submission 3), sampling, `num_return_sequences > 1`, dict outputs, streamers,
 user logits processors / stopping criteria, and settings named in `NEUTRAL_SETTINGS` at other values.
 `model.generate(..., fast_decoding=False)` (or `type(model).generate(model, ...)`) always runs the reference.
+`model.generate(..., correct=True, tokenizer=...)` decodes and post-corrects through the model's own helper
+(`_generate_and_correct`), the one the reference uses, so both return the same `LaacGenerateCorrectedOutput`.
 
 Like the model's own Hub files, this file imports only torch and transformers.
 """
@@ -46,7 +48,7 @@ NEUTRAL_SETTINGS = {
     "do_sample": False, "num_return_sequences": 1, "num_beam_groups": 1, "return_dict_in_generate": False,
     "output_scores": False, "output_logits": False, "output_attentions": False, "output_hidden_states": False,
     "cache_implementation": None, "prefill_chunk_size": None, "low_memory": None, "compile_config": None,
-    "use_cache": True, "is_assistant": False,
+    "use_cache": True, "is_assistant": False, "stop_strings": None, "token_healing": False,
 }  # fmt: skip
 # Model keyword arguments the fast loop accepts (anything else goes to the reference).
 SUPPORTED_MODEL_KWARGS = frozenset({"attention_mask", "use_cache", "input_features", "feature_attention_mask"})
@@ -138,16 +140,42 @@ def generate(
     generation_config: Optional[GenerationConfig] = None,
     fast_decoding: bool = True,
     sync_every: int = DEFAULT_SYNC_EVERY,
+    correct: Any = None,
+    processor: Optional[Any] = None,
     **kwargs: Any,
-) -> torch.LongTensor:
+) -> Any:
     """
     `model.generate` with the fast loop: same arguments and the same token ids as the reference (prompt followed
-    by the new tokens, padded with `pad_token_id`). `fast_decoding=False` runs the reference.
+    by the new tokens, padded with `pad_token_id`). `fast_decoding=False` runs the reference. `correct=` (with
+    `tokenizer=` or `processor=`) post-corrects the captions through the model's own helper, as the reference does,
+    and returns its `LaacGenerateCorrectedOutput`; without it, the token ids.
     """
+    if correct is None or correct is False:
+        return _generate_ids(model, input_ids, generation_config, fast_decoding, sync_every, **kwargs)
+
+    def generate_ids() -> Any:
+        return _generate_ids(model, input_ids, generation_config, fast_decoding, sync_every, **kwargs)
+
+    return model._generate_and_correct(generate_ids, input_ids, correct, kwargs.get("tokenizer"), processor)
+
+
+def _generate_ids(
+    model: Any,
+    input_ids: Optional[torch.LongTensor],
+    generation_config: Optional[GenerationConfig],
+    fast_decoding: bool,
+    sync_every: int,
+    **kwargs: Any,
+) -> Any:
+    """The token ids: the fast loop where it reproduces the reference, else the reference itself."""
+    # the tokenizer only serves settings the fast loop sends to the reference (stop strings, token healing)
+    tokenizer = kwargs.pop("tokenizer", None)
     config, model_kwargs = model._prepare_generation_config(generation_config, **kwargs)
     reason = _fallback_reason(model, input_ids, config, kwargs, model_kwargs, fast_decoding)
     if reason is not None:
         logger.info(f"LAAC fast decoding: using the reference generate ({reason})")
+        if tokenizer is not None:
+            kwargs["tokenizer"] = tokenizer
         return type(model).generate(model, input_ids=input_ids, generation_config=generation_config, **kwargs)
     state = _Decoding(model, input_ids, config, model_kwargs)
     if config.num_beams == 1:

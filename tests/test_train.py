@@ -409,7 +409,8 @@ def test_stage_2_continues_stage_1_adapters(runs, setup):
     saved = load_file(str(adapter / "adapter_model.safetensors"))
     assert any("lora_A" in k for k in saved) and any(".qformer." in k for k in saved)
     record = AdapterAtStart()
-    main(_args(setup, setup / "stage2", "--max_steps", "1", "--save_strategy", "no",
+    # no warm-up: its first step has learning rate 0, and this run has one step
+    main(_args(setup, setup / "stage2", "--max_steps", "1", "--save_strategy", "no", "--warmup_epochs", "0",
                "--adapter_name_or_path", str(adapter)), callbacks=[record])  # fmt: skip
     assert set(record.at_start) == set(saved)
     for name, value in saved.items():  # the first step starts from stage 1's values, LoRA B included (not zeros)
@@ -424,3 +425,17 @@ def test_stage_2_continues_stage_1_adapters(runs, setup):
     # the Q-Former and projection are stage 1's either way (merged into the model, then trained in full)
     qformer = next(k for k in saved if ".qformer." in k)
     torch.testing.assert_close(fresh.at_start[qformer], saved[qformer], rtol=0, atol=0)
+
+
+def test_warmup_epochs_become_the_runs_warmup_steps(setup):
+    """--warmup_epochs reaches the scheduler: 0.3 epoch of 6 clips x 5 captions at batch 4 is ceil(0.3 * 8) = 3."""
+    from laac.train import main
+
+    seen = {}
+
+    class Capture(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            seen["warmup_steps"] = args.warmup_steps
+
+    main(_args(setup, setup / "warmup", "--max_steps", "1"), callbacks=[Capture()])
+    assert seen["warmup_steps"] == 3

@@ -7,6 +7,7 @@ scoring a clip table (`evaluate_model`), the attention kernels, the audio-token 
     trainer = LaacTrainer(model=model, args=LaacTrainingArguments(output_dir="out"), train_dataset=examples,
                           data_collator=LaacDataCollator(processor, 10.0), processing_class=processor)
     result = evaluate_model(model, processor, clips)     # EvaluationResult(predictions, metrics)
+    result = evaluate_model(model, processor, clips, correct=True)  # + corrected_* metrics beside the raw ones
 """
 
 import json
@@ -22,6 +23,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.utils import logging
 
+from ..configuration_laac import GATE_MODES
 from ..data.loaders import CaptionExamples, LaacDataCollator
 from ..evaluation.metrics import compute_dcase_metrics
 from ..modeling_laac import AudioTokenCache, LaacForConditionalGeneration
@@ -48,6 +50,14 @@ class LaacTrainingArguments(TrainingArguments):
     eval_metrics: str = field(
         default="dcase2024", metadata={"help": "'dcase2024', or comma-separated aac-metrics names (e.g. cider_d)."}
     )
+    eval_correct: str | None = field(
+        default=None,
+        metadata={
+            "help": "Post-correct the generated captions at evaluation (generate(correct=...)) and report corrected_* "
+            "metrics beside the raw ones: true (the model's config.corrector settings), a gate mode (auto, always, "
+            'never) or a JSON settings dict, e.g. \'{"corrector_model": "smollm2", "detector": "DIR"}\'.'
+        },
+    )
     export_dir: str | None = field(default=None, metadata={"help": "Merge LoRA and save a self-contained folder."})
     bf16_if_available: bool = field(default=True, metadata={"help": "Turn on bf16 on GPUs that support it."})
     # Trainer defaults that do not fit LAAC: the collator needs the raw columns, the loss comes from `labels`,
@@ -57,6 +67,7 @@ class LaacTrainingArguments(TrainingArguments):
     prediction_loss_only: bool = True
 
     def __post_init__(self) -> None:
+        self.eval_correct = parse_correct_setting(self.eval_correct)
         if self.bf16_if_available and not (self.bf16 or self.fp16) and not self.use_cpu:
             self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         # transformers >= 5.20 names it activation_checkpointing (gradient_checkpointing is the old alias)
@@ -70,6 +81,33 @@ class LaacTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
+def parse_correct_setting(value: Any) -> Any:
+    """
+    `--eval_correct` as `generate(correct=...)` takes it: None (off), True (the model's `config.corrector`), a gate
+    mode, or a settings dict. Accepts a flag string ("true", "false", "auto", a JSON object) or a YAML value.
+    """
+    if value is None or value is False:
+        return None
+    if value is True or isinstance(value, dict):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("", "false", "none", "no", "0"):
+        return None
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text in GATE_MODES:
+        return text
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--eval_correct {text!r} is not valid JSON ({error}); quote it as one JSON object") from error
+    raise ValueError(
+        f"--eval_correct got {value!r}; use true, false, a gate mode {GATE_MODES} or a JSON settings dict such as "
+        '\'{"corrector_model": "smollm2", "detector": "path/to/detector"}\''
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Evaluation: generation + DCASE metrics
 # ---------------------------------------------------------------------------------------------------------------
@@ -77,8 +115,12 @@ class LaacTrainingArguments(TrainingArguments):
 
 @dataclass
 class EvaluationResult:
-    predictions: list[dict[str, Any]]  # {"id", "prediction", "references"} per clip
-    metrics: dict[str, Any]  # metric -> value, plus "unavailable": {metric: reason}
+    # {"id", "prediction", "references"} per clip; with post-correction also "corrected_prediction", "error_prob"
+    # and "corrected" ("prediction" stays the raw caption)
+    predictions: list[dict[str, Any]]
+    # metric -> value, plus "unavailable": {metric: reason}; with post-correction each metric is followed by
+    # "corrected_<metric>" (the same metric on the corrected captions) and "post_correction_rewritten" counts rewrites
+    metrics: dict[str, Any]
 
 
 def _metric_names(eval_metrics: str | Sequence[str] | None) -> str | list[str] | None:
@@ -98,13 +140,16 @@ def evaluate_model(
     metrics: str | Sequence[str] | None = "dcase2024",
     metric_kwargs: dict[str, Any] | None = None,
     silence: bool = False,
+    correct: Any = None,
 ) -> EvaluationResult:
     """
     Caption every clip of a clip table (`laac.data.loaders`) with `model.generate` (its generation config: beam 3
     by default; `generation_kwargs` override it) and score against all references with `compute_dcase_metrics`
     (`metrics=None` skips scoring). Audio is read deterministically: the first `max_seconds`, or whole clips.
-    Works with a plain or a LoRA-wrapped (peft) model.
+    Works with a plain or a LoRA-wrapped (peft) model. With `correct` (what `generate(correct=...)` takes), the
+    captions are also post-corrected in `generate()` and every metric is reported twice, raw then `corrected_`.
     """
+    correct = None if correct is False else correct
     examples = CaptionExamples(clips, per_caption=False)
     collator = LaacDataCollator(processor, max_seconds=max_seconds, train=False, with_labels=False, silence=silence)
     loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, collate_fn=lambda batch: batch)
@@ -115,22 +160,55 @@ def evaluate_model(
     for batch in loader:
         inputs = collator(batch).to(parameter.device)
         inputs["input_features"] = inputs["input_features"].to(parameter.dtype)
-        sequences = model.generate(**inputs, **(generation_kwargs or {}))
-        captions = processor.decode_captions(sequences, inputs["input_ids"])
-        predictions += [
-            {"id": ex["id"], "prediction": caption, "references": ex["references"]}
-            for ex, caption in zip(batch, captions)
-        ]
+        rows = _generate_captions(model, processor, inputs, generation_kwargs or {}, correct)
+        predictions += [{"id": ex["id"], **row, "references": ex["references"]} for ex, row in zip(batch, rows)]
     model.train(was_training)
     scores: dict[str, Any] = {}
     if metrics:
-        scores = compute_dcase_metrics(
-            [p["prediction"] for p in predictions],
-            [p["references"] for p in predictions],
-            metrics=_metric_names(metrics),
-            **(metric_kwargs or {}),
-        )
+        scores = _score(predictions, "prediction", metrics, metric_kwargs)
+        if correct is not None:
+            scores = side_by_side(scores, _score(predictions, "corrected_prediction", metrics, metric_kwargs))
+    if correct is not None:
+        scores["post_correction_rewritten"] = sum(bool(p["corrected"]) for p in predictions)
     return EvaluationResult(predictions, scores)
+
+
+def _generate_captions(
+    model: torch.nn.Module, processor: LaacProcessor, inputs: Any, generation_kwargs: dict[str, Any], correct: Any
+) -> list[dict[str, Any]]:
+    """One batch: `{"prediction"}` per clip, plus the post-corrector's fields when `correct` is set."""
+    if correct is None:
+        sequences = model.generate(**inputs, **generation_kwargs)
+        return [{"prediction": caption} for caption in processor.decode_captions(sequences, inputs["input_ids"])]
+    output = model.generate(**inputs, **generation_kwargs, correct=correct, processor=processor)
+    return [
+        {"prediction": raw, "corrected_prediction": final, "error_prob": probability, "corrected": changed}
+        for raw, final, probability, changed in zip(
+            output.captions, output.corrected_captions, output.error_probabilities, output.corrected
+        )
+    ]
+
+
+def _score(
+    predictions: list[dict[str, Any]], key: str, metrics: str | Sequence[str], metric_kwargs: dict[str, Any] | None
+) -> dict[str, Any]:
+    return compute_dcase_metrics(
+        [p[key] for p in predictions],
+        [p["references"] for p in predictions],
+        metrics=_metric_names(metrics),
+        **(metric_kwargs or {}),
+    )
+
+
+def side_by_side(raw: dict[str, Any], corrected: dict[str, Any]) -> dict[str, Any]:
+    """`raw`'s metrics, each followed by the same metric of the corrected captions as `corrected_<name>`."""
+    merged: dict[str, Any] = {}
+    for name in dict.fromkeys([*raw, *corrected]):
+        if name in raw:
+            merged[name] = raw[name]
+        if name in corrected:
+            merged[f"corrected_{name}"] = corrected[name]
+    return merged
 
 
 def write_evaluation(output_dir: str, step: int, result: EvaluationResult, prefix: str = "eval") -> str:
@@ -209,6 +287,7 @@ class LaacTrainer(Trainer):
                     },
                     metrics=self.args.eval_metrics,
                     silence=collator is not None and collator.silence,
+                    correct=self.args.eval_correct,
                 )
             write_evaluation(self.args.output_dir, self.state.global_step, result, prefix)
             scores = {f"{prefix}_{k}": v for k, v in result.metrics.items() if isinstance(v, (int, float))}
@@ -249,6 +328,8 @@ __all__ = [
     "LaacTrainingArguments",
     "enable_audio_token_cache",
     "evaluate_model",
+    "parse_correct_setting",
     "set_attn_implementation",
+    "side_by_side",
     "write_evaluation",
 ]
