@@ -21,8 +21,8 @@ The exported model becomes the default `--model` of `laac caption`.
 """
 
 import argparse
-import math
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import datasets
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, TrainerState, TrainingArguments, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.utils import logging
 
 from ..configuration_ced import CedConfig
@@ -807,9 +808,8 @@ def run_captioner(run: DemoRun) -> str:
             run, captioner_dir, run.args.caption_steps, seconds=run.args.caption_seconds
         )
         run.notes.append(
-            f"captioner (SmolLM2): {trained_steps(captioner_dir)} of {run.args.caption_steps} steps within the "
-            f"{run.args.caption_seconds:.0f}-s cap; training loss (step: loss): "
-            + ", ".join(f"{s}: {l:.3f}" for s, l in loss_curve(captioner_dir))
+            f"captioner (SmolLM2): {trainer_state(captioner_dir).global_step} of {run.args.caption_steps} steps within "
+            f"the {run.args.caption_seconds:.0f}-s cap; {format_loss_curve(captioner_dir)}"
         )
         print(f"[demo] {run.notes[-1]}", flush=True)
         return export
@@ -835,22 +835,23 @@ def run_baseline(run: DemoRun) -> None:
             silence=True, callbacks=[run.progress],
         )  # fmt: skip
     run.systems["blind baseline (silence)"] = evaluate_export(blind, run.corpus, "evaluation", silence=True)[1]
-    losses = loss_curve(blind_dir)
-    run.notes.append("blind baseline training loss (step: loss): " + ", ".join(f"{s}: {l:.3f}" for s, l in losses))
+    run.notes.append(f"blind baseline {format_loss_curve(blind_dir)}")
     print(f"[demo] {run.notes[-1]}", flush=True)
 
 
-def trained_steps(output_dir: str) -> int:
-    """The steps a run in `output_dir` took (a time cap may stop it before max_steps)."""
-    with open(os.path.join(output_dir, "trainer_state.json"), encoding="utf-8") as f:
-        return int(json.load(f)["global_step"])
+def trainer_state(output_dir: str) -> TrainerState:
+    """The state a Trainer run saved in `output_dir` (its step count, its logged losses)."""
+    return TrainerState.load_from_json(os.path.join(output_dir, TRAINER_STATE_NAME))
 
 
 def loss_curve(output_dir: str) -> list[tuple[int, float]]:
     """(step, training loss) pairs that the Trainer logged in a run's trainer_state.json."""
-    with open(os.path.join(output_dir, "trainer_state.json"), encoding="utf-8") as f:
-        history = json.load(f)["log_history"]
-    return [(entry["step"], float(entry["loss"])) for entry in history if "loss" in entry]
+    return [(entry["step"], float(entry["loss"])) for entry in trainer_state(output_dir).log_history if "loss" in entry]
+
+
+def format_loss_curve(output_dir: str) -> str:
+    """The loss curve of a run as the report notes show it."""
+    return "training loss (step: loss): " + ", ".join(f"{s}: {l:.3f}" for s, l in loss_curve(output_dir))
 
 
 def run_fresh_process(run: DemoRun, export: str, predictions: list[dict]) -> list[dict]:
