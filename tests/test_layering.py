@@ -307,3 +307,34 @@ def test_configuration_files_load_alone_and_light(tmp_path):
     model_code = {n for n in loaded if n.startswith("transformers.models.") and ".modeling_" in n and ".auto." not in n}
     heavy = sorted((loaded & {"transformers.modeling_utils", "transformers.pipelines"}) | model_code)
     assert not heavy, f"the configuration pulls in model or pipeline code: {heavy}"
+
+
+CHECKOUT_UNDER_ANOTHER_NAME_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import laac, main  # pytest >= 8 imports a test root's __init__.py under the folder's name
+    from transformers import AutoConfig
+    from transformers.pipelines import PIPELINE_REGISTRY
+    task = PIPELINE_REGISTRY.check_task("audio-captioning")[1]
+    print(json.dumps({
+        "main_modules": sorted(name for name in sys.modules if name.startswith("main.")),
+        "main_names": sorted(name for name in vars(main) if not name.startswith("__")),
+        "config": AutoConfig.for_model("laac").__class__.__module__,
+        "pipeline": task["impl"].__module__,
+    }))
+    """
+)
+
+
+def test_the_checkout_under_another_folder_name_defines_nothing(tmp_path):
+    """A clone in a folder called `main` (CI's) imported as `main` beside `laac`: no second copy of any class."""
+    (tmp_path / "main").symlink_to(REPO, target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", CHECKOUT_UNDER_ANOTHER_NAME_SCRIPT],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found == {"main_modules": [], "main_names": [], "config": "laac.configuration_laac",
+                     "pipeline": "laac.pipeline_laac"}  # fmt: skip
