@@ -243,6 +243,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the data-path phase")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the model phases")
     parser.add_argument("--skip_original", action="store_true")
+    parser.add_argument(
+        "--static", action="store_true",
+        help="add the fast loop's fixed-shape step (cache_implementation='static'), compiled on a GPU as transformers "
+        "compiles its static-cache decoding (each batch shape compiles once, in the warm-up)",
+    )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1, help="interleaved passes per phase, the best kept")
     return parser.parse_args(argv)
 
@@ -263,6 +268,9 @@ def run_phases(args: argparse.Namespace, model: Any, processor: LaacProcessor, p
     reference = functools.partial(type(model).generate, model)  # the stock GenerationMixin path
     phases = [("reference", args.batch, reference, paths, dtype),
               ("fast", args.batch, model.fast_generate, paths, dtype)]  # fmt: skip
+    if args.static:
+        phases.append(("static", args.batch, functools.partial(model.fast_generate, cache_implementation="static"),
+                       paths, dtype))  # fmt: skip
     if not args.skip_original:  # float32, one clip per call
         phases.insert(0, ("original", 1, reference, paths[: args.original_clips or args.clips], torch.float32))
     best: dict[str, dict] = {}
@@ -288,6 +296,10 @@ def summarize(args: argparse.Namespace, model: Any, results: list[dict], extra: 
         "fast_over_reference": round(fast["clips_per_s"] / reference["clips_per_s"], 2),
         "fast_latency_over_reference": round(fast["latency_ms"] / reference["latency_ms"], 2),
     }  # fmt: skip
+    if "static" in phases:
+        summary["static_same_ids"] = phases["static"]["ids"] == reference["ids"]
+        summary["static_over_reference"] = round(phases["static"]["clips_per_s"] / reference["clips_per_s"], 2)
+        summary["static_latency_over_reference"] = round(phases["static"]["latency_ms"] / reference["latency_ms"], 2)
     if "original" in phases:
         summary["fast_over_original"] = round(fast["clips_per_s"] / phases["original"]["clips_per_s"], 2)
     for item in extra:

@@ -11,14 +11,15 @@ export PYTHONPATH="$(cd .. && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # the checkout i
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 
-# 1. whole path, beam 3, 10-s clips: original protocol (fp32, batch 1, 8 clips), reference and fast at batch 128.
+# 1. whole path, beam 3, 10-s clips: original protocol (fp32, batch 1, 8 clips), reference, fast and fast with the
+#    compiled fixed-shape step (`--static`: CUDA graphs through torch.compile's reduce-overhead mode) at batch 128.
 #    20 new tokens per caption (random weights rarely emit EOS), as in the reference figures.
 timeout 150 python benchmarks/decode_benchmark.py --shape full --device cuda --dtype bfloat16 --batch 128 \
-    --clips 512 --original_clips 8 --new_tokens 20 --latency_runs 3 --workers 8
+    --clips 512 --original_clips 8 --new_tokens 20 --latency_runs 3 --workers 8 --static
 
 # 2. single-clip greedy latency (bf16, batch 1), fast against reference.
 timeout 60 python benchmarks/decode_benchmark.py --shape full --device cuda --dtype bfloat16 --batch 1 \
-    --clips 4 --num_beams 1 --new_tokens 20 --latency_runs 5 --workers 0 --skip_original
+    --clips 4 --num_beams 1 --new_tokens 20 --latency_runs 5 --workers 0 --skip_original --static
 
 # 3. LoRA training with CED-Base in the loop, batch 48 (samples/s, peak memory).
 timeout 90 python benchmarks/train_benchmark.py --full --batch 48 --steps 8 --warmup 2 --workers 8

@@ -21,6 +21,13 @@ saves what makes the stock loop slow:
 - the "all beams of all clips are finished" check reads the device once every `sync_every` steps (exact: a finished
   beam search never changes its kept hypotheses, and greedy output is cut at the step the last clip finished).
 
+`cache_implementation="static"` selects a fixed-shape decode step instead (`StaticRowsLayer`): every row runs to the
+end, the step writes at a device-side position and attends over the whole preallocated buffer (positions not yet
+written masked out), and beams are reordered by a fixed-shape gather, so nothing inside the step depends on a host
+value. The text model's call is then compiled as transformers' `generate` compiles static-cache decoding
+(`get_compiled_call(compile_config)`: on a GPU, or anywhere with `compile_config._compile_all_devices`), which on
+CUDA with the default `reduce-overhead` mode replays the step as a CUDA graph. Same ids as the reference in the tests.
+
 Beam selection itself reuses `GenerationMixin`'s own vectorised beam-search steps, logits processors and stopping
 criteria, so the two paths cannot drift apart in scoring. Not covered, and sent to the reference with a log line:
 encoder-decoder text models (BART, Submission 3), sampling, `num_return_sequences > 1`, dict outputs, streamers,
@@ -131,6 +138,47 @@ def preallocated_cache(num_layers: int, max_length: int, repeat: int = 1) -> Cac
     return Cache(layers=[PreallocatedLayer(max_length, repeat) for _ in range(num_layers)])
 
 
+class StaticRowsLayer(PreallocatedLayer):
+    """
+    A `PreallocatedLayer` with fixed shapes, for a decode step that `torch.compile` and CUDA graphs can capture
+    (`cache_implementation="static"`): a step writes at `position` (a device tensor shared by the layers, so no
+    Python number changes between steps) and attention sees the whole `max_length` buffer, the positions not yet
+    written masked out. The buffers are zeroed (a masked position must hold a finite number) and keep their
+    addresses for the whole caption, as transformers' `StaticLayer`.
+    """
+
+    is_compileable = True
+
+    def __init__(self, max_length: int, repeat: int, position: torch.Tensor) -> None:
+        super().__init__(max_length, repeat)
+        self.position = position
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        for buffer in (self.key_buffer, self.value_buffer):
+            buffer[:, :, self.length :].zero_()
+            if not torch.compiler.is_compiling():
+                torch._dynamo.mark_static_address(buffer)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if not self.is_initialized:
+            return super().update(key_states, value_states)
+        self.key_buffer.index_copy_(2, self.position.view(1), key_states)
+        self.value_buffer.index_copy_(2, self.position.view(1), value_states)
+        return self.key_buffer, self.value_buffer
+
+    def reorder_rows(self, beam_idx: torch.Tensor, length: int) -> None:
+        """Every row takes its parent's filled positions: a fixed-shape gather, no host sync (no row count)."""
+        for buffer in (self.key_buffer, self.value_buffer):
+            filled = buffer[:, :, :length]
+            filled.copy_(filled.index_select(0, beam_idx))
+
+
+def static_cache(num_layers: int, max_length: int, repeat: int, position: torch.Tensor) -> Cache:
+    """A cache of `StaticRowsLayer`s that write at `position`."""
+    return Cache(layers=[StaticRowsLayer(max_length, repeat, position) for _ in range(num_layers)])
+
+
 # -- entry point ---------------------------------------------------------------------------------------------------
 
 
@@ -201,7 +249,9 @@ def _fallback_reason(
     if config.max_new_tokens is None or "max_length" in kwargs or "min_length" in kwargs:
         return "lengths given as max_length/min_length (the fast loop takes max_new_tokens/min_new_tokens)"
     unsupported = sorted(
-        key for key, value in NEUTRAL_SETTINGS.items() if getattr(config, key, value) not in (value, None)
+        key
+        for key, value in NEUTRAL_SETTINGS.items()
+        if getattr(config, key, value) not in (value, None) and not _selects_the_static_step(config, key)
     )
     if unsupported:
         return f"settings {unsupported}"
@@ -213,6 +263,25 @@ def _fallback_reason(
     if model_kwargs.get("attention_mask") is None:
         return "no attention_mask"
     return None
+
+
+def _selects_the_static_step(config: GenerationConfig, key: str) -> bool:
+    """`cache_implementation="static"`, with its optional `compile_config`, selects the fixed-shape decode step."""
+    return config.cache_implementation == "static" and key in ("cache_implementation", "compile_config")
+
+
+def _text_model_call(model: Any, config: GenerationConfig) -> Any:
+    """
+    What runs the fixed-shape step: the text model's call compiled as transformers' `generate` compiles its static
+    cache decoding (`get_compiled_call(compile_config)`, on a GPU or with `compile_config._compile_all_devices`;
+    `disable_compile=True` prevents it), else the plain call.
+    """
+    text_model = model.language_model
+    on_accelerator = model.get_input_embeddings().weight.device.type in ("cuda", "xpu")
+    all_devices = config.compile_config is not None and config.compile_config._compile_all_devices
+    if config.disable_compile or not (on_accelerator or all_devices):
+        return text_model
+    return text_model.get_compiled_call(config.compile_config)
 
 
 # -- preparation -----------------------------------------------------------------------------------------------------
@@ -253,7 +322,16 @@ class _Decoding:
         self.attention_mask = prompt_mask.new_ones(prompt_mask.shape[0], self.max_length)  # grown by views, no cat
         self.attention_mask[:, : self.prompt_length] = prompt_mask
         self.prompt_positions = prompt_mask.long().sum(-1, keepdim=True) - 1  # (rows, 1): last prompt position
-        self.cache = preallocated_cache(model.config.text_config.num_hidden_layers, self.max_length, beams)
+        layers = model.config.text_config.num_hidden_layers
+        self.static = config.cache_implementation == "static"  # the fixed-shape step (`_static_step`)
+        if self.static:
+            self.position = torch.tensor(self.prompt_length, device=device)  # where the next step writes
+            self.filled = self.prompt_length  # the same on the host, counted (never read from the device)
+            self.cache = static_cache(layers, self.max_length, beams, self.position)
+            self.visible = self._additive_mask(prompt_mask, embeds.dtype)
+            self.text_model_call = _text_model_call(model, config)
+        else:
+            self.cache = preallocated_cache(layers, self.max_length, beams)
         # rows the text model still runs on: a finished clip's rows leave (`keep_clips`); the others get local indices
         self.active = torch.arange(prompt_mask.shape[0], device=device)
         self.local_of_row = self.active.clone()
@@ -273,6 +351,8 @@ class _Decoding:
         One new token per row; `length` = tokens in the sequence so far, `tokens` the last one of each row. Rows of
         finished clips are not run: their logits are zeros (the reference's result no longer depends on them).
         """
+        if self.static:
+            return self._static_step(model, tokens)
         compact = len(self.active) < len(tokens)
         embeds = model.get_input_embeddings()((tokens[self.active] if compact else tokens)[:, None])  # (active, 1, H)
         positions = self.step_positions + (length - self.prompt_length)
@@ -281,8 +361,33 @@ class _Decoding:
             return logits
         return logits.new_zeros(len(tokens), logits.shape[-1]).index_copy_(0, self.active, logits)
 
+    def _additive_mask(self, prompt_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(rows, 1, 1, max_length): 0 where attention may look (the prompt's tokens), the dtype's minimum elsewhere."""
+        visible = prompt_mask.new_zeros(prompt_mask.shape[0], self.max_length, dtype=torch.bool)
+        visible[:, : self.prompt_length] = prompt_mask.bool()
+        blocked = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+        return blocked.masked_fill_(~visible, torch.finfo(dtype).min)[:, None, None, :]
+
+    def _static_step(self, model: Any, tokens: torch.Tensor) -> torch.Tensor:
+        """
+        The fixed-shape step: every row runs (finished clips stay in the batch), the new position is unmasked and
+        written in place, and the text model sees the same shapes at every step, so its compiled call replays.
+        """
+        self.visible.index_fill_(3, self.position.view(1), 0.0)
+        embeds = model.get_input_embeddings()(tokens[:, None])
+        positions = self.step_positions + (self.position + 1 - self.prompt_length)
+        outputs = self.text_model_call(
+            inputs_embeds=embeds, attention_mask=self.visible, position_ids=positions, cache=self.cache,
+            use_cache=True, return_dict=True,
+        )  # fmt: skip
+        self.position.add_(1)
+        self.filled += 1
+        return outputs.logits[:, -1].to(copy=True, dtype=torch.float32)  # a copy: a CUDA graph reuses its outputs
+
     def keep_clips(self, clip_done: list[bool]) -> None:
         """Stop running the text model on the rows of finished clips (called at sync points, on host values)."""
+        if self.static:  # fixed shapes: the rows stay
+            return
         beams = self.num_beams
         rows = [clip * beams + beam for clip, done in enumerate(clip_done) if not done for beam in range(beams)]
         if len(rows) == len(self.active):
@@ -297,6 +402,10 @@ class _Decoding:
 
     def reorder(self, beam_idx: torch.Tensor) -> None:
         """Beam reordering of the cache (global row indices), on the rows still running."""
+        if self.static:
+            for layer in self.cache.layers:
+                layer.reorder_rows(beam_idx, self.filled)
+            return
         if len(self.active) < len(beam_idx):
             beam_idx = self.local_of_row[beam_idx[self.active]]
         moved, parents = moved_rows(beam_idx)  # once for all layers

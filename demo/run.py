@@ -572,20 +572,17 @@ def caption_in_fresh_process(model_dir: str, paths: list[str], out_path: str) ->
         return json.load(f)
 
 
-def error_detector(corpus_dir: str, detector_dir: str | None, out_dir: str, seconds: float) -> str:
-    """A FENSE-style error detector: the one given, or MiniLM fine-tuned on FENSE corruptions of the corpus."""
+def error_detector(detector_dir: str | None) -> str:
+    """
+    A FENSE-format error detector: the one given, else the offline one (all-MiniLM-L6-v2 fine-tuned on Clotho and
+    synthetic-corpus captions and their FENSE corruptions) that `scripts/setup.sh` trains once into
+    ~/.cache/laac/error_detector_minilm, as `laac correct` uses it; trained here if that folder is empty.
+    """
     if detector_dir:
         return detector_dir
-    from ..correction.train_error_detector import main as train_detector
+    from ..correction.train_error_detector import ensure_error_detector
 
-    detector_dir = os.path.join(out_dir, "error_detector")
-    train_detector([
-        "--output_dir", detector_dir, "--captions_csv", f"{corpus_dir}/clotho_captions_development.csv",
-        "--max_train_seconds", str(seconds), "--max_train_captions", "4000", "--max_eval_captions", "500",
-        # the corpus's captions are the synthetic ones already: no second synthetic set to generate and mix in
-        "--synthetic_clips", "0",
-    ])  # fmt: skip
-    return detector_dir
+    return ensure_error_detector()
 
 
 def post_corrector(detector_dir: str) -> "PostCorrector":
@@ -692,10 +689,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--caption-steps", type=int, help="captioner training steps (batch 64); default: the recipe's")
     parser.add_argument("--baseline-steps", type=int, help="blind baseline steps; default: the recipe's")
     parser.add_argument("--no-baseline", action="store_true", help="skip the blind (silence) baseline")
-    parser.add_argument("--detector", help="a FENSE-format error detector folder; default: train one on the corpus")
     parser.add_argument(
-        "--detector-seconds", type=float, default=90.0,
-        help="training time of that detector (30 s flagged none of the corruptions, 90 s: recall 0.85)",
+        "--detector",
+        help="a FENSE-format error detector folder; default: the offline one that scripts/setup.sh trains once",
     )
     parser.add_argument("--no-correction", action="store_true", help="skip the post-corrector")
     parser.add_argument("--report-clips", type=int, default=24, help="held-out clips shown in the HTML report")
@@ -719,7 +715,7 @@ REFERENCE_SECONDS = {
     "evaluation": 0.10,  # per held-out clip (beam 3)
     "blind baseline": 0.60,  # per step, with its log-mels and export, plus its evaluation
     "fresh-process captioning": 11.0,
-    "post-correction": 50.0,  # plus the detector's training time
+    "post-correction": 25.0,  # the offline detector trained beforehand (scripts/setup.sh), SmolLM2 converted
     "smollm2 step": 10.0,  # per SmolLM2 captioner step (batch 8), LoRA on both sides
     "evaluation (smollm2)": 0.5,  # per held-out clip (beam 3)
 }
@@ -761,7 +757,7 @@ def stage_estimates(args: argparse.Namespace) -> dict[str, float]:
         "blind baseline": REFERENCE_SECONDS["blind baseline"] * args.baseline_steps
         + REFERENCE_SECONDS["evaluation"] * args.n_test,
         "fresh-process captioning": REFERENCE_SECONDS["fresh-process captioning"],
-        "post-correction": REFERENCE_SECONDS["post-correction"] + args.detector_seconds,
+        "post-correction": REFERENCE_SECONDS["post-correction"],
     }
     if args.text_model == "smollm2":  # its training stages stop at their time caps; evaluation is a larger model's
         evaluation = REFERENCE_SECONDS["evaluation (smollm2)"] * args.n_test
@@ -888,7 +884,7 @@ def run_fresh_process(run: DemoRun, export: str, predictions: list[dict]) -> lis
 def run_correction(run: DemoRun, cards: list[dict]) -> None:
     """The gate and the rewrite on the model's captions, then on FENSE corruptions of held-out references."""
     # one corrector for both: the detector and the LLM load once
-    corrector = post_corrector(error_detector(run.corpus, run.args.detector, run.out, run.args.detector_seconds))
+    corrector = post_corrector(error_detector(run.args.detector))
     records = corrector([card["caption"] for card in cards])
     for card, record in zip(cards, records):
         card.update(caption=record["caption"], raw_caption=record["raw_caption"],

@@ -13,3 +13,10 @@ python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_sm
 # ... converted once into a transformers folder (~/.cache/laac/text_models/smollm2-135m-instruct, about 30 s): the
 # demo's corrector and `laac demo --text-model smollm2` load it in a second instead of re-reading the GGUF file.
 python -m laac.conversion.convert_gguf_causal_lm >/dev/null
+# The offline FENSE-format error detector (all-MiniLM-L6-v2 fine-tuned on Clotho's evaluation captions and the
+# synthetic corpus's, with their FENSE corruptions), trained once into ~/.cache/laac/error_detector_minilm: the
+# demo's post-corrector and `laac correct` use it. It reads the project's shared/ folder (Clotho captions).
+if [ -z "${LAAC_SHARED_DIR:-}" ] && [ ! -d ../shared ] && [ -d /work/shared ]; then
+  export LAAC_SHARED_DIR=/work/shared
+fi
+python -c "from laac.correction.train_error_detector import ensure_error_detector as e; print(e())"

@@ -9,8 +9,10 @@ from laac.demo import run as demo
 from laac.demo.run import main
 from laac.modeling_laac import LaacForConditionalGeneration
 
+from tests.test_pipeline import detector_folder  # noqa: F401  (a pytest fixture: the tiny FENSE-format detector)
 
-def test_demo_end_to_end_at_toy_scale(tmp_path, capsys):
+
+def test_demo_end_to_end_at_toy_scale(tmp_path, capsys, detector_folder):  # noqa: F811
     out, model_dir = tmp_path / "demo", tmp_path / "model"
     user_file = tmp_path / "mine.wav"
     import soundfile as sf
@@ -20,7 +22,7 @@ def test_demo_end_to_end_at_toy_scale(tmp_path, capsys):
     sf.write(user_file, make_audio(12.0, rate=22050), 22050)
     code = main([
         str(user_file), "--out", str(out), "--model-dir", str(model_dir), "--n-train", "48", "--n-test", "8",
-        "--tagger-steps", "3", "--caption-steps", "3", "--baseline-steps", "2", "--detector-seconds", "3",
+        "--tagger-steps", "3", "--caption-steps", "3", "--baseline-steps", "2", "--detector", str(detector_folder),
         "--report-clips", "4",
     ])  # fmt: skip
     assert code == 0
@@ -123,3 +125,16 @@ def test_smollm2_text_model_runs_the_report_recipe_with_time_caps(tmp_path, monk
 def test_progress_caps_time_capped_stages():
     progress = demo.DemoProgress({"corpus": 10.0, "training": 400.0}, speed=3.0, caps={"training": 100.0})
     assert progress.estimates == {"corpus": 30.0, "training": 100.0}
+
+
+def test_the_demo_uses_the_offline_error_detector_unless_given_one(monkeypatch, tmp_path):
+    """No --detector: the cached offline detector (trained once, as `laac correct` uses it); a given folder wins."""
+    from laac.correction import train_error_detector
+
+    calls = []
+    monkeypatch.setattr(train_error_detector, "ensure_error_detector", lambda: calls.append(1) or "offline-folder")
+    assert demo.error_detector(None) == "offline-folder" and calls == [1]
+    assert demo.error_detector(str(tmp_path)) == str(tmp_path) and calls == [1]
+    corrector = demo.post_corrector(str(tmp_path))
+    assert corrector.settings.answer_rules == "strict" and corrector.threshold == 0.9
+    assert os.path.isfile(os.path.join(corrector.settings.corrector_model, "model.safetensors"))  # SmolLM2's folder

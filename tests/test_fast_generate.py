@@ -54,6 +54,9 @@ def test_fast_loop_gives_the_reference_token_ids(setup, seconds, settings, monke
     for sync_every in (1, 4):
         got = fast.generate(model, **inputs, **settings, sync_every=sync_every)
         assert got.tolist() == reference.tolist(), (sync_every, got.tolist(), reference.tolist())
+    # the fixed-shape step (every row runs, attention over the whole buffer): the same ids here too
+    got = fast.generate(model, **inputs, **settings, cache_implementation="static")
+    assert got.tolist() == reference.tolist(), ("static", got.tolist(), reference.tolist())
 
 
 def test_the_test_set_covers_clips_that_end_early_and_min_new_tokens(setup):
@@ -113,6 +116,50 @@ def test_cache_is_written_in_place_and_reordered_row_by_row():
     torch.testing.assert_close(layer.values, -expected, rtol=0, atol=0)
     with pytest.raises(ValueError, match="holds 6 positions"):
         layer.update(torch.zeros(4, 1, 3, 2), torch.zeros(4, 1, 3, 2))
+
+
+def test_static_layer_writes_at_its_position_and_keeps_its_buffers():
+    position = torch.tensor(3)
+    layer = fast.StaticRowsLayer(max_length=6, repeat=2, position=position)
+    prompt = torch.arange(2 * 1 * 3 * 2, dtype=torch.float).view(2, 1, 3, 2)
+    keys, _ = layer.update(prompt, -prompt)
+    assert keys is prompt  # attention sees the prompt as given; the buffers hold it once per beam, zeros after it
+    pointer = layer.key_buffer.data_ptr()
+    assert not layer.key_buffer[:, :, 3:].any() and not layer.value_buffer[:, :, 3:].any()
+    step = torch.full((4, 1, 1, 2), 7.0)
+    keys, values = layer.update(step, -step)
+    assert keys.shape == (4, 1, 6, 2) and keys.data_ptr() == pointer  # the whole buffer, every step the same shape
+    torch.testing.assert_close(keys[:, :, 3], step[:, :, 0], rtol=0, atol=0)
+    assert not keys[:, :, 4:].any()
+    expected = keys[:, :, :4].index_select(0, torch.tensor([1, 1, 2, 0]))
+    layer.reorder_rows(torch.tensor([1, 1, 2, 0]), 4)
+    assert layer.key_buffer.data_ptr() == pointer
+    torch.testing.assert_close(layer.key_buffer[:, :, :4], expected, rtol=0, atol=0)
+    torch.testing.assert_close(layer.value_buffer[:, :, :4], -expected, rtol=0, atol=0)
+
+
+def test_the_static_step_is_captured_whole_and_replayed(setup, monkeypatch):
+    """
+    torch.compile with fullgraph=True (it raises at any graph break) captures the text model's fixed-shape step:
+    one graph per batch shape, replayed at every step and by the next call, with the reference's ids. The "eager"
+    backend checks the capture without code generation (inductor on CPU gave the same ids, compiling ~1 minute).
+    """
+    from transformers.generation.configuration_utils import CompileConfig
+
+    config, model, processor = setup
+    inputs = _inputs(processor, CLIP_SECONDS[1])
+    reference = model.generate(**inputs)
+    compile_config = CompileConfig(fullgraph=True, dynamic=False, backend="eager", mode=None)
+    compile_config._compile_all_devices = True  # transformers compiles on GPUs only, unless told so
+    _reference_forbidden(monkeypatch)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    for _ in range(2):
+        got = fast.generate(model, **inputs, cache_implementation="static", compile_config=compile_config)
+        assert got.tolist() == reference.tolist()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert not torch._dynamo.utils.counters["graph_break"]
+    del model.language_model._compiled_call  # later tests get the plain model back
 
 
 def test_pipeline_defaults_to_the_fast_loop(tmp_path, monkeypatch):
