@@ -7,13 +7,13 @@ from laac.demo.run import DemoShape
 def test_tiny_shape_runs_every_phase_with_equal_ids(capsys):
     summary = decode_benchmark.main(
         ["--shape", "tiny", "--clips", "4", "--batch", "2", "--seconds", "3", "--latency_runs", "1",
-         "--workers", "0", "--original_clips", "2"]
+         "--workers", "0", "--original_clips", "2", "--static"]
     )  # fmt: skip
-    assert summary["same_ids"] is True
+    assert summary["same_ids"] is True and summary["static_same_ids"] is True
     assert summary["fast_over_reference"] > 0 and summary["fast_over_original"] > 0
     assert summary["log_mel_one_thread"]["x_real_time"] > 0 and summary["data_path"]["clips_per_s"] > 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split('"phase": "')[1].split('"')[0] for line in lines[:3]] == ["original", "reference", "fast"]
+    assert [line.split('"phase": "')[1].split('"')[0] for line in lines[:4]] == ["original", "reference", "fast", "static"]
 
 
 def test_demo_shape_is_the_demo_model():
