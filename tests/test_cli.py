@@ -192,3 +192,26 @@ def test_help_and_subcommands(capsys, monkeypatch):
     assert "usage: laac evaluate" in capsys.readouterr().out
     monkeypatch.setattr(cli, "run_caption", lambda args: 300)
     assert cli.main(["caption", "x.wav"]) == 255  # exit status is capped
+
+
+def test_static_cache_flag_decodes_with_the_fixed_shape_step(model_dir, tmp_path, monkeypatch):
+    """`laac caption --static-cache` asks the fast loop for its fixed-shape step, and gets the same records."""
+    from laac.modeling_laac import LaacForConditionalGeneration
+
+    paths = []
+    for seed in range(3):
+        paths.append(str(tmp_path / f"clip{seed}.wav"))
+        sf.write(paths[-1], make_audio(1.0 + 2 * seed, seed), 16000)
+    plain, static = tmp_path / "plain.jsonl", tmp_path / "static.jsonl"
+    assert cli.main(["caption", "-q", "-m", model_dir, "-o", str(plain), *paths]) == 0
+    calls = []
+    original = LaacForConditionalGeneration.fast_generate
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("cache_implementation"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LaacForConditionalGeneration, "fast_generate", spy)
+    assert cli.main(["caption", "-q", "-m", model_dir, "--static-cache", "-o", str(static), *paths]) == 0
+    assert calls and set(calls) == {"static"}
+    assert read_jsonl(static) == read_jsonl(plain)
