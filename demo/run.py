@@ -40,12 +40,13 @@ from transformers.utils import logging
 
 from ..configuration_ced import CedConfig
 from ..configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig
+from ..corrector_laac import CHECKPOINT_NAME
 from ..data.loaders import read_audio
 from ..feature_extraction_laac import LaacFeatureExtractor
 from ..evaluation.metrics import precision_recall_f1
 from ..modeling_ced import CedForAudioClassification
 from ..modeling_laac import LaacForConditionalGeneration
-from ..cli.paths import DEMO_MODEL_DIR
+from ..cli.paths import DEMO_MODEL_DIR, ERROR_DETECTOR_DIR, shared_dir
 from ..processing_laac import LaacProcessor
 from ..data.synthetic_corpus import EVENTS, event_f1, events_in_caption, read_metadata, write_corpus
 from ..training.tokenizer_utils import build_word_tokenizer
@@ -585,6 +586,20 @@ def error_detector(detector_dir: str | None) -> str:
     return ensure_error_detector()
 
 
+def check_detector_source(args: argparse.Namespace) -> None:
+    """
+    Before any training: the post-correction stage will find its detector (given, cached, or trainable from the
+    shared/ folder's Clotho captions); otherwise stop now, naming the fixes, rather than after ten minutes.
+    """
+    if args.no_correction or args.detector or os.path.isfile(os.path.join(ERROR_DETECTOR_DIR, CHECKPOINT_NAME)):
+        return
+    if shared_dir() is None:
+        raise SystemExit(
+            f"laac demo: no error detector in {ERROR_DETECTOR_DIR} and no shared/ folder to train one from: run "
+            "scripts/setup.sh (it trains it), pass --detector DIR (a FENSE-format detector), or --no-correction"
+        )
+
+
 def post_corrector(detector_dir: str) -> "PostCorrector":
     """
     The report's gate: captions with error probability > 0.9 go to the instruct LLM (offline: SmolLM2, with the
@@ -911,6 +926,7 @@ def run_correction(run: DemoRun, cards: list[dict]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    check_detector_source(args)
     from ..evaluation.report import write_report
 
     shape = DemoShape(text_layers=RECIPES[args.recipe].text_layers)

@@ -19,4 +19,9 @@ python -m laac.conversion.convert_gguf_causal_lm >/dev/null
 if [ -z "${LAAC_SHARED_DIR:-}" ] && [ ! -d ../shared ] && [ -d /work/shared ]; then
   export LAAC_SHARED_DIR=/work/shared
 fi
-python -c "from laac.correction.train_error_detector import ensure_error_detector as e; print(e())"
+if python -c "import sys; from laac.cli.paths import shared_dir; sys.exit(shared_dir() is None)"; then
+  python -c "from laac.correction.train_error_detector import ensure_error_detector as e; print(e())"
+else
+  echo "setup: no shared/ folder (Clotho captions): the offline error detector is not trained now;" \
+    "train it with: python -m laac.correction.train_error_detector --captions_csv YOUR_CLOTHO_CAPTIONS.csv" >&2
+fi

@@ -138,3 +138,13 @@ def test_the_demo_uses_the_offline_error_detector_unless_given_one(monkeypatch, 
     corrector = demo.post_corrector(str(tmp_path))
     assert corrector.settings.answer_rules == "strict" and corrector.threshold == 0.9
     assert os.path.isfile(os.path.join(corrector.settings.corrector_model, "model.safetensors"))  # SmolLM2's folder
+
+
+def test_the_demo_stops_before_training_when_no_detector_can_be_had(monkeypatch, tmp_path):
+    monkeypatch.setattr(demo, "ERROR_DETECTOR_DIR", str(tmp_path / "none"))
+    monkeypatch.setattr(demo, "shared_dir", lambda: None)
+    monkeypatch.setattr(demo, "write_corpus", lambda *a, **k: pytest.fail("the demo started training"))
+    with pytest.raises(SystemExit, match="no error detector .* run scripts/setup.sh .* --detector DIR .* --no-correction"):
+        main(["--out", str(tmp_path / "demo")])
+    demo.check_detector_source(demo.parse_args(["--no-correction"]))  # nothing needed: no stop
+    demo.check_detector_source(demo.parse_args(["--detector", str(tmp_path)]))
