@@ -89,8 +89,8 @@ RULE_PROBABILITIES = {"add_tail": 0.2, "repeat_event": 0.4, "repeat_adv": 0.1, "
                       "remove_verb": 0.15}
 # How often the "balanced" mix applies each rule alone, relative to the others: tails and repeated events, which
 # FENSE's mix applies most and the detector learns first, less; removals, which need the caption's syntax, more.
-SINGLE_RULE_WEIGHTS = {"add_tail": 0.25, "repeat_event": 0.25, "repeat_adv": 1.0, "remove_conj": 3.0,
-                       "remove_verb": 3.0}
+SINGLE_RULE_WEIGHTS = {"add_tail": 0.25, "repeat_event": 0.25, "repeat_adv": 1.0, "remove_conj": 1.5,
+                       "remove_verb": 1.5}
 CONJUNCTION_WORDS = {"and", "while", "as", "but", "or", "then", "before", "after", "until", "when", "because"}
 AUXILIARIES = {"is", "are", "was", "were", "be", "being", "been"}
 EXTRA_ADVERBS = {"again", "away", "together", "often", "very", "too", "still", "quite", "almost"}
@@ -476,7 +476,7 @@ class DetectorTrainingArguments:
         metadata={"help": "balanced (a share of single-rule corruptions, SINGLE_RULE_WEIGHTS) or fense (FENSE's mix)."},
     )
     single_rule_share: float = field(
-        default=0.9, metadata={"help": "With the balanced mix: the share of corruptions that are one rule alone."}
+        default=0.8, metadata={"help": "With the balanced mix: the share of corruptions that are one rule alone."}
     )
     paired_batches: bool = field(
         default=True, metadata={"help": "Keep each clean caption and its corruption in one batch (else shuffle all)."}
@@ -484,7 +484,7 @@ class DetectorTrainingArguments:
     encoder: str | None = field(default=None, metadata={"help": "Pretrained BERT (dir or id); default MiniLM-L6."})
     model_type: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Recorded name."})
     held_out_fraction: float = field(default=0.2)
-    epochs: float = field(default=1.0)
+    epochs: float = field(default=2.0)
     learning_rate: float = field(default=2e-4)
     batch_size: int = field(default=32)
     max_train_captions: int | None = field(default=None, metadata={"help": "Cap for quick runs."})
