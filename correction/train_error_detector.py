@@ -73,6 +73,9 @@ logger = logging.get_logger(__name__)
 # Below shared/: the 5,225 captions of Clotho's evaluation split (1,045 clips x 5).
 CLOTHO_EVALUATION_CAPTIONS = os.path.join("data", "clotho", "clotho_evaluation_captions.csv")
 RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is "any error"
+# Raised whenever the corruption rules change what they make: `ensure_error_detector` retrains a cached detector
+# made under another version (its recorded arguments alone would not show the change).
+RULES_VERSION = 2
 # Quality the detector must reach on held-out real captions (issue 12): ROC-AUC and precision at the gate.
 MIN_ROC_AUC = 0.95
 MIN_PRECISION = 0.9
@@ -555,6 +558,7 @@ def train(args: DetectorTrainingArguments) -> dict:
         "train_steps": trainer.state.global_step,
         "train_examples": len(trainer.train_dataset),
         "trained_on": "Clotho evaluation captions (80% of clips) + synthetic-corpus captions",
+        "rules_version": RULES_VERSION,
         **asdict(args),
     }
     with open(os.path.join(args.output_dir, "metrics.json"), "w") as handle:
@@ -562,17 +566,36 @@ def train(args: DetectorTrainingArguments) -> dict:
     return metrics
 
 
+def made_by_another_recipe(path: str, args: DetectorTrainingArguments) -> bool:
+    """
+    Whether the detector in `path` records (in its metrics.json) other training arguments or corruption rules than
+    `args` and this module's `RULES_VERSION`. A folder without metrics.json was not made here: it counts as given.
+    """
+    try:
+        with open(os.path.join(path, "metrics.json")) as handle:
+            recorded = json.load(handle)
+    except FileNotFoundError:
+        return False
+    wanted = {**asdict(args), "rules_version": RULES_VERSION}
+    return any(recorded.get(key) != value for key, value in wanted.items() if key != "output_dir")
+
+
 def ensure_error_detector(path: str | None = None, **overrides) -> str:
     """
     The offline FENSE-format detector folder: trained once into `path` (default `~/.cache/laac/
-    error_detector_minilm`, minutes on 2 CPU cores) when it holds no `echecker.ckpt`, reused otherwise.
-    `overrides` are `DetectorTrainingArguments` fields for that first training.
+    error_detector_minilm`, minutes on 2 CPU cores) when it holds no `echecker.ckpt`, or one this project made
+    with other arguments or rules (an update changed the recipe), reused otherwise. `overrides` are
+    `DetectorTrainingArguments` fields for that training.
     """
     path = os.path.expanduser(path or ERROR_DETECTOR_DIR)
+    args = DetectorTrainingArguments(output_dir=path, **overrides)
     if os.path.isfile(os.path.join(path, CHECKPOINT_NAME)):
-        return path
-    logger.warning("No error detector in %s: training one (all-MiniLM-L6-v2, a few minutes on CPU).", path)
-    train(DetectorTrainingArguments(output_dir=path, **overrides))
+        if not made_by_another_recipe(path, args):
+            return path
+        logger.warning("The error detector in %s was made by another recipe: training it again.", path)
+    else:
+        logger.warning("No error detector in %s: training one (all-MiniLM-L6-v2, minutes on CPU).", path)
+    train(args)
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -92,7 +93,7 @@ def test_removal_rules_find_genuine_errors_in_human_captions():
         assert text not in {ted.normalize_caption(c) for c in captions}
 
 
-def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path):
+def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypatch):
     """The whole training path (real Clotho captions + synthetic ones, split by clip) on a slice: seconds, not minutes."""
     args = ted.DetectorTrainingArguments(
         output_dir=str(tmp_path / "detector"), captions_csv=str(CLOTHO_CSV), synthetic_clips=10,
@@ -112,8 +113,18 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path):
     assert json.loads((tmp_path / "detector" / "metrics.json").read_text())["held_out"] == metrics["held_out"]
     detector = load_error_detector(str(tmp_path / "detector"))
     assert len(detector(["a dog barks", "a dog barks barks and"])) == 2
-    # ensure_error_detector reuses a folder that holds a checkpoint (no second training)
-    assert ted.ensure_error_detector(str(tmp_path / "detector"), synthetic_clips=-1) == str(tmp_path / "detector")
+    # ensure_error_detector reuses a folder made by the same recipe, retrains one made by another (arguments or rules)
+    same = {k: v for k, v in dataclasses.asdict(args).items() if k != "output_dir"}
+    trained = []
+    monkeypatch.setattr(ted, "train", lambda a: trained.append(a))
+    assert ted.ensure_error_detector(str(tmp_path / "detector"), **same) == str(tmp_path / "detector")
+    assert trained == []
+    ted.ensure_error_detector(str(tmp_path / "detector"), **{**same, "epochs": 2})
+    monkeypatch.setattr(ted, "RULES_VERSION", ted.RULES_VERSION + 1)
+    ted.ensure_error_detector(str(tmp_path / "detector"), **same)
+    assert [a.epochs for a in trained] == [2, 1]
+    (tmp_path / "detector" / "metrics.json").unlink()  # not made here: a detector given, reused as it is
+    assert ted.ensure_error_detector(str(tmp_path / "detector"), **same) and len(trained) == 2
 
 
 def test_balanced_mix_sees_every_rule_alone():
