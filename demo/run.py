@@ -730,9 +730,9 @@ REFERENCE_SECONDS = {
     "encoder pretraining": 0.45,  # per tagger step (batch 32), with the log-mels computed once
     "captioner training": 0.45,  # per captioner step (batch 64, 1 text layer)
     "evaluation": 0.10,  # per held-out clip (beam 3)
-    "blind baseline": 0.60,  # per step, with its log-mels and export, plus its evaluation
+    "blind baseline": 0.73,  # per step, with its log-mels and export, plus its evaluation
     "fresh-process captioning": 11.0,
-    "post-correction": 25.0,  # the offline detector trained beforehand (scripts/setup.sh), SmolLM2 converted
+    "post-correction": 33.0,  # the offline detector trained beforehand (scripts/setup.sh), SmolLM2 converted
     "smollm2 step": 10.0,  # per SmolLM2 captioner step (batch 8), LoRA on both sides
     "evaluation (smollm2)": 0.5,  # per held-out clip (beam 3)
 }
