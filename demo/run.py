@@ -733,6 +733,7 @@ REFERENCE_SECONDS = {
     "blind baseline": 0.73,  # per step, with its log-mels and export, plus its evaluation
     "fresh-process captioning": 11.0,
     "post-correction": 33.0,  # the offline detector trained beforehand (scripts/setup.sh), SmolLM2 converted
+    "offline detector training": 600.0,  # when set-up did not train it (450 s on 2 quiet cores, session 19)
     "smollm2 step": 10.0,  # per SmolLM2 captioner step (batch 8), LoRA on both sides
     "evaluation (smollm2)": 0.5,  # per held-out clip (beam 3)
 }
@@ -763,6 +764,13 @@ def stage_caps(args: argparse.Namespace) -> dict[str, float]:
     return caps
 
 
+def detector_training_estimate(args: argparse.Namespace) -> float:
+    """Reference seconds to train the offline error detector in the stage: 0 when given or already cached."""
+    if args.detector or os.path.isfile(os.path.join(ERROR_DETECTOR_DIR, CHECKPOINT_NAME)):
+        return 0.0
+    return REFERENCE_SECONDS["offline detector training"]
+
+
 def stage_estimates(args: argparse.Namespace) -> dict[str, float]:
     """Reference-machine seconds of each stage of this run, in order."""
     clips = args.n_train + 100 + args.n_test
@@ -774,7 +782,7 @@ def stage_estimates(args: argparse.Namespace) -> dict[str, float]:
         "blind baseline": REFERENCE_SECONDS["blind baseline"] * args.baseline_steps
         + REFERENCE_SECONDS["evaluation"] * args.n_test,
         "fresh-process captioning": REFERENCE_SECONDS["fresh-process captioning"],
-        "post-correction": REFERENCE_SECONDS["post-correction"],
+        "post-correction": REFERENCE_SECONDS["post-correction"] + detector_training_estimate(args),
     }
     if args.text_model == "smollm2":  # its training stages stop at their time caps; evaluation is a larger model's
         evaluation = REFERENCE_SECONDS["evaluation (smollm2)"] * args.n_test

@@ -147,4 +147,11 @@ def test_the_demo_stops_before_training_when_no_detector_can_be_had(monkeypatch,
     with pytest.raises(SystemExit, match="no error detector .* run scripts/setup.sh .* --detector DIR .* --no-correction"):
         main(["--out", str(tmp_path / "demo")])
     demo.check_detector_source(demo.parse_args(["--no-correction"]))  # nothing needed: no stop
+    # with shared/ but no cached detector, the stage trains it: the forecast counts that training
+    monkeypatch.setattr(demo, "shared_dir", lambda: str(tmp_path))
+    demo.check_detector_source(demo.parse_args([]))
+    reference = demo.REFERENCE_SECONDS
+    assert demo.stage_estimates(demo.parse_args([]))["post-correction"] == (
+        reference["post-correction"] + reference["offline detector training"])
+    assert demo.stage_estimates(demo.parse_args(["--detector", "x"]))["post-correction"] == reference["post-correction"]
     demo.check_detector_source(demo.parse_args(["--detector", str(tmp_path)]))
