@@ -580,6 +580,17 @@ def made_by_another_recipe(path: str, args: DetectorTrainingArguments) -> bool:
     return any(recorded.get(key) != value for key, value in wanted.items() if key != "output_dir")
 
 
+def is_reusable(path: str, args: DetectorTrainingArguments) -> bool:
+    """Whether `path` holds a detector that `ensure_error_detector` would use as it is (no training)."""
+    return os.path.isfile(os.path.join(path, CHECKPOINT_NAME)) and not made_by_another_recipe(path, args)
+
+
+def needs_training(path: str | None = None, **overrides) -> bool:
+    """Whether `ensure_error_detector(path, **overrides)` would train (none there, or one of another recipe)."""
+    path = os.path.expanduser(path or ERROR_DETECTOR_DIR)
+    return not is_reusable(path, DetectorTrainingArguments(output_dir=path, **overrides))
+
+
 def ensure_error_detector(path: str | None = None, **overrides) -> str:
     """
     The offline FENSE-format detector folder: trained once into `path` (default `~/.cache/laac/
@@ -589,9 +600,9 @@ def ensure_error_detector(path: str | None = None, **overrides) -> str:
     """
     path = os.path.expanduser(path or ERROR_DETECTOR_DIR)
     args = DetectorTrainingArguments(output_dir=path, **overrides)
+    if is_reusable(path, args):
+        return path
     if os.path.isfile(os.path.join(path, CHECKPOINT_NAME)):
-        if not made_by_another_recipe(path, args):
-            return path
         logger.warning("The error detector in %s was made by another recipe: training it again.", path)
     else:
         logger.warning("No error detector in %s: training one (all-MiniLM-L6-v2, minutes on CPU).", path)

@@ -40,7 +40,6 @@ from transformers.utils import logging
 
 from ..configuration_ced import CedConfig
 from ..configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig
-from ..corrector_laac import CHECKPOINT_NAME
 from ..data.loaders import read_audio
 from ..feature_extraction_laac import LaacFeatureExtractor
 from ..evaluation.metrics import precision_recall_f1
@@ -588,12 +587,19 @@ def error_detector(detector_dir: str | None) -> str:
     return ensure_error_detector()
 
 
+def offline_detector_needs_training(args: argparse.Namespace) -> bool:
+    """No --detector, and the cache holds no offline detector of the current recipe (`ensure_error_detector`'s test)."""
+    from ..correction.train_error_detector import needs_training
+
+    return not args.detector and needs_training()
+
+
 def check_detector_source(args: argparse.Namespace) -> None:
     """
     Before any training: the post-correction stage will find its detector (given, cached, or trainable from the
     shared/ folder's Clotho captions); otherwise stop now, naming the fixes, rather than after ten minutes.
     """
-    if args.no_correction or args.detector or os.path.isfile(os.path.join(ERROR_DETECTOR_DIR, CHECKPOINT_NAME)):
+    if args.no_correction or not offline_detector_needs_training(args):
         return
     if shared_dir() is None:
         raise SystemExit(
@@ -766,9 +772,7 @@ def stage_caps(args: argparse.Namespace) -> dict[str, float]:
 
 def detector_training_estimate(args: argparse.Namespace) -> float:
     """Reference seconds to train the offline error detector in the stage: 0 when given or already cached."""
-    if args.detector or os.path.isfile(os.path.join(ERROR_DETECTOR_DIR, CHECKPOINT_NAME)):
-        return 0.0
-    return REFERENCE_SECONDS["offline detector training"]
+    return REFERENCE_SECONDS["offline detector training"] if offline_detector_needs_training(args) else 0.0
 
 
 def stage_estimates(args: argparse.Namespace) -> dict[str, float]:

@@ -141,7 +141,10 @@ def test_the_demo_uses_the_offline_error_detector_unless_given_one(monkeypatch, 
 
 
 def test_the_demo_stops_before_training_when_no_detector_can_be_had(monkeypatch, tmp_path):
-    monkeypatch.setattr(demo, "ERROR_DETECTOR_DIR", str(tmp_path / "none"))
+    from laac.correction import train_error_detector
+
+    monkeypatch.setattr(demo, "ERROR_DETECTOR_DIR", str(tmp_path / "none"))  # the message's folder
+    monkeypatch.setattr(train_error_detector, "ERROR_DETECTOR_DIR", str(tmp_path / "none"))
     monkeypatch.setattr(demo, "shared_dir", lambda: None)
     monkeypatch.setattr(demo, "write_corpus", lambda *a, **k: pytest.fail("the demo started training"))
     with pytest.raises(SystemExit, match="no error detector .* run scripts/setup.sh .* --detector DIR .* --no-correction"):

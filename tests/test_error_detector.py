@@ -119,6 +119,8 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     monkeypatch.setattr(ted, "train", lambda a: trained.append(a))
     assert ted.ensure_error_detector(str(tmp_path / "detector"), **same) == str(tmp_path / "detector")
     assert trained == []
+    assert not ted.needs_training(str(tmp_path / "detector"), **same)
+    assert ted.needs_training(str(tmp_path / "detector"), **{**same, "epochs": 2})  # what the demo asks first
     ted.ensure_error_detector(str(tmp_path / "detector"), **{**same, "epochs": 2})
     monkeypatch.setattr(ted, "RULES_VERSION", ted.RULES_VERSION + 1)
     ted.ensure_error_detector(str(tmp_path / "detector"), **same)
