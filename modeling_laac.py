@@ -254,8 +254,18 @@ class AudioTokenCache:
 
     @staticmethod
     def _key(mel: torch.Tensor) -> bytes:
-        data = mel.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-        return hashlib.blake2b(data, digest_size=16).digest() + len(data).to_bytes(8, "little")
+        """
+        A digest of the log-mel's bytes and their count. xxHash's 128-bit XXH3 (installed with `datasets`, which
+        training needs) hashes a 5-s clip's log-mel in microseconds where BLAKE2b took half a millisecond, about 20
+        ms of every 64-clip step on 2 CPU cores; BLAKE2b where xxhash is absent.
+        """
+        data = memoryview(mel.detach().to("cpu", torch.float32).contiguous().numpy()).cast("B")
+        size = len(data).to_bytes(8, "little")
+        if importlib.util.find_spec("xxhash") is not None:
+            import xxhash
+
+            return xxhash.xxh3_128_digest(data) + size
+        return hashlib.blake2b(data, digest_size=16).digest() + size
 
     @torch.no_grad()
     def __call__(

@@ -355,6 +355,28 @@ def test_audio_token_cache_is_exact_and_encodes_each_clip_once(setup):
         model(**batch)
 
 
+def test_audio_token_cache_keys_follow_the_log_mel_content(monkeypatch):
+    """Equal log-mels share a key (whatever their memory layout), one changed value or frame does not, with xxHash
+    and with the BLAKE2b fallback."""
+    import importlib.util
+
+    from laac.modeling_laac import AudioTokenCache
+
+    mel = torch.randn(64, 300)
+    changed = mel.clone()
+    changed[10, 200] += 1e-3
+    keys = {}
+    for xxhash_present in (True, False):
+        if not xxhash_present:
+            find_spec = importlib.util.find_spec
+            monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "xxhash" else find_spec(name))
+        key = AudioTokenCache._key(mel)
+        assert AudioTokenCache._key(mel.t().contiguous().t()) == key  # same values, column-major in memory
+        assert AudioTokenCache._key(changed) != key and AudioTokenCache._key(mel[:, :-1]) != key
+        keys[xxhash_present] = key
+    assert keys[True] != keys[False]  # the fallback really hashed with another function
+
+
 def test_train_benchmark_demo_recipe_with_caches_runs_the_real_loop():
     """The benchmark behind the README's CPU speed-up figures runs the Trainer loop with every option on."""
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
