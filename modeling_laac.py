@@ -31,6 +31,11 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast, Seq2SeqLMOutput
 from transformers.utils import ModelOutput, can_return_tuple, logging
 
+try:  # in a try block, transformers' remote-code import check does not require it
+    import xxhash
+except ImportError:
+    xxhash = None
+
 from .configuration_laac import DEFAULT_GENERATION, LaacConfig, load_audio_config, num_windows
 from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layout, num_freq_patches
 from .processing_laac import decode_generated_captions, load_text_tokenizer
@@ -261,9 +266,7 @@ class AudioTokenCache:
         """
         data = memoryview(mel.detach().to("cpu", torch.float32).contiguous().numpy()).cast("B")
         size = len(data).to_bytes(8, "little")
-        if importlib.util.find_spec("xxhash") is not None:
-            import xxhash
-
+        if xxhash is not None:
             return xxhash.xxh3_128_digest(data) + size
         return hashlib.blake2b(data, digest_size=16).digest() + size
 

@@ -261,6 +261,19 @@ def _absolute_imports_outside_try(path: Path) -> list[tuple[str, int]]:
     return found
 
 
+# What every user of a checkpoint has: the standard library, torch, transformers and what transformers installs
+CHECKPOINT_USER_PACKAGES = set(sys.stdlib_module_names) | {"torch", "transformers", "numpy", "tokenizers", "huggingface_hub"}
+
+
+def _check_checkpoint_imports(path: Path) -> None:
+    for package, line in _absolute_imports_outside_try(path):
+        assert importlib.util.find_spec(package) is not None, f"{path.name}:{line}: {package} is not installed"
+        assert package in CHECKPOINT_USER_PACKAGES, (
+            f"{path.name}:{line} imports {package} outside a try block: transformers then refuses the checkpoint's "
+            "remote code where it is not installed; import it in a try block with a fallback"
+        )
+
+
 @pytest.mark.parametrize("name", HUB_FILES)
 def test_hub_files_import_only_siblings_and_installed_packages(name):
     """transformers refuses remote code with an absolute import that is not installed (unless it sits in a try)."""
@@ -268,15 +281,14 @@ def test_hub_files_import_only_siblings_and_installed_packages(name):
     assert path.parent == REPO, f"{name} must stand flat at the repository root: save_pretrained copies it flat"
     for package, line in _absolute_imports_outside_try(path):
         assert package != PACKAGE, f"{path.name}:{line} imports {PACKAGE} absolutely; import siblings relatively"
-        assert importlib.util.find_spec(package) is not None, f"{path.name}:{line}: {package} is not installed"
+    _check_checkpoint_imports(path)
 
 
 @pytest.mark.parametrize("name", SUBFOLDER_HUB_FILES)
 def test_subfolder_hub_files_import_only_installed_packages(name):
     path = repository_modules()[name]
     assert not [arrow for arrow in import_arrows() if arrow[0] == name], f"{name} must import no LAAC module"
-    for package, line in _absolute_imports_outside_try(path):
-        assert importlib.util.find_spec(package) is not None, f"{path.name}:{line}: {package} is not installed"
+    _check_checkpoint_imports(path)
 
 
 LIGHT_CONFIG_SCRIPT = textwrap.dedent(
