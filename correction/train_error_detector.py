@@ -232,17 +232,27 @@ def _ends_phrase(word: str | None) -> bool:
     return word is None or word in CONJUNCTION_WORDS or word in PREPOSITIONS
 
 
-def _last_index(words: list[str], predicate) -> int | None:
+REMOVAL_POSITIONS = ("last", "random")
+
+
+def _last_index(words: list[str], predicate, rng: random.Random | None = None) -> int | None:
+    """The last index whose word satisfies `predicate`; with `rng`, one of them drawn at random. None if none does."""
     matches = [index for index, word in enumerate(words) if predicate(index)]
-    return matches[-1] if matches else None
+    if not matches:
+        return None
+    return matches[-1] if rng is None else rng.choice(matches)
 
 
-def apply_rule(rule: str, text: str, source: str, rng: random.Random) -> str | None:
+def apply_rule(rule: str, text: str, source: str, rng: random.Random, removal_position: str = "last") -> str | None:
     """
     Apply one FENSE rule to `text` (already-corrupted text; `source` is the clean caption). None where the rule
     does not apply or would leave a well-formed caption: a removal is made only where `conjunction_removal_is_error`
-    / `verb_removal_is_error` say the result is broken (the last such word, as FENSE removes the last one).
+    / `verb_removal_is_error` say the result is broken: the last such word, as FENSE removes the last one, or with
+    `removal_position="random"` any of them (training then sees every place a word can go missing).
     """
+    if removal_position not in REMOVAL_POSITIONS:
+        raise ValueError(f"removal_position must be one of {REMOVAL_POSITIONS}, got {removal_position!r}")
+    pick = rng if removal_position == "random" else None
     words = text.split()
     if rule == "add_tail":
         return f"{text} {rng.choice(USELESS_TAILS)}"
@@ -255,10 +265,12 @@ def apply_rule(rule: str, text: str, source: str, rng: random.Random) -> str | N
         index = _last_index(words, lambda i: is_adverb(words[i]))
         return None if index is None else f"{text} {words[index]}"
     if rule == "remove_conj":
-        index = _last_index(words, lambda i: words[i] in CONJUNCTION_WORDS and conjunction_removal_is_error(words, i))
+        index = _last_index(
+            words, lambda i: words[i] in CONJUNCTION_WORDS and conjunction_removal_is_error(words, i), pick
+        )
     else:
         index = _last_index(
-            words, lambda i: is_verb(words[i]) and words[i] not in AUXILIARIES and verb_removal_is_error(words, i)
+            words, lambda i: is_verb(words[i]) and words[i] not in AUXILIARIES and verb_removal_is_error(words, i), pick
         )
     return None if index is None else " ".join(words[:index] + words[index + 1 :])
 
@@ -300,16 +312,17 @@ CORRUPTION_MIXES = ("fense", "balanced")
 
 
 def single_rule_corruption(
-    caption: str, rng: random.Random, counts: list[int] | None = None
+    caption: str, rng: random.Random, counts: list[int] | None = None, removal_position: str = "last"
 ) -> tuple[str, list[int]] | None:
     """
     `caption` corrupted by one rule among those that apply to it (None when none does): drawn uniformly, or, with
     `counts` (uses so far per rule, updated here), the one least used relative to `SINGLE_RULE_WEIGHTS`, so that
     rules that apply to few captions (a repeated adverb needs an adverb) are trained on as often as intended.
+    `removal_position`: which word a removal takes (`apply_rule`).
     """
     clean = normalize_caption(caption)
     rules = list(RULE_PROBABILITIES)
-    applied = {index: apply_rule(rule, clean, clean, rng) for index, rule in enumerate(rules)}
+    applied = {index: apply_rule(rule, clean, clean, rng, removal_position) for index, rule in enumerate(rules)}
     applied = {index: text for index, text in applied.items() if text is not None and text != clean}
     if not applied:
         return None
@@ -322,13 +335,14 @@ def single_rule_corruption(
 
 
 def labelled_pairs(
-    captions: list[str], seed: int, mix: str = "fense", single_rule_share: float = 0.5
+    captions: list[str], seed: int, mix: str = "fense", single_rule_share: float = 0.5, removal_position: str = "last"
 ) -> list[tuple[str, list[float]]]:
     """
     Each clean caption (all zeros) next to one corruption of it (rule labels + 1 for "error"). `mix`: "fense"
     (FENSE's rule probabilities, where tails and repeated events dominate) or "balanced" (a `single_rule_share` of
     the corruptions one rule alone, the least used so far among those that apply, the rest FENSE's mix; so removed
     conjunctions / verbs and repeated adverbs are seen about as often as tails and repeated events).
+    `removal_position`: which word a single-rule removal takes ("last" as FENSE, or "random": any that qualifies).
     """
     if mix not in CORRUPTION_MIXES:
         raise ValueError(f"corruption mix must be one of {CORRUPTION_MIXES}, got {mix!r}")
@@ -337,7 +351,7 @@ def labelled_pairs(
     examples = []
     for caption in captions:
         balanced = mix == "balanced" and rng.random() < single_rule_share
-        single = single_rule_corruption(caption, rng, counts) if balanced else None
+        single = single_rule_corruption(caption, rng, counts, removal_position) if balanced else None
         corrupted, labels = single or corrupt_caption(caption, rng)
         examples.append((normalize_caption(caption), [0.0] * len(FENSE_ERROR_TYPES)))
         examples.append((corrupted, [float(label) for label in labels] + [1.0]))
@@ -345,7 +359,7 @@ def labelled_pairs(
 
 
 def training_passes(
-    captions: list[str], passes: int, seed: int, mix: str, single_rule_share: float
+    captions: list[str], passes: int, seed: int, mix: str, single_rule_share: float, removal_position: str = "last"
 ) -> list[tuple[str, list[float]]]:
     """
     `passes` rounds over `captions`, each with fresh corruptions and its own order, where each clean caption stays
@@ -353,7 +367,7 @@ def training_passes(
     """
     examples = []
     for index in range(passes):
-        pairs = labelled_pairs(captions, seed + index, mix, single_rule_share)
+        pairs = labelled_pairs(captions, seed + index, mix, single_rule_share, removal_position)
         order = random.Random(seed + index).sample(range(0, len(pairs), 2), len(pairs) // 2)
         examples.extend(example for start in order for example in pairs[start : start + 2])
     return examples
@@ -516,6 +530,10 @@ class DetectorTrainingArguments:
     single_rule_share: float = field(
         default=0.8, metadata={"help": "With the balanced mix: the share of corruptions that are one rule alone."}
     )
+    removal_position: str = field(
+        default="last",
+        metadata={"help": "Which word a single-rule removal takes in training: last (as FENSE) or random (any)."},
+    )
     paired_batches: bool = field(
         default=True, metadata={"help": "Keep each clean caption and its corruption in one batch (else shuffle all)."}
     )
@@ -550,7 +568,9 @@ def fit(args: DetectorTrainingArguments, train_captions: list[str]) -> tuple[Ber
     the ceil(`epochs`) passes (a fractional last pass stops early).
     """
     passes = max(1, math.ceil(args.epochs))
-    examples = training_passes(train_captions, passes, args.seed, args.corruption_mix, args.single_rule_share)
+    examples = training_passes(
+        train_captions, passes, args.seed, args.corruption_mix, args.single_rule_share, args.removal_position
+    )
     encoder_dir = args.encoder or minilm_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     classifier = BertFlatClassifier(AutoConfig.from_pretrained(encoder_dir), len(FENSE_ERROR_TYPES))

@@ -92,7 +92,8 @@ def test_rules_that_would_leave_a_well_formed_caption_return_none(rule, caption)
 
 
 def test_verb_removal_after_to_depends_on_what_comes_before():
-    """ "a key to open the door" -> "a key to the door" reads well; "begins to open the door" -> "begins to the door" does not."""
+    """Removing a verb after "to": "a key to open the door" -> "a key to the door" reads well, "begins to open the
+    door" -> "begins to the door" does not."""
     assert not ted.verb_removal_is_error("someone uses a key to open the door".split(), 5)
     assert ted.verb_removal_is_error("a man begins to open the door".split(), 4)
     assert ted.verb_removal_is_error("a dog is barking very loudly".split(), 3)  # "is very loudly": no adjective
@@ -142,6 +143,20 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     assert [a.epochs for a in trained] == [2, 1]
     (tmp_path / "detector" / "metrics.json").unlink()  # not made here: a detector given, reused as it is
     assert ted.ensure_error_detector(str(tmp_path / "detector"), **same) and len(trained) == 2
+
+
+def test_removal_position_random_takes_any_word_that_qualifies():
+    """ "last" removes the last qualifying word (as FENSE); "random" any of them, so training sees inner ones too."""
+    caption = "a door is opened and closed while rain falls"  # "and" (opened closed) and "while" (rain falls) qualify
+    assert ted.apply_rule("remove_conj", caption, caption, random.Random(0)) == "a door is opened and closed rain falls"
+    drawn = {ted.apply_rule("remove_conj", caption, caption, random.Random(seed), "random") for seed in range(20)}
+    assert drawn == {"a door is opened and closed rain falls", "a door is opened closed while rain falls"}
+    with pytest.raises(ValueError, match="removal_position.*'first'"):
+        ted.apply_rule("remove_conj", caption, caption, random.Random(0), "first")
+    examples = ted.labelled_pairs([caption] * 300, 0, "balanced", 1.0, removal_position="random")
+    conjunction_removed = {text for text, labels in examples[1::2] if labels[3]}
+    assert "a door is opened closed while rain falls" in conjunction_removed
+    assert ted.DetectorTrainingArguments().removal_position in ted.REMOVAL_POSITIONS
 
 
 def test_balanced_mix_sees_every_rule_alone():
