@@ -75,7 +75,7 @@ CLOTHO_EVALUATION_CAPTIONS = os.path.join("data", "clotho", "clotho_evaluation_c
 RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is "any error"
 # Raised whenever the corruption rules change what they make: `ensure_error_detector` retrains a cached detector
 # made under another version (its recorded arguments alone would not show the change).
-RULES_VERSION = 2
+RULES_VERSION = 3
 # Quality the detector must reach on held-out real captions (issue 12): ROC-AUC and precision at the gate.
 MIN_ROC_AUC = 0.95
 MIN_PRECISION = 0.9
@@ -155,6 +155,19 @@ CLAUSE_OPENERS = {
 }
 COORDINATORS = {"and", "or", "but", "then"}
 CLAUSE_FINAL_PARTICLES = {"by", "past"}  # "a car is passing by" -> "a car is by"
+# Words before which an -ing word is an adjective ("a group of chatting people", "the running water"): removing it
+# leaves a noun phrase that reads well.
+DETERMINERS = {
+    "a", "an", "the", "some", "several", "many", "multiple", "two", "three", "four", "this", "these", "those",
+    "his", "her", "their", "its", "my", "your", "our", "each", "every", "of",
+}
+# Adverbs that grade an adjective: "is moving very fast" -> "is very fast", "is emitting mostly static".
+DEGREE_ADVERBS = {"very", "mostly", "quite", "too", "almost", "really", "extremely", "fairly", "slightly", "so",
+                  "rather", "pretty", "increasingly", "somewhat", "barely", "mainly", "largely", "completely"}
+PREPOSITIONS = {"in", "on", "at", "from", "to", "with", "into", "through", "over", "for", "of", "by", "near",
+                "across", "along", "around", "behind", "outside", "inside", "during", "throughout"}
+# Particles that end a verb phrase ("opening up and closing the doors" -> "opening up and the doors" is broken).
+VERB_PARTICLES = {"up", "down", "out", "off", "away", "back", "over", "around", "by", "past"}
 
 
 def _word_at(words: list[str], index: int) -> str | None:
@@ -169,6 +182,10 @@ def conjunction_removal_is_error(words: list[str], index: int) -> bool:
     previous, following, after = _word_at(words, index - 1), _word_at(words, index + 1), _word_at(words, index + 2)
     if previous is None or following is None or previous in CONJUNCTION_WORDS or following in CONJUNCTION_WORDS:
         return False  # first or last word, or "and then": what remains is still linked
+    if previous in AUXILIARIES:
+        return False  # "are then followed by" -> "are followed by"
+    if is_adverb(following) and not is_adverb(previous) and after is not None and after.endswith("ing"):
+        return False  # "bangs before slowly coming to a stop" -> "bangs slowly coming ...": a participle phrase
     if following in CLAUSE_OPENERS:
         return True
     if is_verb(following):  # "barks and growls" -> "barks growls"; "while walking" -> "walking" is a participle phrase
@@ -188,26 +205,54 @@ def verb_removal_is_error(words: list[str], index: int) -> bool:
     background" -> "birds in the background", "a dog is barking at a cat" -> "a dog is at a cat").
     """
     previous, following, after = _word_at(words, index - 1), _word_at(words, index + 1), _word_at(words, index + 2)
-    if previous is None:
-        return False  # "running water splashes" -> "water splashes"
+    if previous is None or (previous in DETERMINERS and words[index].endswith("ing")):
+        return False  # "running water splashes" -> "water splashes"; "a group of chatting people" -> "of people"
+    before = _word_at(words, index - 2)
     if previous in AUXILIARIES or previous == "to":
+        graded = following in DEGREE_ADVERBS and after is not None and not is_adverb(after)
+        if previous in AUXILIARIES and graded and _ends_phrase(_word_at(words, index + 3)):
+            return False  # "a car is moving very fast in" -> "a car is very fast in"
         clause_ends = following is None or following in CONJUNCTION_WORDS or _adverb_ends_clause(following, after)
         particle_ends = following in CLAUSE_FINAL_PARTICLES and (after is None or after in CONJUNCTION_WORDS)
-        return clause_ends or particle_ends or (previous == "to" and following in CLAUSE_OPENERS)
+        # "decides to start the motor" -> "decides to the motor"; but "a key to open the door" -> "a key to the door"
+        object_left = previous == "to" and following in CLAUSE_OPENERS and _ends_verb_phrase(before)
+        return clause_ends or particle_ends or object_left
+    if previous in {"and", "or"} and following in DETERMINERS and not _ends_verb_phrase(before):
+        return False  # "puts money in a machine and gets a snack" -> "... a machine and a snack": two objects
     return following is not None and (following in CLAUSE_OPENERS or _adverb_ends_clause(following, after))
 
 
-def _last_index(words: list[str], predicate) -> int | None:
+def _ends_verb_phrase(word: str | None) -> bool:
+    """`word` ends a verb phrase ("is falling", "opening up", "barks loudly"): what follows "and" needs a verb."""
+    return word is not None and (is_verb(word) or is_adverb(word) or word in VERB_PARTICLES or word.endswith("ed"))
+
+
+def _ends_phrase(word: str | None) -> bool:
+    """Nothing follows, or a conjunction or preposition: "is very fast" ends there, "is very thin pieces" does not."""
+    return word is None or word in CONJUNCTION_WORDS or word in PREPOSITIONS
+
+
+REMOVAL_POSITIONS = ("last", "random")
+
+
+def _last_index(words: list[str], predicate, rng: random.Random | None = None) -> int | None:
+    """The last index whose word satisfies `predicate`; with `rng`, one of them drawn at random. None if none does."""
     matches = [index for index, word in enumerate(words) if predicate(index)]
-    return matches[-1] if matches else None
+    if not matches:
+        return None
+    return matches[-1] if rng is None else rng.choice(matches)
 
 
-def apply_rule(rule: str, text: str, source: str, rng: random.Random) -> str | None:
+def apply_rule(rule: str, text: str, source: str, rng: random.Random, removal_position: str = "last") -> str | None:
     """
     Apply one FENSE rule to `text` (already-corrupted text; `source` is the clean caption). None where the rule
     does not apply or would leave a well-formed caption: a removal is made only where `conjunction_removal_is_error`
-    / `verb_removal_is_error` say the result is broken (the last such word, as FENSE removes the last one).
+    / `verb_removal_is_error` say the result is broken: the last such word, as FENSE removes the last one, or with
+    `removal_position="random"` any of them (training then sees every place a word can go missing).
     """
+    if removal_position not in REMOVAL_POSITIONS:
+        raise ValueError(f"removal_position must be one of {REMOVAL_POSITIONS}, got {removal_position!r}")
+    pick = rng if removal_position == "random" else None
     words = text.split()
     if rule == "add_tail":
         return f"{text} {rng.choice(USELESS_TAILS)}"
@@ -220,10 +265,12 @@ def apply_rule(rule: str, text: str, source: str, rng: random.Random) -> str | N
         index = _last_index(words, lambda i: is_adverb(words[i]))
         return None if index is None else f"{text} {words[index]}"
     if rule == "remove_conj":
-        index = _last_index(words, lambda i: words[i] in CONJUNCTION_WORDS and conjunction_removal_is_error(words, i))
+        index = _last_index(
+            words, lambda i: words[i] in CONJUNCTION_WORDS and conjunction_removal_is_error(words, i), pick
+        )
     else:
         index = _last_index(
-            words, lambda i: is_verb(words[i]) and words[i] not in AUXILIARIES and verb_removal_is_error(words, i)
+            words, lambda i: is_verb(words[i]) and words[i] not in AUXILIARIES and verb_removal_is_error(words, i), pick
         )
     return None if index is None else " ".join(words[:index] + words[index + 1 :])
 
@@ -265,16 +312,17 @@ CORRUPTION_MIXES = ("fense", "balanced")
 
 
 def single_rule_corruption(
-    caption: str, rng: random.Random, counts: list[int] | None = None
+    caption: str, rng: random.Random, counts: list[int] | None = None, removal_position: str = "last"
 ) -> tuple[str, list[int]] | None:
     """
     `caption` corrupted by one rule among those that apply to it (None when none does): drawn uniformly, or, with
     `counts` (uses so far per rule, updated here), the one least used relative to `SINGLE_RULE_WEIGHTS`, so that
     rules that apply to few captions (a repeated adverb needs an adverb) are trained on as often as intended.
+    `removal_position`: which word a removal takes (`apply_rule`).
     """
     clean = normalize_caption(caption)
     rules = list(RULE_PROBABILITIES)
-    applied = {index: apply_rule(rule, clean, clean, rng) for index, rule in enumerate(rules)}
+    applied = {index: apply_rule(rule, clean, clean, rng, removal_position) for index, rule in enumerate(rules)}
     applied = {index: text for index, text in applied.items() if text is not None and text != clean}
     if not applied:
         return None
@@ -287,13 +335,14 @@ def single_rule_corruption(
 
 
 def labelled_pairs(
-    captions: list[str], seed: int, mix: str = "fense", single_rule_share: float = 0.5
+    captions: list[str], seed: int, mix: str = "fense", single_rule_share: float = 0.5, removal_position: str = "last"
 ) -> list[tuple[str, list[float]]]:
     """
     Each clean caption (all zeros) next to one corruption of it (rule labels + 1 for "error"). `mix`: "fense"
     (FENSE's rule probabilities, where tails and repeated events dominate) or "balanced" (a `single_rule_share` of
     the corruptions one rule alone, the least used so far among those that apply, the rest FENSE's mix; so removed
     conjunctions / verbs and repeated adverbs are seen about as often as tails and repeated events).
+    `removal_position`: which word a single-rule removal takes ("last" as FENSE, or "random": any that qualifies).
     """
     if mix not in CORRUPTION_MIXES:
         raise ValueError(f"corruption mix must be one of {CORRUPTION_MIXES}, got {mix!r}")
@@ -302,7 +351,7 @@ def labelled_pairs(
     examples = []
     for caption in captions:
         balanced = mix == "balanced" and rng.random() < single_rule_share
-        single = single_rule_corruption(caption, rng, counts) if balanced else None
+        single = single_rule_corruption(caption, rng, counts, removal_position) if balanced else None
         corrupted, labels = single or corrupt_caption(caption, rng)
         examples.append((normalize_caption(caption), [0.0] * len(FENSE_ERROR_TYPES)))
         examples.append((corrupted, [float(label) for label in labels] + [1.0]))
@@ -310,7 +359,7 @@ def labelled_pairs(
 
 
 def training_passes(
-    captions: list[str], passes: int, seed: int, mix: str, single_rule_share: float
+    captions: list[str], passes: int, seed: int, mix: str, single_rule_share: float, removal_position: str = "last"
 ) -> list[tuple[str, list[float]]]:
     """
     `passes` rounds over `captions`, each with fresh corruptions and its own order, where each clean caption stays
@@ -318,7 +367,7 @@ def training_passes(
     """
     examples = []
     for index in range(passes):
-        pairs = labelled_pairs(captions, seed + index, mix, single_rule_share)
+        pairs = labelled_pairs(captions, seed + index, mix, single_rule_share, removal_position)
         order = random.Random(seed + index).sample(range(0, len(pairs), 2), len(pairs) // 2)
         examples.extend(example for start in order for example in pairs[start : start + 2])
     return examples
@@ -481,6 +530,10 @@ class DetectorTrainingArguments:
     single_rule_share: float = field(
         default=0.8, metadata={"help": "With the balanced mix: the share of corruptions that are one rule alone."}
     )
+    removal_position: str = field(
+        default="last",
+        metadata={"help": "Which word a single-rule removal takes in training: last (as FENSE) or random (any)."},
+    )
     paired_batches: bool = field(
         default=True, metadata={"help": "Keep each clean caption and its corruption in one batch (else shuffle all)."}
     )
@@ -515,7 +568,9 @@ def fit(args: DetectorTrainingArguments, train_captions: list[str]) -> tuple[Ber
     the ceil(`epochs`) passes (a fractional last pass stops early).
     """
     passes = max(1, math.ceil(args.epochs))
-    examples = training_passes(train_captions, passes, args.seed, args.corruption_mix, args.single_rule_share)
+    examples = training_passes(
+        train_captions, passes, args.seed, args.corruption_mix, args.single_rule_share, args.removal_position
+    )
     encoder_dir = args.encoder or minilm_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     classifier = BertFlatClassifier(AutoConfig.from_pretrained(encoder_dir), len(FENSE_ERROR_TYPES))

@@ -56,6 +56,9 @@ def test_single_rule_corruptions_change_each_caption_by_one_rule():
         ("remove_conj", "a dog barks while rain falls", "a dog barks rain falls"),  # two clauses run together
         ("remove_conj", "a man and a woman talk", "a man a woman talk"),
         ("remove_conj", "a dog barks and growls", "a dog barks growls"),
+        ("remove_conj", "a river is quickly and loudly flowing", "a river is quickly loudly flowing"),  # two adverbs
+        ("remove_verb", "a man begins to open the door", "a man begins to the door"),  # a verb wants "to"+verb
+        ("remove_verb", "a saw is cutting very thin pieces of wood", "a saw is very thin pieces of wood"),
         ("repeat_adv", "a car passes slowly by", "a car passes slowly by slowly"),
     ],
 )
@@ -72,7 +75,12 @@ def test_rules_make_genuine_errors(rule, caption, expected):
         ("remove_verb", "there is a dog barking"),  # -> "there is a dog"
         ("remove_verb", "a dog barks"),  # -> "a dog"
         ("remove_verb", "the pages are rustling continuously followed by a thud"),  # -> "are continuously followed"
+        ("remove_verb", "a group of chatting people walk by"),  # -> "a group of people walk by"
+        ("remove_verb", "a car is moving very fast"),  # -> "a car is very fast"
+        ("remove_verb", "someone puts money in a machine and gets a snack"),  # -> "... a machine and a snack"
         ("remove_conj", "a loud and clear voice"),  # -> "a loud clear voice"
+        ("remove_conj", "the pages are then followed by a thud"),  # -> "the pages are followed by a thud"
+        ("remove_conj", "a machine bangs before slowly coming to a stop"),  # -> "bangs slowly coming": a participle
         ("remove_conj", "a dog barks and then a cat meows"),  # either word alone still links the clauses
         ("remove_conj", "a man whistles while walking"),  # -> "a man whistles walking": a participle phrase
         ("remove_conj", "a dog barks and"),  # removing a dangling last word would mend the caption
@@ -81,6 +89,14 @@ def test_rules_make_genuine_errors(rule, caption, expected):
 )
 def test_rules_that_would_leave_a_well_formed_caption_return_none(rule, caption):
     assert ted.apply_rule(rule, caption, caption, random.Random(0)) is None
+
+
+def test_verb_removal_after_to_depends_on_what_comes_before():
+    """Removing a verb after "to": "a key to open the door" -> "a key to the door" reads well, "begins to open the
+    door" -> "begins to the door" does not."""
+    assert not ted.verb_removal_is_error("someone uses a key to open the door".split(), 5)
+    assert ted.verb_removal_is_error("a man begins to open the door".split(), 4)
+    assert ted.verb_removal_is_error("a dog is barking very loudly".split(), 3)  # "is very loudly": no adjective
 
 
 def test_removal_rules_find_genuine_errors_in_human_captions():
@@ -127,6 +143,20 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     assert [a.epochs for a in trained] == [2, 1]
     (tmp_path / "detector" / "metrics.json").unlink()  # not made here: a detector given, reused as it is
     assert ted.ensure_error_detector(str(tmp_path / "detector"), **same) and len(trained) == 2
+
+
+def test_removal_position_random_takes_any_word_that_qualifies():
+    """ "last" removes the last qualifying word (as FENSE); "random" any of them, so training sees inner ones too."""
+    caption = "a door is opened and closed while rain falls"  # "and" (opened closed) and "while" (rain falls) qualify
+    assert ted.apply_rule("remove_conj", caption, caption, random.Random(0)) == "a door is opened and closed rain falls"
+    drawn = {ted.apply_rule("remove_conj", caption, caption, random.Random(seed), "random") for seed in range(20)}
+    assert drawn == {"a door is opened and closed rain falls", "a door is opened closed while rain falls"}
+    with pytest.raises(ValueError, match="removal_position.*'first'"):
+        ted.apply_rule("remove_conj", caption, caption, random.Random(0), "first")
+    examples = ted.labelled_pairs([caption] * 300, 0, "balanced", 1.0, removal_position="random")
+    conjunction_removed = {text for text, labels in examples[1::2] if labels[3]}
+    assert "a door is opened closed while rain falls" in conjunction_removed
+    assert ted.DetectorTrainingArguments().removal_position in ted.REMOVAL_POSITIONS
 
 
 def test_balanced_mix_sees_every_rule_alone():
