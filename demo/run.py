@@ -926,7 +926,8 @@ def run_correction(run: DemoRun, cards: list[dict]) -> None:
     check = correction_check(corrector, run.corpus, "evaluation", run.args.n_test, run.args.report_clips, run.args.seed)
     run.notes.append(
         f"detector on {run.args.n_test} held-out references and their FENSE corruptions (threshold 0.9): precision "
-        f"{check['precision']:.3f}, recall {check['recall']:.3f} ({check['clean_flagged']} of the {run.args.n_test} clean references flagged); "
+        f"{check['precision']:.3f}, recall {check['recall']:.3f} ({check['clean_flagged']} of the {run.args.n_test} "
+        "clean references flagged); "
         f"corrector on the first {check['corrupted']['captions']} corrupted: {check['corrupted']['flagged']} flagged, "
         f"{check['corrupted']['rewritten']} rewritten"
     )
