@@ -262,7 +262,9 @@ def _absolute_imports_outside_try(path: Path) -> list[tuple[str, int]]:
 
 
 # What every user of a checkpoint has: the standard library, torch, transformers and what transformers installs
-CHECKPOINT_USER_PACKAGES = set(sys.stdlib_module_names) | {"torch", "transformers", "numpy", "tokenizers", "huggingface_hub"}
+CHECKPOINT_USER_PACKAGES = set(sys.stdlib_module_names) | {
+    "torch", "transformers", "numpy", "tokenizers", "huggingface_hub"
+}  # fmt: skip
 
 
 def _check_checkpoint_imports(path: Path) -> None:
