@@ -578,7 +578,8 @@ def error_detector(detector_dir: str | None) -> str:
     """
     A FENSE-format error detector: the one given, else the offline one (all-MiniLM-L6-v2 fine-tuned on Clotho and
     synthetic-corpus captions and their FENSE corruptions) that `scripts/setup.sh` trains once into
-    ~/.cache/laac/error_detector_minilm, as `laac correct` uses it; trained here if that folder is empty.
+    ~/.cache/laac/error_detector_minilm, as `laac correct` uses it; trained here if that folder holds none, or one
+    made by another recipe (`ensure_error_detector`).
     """
     if detector_dir:
         return detector_dir

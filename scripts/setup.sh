@@ -16,9 +16,7 @@ python -m laac.conversion.convert_gguf_causal_lm >/dev/null
 # The offline FENSE-format error detector (all-MiniLM-L6-v2 fine-tuned on Clotho's evaluation captions and the
 # synthetic corpus's, with their FENSE corruptions), trained once into ~/.cache/laac/error_detector_minilm: the
 # demo's post-corrector and `laac correct` use it. It reads the project's shared/ folder (Clotho captions).
-if [ -z "${LAAC_SHARED_DIR:-}" ] && [ ! -d ../shared ] && [ -d /work/shared ]; then
-  export LAAC_SHARED_DIR=/work/shared
-fi
+source scripts/shared_dir.sh
 if python -c "import sys; from laac.cli.paths import shared_dir; sys.exit(shared_dir() is None)"; then
   python -c "from laac.correction.train_error_detector import ensure_error_detector as e; print(e())"
 else

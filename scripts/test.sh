@@ -11,10 +11,6 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "chromium is missing: install Debian's chromium package (apt-get install chromium) for the report test" >&2
   fi
 fi
-# The tests read the project's shared/ folder (reference vectors, real tokenizers, Clotho clips) where
-# laac.cli.paths.shared_dir finds it: $LAAC_SHARED_DIR, else beside the clone (or a worktree's main clone). A fresh
-# clone elsewhere on the project's machines (CI, `git clone . "$(mktemp -d)/fresh"`) uses their /work/shared.
-if [ -z "${LAAC_SHARED_DIR:-}" ] && [ ! -d ../shared ] && [ -d /work/shared ]; then
-  export LAAC_SHARED_DIR=/work/shared
-fi
+# The tests read the project's shared/ folder (see shared_dir.sh).
+source scripts/shared_dir.sh
 LAAC_REQUIRE_BROWSER=1 python -m pytest -q tests "$@"
