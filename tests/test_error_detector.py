@@ -242,3 +242,86 @@ def test_the_tests_name_the_fix_when_shared_is_missing(monkeypatch):
     monkeypatch.setattr(laac_tester.paths, "shared_dir", lambda: None)
     with pytest.raises(FileNotFoundError, match="LAAC_SHARED_DIR"):
         laac_tester.shared_dir()
+
+
+@pytest.mark.parametrize(
+    "clean, corrupted, marked",
+    [
+        ("a door is opened and closed", "a door is opened closed", ["opened", "closed"]),  # a word removed: both sides
+        ("a dog is barking loudly", "a dog is loudly", ["is", "loudly"]),
+        ("a man speaking", "a man speaking speaking", ["speaking"]),  # a repeat: the one added
+        ("a dog barks", "a dog barks and a", ["and", "a"]),  # a tail
+        ("a dog barks", "a dog barks", []),
+    ],
+)
+def test_changed_words_marks_what_a_corruption_touched(clean, corrupted, marked):
+    words = corrupted.split()
+    assert [words[i] for i in ted.changed_words(clean, corrupted)] == marked
+
+
+def test_localization_labels_cover_every_piece_of_a_marked_word():
+    """Token labels follow the word marks through WordPiece: every piece of a marked word is 1, [CLS]/[SEP] ignored."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ted.minilm_model_dir())
+    examples = [("a creaky door is opened and closed", [0.0] * 6), ("a creaky door is opened closed", [1.0] * 6)]
+    dataset = ted.CaptionDataset(examples, tokenizer, ted.error_word_marks(examples))
+    clean, corrupted = dataset[0], dataset[1]
+    assert set(clean["token_labels"][1:-1]) == {0.0} and clean["token_labels"][0] == clean["token_labels"][-1] == -100
+    pieces = tokenizer.convert_ids_to_tokens(corrupted["input_ids"])
+    labelled = [piece for piece, label in zip(pieces, corrupted["token_labels"]) if label == 1.0]
+    assert labelled == ["opened", "closed"] and len(pieces) > len(examples[1][0].split()) + 2  # "creaky": pieces
+    batch = ted.LocalizationCollator(tokenizer)([dataset[0], dataset[1]])
+    assert batch["token_labels"].shape == batch["input_ids"].shape and batch["token_labels"][1, -1] == -100
+
+
+def test_localizing_classifier_adds_the_weighted_token_loss_and_saves_fense_keys_only(tmp_path):
+    """The wrapper's loss: the (negative-weighted) classifier loss plus `weight` x the token loss; saved: FENSE's layout."""
+    import torch
+    from laac.corrector_laac import CHECKPOINT_NAME, BertFlatClassifier, save_echecker_checkpoint
+    from transformers import BertConfig
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    classifier = BertFlatClassifier(config)
+    model = ted.ErrorLocalizingClassifier(classifier, weight=2.0, negative_weight=3.0).eval()
+    input_ids = torch.randint(0, 50, (2, 6))
+    labels = torch.tensor([[0.0] * 6, [0.0, 0.0, 0.0, 1.0, 0.0, 1.0]])
+    token_labels = torch.tensor([[-100, 0, 0, 0, 0, -100], [-100, 0, 1, 1, 0, -100]], dtype=torch.float)
+    output = model(input_ids, labels=labels, token_labels=token_labels)
+    hidden = classifier.encoder(input_ids=input_ids).last_hidden_state
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    kept = token_labels >= 0
+    located = bce(model.locator(hidden).squeeze(-1)[kept], token_labels[kept])
+    expected = ted.multilabel_loss(classifier(input_ids), labels, negative_weight=3.0) + 2.0 * located
+    torch.testing.assert_close(output["loss"], expected)
+    torch.testing.assert_close(output["logits"], classifier(input_ids))
+    assert model(input_ids)["loss"] is None
+    save_echecker_checkpoint(classifier, str(tmp_path / CHECKPOINT_NAME), "tiny")
+    saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["state_dict"]
+    assert set(saved) == set(BertFlatClassifier(config).state_dict()) and not any("locator" in k for k in saved)
+
+
+def test_training_with_the_localization_loss_saves_a_fense_detector(tmp_path):
+    """`--localization_weight`: the Trainer runs the wrapper and its token labels; the saved detector loads as FENSE's."""
+    args = ted.DetectorTrainingArguments(
+        output_dir=str(tmp_path / "detector"), captions_csv=str(CLOTHO_CSV), synthetic_clips=5,
+        max_train_captions=16, max_eval_captions=5, epochs=1, batch_size=16, max_train_seconds=None,
+        localization_weight=1.0,
+    )  # fmt: skip
+    metrics = ted.train(args)
+    assert metrics["train_steps"] == 2 and metrics["localization_weight"] == 1.0
+    scores = load_error_detector(str(tmp_path / "detector"))(["a dog barks", "a dog barks barks and"])
+    assert len(scores) == 2 and all(0.0 <= score <= 1.0 for score in scores)
+
+
+def test_negative_weight_scales_the_clean_terms_of_the_loss():
+    """`negative_weight` multiplies the loss of outputs labelled 0; 1 is plain binary cross-entropy."""
+    import torch
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    terms = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    torch.testing.assert_close(ted.multilabel_loss(logits, labels), terms.mean())
+    weighted = (terms * torch.tensor([[1.0, 3.0], [3.0, 1.0]])).mean()
+    torch.testing.assert_close(ted.multilabel_loss(logits, labels, negative_weight=3.0), weighted)
