@@ -642,7 +642,7 @@ class DetectorTrainingArguments:
     )
     localization_weight: float = field(
         default=2.0,
-        metadata={"help": "Weight of a training-only loss on which words a corruption touched (0: the classifier's only)."},
+        metadata={"help": "Weight of a training-only loss on the words a corruption touched (0: no such loss)."},
     )
     negative_weight: float = field(
         default=3.0, metadata={"help": "Loss weight of the outputs whose label is 0 (clean), relative to 1 for errors."}
@@ -745,8 +745,9 @@ def train(args: DetectorTrainingArguments) -> dict:
 
 def made_by_another_recipe(path: str, args: DetectorTrainingArguments) -> bool:
     """
-    Whether the detector in `path` records (in its metrics.json) other training arguments or corruption rules than
-    `args` and this module's `RULES_VERSION`. A folder without metrics.json was not made here: it counts as given.
+    Whether the detector in `path` records (in its metrics.json) other training arguments, corruption rules or
+    single-rule weights than `args` and this module's `RULES_VERSION` and `SINGLE_RULE_WEIGHTS`. A folder without
+    metrics.json was not made here: it counts as given.
     """
     try:
         with open(os.path.join(path, "metrics.json")) as handle:

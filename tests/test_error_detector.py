@@ -136,6 +136,9 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     assert ted.ensure_error_detector(str(tmp_path / "detector"), **same) == str(tmp_path / "detector")
     assert trained == []
     assert not ted.needs_training(str(tmp_path / "detector"), **same)
+    with monkeypatch.context() as patch:
+        patch.setattr(ted, "SINGLE_RULE_WEIGHTS", {**ted.SINGLE_RULE_WEIGHTS, "remove_conj": 1.0})
+        assert ted.needs_training(str(tmp_path / "detector"), **same)  # another weighting of the rules
     assert ted.needs_training(str(tmp_path / "detector"), **{**same, "epochs": 2})  # what the demo asks first
     ted.ensure_error_detector(str(tmp_path / "detector"), **{**same, "epochs": 2})
     monkeypatch.setattr(ted, "RULES_VERSION", ted.RULES_VERSION + 1)
@@ -276,7 +279,7 @@ def test_localization_labels_cover_every_piece_of_a_marked_word():
 
 
 def test_localizing_classifier_adds_the_weighted_token_loss_and_saves_fense_keys_only(tmp_path):
-    """The wrapper's loss: the (negative-weighted) classifier loss plus `weight` x the token loss; saved: FENSE's layout."""
+    """The wrapper's loss: the classifier's (clean terms weighted) plus `weight` x the token loss; saved: FENSE's."""
     import torch
     from laac.corrector_laac import CHECKPOINT_NAME, BertFlatClassifier, save_echecker_checkpoint
     from transformers import BertConfig
@@ -303,7 +306,7 @@ def test_localizing_classifier_adds_the_weighted_token_loss_and_saves_fense_keys
 
 
 def test_training_with_the_localization_loss_saves_a_fense_detector(tmp_path):
-    """`--localization_weight`: the Trainer runs the wrapper and its token labels; the saved detector loads as FENSE's."""
+    """`--localization_weight`: the Trainer runs the wrapper on token labels; the saved detector loads as FENSE's."""
     args = ted.DetectorTrainingArguments(
         output_dir=str(tmp_path / "detector"), captions_csv=str(CLOTHO_CSV), synthetic_clips=5,
         max_train_captions=16, max_eval_captions=5, epochs=1, batch_size=16, max_train_seconds=None,
