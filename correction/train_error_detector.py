@@ -436,14 +436,12 @@ class CaptionDataset(torch.utils.data.Dataset):
 
 
 @dataclass
-class LocalizationCollator:
+class LocalizationCollator(DataCollatorWithPadding):
     """`DataCollatorWithPadding` for inputs and labels; `token_labels` padded with -100 to the batch's length."""
-
-    tokenizer: Any
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         token_labels = [feature.pop("token_labels") for feature in features]
-        batch = self.tokenizer.pad(features, return_tensors="pt")
+        batch = super().__call__(features)
         width = batch["input_ids"].shape[1]
         batch["token_labels"] = torch.tensor([row + [-100.0] * (width - len(row)) for row in token_labels])
         return batch
@@ -699,19 +697,17 @@ def fit(args: DetectorTrainingArguments, train_captions: list[str]) -> tuple[Ber
         train_sampling_strategy="sequential" if args.paired_batches else "random",
     )  # fmt: skip
     callbacks = [TimeBudgetCallback(args.max_train_seconds)] if args.max_train_seconds else None
-    if args.localization_weight:
-        trainer = Trainer(
-            model=ErrorLocalizingClassifier(classifier, args.localization_weight, args.negative_weight),
-            args=training_args,
-            train_dataset=CaptionDataset(examples, tokenizer, error_word_marks(examples)),
-            data_collator=LocalizationCollator(tokenizer), callbacks=callbacks,
-        )  # fmt: skip
+    if args.localization_weight:  # the wrapper returns its own loss
+        model = ErrorLocalizingClassifier(classifier, args.localization_weight, args.negative_weight)
+        dataset = CaptionDataset(examples, tokenizer, error_word_marks(examples))
+        collator, loss = LocalizationCollator(tokenizer), None
     else:
-        trainer = Trainer(
-            model=classifier, args=training_args, train_dataset=CaptionDataset(examples, tokenizer),
-            data_collator=DataCollatorWithPadding(tokenizer), callbacks=callbacks,
-            compute_loss_func=functools.partial(multilabel_loss, negative_weight=args.negative_weight),
-        )  # fmt: skip
+        model, dataset, collator = classifier, CaptionDataset(examples, tokenizer), DataCollatorWithPadding(tokenizer)
+        loss = functools.partial(multilabel_loss, negative_weight=args.negative_weight)
+    trainer = Trainer(
+        model=model, args=training_args, train_dataset=dataset, data_collator=collator, compute_loss_func=loss,
+        callbacks=callbacks,
+    )  # fmt: skip
     trainer.train()
     return classifier, tokenizer, trainer
 
@@ -734,13 +730,16 @@ def train(args: DetectorTrainingArguments) -> dict:
         "train_steps": trainer.state.global_step,
         "train_examples": len(trainer.train_dataset),
         "trained_on": "Clotho evaluation captions (80% of clips) + synthetic-corpus captions",
-        "rules_version": RULES_VERSION,
-        "single_rule_weights": SINGLE_RULE_WEIGHTS,
-        **asdict(args),
+        **recipe(args),
     }
     with open(os.path.join(args.output_dir, "metrics.json"), "w") as handle:
         json.dump(metrics, handle, indent=2)
     return metrics
+
+
+def recipe(args: DetectorTrainingArguments) -> dict:
+    """What makes a detector: the training arguments, `RULES_VERSION` and `SINGLE_RULE_WEIGHTS` (in metrics.json)."""
+    return {**asdict(args), "rules_version": RULES_VERSION, "single_rule_weights": SINGLE_RULE_WEIGHTS}
 
 
 def made_by_another_recipe(path: str, args: DetectorTrainingArguments) -> bool:
@@ -754,8 +753,7 @@ def made_by_another_recipe(path: str, args: DetectorTrainingArguments) -> bool:
             recorded = json.load(handle)
     except FileNotFoundError:
         return False
-    wanted = {**asdict(args), "rules_version": RULES_VERSION, "single_rule_weights": SINGLE_RULE_WEIGHTS}
-    return any(recorded.get(key) != value for key, value in wanted.items() if key != "output_dir")
+    return any(recorded.get(key) != value for key, value in recipe(args).items() if key != "output_dir")
 
 
 def is_reusable(path: str, args: DetectorTrainingArguments) -> bool:

@@ -305,15 +305,17 @@ def test_localizing_classifier_adds_the_weighted_token_loss_and_saves_fense_keys
     assert set(saved) == set(BertFlatClassifier(config).state_dict()) and not any("locator" in k for k in saved)
 
 
-def test_training_with_the_localization_loss_saves_a_fense_detector(tmp_path):
-    """`--localization_weight`: the Trainer runs the wrapper on token labels; the saved detector loads as FENSE's."""
+@pytest.mark.parametrize("localization_weight", [0.0, 1.0])
+def test_training_with_the_localization_loss_saves_a_fense_detector(tmp_path, localization_weight):
+    """`--localization_weight`: the Trainer runs the wrapper on token labels (or, at 0, the classifier with the
+    weighted loss); either way the saved detector loads as FENSE's."""
     args = ted.DetectorTrainingArguments(
         output_dir=str(tmp_path / "detector"), captions_csv=str(CLOTHO_CSV), synthetic_clips=5,
         max_train_captions=16, max_eval_captions=5, epochs=1, batch_size=16, max_train_seconds=None,
-        localization_weight=1.0,
+        localization_weight=localization_weight,
     )  # fmt: skip
     metrics = ted.train(args)
-    assert metrics["train_steps"] == 2 and metrics["localization_weight"] == 1.0
+    assert metrics["train_steps"] == 2 and metrics["localization_weight"] == localization_weight
     scores = load_error_detector(str(tmp_path / "detector"))(["a dog barks", "a dog barks barks and"])
     assert len(scores) == 2 and all(0.0 <= score <= 1.0 for score in scores)
 
