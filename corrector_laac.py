@@ -188,10 +188,22 @@ class BertFlatClassifier(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        hidden = self.encoder(
+        return self.classify(self.encode(input_ids, attention_mask, token_type_ids))  # (B, num_classes)
+
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Every token's final state, (B, T, D)."""
+        return self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state  # (B, T, D)
-        return self.clf(self.dropout(hidden[:, 0]))  # (B, num_classes)
+        ).last_hidden_state
+
+    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The head on the [CLS] state of `encode`'s output: (B, num_classes) logits."""
+        return self.clf(self.dropout(hidden[:, 0]))
 
 
 def load_echecker_checkpoint(path: str, trust_pickled_checkpoint: bool = False) -> dict[str, Any]:

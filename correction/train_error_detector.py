@@ -470,10 +470,8 @@ class ErrorLocalizingClassifier(torch.nn.Module):
         token_labels: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor | None]:
         classifier = self.classifier
-        hidden = classifier.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state  # (B, T, D)
-        logits = classifier.clf(classifier.dropout(hidden[:, 0]))
+        hidden = classifier.encode(input_ids, attention_mask, token_type_ids)  # (B, T, D)
+        logits = classifier.classify(hidden)
         loss = None
         if labels is not None:
             loss = multilabel_loss(logits, labels, negative_weight=self.negative_weight)
