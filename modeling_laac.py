@@ -286,7 +286,11 @@ class AudioTokenCache:
             else [input_features.shape[-1]] * input_features.shape[0]
         )
         keys = [self._key(input_features[i, :, :n]) for i, n in enumerate(frames)]
-        missing = [i for i, key in enumerate(keys) if key not in self.tokens]
+        first_rows: dict[bytes, int] = {}  # each clip not seen before, encoded once: a batch may hold a clip twice
+        for i, key in enumerate(keys):  # (two of its captions; the blind baseline's silences of one length)
+            if key not in self.tokens:
+                first_rows.setdefault(key, i)
+        missing = list(first_rows.values())
         if missing:
             longest = max(frames[i] for i in missing)
             mask = None if feature_attention_mask is None else feature_attention_mask[missing, :longest]

@@ -289,29 +289,36 @@ class LaacProcessor(ProcessorMixin):
 
     # -- tokenization -----------------------------------------------------------------------------------------------
 
-    def _encode(self, text: str, special: bool = True) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+    def _encode(self, texts: list[str], special: bool = True) -> list[list[int]]:
+        """Token ids of each text, in one tokenizer call: a fast tokenizer encodes the whole batch at once."""
+        return self.tokenizer(texts, add_special_tokens=special)["input_ids"] if texts else []
 
-    def _prompt_and_caption_ids(self, prompt: str, caption: Optional[str]) -> tuple[list[int], list[int]]:
+    def _prompt_and_caption_ids(
+        self, prompts: list[str], captions: Optional[list[str]]
+    ) -> list[tuple[list[int], list[int]]]:
         """
-        Token ids of the prompt and of the caption for a decoder-only text model. The trailing space of
+        Token ids of each prompt and of its caption for a decoder-only text model. The trailing space of
         "Detailed: " belongs to the caption's first token in a joint tokenization, so the prompt is tokenized
         without it and the caption ids are what the joint tokenization adds; generation then continues from
         exactly the prompt ids it was trained with.
         """
-        prompt_ids = self._encode(prompt.rstrip(" "))
-        if caption is None:
-            return prompt_ids, []
-        joint = self._encode(prompt + caption)
-        if joint[: len(prompt_ids)] == prompt_ids:
-            caption_ids = joint[len(prompt_ids) :]
-        else:  # tokenizer merges across the boundary: fall back to separate pieces
-            caption_ids = self._encode(caption, special=False)
-        if self.tokenizer.eos_token_id is None:
+        prompt_ids = self._encode([prompt.rstrip(" ") for prompt in prompts])
+        if captions is None:
+            return [(ids, []) for ids in prompt_ids]
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
             raise ValueError("the tokenizer has no eos_token; set tokenizer.eos_token so captions can end")
-        if caption_ids[-1:] != [self.tokenizer.eos_token_id]:
-            caption_ids = caption_ids + [self.tokenizer.eos_token_id]
-        return prompt_ids, caption_ids
+        rows = []
+        joints = self._encode([prompt + caption for prompt, caption in zip(prompts, captions)])
+        for ids, joint, caption in zip(prompt_ids, joints, captions):
+            if joint[: len(ids)] == ids:
+                caption_ids = joint[len(ids) :]
+            else:  # tokenizer merges across the boundary: fall back to separate pieces
+                caption_ids = self._encode([caption], special=False)[0]
+            if caption_ids[-1:] != [eos]:
+                caption_ids = caption_ids + [eos]
+            rows.append((ids, caption_ids))
+        return rows
 
     def _pad(self, rows: list[list[int]], value: int, side: str) -> torch.Tensor:
         return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], True, value, padding_side=side)
@@ -319,8 +326,7 @@ class LaacProcessor(ProcessorMixin):
     def _decoder_only_text(self, prompts: list[str], captions: Optional[list[str]]) -> dict[str, torch.Tensor]:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         ids, labels = [], []
-        for i, prompt in enumerate(prompts):
-            prompt_ids, caption_ids = self._prompt_and_caption_ids(prompt, None if captions is None else captions[i])
+        for prompt_ids, caption_ids in self._prompt_and_caption_ids(prompts, captions):
             ids.append(prompt_ids + caption_ids)
             labels.append([IGNORE_INDEX] * len(prompt_ids) + caption_ids)
         # Left padding: prompts end where generation starts, and the model derives positions from the mask.
@@ -334,13 +340,13 @@ class LaacProcessor(ProcessorMixin):
 
     def _encoder_decoder_text(self, prompts: list[str], captions: Optional[list[str]]) -> dict[str, torch.Tensor]:
         pad_id = self.tokenizer.pad_token_id
-        ids = [self._encode(p) for p in prompts]
+        ids = self._encode(prompts)
         out = {
             "input_ids": self._pad(ids, pad_id, "right"),
             "attention_mask": self._pad([[1] * len(r) for r in ids], 0, "right"),
         }
         if captions is not None:
-            out["labels"] = self._pad([self._encode(c) for c in captions], IGNORE_INDEX, "right")
+            out["labels"] = self._pad(self._encode(captions), IGNORE_INDEX, "right")
         return out
 
     # -- main entry point -------------------------------------------------------------------------------------------

@@ -440,8 +440,17 @@ def build_trainer(
     training_args: LaacTrainingArguments,
     datasets_: tuple[Any, Any],
     callbacks: list[TrainerCallback],
+    feature_cache: dict | None = None,
 ) -> LaacTrainer:
-    """The stock Trainer (LaacTrainer: + caption generation at evaluation) with LAAC's collators."""
+    """
+    The stock Trainer (LaacTrainer: + caption generation at evaluation) with LAAC's collators; `feature_cache`:
+    whole-clip log-mels already computed for training clips (`LaacDataCollator.feature_cache`), with
+    `--cache_features`.
+    """
+    if feature_cache is not None and not data_args.cache_features:
+        raise ValueError(
+            "a feature_cache of log-mels is given but --cache_features is false; pass --cache_features true"
+        )
     train_dataset, eval_clips = datasets_
     return LaacTrainer(
         model=model,
@@ -454,6 +463,7 @@ def build_trainer(
             train=True,
             silence=data_args.silence_audio,
             cache_features=data_args.cache_features,
+            feature_cache={} if feature_cache is None else feature_cache,
         ),
         eval_data_collator=LaacDataCollator(
             processor, data_args.max_eval_seconds, train=False, silence=data_args.silence_audio
@@ -490,7 +500,15 @@ def export_or_push(
         trainer.push_to_hub()
 
 
-def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
+def main(
+    argv: Sequence[str] | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+    feature_cache: dict | None = None,
+) -> dict[str, Any]:
+    """
+    Train and/or evaluate as the command line says; `callbacks` join the Trainer's, `feature_cache` holds log-mels of
+    training clips that the caller computed already (see `build_trainer`).
+    """
     model_args, data_args, lora_args, training_args = parse_args(argv)
     set_seed(training_args.seed)
     train_clips = load_sources(data_args.train_sources) if training_args.do_train else None
@@ -513,7 +531,9 @@ def main(argv: Sequence[str] | None = None, callbacks: list[TrainerCallback] | N
             training_args.warmup_steps = warmup_steps_for(training_args, len(train_dataset))
     elif model_args.adapter_name_or_path:  # evaluation only: the adapter merged
         model = merge_lora(load_lora(model, model_args.adapter_name_or_path))
-    trainer = build_trainer(model, processor, data_args, training_args, (train_dataset, eval_clips), callbacks)
+    trainer = build_trainer(
+        model, processor, data_args, training_args, (train_dataset, eval_clips), callbacks, feature_cache
+    )
     results: dict[str, Any] = {}
     if train_dataset is not None:
         results["train"] = train_and_save(trainer, training_args)

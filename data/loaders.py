@@ -485,6 +485,12 @@ def _read_window(
     return (samples[:, 0] if samples.shape[1] == 1 else samples), rate, length == total
 
 
+def feature_cache_key(example: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The key of a clip's whole log-mel in `LaacDataCollator.feature_cache`: its audio path and id."""
+    path = example["audio"].get("path")
+    return (path, example.get("id")) if path or example.get("id") else None
+
+
 @dataclass
 class LaacDataCollator:
     """
@@ -495,7 +501,9 @@ class LaacDataCollator:
 
     `cache_features` keeps the log-mel of every clip read whole (not longer than `max_seconds`) in memory, so
     later epochs skip reading and the mel (on 2 CPU cores about half the time of a small model's step); crops of
-    longer clips are made afresh each time. About 0.26 MB per 10 s of audio, per DataLoader worker.
+    longer clips are made afresh each time. About 0.26 MB per 10 s of audio, per DataLoader worker. The cache is
+    `feature_cache`, keyed by `feature_cache_key(example)`: a caller that has computed the same log-mels (the same
+    feature extractor, whole clips) may pass them in it, as `laac demo` passes its tagger's to the captioner.
     """
 
     processor: LaacProcessor
@@ -504,7 +512,7 @@ class LaacDataCollator:
     with_labels: bool = True
     silence: bool = False  # ablation: every clip becomes digital silence of the same length (a blind baseline)
     cache_features: bool = False
-    _cache: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    feature_cache: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict, repr=False)
 
     def __call__(self, examples: list[dict[str, Any]]) -> BatchFeature:
         text = [example["caption"] for example in examples] if self.with_labels else None
@@ -525,18 +533,26 @@ class LaacDataCollator:
 
     def _log_mel(self, example: dict[str, Any]) -> np.ndarray:
         """One clip's (n_mels, frames) log-mel, as the processor makes it; kept when the clip was read whole."""
-        audio = example["audio"]
-        key = (audio.get("path"), example.get("id")) if audio.get("path") or example.get("id") else None
-        if key in self._cache:
-            return self._cache[key]
+        key = feature_cache_key(example)
+        if key is not None and self.silence:  # never a clip's own log-mel, even from a cache shared with another
+            key = ("silence", *key)
+        if key in self.feature_cache:
+            return self.feature_cache[key]
         samples, rate, whole = _read_window(example, self.max_seconds, self.train)
-        if self.silence:
-            samples = np.zeros_like(samples)
-        features = self.processor.feature_extractor(samples, sampling_rate=rate, return_tensors="np")
-        mel = features["input_features"][0, :, : int(features["feature_attention_mask"].sum())]
+        if self.silence:  # digital silence's log-mel depends on its shape alone: computed once per shape and rate
+            silence_key = ("silence", samples.shape, rate)
+            if silence_key not in self.feature_cache:
+                self.feature_cache[silence_key] = self._features(np.zeros_like(samples), rate)
+            mel = self.feature_cache[silence_key]
+        else:
+            mel = self._features(samples, rate)
         if whole and key is not None:
-            self._cache[key] = mel
+            self.feature_cache[key] = mel
         return mel
+
+    def _features(self, samples: np.ndarray, rate: int) -> np.ndarray:
+        features = self.processor.feature_extractor(samples, sampling_rate=rate, return_tensors="np")
+        return features["input_features"][0, :, : int(features["feature_attention_mask"].sum())]
 
 __all__ = [
     "CLIP_FEATURES",
@@ -545,6 +561,7 @@ __all__ = [
     "LaacDataCollator",
     "audio_seconds",
     "audiocaps_file_stems",
+    "feature_cache_key",
     "load_audiocaps",
     "load_clotho",
     "read_clotho_captions",

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import datasets
@@ -40,7 +40,7 @@ from transformers.utils import logging
 
 from ..configuration_ced import CedConfig
 from ..configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig
-from ..data.loaders import read_audio
+from ..data.loaders import feature_cache_key, read_audio
 from ..feature_extraction_laac import LaacFeatureExtractor
 from ..evaluation.metrics import precision_recall_f1
 from ..modeling_ced import CedForAudioClassification
@@ -316,12 +316,20 @@ class TaggingCollator:
 
 
 def pretrain_encoder(
-    corpus_dir: str, out_dir: str, shape: DemoShape, steps: int, seed: int, progress: TrainerCallback | None = None
+    corpus_dir: str,
+    out_dir: str,
+    shape: DemoShape,
+    steps: int,
+    seed: int,
+    progress: TrainerCallback | None = None,
+    feature_cache: dict | None = None,
 ) -> dict[str, float]:
     """
     Train the small CED as a 14-event tagger with the stock Trainer; save it in the mispeech folder format. Max
     pooling over tokens: a mean over a clip's tokens dilutes short events (a single beep, a knock) below what this
-    small model learns in minutes (calibration: beep F1 0.2 with the mean, 0.84 with the max).
+    small model learns in minutes (calibration: beep F1 0.2 with the mean, 0.84 with the max). `feature_cache`
+    receives the development clips' log-mels for the captioner (`LaacDataCollator.feature_cache`): computing them
+    again took 18 s of its first epoch (3,000 clips, 2 threads).
     """
     set_seed(seed)
     model = CedForAudioClassification(shape.audio_config())
@@ -348,6 +356,12 @@ def pretrain_encoder(
         disable_tqdm=True,
     )
     mels = split_log_mels(examples, extractor)
+    if feature_cache is not None:  # the clips the captioner reads whole, keyed as its collator keys them
+        feature_cache.update(
+            (feature_cache_key(example), mel.numpy())
+            for example, mel in zip(examples, mels)
+            if example["length"] <= CAPTION_MAX_SECONDS
+        )
     set_mel_statistics(model, mels)
     collator = TaggingCollator(mels, extractor)
     callbacks = [progress] if progress is not None else None
@@ -403,6 +417,10 @@ def build_initial_model(corpus_dir: str, encoder_dir: str, out_dir: str, shape: 
     return out_dir
 
 
+# The captioner reads clips whole up to this length (the corpus's clips are 1-15 s)
+CAPTION_MAX_SECONDS = 15.0
+
+
 def clotho_source(corpus_dir: str, split: str) -> str:
     return f"clotho:csv={corpus_dir}/clotho_captions_{split}.csv,audio_dir={corpus_dir}/{split}"
 
@@ -416,18 +434,19 @@ def train_captioner(
     seed: int,
     silence: bool = False,
     callbacks: list[TrainerCallback] | None = None,
+    feature_cache: dict | None = None,
 ) -> str:
     """
     Train the small captioner with train.py: the pretrained encoder stays frozen (twice the steps per second, and
     better captions per step than fine-tuning it in calibration), everything else trains. Whole clips (the
     corpus's longest is 15 s): a crop would cut scenes that the captions still name, and whole clips are what
-    evaluation sees. Returns the export.
+    evaluation sees. `feature_cache`: the clips' log-mels from the tagger stage. Returns the export.
     """
     model_args = ["--model_name_or_path", init_dir, "--full_finetune", "true", "--freeze_audio_tower", "true"]
     return run_train_py(
         corpus_dir, model_args, out_dir, steps, shape.caption_batch_size,
         shape.baseline_learning_rate if silence else shape.caption_learning_rate, seed, silence,
-        callbacks,
+        callbacks, feature_cache=feature_cache,
     )  # fmt: skip
 
 
@@ -444,6 +463,7 @@ def run_train_py(
     use_cpu: bool = True,
     frozen_audio: bool = True,
     scheduler: str = "cosine",
+    feature_cache: dict | None = None,
 ) -> str:
     """train.py on the corpus's development split with the demo's schedule, for the model `model_args` name."""
     from ..train import main as train_main
@@ -455,7 +475,7 @@ def run_train_py(
         "--output_dir", out_dir, "--export_dir", export_dir, "--do_train",
         "--silence_audio", str(silence).lower(),
         "--max_steps", str(steps), "--per_device_train_batch_size", str(batch_size),
-        "--max_train_seconds", "15", "--cache_features", "true",
+        "--max_train_seconds", str(CAPTION_MAX_SECONDS), "--cache_features", "true",
         "--cache_audio_tokens", str(frozen_audio).lower(),
         "--learning_rate", str(learning_rate), "--weight_decay", "0.01", "--warmup_steps", "0.1",
         "--lr_scheduler_type", scheduler, "--max_grad_norm", "1.0", "--bf16", str(fast_bf16()).lower(),
@@ -463,7 +483,7 @@ def run_train_py(
         "--save_strategy", "no", "--logging_steps", str(max(1, steps // 10)), "--report_to", "none",
         "--seed", str(seed), "--dataloader_num_workers", "0", "--disable_tqdm", "true",
         "--train_sampling_strategy", "group_by_length", "--attn_implementation", "eager",
-    ], callbacks=callbacks)  # fmt: skip
+    ], callbacks=callbacks, feature_cache=feature_cache)  # fmt: skip
     return export_dir
 
 
@@ -525,6 +545,7 @@ def train_pretrained_text_captioner(
         run.corpus, model_args, out_dir, steps, recipe.batch_size, recipe.learning_rate, run.args.seed, silence,
         callbacks, use_cpu=not torch.cuda.is_available(), frozen_audio=False,  # LoRA trains the encoder too
         scheduler="constant_with_warmup",  # a time cap may end the run anywhere: no schedule to cut short
+        feature_cache=run.log_mels,  # the tagger stage's log-mels (the silent run keys its own apart)
     )  # fmt: skip
 
 
@@ -613,12 +634,17 @@ def post_corrector(detector_dir: str) -> "PostCorrector":
     """
     The report's gate: captions with error probability > 0.9 go to the instruct LLM (offline: SmolLM2, with the
     strict answer rules of the "smollm2" alias). SmolLM2 loads from its converted folder (`scripts/setup.sh` makes
-    it once): reading the GGUF file took ~40 s of the stage on every run, the folder loads in about a second.
+    it once): reading the GGUF file took ~40 s of the stage on every run, the folder loads in about a second. The
+    flagged captions go to it 32 at a time: a greedy step on a CPU costs about as much for 24 captions as for 8
+    (reading the weights is the cost), so 24 corrupted captions took 15-16 s in one batch against 30.5 s in batches
+    of 8 (the default), with the same rewrites.
     """
     from ..conversion.convert_gguf_causal_lm import smollm2_folder
     from ..corrector_laac import PostCorrector
 
-    return PostCorrector(detector=detector_dir, corrector=smollm2_folder(), threshold=0.9, answer_rules="strict")
+    return PostCorrector(
+        detector=detector_dir, corrector=smollm2_folder(), threshold=0.9, answer_rules="strict", batch_size=32
+    )
 
 
 def corrupted_references(corpus_dir: str, split: str, count: int, seed: int) -> tuple[list[str], list[str]]:
@@ -813,6 +839,7 @@ class DemoRun:
     progress: DemoProgress
     systems: dict[str, dict[str, Any]]
     notes: list[str]
+    log_mels: dict = field(default_factory=dict)  # the development clips', from the tagger stage to the captioner's
 
     @property
     def out(self) -> str:
@@ -832,7 +859,9 @@ def run_corpus(run: DemoRun) -> None:
 
 def run_encoder(run: DemoRun) -> None:
     encoder_dir = os.path.join(run.out, "encoder")
-    tagging = pretrain_encoder(run.corpus, encoder_dir, run.shape, run.args.tagger_steps, run.args.seed, run.progress)
+    tagging = pretrain_encoder(
+        run.corpus, encoder_dir, run.shape, run.args.tagger_steps, run.args.seed, run.progress, run.log_mels
+    )
     run.notes.append(f"encoder tagging F1 (validation): {tagging['tagging_f1']:.3f}")
     print(f"[demo] {run.notes[-1]}", flush=True)
 
@@ -848,14 +877,16 @@ def run_captioner(run: DemoRun) -> str:
             f"the {run.args.caption_seconds:.0f}-s cap; {format_loss_curve(captioner_dir)}"
         )
         print(f"[demo] {run.notes[-1]}", flush=True)
-        return export
-    init_dir = build_initial_model(
-        run.corpus, os.path.join(run.out, "encoder"), os.path.join(run.out, "init"), run.shape, run.args.seed
-    )
-    return train_captioner(
-        run.corpus, init_dir, os.path.join(run.out, "captioner"), run.shape, run.args.caption_steps, run.args.seed,
-        callbacks=[run.progress],
-    )  # fmt: skip
+    else:
+        init_dir = build_initial_model(
+            run.corpus, os.path.join(run.out, "encoder"), os.path.join(run.out, "init"), run.shape, run.args.seed
+        )
+        export = train_captioner(
+            run.corpus, init_dir, os.path.join(run.out, "captioner"), run.shape, run.args.caption_steps,
+            run.args.seed, callbacks=[run.progress], feature_cache=run.log_mels,
+        )  # fmt: skip
+    run.log_mels.clear()  # the captioner was their last reader
+    return export
 
 
 def run_baseline(run: DemoRun) -> None:

@@ -138,12 +138,31 @@ def test_feature_cache_gives_the_same_batches_and_keeps_only_whole_clips(tmp_pat
         assert with_cache.keys() == without.keys()
         for key in without:
             torch.testing.assert_close(with_cache[key], without[key], rtol=0, atol=0)
-    assert list(cached._cache) == [(paths[0], "short.wav")]  # the 6-s clip is cropped anew each time
-    # silence (the blind baseline) goes through the cache too
+    assert list(cached.feature_cache) == [(paths[0], "short.wav")]  # the 6-s clip is cropped anew each time
+    # silence (the blind baseline) goes through the cache too: one log-mel per length, shared by clips of that length
+    other = _write_wav(tmp_path / "other.wav", 1.5, seed=2)
+    examples.append({"row": 2, "id": "other.wav", "audio": {"path": other, "bytes": None}, "caption": "rain"})
     silent = LaacDataCollator(processor, max_seconds=4.0, train=False, silence=True, cache_features=True)
     batch = silent(examples[:1])
     reference = processor([np.zeros(24000, dtype=np.float32)], text_target=[examples[0]["caption"]], sampling_rate=16000)
     torch.testing.assert_close(batch["input_features"], reference["input_features"], rtol=0, atol=0)
+    silent(examples)
+    long_silence = processor.feature_extractor(np.zeros(4 * 22050, dtype=np.float32), sampling_rate=22050)
+    frames = int(long_silence["feature_attention_mask"].sum())
+    np.testing.assert_array_equal(silent._log_mel(examples[1]), long_silence["input_features"][0, :, :frames])
+    assert set(silent.feature_cache) == {
+        ("silence", (24000,), 16000), ("silence", (4 * 22050,), 22050),
+        ("silence", paths[0], "short.wav"), ("silence", other, "other.wav"),
+    }  # fmt: skip
+    shared = silent.feature_cache
+    assert shared[("silence", paths[0], "short.wav")] is shared[("silence", other, "other.wav")]
+    # a cache holding the clips' own log-mels (passed in, as the demo passes its tagger's): silence stays silence
+    given = LaacDataCollator(
+        processor, max_seconds=4.0, train=False, silence=True, cache_features=True, feature_cache=dict(cached.feature_cache)
+    )  # fmt: skip
+    torch.testing.assert_close(given(examples[:1])["input_features"], reference["input_features"], rtol=0, atol=0)
+    heard = LaacDataCollator(processor, max_seconds=4.0, train=False, cache_features=True, feature_cache=shared)
+    assert heard._log_mel(examples[0]) is not shared[("silence", paths[0], "short.wav")]  # and a clip stays a clip
 
 
 def test_unreadable_file_names_row_and_path(tmp_path, processor):

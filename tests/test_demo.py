@@ -5,9 +5,11 @@ import os
 
 import pytest
 
+from laac.data.loaders import feature_cache_key
 from laac.demo import run as demo
 from laac.demo.run import main
 from laac.modeling_laac import LaacForConditionalGeneration
+from laac.processing_laac import LaacProcessor
 
 from tests.test_pipeline import detector_folder  # noqa: F401  (a pytest fixture: the tiny FENSE-format detector)
 
@@ -137,6 +139,7 @@ def test_the_demo_uses_the_offline_error_detector_unless_given_one(monkeypatch, 
     assert demo.error_detector(str(tmp_path)) == str(tmp_path) and calls == [1]
     corrector = demo.post_corrector(str(tmp_path))
     assert corrector.settings.answer_rules == "strict" and corrector.threshold == 0.9
+    assert corrector.settings.batch_size == 32  # the flagged captions in one batch (post_corrector's docstring)
     assert os.path.isfile(os.path.join(corrector.settings.corrector_model, "model.safetensors"))  # SmolLM2's folder
 
 
@@ -158,3 +161,25 @@ def test_the_demo_stops_before_training_when_no_detector_can_be_had(monkeypatch,
         reference["post-correction"] + reference["offline detector training"])
     assert demo.stage_estimates(demo.parse_args(["--detector", "x"]))["post-correction"] == reference["post-correction"]
     demo.check_detector_source(demo.parse_args(["--detector", str(tmp_path)]))
+
+
+def test_the_tagger_hands_its_log_mels_to_the_captioner_as_its_collator_computes_them(tmp_path):
+    """The tagger stage's development log-mels are keyed as train.py's collator keys them, and equal to its own."""
+    import numpy as np
+    from laac.data.loaders import LaacDataCollator, load_sources
+    from laac.data.synthetic_corpus import write_corpus
+
+    corpus = str(tmp_path / "corpus")
+    write_corpus(corpus, {"development": 12, "validation": 4}, seed=3, num_workers=1)
+    shape = demo.DemoShape(text_layers=1)
+    log_mels = {}
+    demo.pretrain_encoder(corpus, str(tmp_path / "encoder"), shape, steps=1, seed=0, feature_cache=log_mels)
+    init = demo.build_initial_model(corpus, str(tmp_path / "encoder"), str(tmp_path / "init"), shape, seed=0)
+    clips = load_sources([demo.clotho_source(corpus, "development")])  # as train.py reads --train_sources
+    collator = LaacDataCollator(
+        LaacProcessor.from_pretrained(init), demo.CAPTION_MAX_SECONDS, train=True, cache_features=True
+    )
+    examples = [{"id": clip["id"], "audio": clip["audio"], "caption": clip["captions"][0]} for clip in clips]
+    assert len(log_mels) == len(examples) == 12
+    for example in examples:
+        np.testing.assert_array_equal(log_mels[feature_cache_key(example)], collator._log_mel(example))

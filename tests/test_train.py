@@ -347,6 +347,14 @@ def test_audio_token_cache_is_exact_and_encodes_each_clip_once(setup):
     again = processor(audio=clips[1:] + [make_audio(2.5, seed=3)], text_target=["a", "b", "c"], sampling_rate=16000)
     model(**again)
     assert calls == [3, 1] and len(model.audio_token_cache.tokens) == 4
+    # a new clip twice in one batch (two of its captions): encoded once, and both rows get its tokens
+    twice = processor(audio=[make_audio(1.0, seed=4)] * 2 + clips[:1], text_target=["a", "b", "c"], sampling_rate=16000)
+    tokens, mask = model.audio_token_cache(model.audio_tower, twice["input_features"], twice["feature_attention_mask"])
+    assert calls == [3, 1, 1] and len(model.audio_token_cache.tokens) == 5
+    torch.testing.assert_close(tokens[0], tokens[1], rtol=0, atol=0)
+    tower = model.audio_tower.eval()
+    direct = tower(twice["input_features"][:1], feature_attention_mask=twice["feature_attention_mask"][:1])
+    torch.testing.assert_close(tokens[0, : int(mask[0].sum())], direct.last_hidden_state[0], atol=1e-6, rtol=1e-6)
     assert "audio_token_cache" not in str(model.state_dict().keys())
     model.audio_tower.blocks[0].requires_grad_(True)
     with pytest.raises(ValueError, match="--cache_audio_tokens needs a frozen audio tower, but .* parameters train"):
@@ -459,3 +467,12 @@ def test_warmup_epochs_become_the_runs_warmup_steps(setup):
 
     main(_args(setup, setup / "warmup", "--max_steps", "1"), callbacks=[Capture()])
     assert seen["warmup_steps"] == 3
+
+
+def test_a_given_feature_cache_needs_cache_features(tmp_path):
+    """train.main(..., feature_cache=...) without --cache_features would silently ignore the log-mels: refused."""
+    from laac.train import build_trainer
+
+    _, data_args, _, training_args = parse_args(["--output_dir", str(tmp_path), "--report_to", "none"])
+    with pytest.raises(ValueError, match="feature_cache .* --cache_features is false; pass --cache_features true"):
+        build_trainer(None, None, data_args, training_args, (None, None), [], feature_cache={})
