@@ -18,6 +18,7 @@ SPIDEr in [0, 10] and [0, 5.5]); multiply by 100 to compare with the tables of t
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import shutil
@@ -124,14 +125,23 @@ def prepare_cache_dir(cache_dir: str | Path | None = None, spice_corenlp_dir: st
 def java_major_version(java_path: str | Path | None = None) -> int:
     """Return the major version of the Java executable (8 for "1.8.0_x", 17 for "17.0.15").
 
+    Asked once per executable and process: `java -version` starts a JVM (0.7 s on 2 CPU cores), and one scoring
+    asked three times.
+
     Raises:
         ValueError: if the executable cannot be run.
     """
-    from aac_metrics.utils.checks import _get_java_version
     from aac_metrics.utils.globals import _get_java_path
+
+    return _java_major_version(str(_get_java_path(java_path)))
+
+
+@functools.lru_cache(maxsize=None)
+def _java_major_version(java_path: str) -> int:
+    from aac_metrics.utils.checks import _get_java_version
     from packaging.version import Version
 
-    version = Version(_get_java_version(_get_java_path(java_path)))
+    version = Version(_get_java_version(java_path))
     # Java <= 8 numbers itself 1.MAJOR.MINOR.
     return version.minor if version.major == 1 else version.major
 

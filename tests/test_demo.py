@@ -183,3 +183,14 @@ def test_the_tagger_hands_its_log_mels_to_the_captioner_as_its_collator_computes
     assert len(log_mels) == len(examples) == 12
     for example in examples:
         np.testing.assert_array_equal(log_mels[feature_cache_key(example)], collator._log_mel(example))
+
+
+def test_the_blind_baseline_trains_on_half_batches_at_twice_the_rate(monkeypatch):
+    calls = []
+    monkeypatch.setattr(demo, "run_train_py", lambda *args, **kwargs: calls.append(args[3:8]) or "export")
+    shape = demo.DemoShape()
+    demo.train_captioner("corpus", "init", "out", shape, steps=5, seed=0)
+    demo.train_captioner("corpus", "init", "blind", shape, steps=5, seed=0, silence=True)
+    assert calls == [
+        (5, 64, shape.caption_learning_rate, 0, False), (5, 32, 2 * shape.caption_learning_rate, 0, True)
+    ]  # fmt: skip

@@ -214,6 +214,30 @@ def test_java_version_check_is_lifted_only_inside_our_calls(readme_scores: dict)
     assert checks.MAX_JAVA_MAJOR_VERSION == 13
 
 
+def test_java_version_is_asked_once_per_executable(monkeypatch, tmp_path: Path) -> None:
+    """`java -version` starts a JVM (0.7 s here): asked once per executable, never cached when it fails."""
+    from aac_metrics.utils import checks
+
+    asked = []
+
+    def version(path: str) -> str:
+        asked.append(path)
+        if "broken" in path:
+            raise ValueError(f"cannot run {path}")
+        return "1.8.0" if "old" in path else "17.0.15"
+
+    monkeypatch.setattr(checks, "_get_java_version", version)
+    old, new, broken = str(tmp_path / "old-java"), str(tmp_path / "new-java"), str(tmp_path / "broken-java")
+    assert [java_major_version(old), java_major_version(new), java_major_version(old), java_major_version(new)] == [
+        8, 17, 8, 17
+    ]  # fmt: skip
+    assert asked == [old, new]
+    for _ in range(2):
+        with pytest.raises(ValueError, match="cannot run"):
+            java_major_version(broken)
+    assert asked == [old, new, broken, broken]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # SBERT / FENSE / SPIDEr-FL wiring with local stand-in models
 # ---------------------------------------------------------------------------------------------------------------
