@@ -554,6 +554,7 @@ class LaacDataCollator:
         features = self.processor.feature_extractor(samples, sampling_rate=rate, return_tensors="np")
         return features["input_features"][0, :, : int(features["feature_attention_mask"].sum())]
 
+
 __all__ = [
     "CLIP_FEATURES",
     "AudioReadError",

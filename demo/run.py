@@ -766,7 +766,7 @@ REFERENCE_SECONDS = {
     "encoder pretraining": 0.45,  # per tagger step (batch 32), with the log-mels computed once
     "captioner training": 0.45,  # per captioner step (batch 64, 1 text layer)
     "evaluation": 0.10,  # per held-out clip (beam 3)
-    "blind baseline": 0.73,  # per step, with its log-mels and export, plus its evaluation
+    "blind baseline": 0.60,  # per step (batch 32), with its log-mels and export, plus its evaluation
     "fresh-process captioning": 11.0,
     "post-correction": 33.0,  # the offline detector trained beforehand (scripts/setup.sh), SmolLM2 converted
     "offline detector training": 600.0,  # when set-up did not train it (450 s on 2 quiet cores, session 19)

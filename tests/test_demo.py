@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -46,6 +47,17 @@ def test_demo_end_to_end_at_toy_scale(tmp_path, capsys, detector_folder):  # noq
     LaacForConditionalGeneration.from_pretrained(model_dir)  # the model `laac caption` will use
     timings = json.loads((out / "report" / "timings.json").read_text())
     assert timings["total"] > 0 and "captioner training" in timings
+    # the stage benchmark reruns the stages after the tagger on this run's corpus and initial model
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    try:
+        from demo_stages import main as demo_stages
+    finally:
+        sys.path.pop(0)
+    result = demo_stages([
+        "--demo-dir", str(out), "--caption-steps", "3", "--baseline-steps", "2", "--detector", str(detector_folder)
+    ])  # fmt: skip
+    assert set(result["seconds"]) == {"captioner training", "evaluation", "blind baseline", "post-correction"}
+    assert 0.0 <= result["event_f1"] <= 1.0 and result["corrupted"]["captions"] == 8  # the toy's 8 held-out clips
 
 
 def test_tagging_collator_crops_training_windows_and_pads():
