@@ -31,7 +31,8 @@ imports count like top-level ones. The order:
     (correction.correct_captions, which falls back to the error detector that correction.train_error_detector
     makes when the official one cannot be downloaded). The demo runs the training recipe through `train.main`;
     `laac demo` / `laac train` run their modules by name (runpy), which is not an import. Then
-    benchmarks.caption_workers, which saves a model of decode_benchmark's shapes for `laac caption`. Last, the
+    benchmarks.caption_workers, which saves a model of decode_benchmark's shapes for `laac caption`, and
+    benchmarks.demo_stages, which times demo.run's stages. Last, the
     packages' `__main__` files (`python -m laac.cli`, `python -m laac.demo`).
 """
 
@@ -84,7 +85,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "correction.train_error_detector",
     ),
     ("benchmarks", "cli.main", "correction.correct_captions", "demo.run"),  # "benchmarks": every module under benchmarks/
-    ("benchmarks.caption_workers",),  # times `laac caption` on a model that decode_benchmark builds
+    # caption_workers times `laac caption` on a model that decode_benchmark builds; demo_stages times demo.run's stages
+    ("benchmarks.caption_workers", "benchmarks.demo_stages"),
     ("cli.__main__", "demo.__main__"),
 )
 HUB_FILES = [name for layer in LAYERS[: LAYERS.index(("laac",))] for name in layer]
