@@ -15,7 +15,6 @@ import os
 import tempfile
 import time
 
-from laac.data.loaders import feature_cache_key
 from laac.demo import run as demo
 from laac.feature_extraction_laac import LaacFeatureExtractor
 
@@ -38,11 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     baseline_steps = args.baseline_steps or recipe.baseline_steps
     shape = demo.DemoShape(text_layers=recipe.text_layers)
     examples = demo.tagging_examples(corpus, "development")
-    log_mels = {
-        feature_cache_key(example): mel.numpy()
-        for example, mel in zip(examples, demo.split_log_mels(examples, LaacFeatureExtractor()))
-        if example["length"] <= demo.CAPTION_MAX_SECONDS
-    }
+    log_mels = demo.captioner_log_mels(examples, demo.split_log_mels(examples, LaacFeatureExtractor()))
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()

@@ -359,12 +359,8 @@ def pretrain_encoder(
         disable_tqdm=True,
     )
     mels = split_log_mels(examples, extractor)
-    if feature_cache is not None:  # the clips the captioner reads whole, keyed as its collator keys them
-        feature_cache.update(
-            (feature_cache_key(example), mel.numpy())
-            for example, mel in zip(examples, mels)
-            if example["length"] <= CAPTION_MAX_SECONDS
-        )
+    if feature_cache is not None:
+        feature_cache.update(captioner_log_mels(examples, mels))
     set_mel_statistics(model, mels)
     collator = TaggingCollator(mels, extractor)
     callbacks = [progress] if progress is not None else None
@@ -422,6 +418,15 @@ def build_initial_model(corpus_dir: str, encoder_dir: str, out_dir: str, shape: 
 
 # The captioner reads clips whole up to this length (the corpus's clips are 1-15 s)
 CAPTION_MAX_SECONDS = 15.0
+
+
+def captioner_log_mels(examples: datasets.Dataset, mels: list[torch.Tensor]) -> dict[tuple, Any]:
+    """The tagger's log-mels of the clips the captioner reads whole, keyed as its collator keys them."""
+    return {
+        feature_cache_key(example): mel.numpy()
+        for example, mel in zip(examples, mels)
+        if example["length"] <= CAPTION_MAX_SECONDS
+    }
 
 
 def clotho_source(corpus_dir: str, split: str) -> str:
