@@ -4,8 +4,8 @@
     python benchmarks/build_memory.py --shape small     # a 0.17B text model + CED-Tiny (the CI test runs this)
 
 Writes a random checkpoint of the shape in Hub format (sharded bf16 safetensors, one shard per decoder layer, each
-written and freed before the next, so the writer never holds the model) with Llama 2's tokenizer (from the GGUF
-in shared/tokenizers), and a random CED folder as mispeech/ced-* holds it (float32). Then builds the model in bf16 in a
+written and freed before the next, so the writer never holds the model) with Llama 2's tokenizer (its GGUF
+vocabulary, from `laac.data.public_data`), and a random CED folder as mispeech/ced-* holds it (float32). Then builds the model in bf16 in a
 fresh process, reads every weight once (weights memory-mapped from safetensors are resident only once read), and
 prints the process's peak RSS (VmHWM) against the bytes of the built model's weights, and the build's seconds.
 """
@@ -23,8 +23,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import LlamaConfig
 
-from laac.cli.paths import shared_dir
 from laac.configuration_ced import CedConfig
+from laac.data.public_data import LLAMA2_TOKENIZER, llama_tokenizers_dir
 from laac.modeling_ced import CedForAudioClassification
 from laac.training.tokenizer_utils import llama_tokenizer_from_gguf
 
@@ -39,7 +39,6 @@ SHAPES: dict[str, dict[str, Any]] = {
     },
 }
 LLAMA2_VOCAB = 32000
-TOKENIZER_GGUF = "tokenizers/ggml-vocab-llama-spm.gguf"
 
 # What the measured process runs: the build alone, after its imports, with RSS before and at peak.
 BUILD = """
@@ -151,14 +150,8 @@ def build_and_measure(workdir: Path, shape_name: str, tokenizer_gguf: Path) -> d
 
 
 def default_tokenizer() -> Path:
-    """shared/tokenizers/'s Llama 2 GGUF, in the folder `cli.paths.shared_dir` finds (as the tests find it)."""
-    folder = shared_dir()
-    if folder is None:
-        raise FileNotFoundError(
-            "no shared/ folder found for Llama 2's tokenizer: pass --tokenizer_gguf, set LAAC_SHARED_DIR, or clone "
-            "beside shared/"
-        )
-    return Path(folder) / TOKENIZER_GGUF
+    """Llama 2's GGUF vocabulary, from shared/ or LAAC's cache, downloaded once (as the tests find it)."""
+    return Path(llama_tokenizers_dir()) / LLAMA2_TOKENIZER
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -168,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--workdir", default=None, help="keep the checkpoints in WORKDIR/SHAPE and reuse them (default: a temp dir)"
     )
     parser.add_argument(
-        "--tokenizer_gguf", default=None, help=f"Llama 2's GGUF tokenizer (default: shared/{TOKENIZER_GGUF})"
+        "--tokenizer_gguf", default=None, help=f"Llama 2's GGUF tokenizer (default: {LLAMA2_TOKENIZER} from laac.data.public_data)"
     )
     args = parser.parse_args(argv)
     tokenizer_gguf = Path(args.tokenizer_gguf) if args.tokenizer_gguf else default_tokenizer()

@@ -507,9 +507,15 @@ def run_delegated(command: str, argv: list[str]) -> int:
     sys.argv = [f"laac {command}", *argv]
     try:
         runpy.run_module(module, run_name="__main__")
-    except SystemExit as done:
+    except SystemExit as done:  # sys.exit(message) prints the message and exits with 1, as Python itself does
         code = done.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(code, file=sys.stderr)
+        return 1
+    except OSError as error:  # a file that cannot be read or written, a download that failed: its message says which
+        print(f"laac {command}: error: {error}", file=sys.stderr)
+        return 1
     finally:
         sys.argv = saved
     return 0

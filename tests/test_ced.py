@@ -18,10 +18,8 @@ from laac.modeling_ced import (
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from tests.laac_tester import SHARED
+from tests.laac_tester import CED_REFERENCE as REFERENCE
 from tests.numerics import assert_kernel_close
-
-REFERENCE = SHARED / "reference" / "ced_reference.safetensors"
 
 
 @pytest.fixture(scope="module")

@@ -414,12 +414,12 @@ LLAMA3_PROMPT_II_IDS = [
 ]
 
 
-def test_prompt_ii_in_llama3_chat_format_with_the_real_tokenizer():
+def test_prompt_ii_in_llama3_chat_format_with_the_real_tokenizer(llama_tokenizers):
     """Prompt II reaches Llama 3 8B Instruct in its exact chat format, with Llama 3's real vocabulary (no template)."""
-    from laac_tester import SHARED
+    from laac.data.public_data import LLAMA3_TOKENIZER
     from transformers import AutoTokenizer, GenerationConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(SHARED / "tokenizers", gguf_file="ggml-vocab-llama-bpe.gguf")
+    tokenizer = AutoTokenizer.from_pretrained(llama_tokenizers, gguf_file=LLAMA3_TOKENIZER)
     assert not tokenizer.chat_template  # the GGUF vocabulary carries none: the project's template is used
     stand_in = torch.nn.Linear(1, 1)  # build_prompt needs only the tokenizer; the stop ids read generation_config
     stand_in.generation_config = GenerationConfig(eos_token_id=128001)

@@ -25,18 +25,23 @@ from laac.data.loaders import (
     read_clotho_captions,
 )
 
-from tests.laac_tester import SHARED, make_audio, tiny_config, tiny_processor
+from laac.data.public_data import CLOTHO_CAPTIONS, CLOTHO_CLIPS
+
+from tests.laac_tester import make_audio, tiny_config, tiny_processor
 from tests.numerics import assert_log_mel_close
 
-CLOTHO_DIR = str(SHARED / "data" / "clotho")
-CLOTHO_CSV = os.path.join(CLOTHO_DIR, "clotho_evaluation_captions.csv")
-CLOTHO_AUDIO = os.path.join(CLOTHO_DIR, "audio")
-REAL_FILES = sorted(os.listdir(CLOTHO_AUDIO))
+REAL_FILES = sorted(CLOTHO_CLIPS)
 
 
 @pytest.fixture(scope="module")
-def clotho():
-    return load_clotho(CLOTHO_CSV, CLOTHO_AUDIO, missing_audio="skip")
+def clotho_files(clotho_dir) -> tuple[str, str]:
+    """(the captions CSV, the audio folder) of the five real Clotho evaluation clips."""
+    return str(clotho_dir / CLOTHO_CAPTIONS), str(clotho_dir / "audio")
+
+
+@pytest.fixture(scope="module")
+def clotho(clotho_files):
+    return load_clotho(*clotho_files, missing_audio="skip")
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +55,14 @@ def _write_wav(path, seconds, rate=16000, seed=0):
     return str(path)
 
 
-def test_clotho_real_rows(clotho):
+def test_clotho_real_rows(clotho, clotho_files):
+    csv_path, audio_dir = clotho_files
     assert sorted(clotho["id"]) == REAL_FILES
-    with open(CLOTHO_CSV, encoding="utf-8", newline="") as f:
+    with open(csv_path, encoding="utf-8", newline="") as f:
         rows = {row["file_name"]: row for row in csv.DictReader(f)}
     for clip in clotho:
         assert clip["captions"] == [rows[clip["id"]][f"caption_{i}"] for i in range(1, 6)]
-        assert clip["audio"]["path"] == os.path.join(CLOTHO_AUDIO, clip["id"]) and clip["source"] == "clotho"
+        assert clip["audio"]["path"] == os.path.join(audio_dir, clip["id"]) and clip["source"] == "clotho"
     # training: one example per caption; generation: one per clip with all five as references
     train, evaluation = CaptionExamples(clotho, per_caption=True), CaptionExamples(clotho, per_caption=False)
     assert len(train) == 25 and len(evaluation) == 5
@@ -64,10 +70,11 @@ def test_clotho_real_rows(clotho):
     assert evaluation[3]["references"] == clotho[3]["captions"]
 
 
-def test_read_clotho_captions(tmp_path):
+def test_read_clotho_captions(tmp_path, clotho_files):
     """The one Clotho reader: real rows in file order, empty cells skipped, bad files refused by name."""
-    captions = read_clotho_captions(CLOTHO_CSV)
-    with open(CLOTHO_CSV, encoding="utf-8", newline="") as f:
+    csv_path = clotho_files[0]
+    captions = read_clotho_captions(csv_path)
+    with open(csv_path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(captions) == [row["file_name"] for row in rows] and len(captions) == 1045
     assert captions[rows[7]["file_name"]] == [rows[7][f"caption_{i}"] for i in range(1, 6)]
@@ -82,11 +89,12 @@ def test_read_clotho_captions(tmp_path):
         read_clotho_captions(tmp_path / "twice.csv")
 
 
-def test_clotho_missing_audio_names_row_and_path():
+def test_clotho_missing_audio_names_row_and_path(clotho_files):
+    csv_path, audio_dir = clotho_files
     with pytest.raises(AudioReadError, match=r"row 0 \(id 'Santa Motor.wav'\).*nowhere/Santa Motor.wav.*1045 rows"):
-        load_clotho(CLOTHO_CSV, "/nowhere")
+        load_clotho(csv_path, "/nowhere")
     with pytest.raises(ValueError, match="missing_audio"):
-        load_clotho(CLOTHO_CSV, CLOTHO_AUDIO, missing_audio="ignore")
+        load_clotho(csv_path, audio_dir, missing_audio="ignore")
 
 
 def test_eval_collation_is_the_first_seconds_and_deterministic(clotho, processor):
@@ -240,7 +248,7 @@ def test_manifest_jsonl_and_csv(tmp_path):
         load_manifest(str(csv_path), audio_column="path", caption_column="text")
 
 
-def test_hf_datasets_and_mixing(tmp_path, clotho, processor):
+def test_hf_datasets_and_mixing(tmp_path, clotho, processor, clotho_files):
     # decoded arrays (as synthetic_corpus.as_datasets makes) and an Audio column over files; no torchcodec needed
     arrays = datasets.Dataset.from_dict(
         {
@@ -261,7 +269,7 @@ def test_hf_datasets_and_mixing(tmp_path, clotho, processor):
     from_disk = load_hf_dataset(str(folder), audio_column="sound", caption_column="text")
     assert from_disk[0]["audio"]["path"].endswith("c.wav") and from_disk[0]["captions"] == ["rain falls"]
 
-    spec = {"kind": "clotho", "csv": CLOTHO_CSV, "audio_dir": CLOTHO_AUDIO, "missing_audio": "skip", "limit": 2}
+    spec = {"kind": "clotho", "csv": clotho_files[0], "audio_dir": clotho_files[1], "missing_audio": "skip", "limit": 2}
     mixed = datasets.concatenate_datasets([load_sources([spec]), from_arrays])
     assert mixed["source"] == ["clotho", "clotho", "arrays"]
     # one batch with 44.1 kHz files and 16 kHz FLAC bytes

@@ -141,38 +141,86 @@ def test_progress_caps_time_capped_stages():
     assert progress.estimates == {"corpus": 30.0, "training": 100.0}
 
 
-def test_the_demo_uses_the_offline_error_detector_unless_given_one(monkeypatch, tmp_path):
-    """No --detector: the cached offline detector (trained once, as `laac correct` uses it); a given folder wins."""
-    from laac.correction import train_error_detector
+def test_the_demo_chooses_its_error_detector_in_order(monkeypatch, tmp_path):
+    """Given, else the cached offline one, else FENSE's downloaded, else the offline one trained on Clotho's captions,
+    else none (the demo runs without post-correction and its report says why)."""
+    import urllib.error
 
-    calls = []
-    monkeypatch.setattr(train_error_detector, "ensure_error_detector", lambda: calls.append(1) or "offline-folder")
-    assert demo.error_detector(None) == "offline-folder" and calls == [1]
-    assert demo.error_detector(str(tmp_path)) == str(tmp_path) and calls == [1]
+    from laac import corrector_laac
+    from laac.correction import train_error_detector
+    from laac.data import public_data
+
+    assert demo.choose_detector(str(tmp_path)) == demo.DetectorChoice(str(tmp_path), f"error detector: {tmp_path} (given)")
+    assert demo.choose_detector(None, no_correction=True).detector is None
+    monkeypatch.setattr(train_error_detector, "needs_training", lambda: False)
+    assert demo.choose_detector(None).detector == demo.ERROR_DETECTOR_DIR
+    monkeypatch.setattr(train_error_detector, "needs_training", lambda: True)
+    monkeypatch.setattr(corrector_laac, "fense_checkpoint_file", lambda name: f"/hub/{name}.ckpt")
+    assert demo.choose_detector(None).detector == "echecker_clotho_audiocaps_base"
+
+    def offline(name):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(corrector_laac, "fense_checkpoint_file", offline)
+    monkeypatch.setattr(public_data, "clotho_captions_csv", lambda: "/data/clotho.csv")
+    choice = demo.choose_detector(None)
+    assert choice.train and choice.note == "error detector: the offline one, trained in this run on /data/clotho.csv"
+    trained = []
+    monkeypatch.setattr(train_error_detector, "ensure_error_detector", lambda: trained.append(1) or "offline-folder")
+    assert demo.error_detector(choice) == "offline-folder" and trained == [1]
+    assert demo.error_detector(demo.choose_detector(str(tmp_path))) == str(tmp_path) and trained == [1]
+    reference = demo.REFERENCE_SECONDS
+    assert demo.stage_estimates(demo.parse_args([]), choice)["post-correction"] == (
+        reference["post-correction"] + reference["offline detector training"])  # fmt: skip
+
+    def unavailable(allow_download=True):
+        raise public_data.DataUnavailable("Clotho's captions", "the download failed: offline", "Get them so.")
+
+    monkeypatch.setattr(public_data, "clotho_captions_csv", unavailable)
+    none = demo.choose_detector(None)
+    assert none.detector is None and "post-correction" not in demo.stage_estimates(demo.parse_args([]), none)
+    assert none.note.startswith("post-correction: skipped, no error detector can be had here: none cached in ")
+    assert "cannot be downloaded (<urlopen error no network>)" in none.note and "(the download failed: offline)" in none.note
+    assert "\n" not in none.note
+
+
+def test_the_demo_post_corrects_with_smollm2_in_one_batch(tmp_path):
     corrector = demo.post_corrector(str(tmp_path))
     assert corrector.settings.answer_rules == "strict" and corrector.threshold == 0.9
     assert corrector.settings.batch_size == 32  # the flagged captions in one batch (post_corrector's docstring)
     assert os.path.isfile(os.path.join(corrector.settings.corrector_model, "model.safetensors"))  # SmolLM2's folder
 
 
-def test_the_demo_stops_before_training_when_no_detector_can_be_had(monkeypatch, tmp_path):
-    from laac.correction import train_error_detector
+def test_laac_demo_stops_at_once_naming_the_fix(tmp_path, capsys):
+    """`laac demo` with a --detector that does not exist: the reason on stderr, exit status 1, before any training."""
+    from laac.cli.main import main as laac
 
-    monkeypatch.setattr(demo, "ERROR_DETECTOR_DIR", str(tmp_path / "none"))  # the message's folder
-    monkeypatch.setattr(train_error_detector, "ERROR_DETECTOR_DIR", str(tmp_path / "none"))
-    monkeypatch.setattr(demo, "shared_dir", lambda: None)
-    monkeypatch.setattr(demo, "write_corpus", lambda *a, **k: pytest.fail("the demo started training"))
-    with pytest.raises(SystemExit, match="no error detector .* run scripts/setup.sh .* --detector DIR .* --no-correction"):
-        main(["--out", str(tmp_path / "demo")])
-    demo.check_detector_source(demo.parse_args(["--no-correction"]))  # nothing needed: no stop
-    # with shared/ but no cached detector, the stage trains it: the forecast counts that training
-    monkeypatch.setattr(demo, "shared_dir", lambda: str(tmp_path))
-    demo.check_detector_source(demo.parse_args([]))
-    reference = demo.REFERENCE_SECONDS
-    assert demo.stage_estimates(demo.parse_args([]))["post-correction"] == (
-        reference["post-correction"] + reference["offline detector training"])
-    assert demo.stage_estimates(demo.parse_args(["--detector", "x"]))["post-correction"] == reference["post-correction"]
-    demo.check_detector_source(demo.parse_args(["--detector", str(tmp_path)]))
+    assert laac(["demo", "--out", str(tmp_path / "demo"), "--detector", str(tmp_path / "nowhere")]) == 1
+    error = capsys.readouterr().err
+    assert f"laac demo: --detector '{tmp_path / 'nowhere'}' does not exist" in error and "--no-correction" in error
+    assert not (tmp_path / "demo").exists()  # stopped before the corpus was written
+
+
+def test_a_delegated_command_that_cannot_read_its_input_says_so(tmp_path, capsys):
+    from laac.cli.main import main as laac
+
+    missing = tmp_path / "predictions.csv"
+    assert laac(["evaluate", "--predictions", str(missing), "--references", str(missing)]) == 1
+    assert capsys.readouterr().err == f"laac evaluate: error: [Errno 2] No such file or directory: '{missing}'\n"
+
+
+def test_the_demo_without_a_detector_still_reports(monkeypatch, tmp_path):
+    """No detector to be had: every stage but post-correction runs and the report says why in one line."""
+    skipped = demo.DetectorChoice(None, "post-correction: skipped, because")
+    monkeypatch.setattr(demo, "choose_detector", lambda detector, no_correction: skipped)
+    out = tmp_path / "demo"
+    code = main([
+        "--out", str(out), "--model-dir", str(tmp_path / "model"), "--n-train", "48", "--n-test", "8",
+        "--tagger-steps", "2", "--caption-steps", "2", "--no-baseline", "--report-clips", "2",
+    ])  # fmt: skip
+    assert code == 0
+    report = (out / "report" / "report.md").read_text()
+    assert "post-correction: skipped, because" in report and "post-corrector on the model's captions" not in report
 
 
 def test_the_tagger_hands_its_log_mels_to_the_captioner_as_its_collator_computes_them(tmp_path):

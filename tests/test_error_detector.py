@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 from laac.correction import train_error_detector as ted
 from laac.corrector_laac import FENSE_ERROR_TYPES, load_error_detector
-from laac_tester import SHARED
 
-CLOTHO_CSV = SHARED / "data" / "clotho" / "clotho_evaluation_captions.csv"
 
 
 def test_roc_auc_and_scores_by_hand():
@@ -99,9 +97,9 @@ def test_verb_removal_after_to_depends_on_what_comes_before():
     assert ted.verb_removal_is_error("a dog is barking very loudly".split(), 3)  # "is very loudly": no adjective
 
 
-def test_removal_rules_find_genuine_errors_in_human_captions():
+def test_removal_rules_find_genuine_errors_in_human_captions(clotho_csv):
     """On Clotho's captions each removal rule still applies often (at least a fifth), one word at a time."""
-    captions = [c for clip in ted.read_clotho_captions(CLOTHO_CSV).values() for c in clip][:500]
+    captions = [c for clip in ted.read_clotho_captions(clotho_csv).values() for c in clip][:500]
     corrupted = ted.single_rule_corruptions(captions, seed=0)
     for rule in ("remove_conj", "remove_verb", "repeat_adv"):
         assert len(corrupted[rule]) > 0.2 * len(captions), rule
@@ -109,14 +107,14 @@ def test_removal_rules_find_genuine_errors_in_human_captions():
         assert text not in {ted.normalize_caption(c) for c in captions}
 
 
-def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypatch):
+def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypatch, clotho_csv):
     """The whole training path (real Clotho captions + synthetic ones, split by clip) on a slice: seconds, not minutes."""
     args = ted.DetectorTrainingArguments(
-        output_dir=str(tmp_path / "detector"), captions_csv=str(CLOTHO_CSV), synthetic_clips=10,
+        output_dir=str(tmp_path / "detector"), captions_csv=str(clotho_csv), synthetic_clips=10,
         max_train_captions=48, max_eval_captions=15, epochs=1, batch_size=16, max_train_seconds=None,
     )  # fmt: skip
     train_captions, held_out = ted.split_captions(args)
-    clotho = ted.read_clotho_captions(CLOTHO_CSV)
+    clotho = ted.read_clotho_captions(clotho_csv)
     assert sum(map(len, clotho.values())) == 5225  # the 1,045 clips x 5 captions of Clotho's evaluation split
     by_caption = {c: name for name, captions in clotho.items() for c in captions}
     held_clips = {by_caption[c] for c in held_out["clotho"]}
@@ -221,7 +219,7 @@ def test_shared_dir_is_found_beside_the_clone(monkeypatch, tmp_path):
     beside the clone, else beside the main clone of a git worktree; None elsewhere.
     """
     monkeypatch.delenv("LAAC_SHARED_DIR", raising=False)
-    (tmp_path / "shared").mkdir()  # /work/shared beside /work/main
+    (tmp_path / "shared").mkdir()  # a shared/ folder beside the clone
     main = tmp_path / "laac"
     (main / ".git" / "worktrees" / "h1").mkdir(parents=True)
     (main / ".git" / "worktrees" / "h1" / "commondir").write_text("../..\n")  # what `git worktree add` writes
@@ -235,16 +233,10 @@ def test_shared_dir_is_found_beside_the_clone(monkeypatch, tmp_path):
     (fresh / ".git").mkdir(parents=True)
     in_fresh = _paths_module_in(fresh)
     assert in_fresh.shared_dir() is None
-    monkeypatch.setenv("LAAC_SHARED_DIR", str(SHARED))  # the variable wins everywhere
-    assert in_fresh.shared_dir() == in_main.shared_dir() == str(SHARED)
-
-
-def test_the_tests_name_the_fix_when_shared_is_missing(monkeypatch):
-    import laac_tester
-
-    monkeypatch.setattr(laac_tester.paths, "shared_dir", lambda: None)
-    with pytest.raises(FileNotFoundError, match="LAAC_SHARED_DIR"):
-        laac_tester.shared_dir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("LAAC_SHARED_DIR", str(elsewhere))  # the variable wins everywhere
+    assert in_fresh.shared_dir() == in_main.shared_dir() == str(elsewhere)
 
 
 @pytest.mark.parametrize(
@@ -306,11 +298,11 @@ def test_localizing_classifier_adds_the_weighted_token_loss_and_saves_fense_keys
 
 
 @pytest.mark.parametrize("localization_weight", [0.0, 1.0])
-def test_training_with_the_localization_loss_saves_a_fense_detector(tmp_path, localization_weight):
+def test_training_with_the_localization_loss_saves_a_fense_detector(tmp_path, localization_weight, clotho_csv):
     """`--localization_weight`: the Trainer runs the wrapper on token labels (or, at 0, the classifier with the
     weighted loss); either way the saved detector loads as FENSE's."""
     args = ted.DetectorTrainingArguments(
-        output_dir=str(tmp_path / "detector"), captions_csv=str(CLOTHO_CSV), synthetic_clips=5,
+        output_dir=str(tmp_path / "detector"), captions_csv=str(clotho_csv), synthetic_clips=5,
         max_train_captions=16, max_eval_captions=5, epochs=1, batch_size=16, max_train_seconds=None,
         localization_weight=localization_weight,
     )  # fmt: skip

@@ -9,10 +9,8 @@ from laac.feature_extraction_laac import LaacFeatureExtractor, mel_num_frames
 from safetensors import safe_open
 from transformers.testing_utils import CaptureLogger
 
-from tests.laac_tester import SHARED
+from tests.laac_tester import CED_REFERENCE as REFERENCE
 from tests.numerics import assert_log_mel_close
-
-REFERENCE = SHARED / "reference" / "ced_reference.safetensors"
 
 
 @pytest.fixture(scope="module")

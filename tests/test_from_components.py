@@ -157,11 +157,13 @@ def test_gguf_that_is_not_a_tokenizer_is_named(released_parts, tmp_path):
             LaacProcessor.from_components(str(root / "ced"), path)
 
 
-def test_build_memory_benchmark_small_shape(tmp_path):
+def test_build_memory_benchmark_small_shape(tmp_path, llama_tokenizers):
     """benchmarks/build_memory.py at a small shape: the build holds the weights once, plus the grown embeddings."""
     from laac.benchmarks.build_memory import main
+    from laac.data.public_data import LLAMA2_TOKENIZER
 
-    result = main(["--shape", "small", "--workdir", str(tmp_path)])
+    tokenizer = str(llama_tokenizers / LLAMA2_TOKENIZER)
+    result = main(["--shape", "small", "--workdir", str(tmp_path), "--tokenizer_gguf", tokenizer])
     assert result["text_vocab"] == 32001 and result["dtype"] == "torch.bfloat16" and result["checksum_finite"]
     # Growing the vocabulary by the audio token replaces the embedding and output matrices by copies one row
     # longer; the memory-mapped originals stay resident until their shard is unmapped. Everything else is held once.

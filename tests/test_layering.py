@@ -23,7 +23,9 @@ imports count like top-level ones. The order:
    docstring each, no imports.
 7. Libraries of the tools: data.loaders, evaluation.metrics, evaluation.report, training.lora,
    training.tokenizer_utils, cli.paths. None of them imports another. Then data.synthetic_corpus, which writes and
-   reads the Clotho format through data.loaders and scores its events with evaluation.metrics' F1.
+   reads the Clotho format through data.loaders and scores its events with evaluation.metrics' F1, and
+   data.public_data, which finds or downloads public data (Clotho's evaluation set, Llama tokenizers) where
+   cli.paths says.
 8. training.trainer: `LaacTrainer` / `LaacTrainingArguments` / `evaluate_model`, shared by train.py, the demo and
    the benchmarks (the role transformers' Seq2SeqTrainer plays for its example scripts).
 9. Scripts: train.py and the other command-line programs (`python train.py presets/...`), the `evaluate` metric.
@@ -74,7 +76,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "training.lora",
         "training.tokenizer_utils",
     ),
-    ("data.synthetic_corpus",),
+    ("data.synthetic_corpus", "data.public_data"),
     ("training.trainer",),
     (
         "conversion.convert_ced_original_checkpoint",

@@ -1,4 +1,4 @@
-"""Llama 2's own tokenizer (shared/tokenizers, offline) through Submission 4's text path, on a real Clotho caption."""
+"""Llama 2's own tokenizer (GGUF vocabulary, `laac.data.public_data`) through Submission 4's text path, on a real Clotho caption."""
 
 import csv
 
@@ -12,10 +12,8 @@ from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import IGNORE_INDEX, LaacProcessor, normalize_caption
 from laac.training.tokenizer_utils import llama_tokenizer_from_gguf
 
-from tests.laac_tester import SHARED
+from laac.data.public_data import CLOTHO_CAPTIONS, LLAMA2_TOKENIZER
 
-LLAMA2_GGUF = SHARED / "tokenizers" / "ggml-vocab-llama-spm.gguf"
-CLOTHO = SHARED / "data" / "clotho"
 CLIP = "Santa Motor.wav"
 # normalize_caption of its caption_1, "A machine whines and squeals while rhythmically punching or stamping.",
 # in Llama 2's SentencePiece pieces: ▁a ▁machine ▁wh ines ▁and ▁s que als ▁while ▁rh ythm ically ▁p unch ing
@@ -29,10 +27,15 @@ UNK, EOS, AUDIO = 0, 2, 32000
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory):
+def llama2_gguf(llama_tokenizers):
+    return llama_tokenizers / LLAMA2_TOKENIZER
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory, llama2_gguf):
     """A folder that holds only Llama 2's tokenizer files (as meta-llama/Llama-2-7b-hf has them) and a tiny CED."""
     root = tmp_path_factory.mktemp("llama2")
-    llama_tokenizer_from_gguf(str(LLAMA2_GGUF)).save_pretrained(root / "llama2")
+    llama_tokenizer_from_gguf(str(llama2_gguf)).save_pretrained(root / "llama2")
     torch.manual_seed(0)
     CedForAudioClassification(CedConfig(embed_dim=32, depth=2, num_heads=2)).save_pretrained(root / "ced")
     processor = LaacProcessor.from_components(str(root / "ced"), str(root / "llama2"))
@@ -40,31 +43,31 @@ def parts(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def clotho_example():
-    with open(CLOTHO / "clotho_evaluation_captions.csv", newline="", encoding="utf-8") as f:
+def clotho_example(clotho_dir):
+    with open(clotho_dir / CLOTHO_CAPTIONS, newline="", encoding="utf-8") as f:
         row = next(r for r in csv.DictReader(f) if r["file_name"] == CLIP)
-    audio, rate = sf.read(CLOTHO / "audio" / CLIP, dtype="float32")
+    audio, rate = sf.read(clotho_dir / "audio" / CLIP, dtype="float32")
     return audio, rate, row["caption_1"]
 
 
-def _reference_cases():
-    texts = (LLAMA2_GGUF.parent / (LLAMA2_GGUF.name + ".inp")).read_text(encoding="utf-8")
-    ids = (LLAMA2_GGUF.parent / (LLAMA2_GGUF.name + ".out")).read_text(encoding="utf-8")
+def _reference_cases(gguf):
+    texts = (gguf.parent / (gguf.name + ".inp")).read_text(encoding="utf-8")
+    ids = (gguf.parent / (gguf.name + ".out")).read_text(encoding="utf-8")
     texts = texts.split("\n__ggml_vocab_test__\n")[:-1]  # the file ends with a separator
     ids = [[int(i) for i in line.split()] for line in ids.split("\n")[: len(texts)]]
     return list(zip(texts, ids))
 
 
 @pytest.fixture(scope="module")
-def gguf_processor(parts):
+def gguf_processor(parts, llama2_gguf):
     """`from_components` given the bare `.gguf` file as the text model's tokenizer (no folder written)."""
-    return LaacProcessor.from_components(str(parts[0] / "ced"), str(LLAMA2_GGUF))
+    return LaacProcessor.from_components(str(parts[0] / "ced"), str(llama2_gguf))
 
 
 @pytest.mark.parametrize("source", ["folder", "bare_gguf"])
-def test_tokenizer_reproduces_llama_cpp_reference_tokenisations(parts, gguf_processor, source):
+def test_tokenizer_reproduces_llama_cpp_reference_tokenisations(parts, gguf_processor, llama2_gguf, source):
     tokenizer = (parts[1] if source == "folder" else gguf_processor).tokenizer
-    cases = _reference_cases()
+    cases = _reference_cases(llama2_gguf)
     assert len(cases) == 46
     wrong = [(text, want, tokenizer(text, add_special_tokens=False)["input_ids"]) for text, want in cases]
     wrong = [case for case in wrong if case[1] != case[2]]

@@ -25,10 +25,6 @@ from laac.evaluation.metrics import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-from tests.laac_tester import SHARED
-
-CLOTHO_CSV = SHARED / "data" / "clotho" / "clotho_evaluation_captions.csv"
-
 # The example of the aac-metrics README and tests/test_doc_examples.py (Labbeti/aac-metrics).
 README_CANDIDATES = ["a man is speaking", "rain falls"]
 README_REFERENCES = [
@@ -48,8 +44,8 @@ def _offline_options(tmp_dir: Path) -> dict[str, Path]:
     }
 
 
-def _clotho_rows(n: int | None = None) -> list[dict[str, str]]:
-    with CLOTHO_CSV.open(encoding="utf-8", newline="") as f:
+def _clotho_rows(clotho_csv: Path, n: int | None = None) -> list[dict[str, str]]:
+    with clotho_csv.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     return rows[:n] if n is not None else rows
 
@@ -70,8 +66,8 @@ def readme_scores(offline_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def clotho_100() -> tuple[list[str], list[list[str]]]:
-    return _human_vs_human(_clotho_rows(100))
+def clotho_100(clotho_csv: Path) -> tuple[list[str], list[list[str]]]:
+    return _human_vs_human(_clotho_rows(clotho_csv, 100))
 
 
 @pytest.fixture(scope="module")
@@ -316,10 +312,12 @@ def test_evaluate_load_matches_published_values() -> None:
     assert out["unavailable"] == {}
 
 
-def test_cli_scores_caption_and_raw_caption_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_scores_caption_and_raw_caption_side_by_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture, clotho_csv: Path
+) -> None:
     from laac.evaluation.evaluate_captions import main
 
-    rows = _clotho_rows(5)
+    rows = _clotho_rows(clotho_csv, 5)
     refs = tmp_path / "refs.csv"
     with refs.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

@@ -2,7 +2,6 @@
 
 import io
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +11,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 from laac.evaluation.report import MEL_ROW_PIXELS, VIRIDIS_STOPS, png_bytes, write_report
+
+from tests.laac_tester import unavailable
 
 RATE = 16000
 EVIL_CAPTION = "<script>alert(1)</script> a dog & a cat"
@@ -119,10 +120,7 @@ def test_missing_audio_raises(tmp_path: Path) -> None:
 def _chromium() -> str:
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
-        message = "chromium not installed (apt-get install -y chromium)"
-        if os.environ.get("LAAC_REQUIRE_BROWSER") == "1":
-            pytest.fail(message + " but LAAC_REQUIRE_BROWSER=1")
-        pytest.skip(message + "; set LAAC_REQUIRE_BROWSER=1 to make this a failure")
+        unavailable("the report's browser test needs Chromium: install it (Debian: apt-get install chromium)")
     return binary
 
 

@@ -19,10 +19,9 @@ from laac.processing_laac import LaacProcessor
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
-from tests.laac_tester import SHARED, run_without_laac
+from tests.laac_tester import run_without_laac
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLOTHO = SHARED / "data" / "clotho"
 SMOLLM2_VOCAB = 49152
 STEPS = 8
 GENERATION = {"max_new_tokens": 12}
@@ -46,8 +45,8 @@ CAPTION_SCRIPT = textwrap.dedent(
 )
 
 
-def _clip_paths() -> list[str]:
-    return sorted(str(p) for p in (CLOTHO / "audio").glob("*.wav"))
+def _clip_paths(clotho_dir) -> list[str]:
+    return sorted(str(p) for p in (clotho_dir / "audio").glob("*.wav"))
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +60,13 @@ def parts(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(parts):
+def trained(parts, clotho_dir):
     """train.py: from_components(CED, SmolLM2), LoRA on q/v of both sides, STEPS steps on the Clotho clips."""
     overrides = {"qformer_config": {"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128}}
     args = [
         "--audio_encoder", str(parts / "ced"), "--text_model", str(parts / "smollm2"),
         "--config_overrides", json.dumps(overrides),
-        "--train_sources", f"clotho:csv={CLOTHO}/clotho_evaluation_captions.csv,audio_dir={CLOTHO}/audio,missing_audio=skip",
+        "--train_sources", f"clotho:csv={clotho_dir}/clotho_evaluation_captions.csv,audio_dir={clotho_dir}/audio,missing_audio=skip",
         "--lora_text", "true", "--lora_audio", "true", "--lora_r", "8", "--lora_alpha", "32",
         "--output_dir", str(parts / "run"), "--export_dir", str(parts / "export"), "--save_strategy", "no",
         "--do_train", "--per_device_train_batch_size", "5", "--max_steps", str(STEPS), "--max_train_seconds", "4",
@@ -102,14 +101,14 @@ def test_loss_falls_with_lora_on_both_sides(trained):
     assert len(lora) == 2 * 2 * (30 + 2)  # A and B of q and v in every layer of both sides
 
 
-def test_export_captions_in_smollm2_vocabulary_and_the_same_in_a_fresh_process(trained, tmp_path):
+def test_export_captions_in_smollm2_vocabulary_and_the_same_in_a_fresh_process(trained, tmp_path, clotho_dir):
     parts, *_ = trained
     export = parts / "export"
     model = LaacForConditionalGeneration.from_pretrained(export).eval()
     processor = LaacProcessor.from_pretrained(export)
     assert model.config.text_config.vocab_size == SMOLLM2_VOCAB + 1 == len(processor.tokenizer)
     assert model.config.audio_token_id == SMOLLM2_VOCAB
-    paths = _clip_paths()[:2]
+    paths = _clip_paths(clotho_dir)[:2]
     clips = [sf.read(path, dtype="float32", frames=EVAL_SECONDS * 44100)[0] for path in paths]
     inputs = processor(clips, sampling_rate=44100)
     with torch.no_grad():
