@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> dict:
     for folder in (corpus, init):
         if not os.path.isdir(folder):
             raise SystemExit(f"no {folder}: run `laac demo --out {args.demo_dir}` first (it writes corpus/ and init/)")
+    detector = demo.choose_detector(args.detector)
+    if detector.detector is None:
+        raise SystemExit(f"demo_stages times the post-correction stage too: {detector.note}")
     recipe = demo.RECIPES[args.recipe]
     caption_steps = args.caption_steps or recipe.caption_steps
     baseline_steps = args.baseline_steps or recipe.baseline_steps
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
         blind_metrics = demo.evaluate_export(blind, corpus, "evaluation", silence=True)[1]
         seconds["blind baseline"] = time.perf_counter() - start
         start = time.perf_counter()
-        corrector = demo.post_corrector(demo.error_detector(args.detector))
+        corrector = demo.post_corrector(demo.error_detector(detector))
         corrector([prediction["prediction"] for prediction in predictions[:24]])
         check = demo.correction_check(corrector, corpus, "evaluation", len(predictions), 24, args.seed)
         seconds["post-correction"] = time.perf_counter() - start
