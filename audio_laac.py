@@ -37,6 +37,10 @@ MAX_SAMPLE_MAGNITUDE = 1e6
 # Samples (frames x channels) decoded at once when a segment is read in blocks: 4 MiB of float32.
 READ_BLOCK_SAMPLES = 2**20
 _WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_WAV_HEAD_BYTES = 4096  # where a WAV file's fmt chunk is looked for when libsndfile refuses its header
+# libsndfile's words for a file whose data stops early or is damaged, and for bytes in no format it knows.
+_DAMAGED_WORDS = ("psf_fseek", "lost sync", "malformed", "unexpected end", "premature end", "truncated")
+_UNKNOWN_WORDS = ("format not recognised", "unknown format")
 
 AudioSource = str | os.PathLike | bytes | bytearray
 
@@ -231,7 +235,55 @@ def _open_error(source: Any, error: Exception) -> AudioInputError:
     if isinstance(error, IsADirectoryError) or (isinstance(source, (str, os.PathLike)) and os.path.isdir(source)):
         return AudioInputError("is a directory, not an audio file", name)
     reason = re.sub(r"^Error opening .*?: ", "", " ".join(str(error).split()))  # libsndfile repeats the handle
+    lowered = reason.lower()
+    claim = _wav_header_problem(source)  # libsndfile refuses such a header without naming the field
+    if claim is not None:
+        return AudioInputError(f"cannot decode: {claim}", name)
+    if any(words in lowered for words in _DAMAGED_WORDS):
+        return AudioInputError(
+            f"cannot decode: the file is truncated or damaged (libsndfile: {reason}); download or export it again", name
+        )
+    if any(words in lowered for words in _UNKNOWN_WORDS):
+        return AudioInputError(
+            f"cannot decode: not audio in a format soundfile reads (libsndfile: {reason}); convert it to WAV or FLAC, "
+            "e.g. `ffmpeg -i FILE out.wav`",
+            name,
+        )
     return AudioInputError(f"cannot decode: {reason}", name)
+
+
+def _wav_header_problem(source: Any) -> str | None:
+    """
+    What a RIFF/WAVE header claims that no audio can have (0 Hz, 0 channels, 0 bits per sample), read from the
+    file's first bytes after libsndfile refused it; None for other files and headers.
+    """
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            head = bytes(source[:_WAV_HEAD_BYTES])
+        else:
+            with open(source, "rb") as handle:
+                head = handle.read(_WAV_HEAD_BYTES)
+    except OSError:
+        return None
+    if head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+        return None
+    position = 12
+    while position + 8 <= len(head):
+        chunk, size = head[position : position + 4], int.from_bytes(head[position + 4 : position + 8], "little")
+        if chunk == b"fmt " and position + 24 <= len(head):
+            channels = int.from_bytes(head[position + 10 : position + 12], "little")
+            rate = int.from_bytes(head[position + 12 : position + 16], "little")
+            bits = int.from_bytes(head[position + 22 : position + 24], "little")
+            claims = {"a sampling rate of 0 Hz": rate, "0 channels": channels, "0 bits per sample": bits}
+            wrong = [claim for claim, value in claims.items() if value == 0]
+            if not wrong:
+                return None
+            return (
+                f"the WAV header claims {' and '.join(wrong)}, which no audio has: export the file again from its "
+                "source, or read its samples yourself and pass the array with its true sampling_rate="
+            )
+        position += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
 
 
 def _check_wav_complete(audio_file: Any, name: str) -> None:
@@ -243,6 +295,15 @@ def _check_wav_complete(audio_file: Any, name: str) -> None:
         raise AudioInputError(
             f"truncated file: the header promises {match.group(1)} data bytes, the file holds {match.group(2)}", name
         )
+
+
+def _no_audio_reason(format_name: str) -> str:
+    if format_name.startswith("WAV"):
+        return "holds no audio (zero samples): an empty recording; drop it"
+    return (
+        f"holds no audio (zero samples): its {format_name} header is there but no audio follows it, as in a cut "
+        "download or an empty recording; download or export it again"
+    )
 
 
 class AudioFile:
@@ -268,6 +329,8 @@ class AudioFile:
             self.sampling_rate, self.frames = self._file.samplerate, self._file.frames
             self.channels = self._file.channels
             _check_wav_complete(self._file, self.name)
+            if self.frames == 0:
+                raise AudioInputError(_no_audio_reason(self._file.format), self.name)
             (limits or AudioLimits()).check(self.sampling_rate, self.frames, self.channels, self.name)
         except BaseException:
             self.close()

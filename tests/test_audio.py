@@ -198,3 +198,57 @@ def test_captioning_a_long_file_keeps_one_buffer_of_segments(model_dir, tmp_path
     assert len(record["segments"]) == 36
     # one buffer of batch_size * 8 segments (8 x 0.64 MB) plus working copies, not all 36 segments' samples
     assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MiB: captioned segments kept their samples"
+
+
+def _cut_after_header(data: bytes, fmt: str) -> bytes:
+    """The file's header pages/blocks and nothing (or too little) of its audio: a download cut early."""
+    if fmt == "FLAC":
+        return data[:200]  # STREAMINFO and the start of the first frame
+    # Ogg: the Vorbis identification, comment and setup pages (the setup page ends before the first audio page)
+    first_audio = data.index(b"OggS", data.index(b"OggS", data.index(b"OggS") + 4) + 4)
+    return data[:first_audio]
+
+
+@pytest.mark.parametrize(
+    "name, make, expected",
+    [
+        ("cut.flac", lambda: _cut_after_header(real_file("FLAC", 2.0), "FLAC"),
+         r"cut\.flac: cannot decode: the file is truncated or damaged \(libsndfile: .*\); download or export it again"),
+        ("cut.ogg", lambda: _cut_after_header(real_file("OGG", 2.0), "OGG"),
+         r"cut\.ogg: holds no audio \(zero samples\): its OGG header is there but no audio follows it, as in a cut "
+         r"download .*; download or export it again"),
+        ("zero_hz.wav", lambda: lying_wav(rate=0, channels=1, bits=16, claimed_bytes=3200, actual_bytes=3200),
+         r"zero_hz\.wav: cannot decode: the WAV header claims a sampling rate of 0 Hz, which no audio has: export the "
+         r"file again from its source, or read its samples yourself and pass the array with its true sampling_rate="),
+        ("no_channels.wav", lambda: lying_wav(rate=16000, channels=0, bits=16, claimed_bytes=3200, actual_bytes=3200),
+         r"no_channels\.wav: cannot decode: the WAV header claims 0 channels"),
+        ("text.wav", lambda: b"this is not audio\n" * 50,
+         r"text\.wav: cannot decode: not audio in a format soundfile reads \(libsndfile: .*\); convert it to WAV"),
+    ],
+)  # fmt: skip
+def test_cut_and_lying_headers_say_what_is_wrong_and_the_fix(tmp_path, name, make, expected):
+    """A user's first broken files: each error names the file, says what is wrong in plain words, and the fix."""
+    path = tmp_path / name
+    path.write_bytes(make())
+    with pytest.raises(AudioInputError, match=expected):
+        read_audio(str(path))
+    with pytest.raises(AudioInputError, match=expected.split(": ", 1)[1]):  # the same words for bytes
+        read_audio(path.read_bytes())
+
+
+def test_cli_records_name_each_broken_file_and_go_on(tmp_path):
+    """`laac caption` on a folder with the broken files and a good one: one record each, the good one captioned."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "cut.ogg").write_bytes(_cut_after_header(real_file("OGG", 2.0), "OGG"))
+    (folder / "cut.flac").write_bytes(_cut_after_header(real_file("FLAC", 2.0), "FLAC"))
+    (folder / "zero_hz.wav").write_bytes(lying_wav(rate=0, channels=1, bits=16, claimed_bytes=3200, actual_bytes=3200))
+    (folder / "good.flac").write_bytes(real_file("FLAC", 1.0))
+    model = save_tiny_model(tmp_path / "model")
+    out = tmp_path / "captions.jsonl"
+    assert cli.main(["caption", "--model", str(model), "--output", str(out), "--quiet", str(folder)]) == 3
+    records = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines()) if "path" in r}
+    assert "caption" in records["good.flac"]
+    assert records["cut.ogg"]["error"].startswith(f"{folder / 'cut.ogg'}: holds no audio (zero samples)")
+    assert "truncated or damaged" in records["cut.flac"]["error"] and str(folder) in records["cut.flac"]["error"]
+    assert "claims a sampling rate of 0 Hz" in records["zero_hz.wav"]["error"]
