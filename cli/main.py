@@ -198,7 +198,22 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
 
     dtype = getattr(torch, args.dtype) if args.dtype != "auto" else "auto"
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    return pipeline("audio-captioning", model=model, device=device, dtype=dtype)
+    captioner = pipeline("audio-captioning", model=model, device=device, dtype=dtype)
+    if args.correct is not None:
+        args.correct = _correction_settings(args.correct, captioner.model.config.corrector)
+    return captioner
+
+
+def _correction_settings(correct: Any, model_settings: dict[str, Any] | None) -> dict[str, Any]:
+    """
+    --correct (True or a gate mode) as the model's corrector settings with a detector and an instruct LLM this
+    machine can load: the configured ones, else their offline stand-ins, each swap said in one warning line.
+    """
+    from ..configuration_laac import CorrectorSettings
+    from ..correction.correct_captions import available_settings
+
+    overrides = correct if isinstance(correct, dict) else {"mode": correct} if isinstance(correct, str) else {}
+    return available_settings(CorrectorSettings.from_dict(model_settings, **overrides)).to_dict()
 
 
 def _caption_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -535,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         failures = run_caption(args) if args.command == "caption" else run_bench(args)
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # OSError: a file or download that failed (its message says which)
         parser.exit(2, f"laac {args.command}: error: {error}\n")
     return min(failures, 255)
 

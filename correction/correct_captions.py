@@ -8,6 +8,9 @@ for the report's FENSE detector and Llama 3 8B Instruct; SmolLM2 gets the strict
 
 Without a network the official FENSE checkpoint cannot be downloaded; then the offline detector of
 `train_error_detector` is used (trained once into ~/.cache/laac/error_detector_minilm, minutes on 2 CPU cores).
+Likewise, when the instruct LLM (Llama 3 8B Instruct by default) is neither local nor reachable on the Hugging Face
+Hub, the offline stand-in SmolLM2-135M-Instruct ("smollm2", strict answer rules) rewrites; each swap is one
+warning line. A gated repository the Hub refuses stops at once, naming both fixes.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 from transformers import HfArgumentParser
 from transformers.utils import logging
 
-from laac.configuration_laac import CorrectorSettings
+from laac.configuration_laac import OFFLINE_CORRECTOR_MODEL, CorrectorSettings
 from laac.corrector_laac import FENSE_CHECKPOINTS, PostCorrector, fense_checkpoint_file
 from laac.correction.train_error_detector import ensure_error_detector
 
@@ -68,6 +71,61 @@ def offline_fallback(settings: CorrectorSettings, offline_detector_dir: str | No
                                            detector_config=None)
 
 
+def hub_model_problem(model_id: str) -> str | None:
+    """
+    Why the causal LM `model_id` cannot be loaded now, or None when it can: a local folder or file, the offline
+    alias, a Hub id in the local Hugging Face cache, or one the Hub answers for (one quick request, no retries).
+    Raises ValueError, naming the fixes, for a gated repository this machine has no access to.
+    """
+    if model_id == OFFLINE_CORRECTOR_MODEL or os.path.exists(model_id):
+        return None
+    from huggingface_hub import auth_check, constants, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+    try:
+        auth_check(model_id)
+    except GatedRepoError as error:
+        raise ValueError(
+            f"{model_id} is a gated repository this machine has no access to: accept its licence on "
+            f"https://huggingface.co/{model_id} and log in (`hf auth login`), or pass --corrector_model "
+            f"{OFFLINE_CORRECTOR_MODEL} (the offline stand-in)"
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise ValueError(
+            f"no model {model_id!r} on the Hugging Face Hub: pass --corrector_model with a Hub id, a local folder, a "
+            f".gguf file or {OFFLINE_CORRECTOR_MODEL}"
+        ) from error
+    except Exception as error:  # noqa: BLE001  no network, a proxy, a timeout: the Hub client's own error types
+        return f"the Hugging Face Hub cannot be reached: {error}"
+    return None
+
+
+def corrector_fallback(settings: CorrectorSettings) -> CorrectorSettings:
+    """
+    The settings with an instruct LLM that can be had: the one named when `hub_model_problem` finds none, else the
+    offline stand-in SmolLM2-135M-Instruct (its answer rules follow: strict under "auto"), said in one warning line.
+    """
+    if settings.mode == "never":
+        return settings
+    problem = hub_model_problem(settings.corrector_model)
+    if problem is None:
+        return settings
+    logger.warning(
+        "The corrector LLM %s cannot be loaded (%s); using the offline stand-in %s (SmolLM2-135M-Instruct).",
+        settings.corrector_model, problem, OFFLINE_CORRECTOR_MODEL,
+    )  # fmt: skip
+    return CorrectorSettings.from_dict(settings.to_dict(), corrector_model=OFFLINE_CORRECTOR_MODEL)
+
+
+def available_settings(settings: CorrectorSettings, offline_detector_dir: str | None = None) -> CorrectorSettings:
+    """`settings` with a detector and an LLM that can be had here (`offline_fallback`, `corrector_fallback`)."""
+    return corrector_fallback(offline_fallback(settings, offline_detector_dir))
+
+
 def _is_jsonl(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in (".jsonl", ".json")
 
@@ -108,7 +166,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = HfArgumentParser((CorrectCaptionsArguments, CorrectorSettings))
     args, settings = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
     post_corrector = PostCorrector.from_settings(
-        offline_fallback(settings, args.offline_detector_dir), device=args.device
+        available_settings(settings, args.offline_detector_dir), device=args.device
     )
     rows = correct_rows(read_rows(args.input), post_corrector, args.caption_column)
     write_rows(args.output, rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import json
 import random
 
@@ -483,3 +484,121 @@ def test_one_fense_loader_serves_the_metrics_and_the_gate(tmp_path, tiny_fense_c
     _, sentences = fer(CAPTIONS, echecker=classifier, echecker_tokenizer=tokenizer, device="cpu", return_probs=True)
     torch.testing.assert_close(sentences["fer.error_prob"].float(), torch.tensor(tiny_detector(CAPTIONS)),
                                rtol=1e-5, atol=1e-5)
+
+
+class _NoHub(Exception):
+    """What the Hub client raises without a network (its own transport error types)."""
+
+
+def _probe(monkeypatch: pytest.MonkeyPatch, outcome: Exception | None) -> list[str]:
+    """Replace the Hub's access check: raise `outcome` (None: access granted); returns the ids it was asked about."""
+    import huggingface_hub
+
+    asked = []
+
+    def auth_check(repo_id, **kwargs):
+        asked.append(repo_id)
+        if outcome is not None:
+            raise outcome
+
+    monkeypatch.setattr(huggingface_hub, "auth_check", auth_check)
+    return asked
+
+
+def test_the_corrector_llm_falls_back_to_smollm2_at_once_when_the_hub_is_out_of_reach(monkeypatch, caplog):
+    """Llama 3 neither cached nor reachable: one quick probe, one warning line, SmolLM2 with its strict rules."""
+    from laac.configuration_laac import DEFAULT_CORRECTOR_MODEL, CorrectorSettings
+    from laac.correction import correct_captions
+    from transformers.utils import logging as hf_logging
+
+    asked = _probe(monkeypatch, _NoHub("[Errno -2] Name or service not known"))
+    hf_logging.enable_propagation()
+    with caplog.at_level("WARNING"):
+        settings = correct_captions.corrector_fallback(CorrectorSettings())
+    assert asked == [DEFAULT_CORRECTOR_MODEL]
+    assert settings.corrector_model == "smollm2" and settings.rules() == STRICT_ANSWER_RULES
+    lines = [r.getMessage() for r in caplog.records if "corrector LLM" in r.getMessage()]
+    assert lines == [
+        f"The corrector LLM {DEFAULT_CORRECTOR_MODEL} cannot be loaded (the Hugging Face Hub cannot be reached: "
+        "[Errno -2] Name or service not known); using the offline stand-in smollm2 (SmolLM2-135M-Instruct)."
+    ]
+    # reachable, cached, local, or never needed: kept as given, and a local model is never probed
+    _probe(monkeypatch, None)
+    assert correct_captions.corrector_fallback(CorrectorSettings()).corrector_model == DEFAULT_CORRECTOR_MODEL
+    asked = _probe(monkeypatch, _NoHub("offline"))
+    assert correct_captions.corrector_fallback(CorrectorSettings(mode="never")).corrector_model == DEFAULT_CORRECTOR_MODEL
+    assert correct_captions.hub_model_problem(os.path.dirname(__file__)) is None and asked == []
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name: "/hf/cache/config.json")
+    assert correct_captions.hub_model_problem(DEFAULT_CORRECTOR_MODEL) is None and asked == []
+
+
+def test_hf_hub_offline_means_no_request(monkeypatch):
+    from huggingface_hub import constants
+    from laac.correction import correct_captions
+
+    asked = _probe(monkeypatch, None)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    problem = correct_captions.hub_model_problem("meta-llama/Meta-Llama-3-8B-Instruct")
+    assert problem == "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache" and asked == []
+
+
+def test_a_gated_corrector_llm_stops_at_once_naming_both_fixes(monkeypatch):
+    import httpx2
+    from huggingface_hub.errors import GatedRepoError
+    from laac.configuration_laac import CorrectorSettings
+    from laac.correction import correct_captions
+
+    response = httpx2.Response(401, request=httpx2.Request("GET", "https://huggingface.co/api/models/x"))
+    _probe(monkeypatch, GatedRepoError("401: access to this model is restricted", response=response))
+    with pytest.raises(ValueError, match=r"meta-llama/Meta-Llama-3-8B-Instruct is a gated repository .* accept its "
+                       r"licence on https://huggingface.co/meta-llama/Meta-Llama-3-8B-Instruct and log in .* or pass "
+                       r"--corrector_model smollm2"):
+        correct_captions.corrector_fallback(CorrectorSettings())
+
+
+def test_laac_correct_with_default_settings_offline(tmp_path, tiny_fense_checkpoint: dict, monkeypatch, capsys):
+    """`laac correct` as a user runs it, no Hub: the offline detector and SmolLM2 are what load; the rows are written."""
+    import urllib.error
+
+    from laac.cli.main import main as laac
+    from laac.correction import correct_captions
+
+    def no_network(name):
+        raise urllib.error.URLError("no network")
+
+    folder = os.path.dirname(tiny_fense_checkpoint["file"])
+    monkeypatch.setattr(correct_captions, "fense_checkpoint_file", no_network)
+    monkeypatch.setattr(correct_captions, "ensure_error_detector", lambda path: folder)
+    _probe(monkeypatch, _NoHub("no network"))
+    loaded = []
+    stand_in = ScriptedCorrector({"a dog barks and": "a dog barks"})
+    monkeypatch.setattr(CaptionCorrector, "from_pretrained",
+                        classmethod(lambda cls, model_id, *a, **k: loaded.append((model_id, k["answer_rules"])) or stand_in))
+    source, out = tmp_path / "captions.csv", tmp_path / "out.csv"
+    source.write_text("file_name,caption\na.wav,a dog barks and\nb.wav,rain falls\n")
+    assert laac(["correct", "--input", str(source), "--output", str(out), "--threshold", "0.0"]) == 0
+    assert loaded == [("smollm2", STRICT_ANSWER_RULES)]
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["raw_caption"] for row in rows] == ["a dog barks and", "rain falls"]
+    assert rows[0]["caption"] == "a dog barks"
+
+
+def test_laac_caption_correct_resolves_the_same_fallbacks(monkeypatch):
+    """`laac caption --correct [MODE]`: the model's corrector settings, with what this machine can load."""
+    import urllib.error
+
+    from laac.cli import main as cli
+    from laac.correction import correct_captions
+
+    def no_network(name):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(correct_captions, "fense_checkpoint_file", no_network)
+    monkeypatch.setattr(correct_captions, "ensure_error_detector", lambda path: "/cache/detector")
+    _probe(monkeypatch, _NoHub("no network"))
+    settings = cli._correction_settings("auto", {"threshold": 0.8})
+    assert settings["detector"] == "/cache/detector" and settings["corrector_model"] == "smollm2"
+    assert settings["threshold"] == 0.8 and settings["mode"] == "auto"
+    assert cli._correction_settings(settings, None) == settings  # resolved once more (another load): unchanged
+    assert cli._correction_settings(True, None)["mode"] == "auto"

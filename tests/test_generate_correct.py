@@ -252,8 +252,13 @@ def test_cli_caption_correct_goes_through_generate(corrector_model_dir, appendin
     plain, corrected = tmp_path / "plain.jsonl", tmp_path / "corrected.jsonl"
     assert cli.main(["caption", "-q", "-m", str(corrector_model_dir), "-o", str(plain), *paths]) == 0
     calls = _spy_on_the_correction_path(monkeypatch)
+    from laac.correction import correct_captions
+
+    monkeypatch.setattr(correct_captions, "hub_model_problem", lambda model_id: None)  # the stand-in LLM "loads"
     assert cli.main(["caption", "-q", "-m", str(corrector_model_dir), "--correct", "-o", str(corrected), *paths]) == 0
-    assert calls and all(call["correct"] is True for call in calls)
+    # --correct is the model's corrector settings, resolved to what this machine can load (here: as configured)
+    assert calls and all(call["correct"]["corrector_model"] == "appending-stand-in" for call in calls)
+    assert all(call["correct"]["mode"] == "auto" and call["correct"]["threshold"] == 0.0 for call in calls)
     before = {r["path"]: r for r in map(json.loads, plain.read_text().splitlines())}
     after = {r["path"]: r for r in map(json.loads, corrected.read_text().splitlines())}
     assert set(after) == {os.path.normpath(p) for p in paths}

@@ -29,9 +29,10 @@ imports count like top-level ones. The order:
 8. training.trainer: `LaacTrainer` / `LaacTrainingArguments` / `evaluate_model`, shared by train.py, the demo and
    the benchmarks (the role transformers' Seq2SeqTrainer plays for its example scripts).
 9. Scripts: train.py and the other command-line programs (`python train.py presets/...`), the `evaluate` metric.
-10. Applications: demo.run, cli.main (with cli.caption_shards), the benchmarks and `laac correct`
-    (correction.correct_captions, which falls back to the error detector that correction.train_error_detector
-    makes when the official one cannot be downloaded). The demo runs the training recipe through `train.main`;
+10. Applications: first `laac correct` (correction.correct_captions, which falls back to the error detector that
+    correction.train_error_detector makes when the official one cannot be downloaded, and to the offline LLM when
+    the configured one cannot be had; `laac caption --correct` resolves its settings through it), then demo.run,
+    cli.main (with cli.caption_shards) and the benchmarks. The demo runs the training recipe through `train.main`;
     `laac demo` / `laac train` run their modules by name (runpy), which is not an import. Then
     benchmarks.caption_workers, which saves a model of decode_benchmark's shapes for `laac caption`, and
     benchmarks.demo_stages, which times demo.run's stages. Last, the
@@ -86,7 +87,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "train",
         "correction.train_error_detector",
     ),
-    ("benchmarks", "cli.main", "correction.correct_captions", "demo.run"),  # "benchmarks": every module under benchmarks/
+    ("correction.correct_captions",),  # `laac correct`; `laac caption --correct` resolves its settings through it
+    ("benchmarks", "cli.main", "demo.run"),  # "benchmarks": every module under benchmarks/
     # caption_workers times `laac caption` on a model that decode_benchmark builds; demo_stages times demo.run's stages
     ("benchmarks.caption_workers", "benchmarks.demo_stages"),
     ("cli.__main__", "demo.__main__"),
