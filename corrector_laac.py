@@ -41,7 +41,7 @@ from .configuration_laac import (
     CorrectorSettings,
 )
 from .configuration_laac import PROMPT_II as CORRECTION_SYSTEM_PROMPT
-from .processing_laac import normalize_caption
+from .processing_laac import fense_normalize_caption
 
 
 logger = logging.get_logger(__name__)
@@ -94,7 +94,7 @@ def caption_input_problem(caption: Any) -> str | None:
     """Why `caption` cannot be scored or rewritten, or None when it is a usable caption."""
     if not isinstance(caption, str):
         return "non_text_input"
-    if not normalize_caption(caption):
+    if not fense_normalize_caption(caption):
         return "empty_input"
     if len(caption) > MAX_CAPTION_CHARS or len(caption.split()) > MAX_CAPTION_WORDS:
         return "input_too_long"
@@ -130,7 +130,7 @@ def parse_corrected_caption(answer: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     text = lines[0] if lines else ""
     text = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
-    return normalize_caption(text)
+    return fense_normalize_caption(text)
 
 
 def correction_problem(source: str, corrected: str, rules: AnswerRules = REPORT_ANSWER_RULES) -> str | None:
@@ -142,7 +142,7 @@ def correction_problem(source: str, corrected: str, rules: AnswerRules = REPORT_
     """
     if not corrected:
         return "empty_answer"
-    source_words = normalize_caption(source).split()
+    source_words = fense_normalize_caption(source).split()
     corrected_words = corrected.split()
     ratio = rules.max_answer_word_ratio
     if ratio is not None and len(corrected_words) > ratio * max(len(source_words), 1):
@@ -351,7 +351,7 @@ class ErrorDetector:
 
     def tokenize(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
         """FENSE pre-processing: normalise the text, truncate to `max_length` tokens, pad to the batch's longest."""
-        texts = [normalize_caption(caption) for caption in captions]
+        texts = [fense_normalize_caption(caption) for caption in captions]
         batch = self.tokenizer(
             texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
         )
@@ -553,13 +553,13 @@ class CaptionCorrector:
         answer = answer.removesuffix(TRUNCATION_MARK)
         corrected = parse_corrected_caption(answer)
         cut_mid_sentence = answer.rstrip()[-1:] not in (".", "!", "?", '"', "”")
-        cut = truncated and corrected and cut_mid_sentence and normalize_caption(answer).endswith(corrected)
+        cut = truncated and corrected and cut_mid_sentence and fense_normalize_caption(answer).endswith(corrected)
         if cut and self.answer_rules.reject_truncated:
             return Correction(caption, False, "answer_truncated", answer)
         problem = correction_problem(caption, corrected, self.answer_rules)
         if problem is not None:
             return Correction(caption, False, problem, answer)
-        if corrected == normalize_caption(caption):
+        if corrected == fense_normalize_caption(caption):
             return Correction(caption, False, "unchanged", answer)
         return Correction(corrected, True, "corrected", answer)
 

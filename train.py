@@ -32,7 +32,7 @@ from laac.configuration_laac import AUDIO_PLACEHOLDER, LaacConfig
 from laac.data.loaders import CaptionExamples, LaacDataCollator, load_sources
 from laac.training.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, load_lora, merge_lora
 from laac.modeling_laac import LaacForConditionalGeneration
-from laac.processing_laac import DEFAULT_AUDIO_TOKEN, LaacProcessor
+from laac.processing_laac import DEFAULT_AUDIO_TOKEN, LaacProcessor, check_prompt_tokenization
 from laac.training.tokenizer_utils import build_word_tokenizer
 from laac.training.trainer import (  # the library half of training; its names stay importable from here
     EvaluationResult,
@@ -96,6 +96,14 @@ class ModelArguments:
         metadata={
             "help": "With adapter_name_or_path: keep training its LoRA adapters unmerged (the original's stage 2); "
             "false merges them and trains fresh adapters on the merged model."
+        },
+    )
+    prompt_tokenization: str | None = field(
+        default=None,
+        metadata={
+            "help": "How prompt and caption become ids for a decoder-only text model: separate (the original code's "
+            "ids; the default for SentencePiece tokenizers such as Llama 2's) or joint (the default for others). "
+            "Unset: that default, or the setting a LAAC folder was saved with."
         },
     )
     dtype: str | None = field(default=None, metadata={"help": "Weights dtype of the frozen parts: float32, bfloat16."})
@@ -200,6 +208,8 @@ def build_model_and_processor(
     `config_name`) must come out identical when a run is resumed, since checkpoints hold only the trained parts.
     """
     model, processor = _build_model_and_processor(model_args, captions)
+    if model_args.prompt_tokenization is not None:
+        processor.prompt_tokenization = check_prompt_tokenization(model_args.prompt_tokenization)
     if model_args.attn_implementation:
         set_attn_implementation(model, model_args.attn_implementation)
     return model, processor

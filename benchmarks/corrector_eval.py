@@ -25,7 +25,7 @@ from transformers import HfArgumentParser
 
 from laac.corrector_laac import DEFAULT_ERROR_THRESHOLD, PostCorrector
 from laac.data.loaders import read_clotho_captions
-from laac.processing_laac import normalize_caption
+from laac.processing_laac import fense_normalize_caption
 from laac.correction.train_error_detector import CLOTHO_CAPTIONS, corrupt_caption, split_by_clip
 
 
@@ -73,7 +73,7 @@ def build_sets(args: CorrectorEvalArguments) -> tuple[list[str], list[str]]:
     rng.shuffle(held_out)
     corrupted = [corrupt_caption(caption, rng)[0] for caption in held_out[: args.num_corrupted]]
     clean_slice = held_out[args.num_corrupted : args.num_corrupted + args.num_clean]
-    clean = [normalize_caption(caption) for caption in clean_slice]
+    clean = [fense_normalize_caption(caption) for caption in clean_slice]  # the detector's input cleaning
     return HANDWRITTEN_ERRONEOUS + corrupted, clean
 
 

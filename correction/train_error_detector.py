@@ -72,7 +72,7 @@ from laac.data.loaders import read_clotho_captions
 from laac.evaluation.metrics import precision_recall_f1
 from laac.cli.paths import ERROR_DETECTOR_DIR
 from laac.data.public_data import clotho_captions_csv
-from laac.processing_laac import normalize_caption
+from laac.processing_laac import fense_normalize_caption
 from laac.data.synthetic_corpus import clip_rng, make_captions, sample_clip
 
 
@@ -287,7 +287,7 @@ def corrupt_caption(caption: str, rng: random.Random, ensure_error: bool = True)
     Rounds follow FENSE: 2 rounds with probability 0.9 (else 1), each applying the first rule whose coin comes up.
     With `ensure_error`, rounds repeat until something changed (FENSE kept unchanged ones as clean examples).
     """
-    source = normalize_caption(caption)
+    source = fense_normalize_caption(caption)
     rule_names = list(RULE_PROBABILITIES)
     for _ in range(20):
         text, labels = source, [0] * len(rule_names)
@@ -326,7 +326,7 @@ def single_rule_corruption(
     rules that apply to few captions (a repeated adverb needs an adverb) are trained on as often as intended.
     `removal_position`: which word a removal takes (`apply_rule`).
     """
-    clean = normalize_caption(caption)
+    clean = fense_normalize_caption(caption)
     rules = list(RULE_PROBABILITIES)
     applied = {index: apply_rule(rule, clean, clean, rng, removal_position) for index, rule in enumerate(rules)}
     applied = {index: text for index, text in applied.items() if text is not None and text != clean}
@@ -359,7 +359,7 @@ def labelled_pairs(
         balanced = mix == "balanced" and rng.random() < single_rule_share
         single = single_rule_corruption(caption, rng, counts, removal_position) if balanced else None
         corrupted, labels = single or corrupt_caption(caption, rng)
-        examples.append((normalize_caption(caption), [0.0] * len(FENSE_ERROR_TYPES)))
+        examples.append((fense_normalize_caption(caption), [0.0] * len(FENSE_ERROR_TYPES)))
         examples.append((corrupted, [float(label) for label in labels] + [1.0]))
     return examples
 
@@ -534,7 +534,7 @@ def single_rule_corruptions(captions: list[str], seed: int) -> dict[str, list[st
     rng = random.Random(seed)
     corrupted: dict[str, list[str]] = {rule: [] for rule in RULES}
     for caption in captions:
-        clean = normalize_caption(caption)
+        clean = fense_normalize_caption(caption)
         for rule in RULES:
             text = apply_rule(rule, clean, clean, rng)
             if text is not None and text != clean:
@@ -559,7 +559,7 @@ def evaluate_detector(detector: ErrorDetector, captions: list[str], seed: int) -
     Error probabilities of the held-out clean captions (negatives) against corruptions of the same captions:
     one row per FENSE rule applied alone, and "mixture" (FENSE's random mix of rules, as in training).
     """
-    clean = np.array(detector([normalize_caption(caption) for caption in captions], batch_size=64))
+    clean = np.array(detector([fense_normalize_caption(caption) for caption in captions], batch_size=64))
     corrupted = single_rule_corruptions(captions, seed)
     rng = random.Random(seed + 1)
     corrupted["mixture"] = [corrupt_caption(caption, rng)[0] for caption in captions]

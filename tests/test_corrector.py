@@ -190,7 +190,7 @@ def test_correction_problem_strict_rules():
                               "a person walking on gravel and then a glass of water") == "answer_adds_content"
     assert correction_problem("the machine hums and spins", "the machine is humming and spinning") is None
     # the corrector normalises with the processor's function (one normalisation: tests/test_processing_laac.py)
-    assert corrector_laac.normalize_caption is processing_laac.normalize_caption
+    assert corrector_laac.fense_normalize_caption is processing_laac.fense_normalize_caption
 
 
 # ------------------------------------------------------------------------------------------------ corrector
@@ -486,6 +486,8 @@ def test_one_fense_loader_serves_the_metrics_and_the_gate(tmp_path, tiny_fense_c
                                rtol=1e-5, atol=1e-5)
 
 
+from tests.test_pipeline import detector_folder  # noqa: E402,F401  (a pytest fixture: a tiny FENSE-format detector)
+
 class _NoHub(Exception):
     """What the Hub client raises without a network (its own transport error types)."""
 
@@ -556,17 +558,16 @@ def test_a_gated_corrector_llm_stops_at_once_naming_both_fixes(monkeypatch):
         correct_captions.corrector_fallback(CorrectorSettings())
 
 
-def test_laac_correct_with_default_settings_offline(tmp_path, tiny_fense_checkpoint: dict, monkeypatch, capsys):
-    """`laac correct` as a user runs it, no Hub: the offline detector and SmolLM2 are what load; the rows are written."""
+def test_laac_correct_with_default_settings_offline(tmp_path, detector_folder, monkeypatch):  # noqa: F811
+    """`laac correct`'s main with its default settings, no Hub: the offline detector and SmolLM2 are what load."""
     import urllib.error
 
-    from laac.cli.main import main as laac
     from laac.correction import correct_captions
 
     def no_network(name):
         raise urllib.error.URLError("no network")
 
-    folder = os.path.dirname(tiny_fense_checkpoint["file"])
+    folder = str(detector_folder)  # what ensure_error_detector returns: a detector folder, loadable offline
     monkeypatch.setattr(correct_captions, "fense_checkpoint_file", no_network)
     monkeypatch.setattr(correct_captions, "ensure_error_detector", lambda path: folder)
     _probe(monkeypatch, _NoHub("no network"))
@@ -575,12 +576,12 @@ def test_laac_correct_with_default_settings_offline(tmp_path, tiny_fense_checkpo
     monkeypatch.setattr(CaptionCorrector, "from_pretrained",
                         classmethod(lambda cls, model_id, *a, **k: loaded.append((model_id, k["answer_rules"])) or stand_in))
     source, out = tmp_path / "captions.csv", tmp_path / "out.csv"
-    source.write_text("file_name,caption\na.wav,a dog barks and\nb.wav,rain falls\n")
-    assert laac(["correct", "--input", str(source), "--output", str(out), "--threshold", "0.0"]) == 0
+    source.write_text("file_name,caption\na.wav,a dog barks and\nb.wav,a bell rings twice\n")
+    assert correct_captions.main(["--input", str(source), "--output", str(out), "--threshold", "0.0"])
     assert loaded == [("smollm2", STRICT_ANSWER_RULES)]
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["raw_caption"] for row in rows] == ["a dog barks and", "rain falls"]
+    assert [row["raw_caption"] for row in rows] == ["a dog barks and", "a bell rings twice"]
     assert rows[0]["caption"] == "a dog barks"
 
 

@@ -12,7 +12,7 @@ imports count like top-level ones. The order:
 4. corrector_laac: the post-corrector (a torch module, FENSE detector + instruct LLM). It sits below the model
    because `LaacForConditionalGeneration.post_correct` uses it, and that import is also what makes
    `save_pretrained` copy it into every checkpoint; it imports only the report's defaults from the configuration
-   and `normalize_caption` from the processor (one caption normalisation for training targets and the detector).
+   and FENSE's caption cleaning for the error detector from the processor (`fense_normalize_caption`).
 5. modeling_laac < pipeline_laac: the model, then `pipeline("audio-captioning")`. The pipeline reaches a
    checkpoint through config.json's `custom_pipelines` (transformers' custom-pipeline mechanism), not through an
    import. Layers 1-5 are the Hub files: they travel with every checkpoint.

@@ -1,28 +1,43 @@
 """Llama 2's own tokenizer (GGUF vocabulary, `laac.data.public_data`) through Submission 4's text path, on a real Clotho caption."""
 
 import csv
+import json
 
 import pytest
 import soundfile as sf
 import torch
 from laac.configuration_ced import CedConfig
 from laac.configuration_laac import LaacConfig
+from laac.feature_extraction_laac import LaacFeatureExtractor
 from laac.modeling_ced import CedForAudioClassification
 from laac.modeling_laac import LaacForConditionalGeneration
-from laac.processing_laac import IGNORE_INDEX, LaacProcessor, normalize_caption
+from laac.processing_laac import (
+    IGNORE_INDEX,
+    LaacProcessor,
+    adds_dummy_prefix,
+    load_text_tokenizer,
+    normalize_caption_target,
+)
 from laac.training.tokenizer_utils import llama_tokenizer_from_gguf
 
 from laac.data.public_data import CLOTHO_CAPTIONS, LLAMA2_TOKENIZER
 
 CLIP = "Santa Motor.wav"
-# normalize_caption of its caption_1, "A machine whines and squeals while rhythmically punching or stamping.",
+# normalize_caption_target of its caption_1, "A machine whines and squeals while rhythmically punching or stamping.",
 # in Llama 2's SentencePiece pieces: ▁a ▁machine ▁wh ines ▁and ▁s que als ▁while ▁rh ythm ically ▁p unch ing
-# ▁or ▁stamp ing (the "▁" of "▁a" is the space after "Detailed:")
-CAPTION_IDS = [263, 4933, 377, 1475, 322, 269, 802, 1338, 1550, 18178, 29265, 1711, 282, 3322, 292, 470, 25214, 292]
+# ▁or ▁stamp ing ▁ (the final "▁" is the space the full stop leaves)
+CAPTION_IDS = [
+    263, 4933, 377, 1475, 322, 269, 802, 1338, 1550, 18178, 29265, 1711, 282, 3322, 292, 470, 25214, 292, 29871
+]  # fmt: skip
 # <s> "Describe the detail of this audio:" (README of shared/tokenizers), then after the audio tokens
-# "\n---\nDetailed:" as the Hub tokenizer of Llama 2 splits text after a special token: ▁ <0x0A> --- <0x0A> D etailed :
+# "\n---\nDetailed: " on its own: ▁ <0x0A> --- <0x0A> D etailed : ▁ (the original code's ids; "separate") ...
 PROMPT_HEAD = [1, 20355, 915, 278, 9493, 310, 445, 10348, 29901]
-PROMPT_TAIL = [29871, 13, 5634, 13, 29928, 11881, 29901]
+PROMPT_TAIL = {
+    "separate": [29871, 13, 5634, 13, 29928, 11881, 29901, 29871],
+    # ... or "\n---\nDetailed:" as the Hub tokenizer of Llama 2 splits one text after a special token, the trailing
+    # space left to the caption's "▁a" ("joint")
+    "joint": [29871, 13, 5634, 13, 29928, 11881, 29901],
+}
 UNK, EOS, AUDIO = 0, 2, 32000
 
 
@@ -95,22 +110,75 @@ def test_bare_gguf_gives_the_folders_processor(parts, gguf_processor):
     assert tokenizer(text)["input_ids"] == folder_tokenizer(text)["input_ids"]
 
 
-def test_prompt_and_a_real_clotho_caption(parts, clotho_example):
+def test_llama2_defaults_to_the_original_codes_ids(parts, gguf_processor):
+    assert adds_dummy_prefix(parts[1].tokenizer)
+    assert parts[1].prompt_tokenization == gguf_processor.prompt_tokenization == "separate"
+
+
+def test_llama3_byte_level_tokenizer_defaults_to_joint(llama_tokenizers):
+    tokenizer = load_text_tokenizer(str(llama_tokenizers / "ggml-vocab-llama-bpe.gguf"))
+    assert not adds_dummy_prefix(tokenizer)
+    processor = LaacProcessor(LaacFeatureExtractor(), tokenizer)
+    assert processor.prompt_tokenization == "joint"
+
+
+@pytest.fixture
+def processor_in_mode(parts, request):
+    """The folder's processor switched to one prompt tokenization for the test, then switched back."""
     processor = parts[1]
+    processor.prompt_tokenization = request.param
+    yield processor
+    processor.prompt_tokenization = "separate"
+
+
+@pytest.mark.parametrize("processor_in_mode", ["separate", "joint"], indirect=True)
+def test_prompt_and_a_real_clotho_caption(processor_in_mode, clotho_example):
+    processor, mode = processor_in_mode, processor_in_mode.prompt_tokenization
     audio, rate, caption = clotho_example
     training = processor([audio], text_target=[caption], sampling_rate=rate)
     generation = processor([audio], sampling_rate=rate)
     n_audio = processor.num_audio_tokens(int(training["feature_attention_mask"].sum()))
-    prompt = PROMPT_HEAD + [AUDIO] * n_audio + PROMPT_TAIL
+    assert n_audio == 44  # a 25-s clip: 3 CED chunks
+    prompt = PROMPT_HEAD + [AUDIO] * n_audio + PROMPT_TAIL[mode]
     assert training["input_ids"][0].tolist() == prompt + CAPTION_IDS + [EOS]
     assert training["labels"][0].tolist() == [IGNORE_INDEX] * len(prompt) + CAPTION_IDS + [EOS]
     # generation is conditioned on exactly the ids training saw before the caption
     assert generation["input_ids"][0].tolist() == prompt
     assert UNK not in training["labels"][0].tolist()  # the pad token is never a caption target
-    # a decoded caption is the normalised caption, with no special token left (EOS and padding after it)
+    # a decoded caption is the target without its trailing space, with no special token left
     sequences = torch.tensor([prompt + CAPTION_IDS + [EOS, UNK, UNK]])
-    assert processor.decode_captions(sequences, generation["input_ids"]) == [normalize_caption(caption)]
-    assert normalize_caption(caption) == "a machine whines and squeals while rhythmically punching or stamping"
+    captions = processor.decode_captions(sequences, generation["input_ids"])
+    assert captions == ["a machine whines and squeals while rhythmically punching or stamping"]
+    assert normalize_caption_target(caption) == captions[0] + " "
+
+
+def test_clotho_targets_end_in_a_lone_space_piece(parts, clotho_csv):
+    """The original's targets of Clotho's 5,225 evaluation captions: 4,467 end in "▁ </s>" with Llama 2."""
+    with open(clotho_csv, newline="", encoding="utf-8") as f:
+        captions = [row[f"caption_{i}"] for row in csv.DictReader(f) for i in range(1, 6)]
+    targets = [normalize_caption_target(caption) for caption in captions]
+    ids = parts[1].tokenizer(targets, add_special_tokens=False)["input_ids"]
+    assert len(captions) == 5225
+    assert sum(row[-1] == 29871 for row in ids) == 4467
+    assert sum(target.endswith(" ") for target in targets) == 4467
+
+
+def test_processor_config_saved_without_the_setting_loads_as_joint(parts, clotho_example, tmp_path):
+    """A checkpoint saved before prompt_tokenization existed keeps the ids its model was trained on."""
+    processor = parts[1]
+    processor.save_pretrained(tmp_path)
+    config_path = tmp_path / "processor_config.json"
+    saved = json.loads(config_path.read_text())
+    assert saved["prompt_tokenization"] == "separate"
+    assert LaacProcessor.from_pretrained(tmp_path).prompt_tokenization == "separate"
+    del saved["prompt_tokenization"]
+    config_path.write_text(json.dumps(saved))
+    old = LaacProcessor.from_pretrained(tmp_path)
+    assert old.prompt_tokenization == "joint"
+    assert LaacProcessor.from_pretrained(tmp_path, prompt_tokenization="separate").prompt_tokenization == "separate"
+    audio, rate, _ = clotho_example
+    ids = old([audio], sampling_rate=rate)["input_ids"][0].tolist()
+    assert ids[-len(PROMPT_TAIL["joint"]) - 1 :] == [AUDIO] + PROMPT_TAIL["joint"]
 
 
 def test_padding_two_captions_keeps_targets_and_prompt_ends(parts, clotho_example):

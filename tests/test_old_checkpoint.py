@@ -35,6 +35,9 @@ def test_fixture_is_small_and_safetensors_only():
 
 def test_current_processor_reproduces_the_stored_inputs():
     processor = LaacProcessor.from_pretrained(FOLDER)
+    # saved before prompt_tokenization existed: loads as "joint", the ids its model was trained on
+    assert "prompt_tokenization" not in json.loads((FOLDER / "processor_config.json").read_text())
+    assert processor.prompt_tokenization == "joint"
     expected, _ = expected_outputs()
     inputs = processor([make_audio(1.0, 0), make_audio(2.0, 1)], sampling_rate=16000)
     for key in ("input_ids", "attention_mask", "feature_attention_mask"):

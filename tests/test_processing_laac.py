@@ -1,9 +1,11 @@
 """LaacProcessor: prompt expansion, labels, caption normalisation and the bad-input errors."""
 
+import csv
+
 import numpy as np
 import pytest
 import torch
-from laac.processing_laac import normalize_caption
+from laac.processing_laac import LaacProcessor, fense_normalize_caption, normalize_caption_target
 
 from tests.laac_tester import make_audio, tiny_config, tiny_processor
 
@@ -31,16 +33,73 @@ def test_labels_cover_caption_and_eos_only(processor):
     assert batch["input_ids"][0, -len(caption_ids):].tolist() == caption_ids
 
 
-def test_normalize_caption():
-    """One normalisation for targets, detector and metrics: lower-case, punctuation deleted (LOAE / FENSE)."""
-    assert normalize_caption("Rain-drops fall, on a tin roof!") == "raindrops fall on a tin roof"
-    assert normalize_caption("a dog's bark") == "a dogs bark"
-    assert normalize_caption("  A Dog barks; then, a CAR passes-by.  ") == "a dog barks then a car passesby"
-    assert normalize_caption("someone's footsteps") == "someones footsteps"
-    assert normalize_caption("2 Cars pass at 10:30, then 3.") == "2 cars pass at 1030 then 3"
-    assert normalize_caption("  birds \t chirp\n\n loudly   ") == "birds chirp loudly"
-    assert normalize_caption("snake_case stays") == "snake_case stays"  # `_` is a word character, as in FENSE
-    assert normalize_caption("?!...") == ""
+def test_fense_normalize_caption():
+    """FENSE's detector cleaning: lower-case, punctuation deleted, single spaces."""
+    assert fense_normalize_caption("Rain-drops fall, on a tin roof!") == "raindrops fall on a tin roof"
+    assert fense_normalize_caption("a dog's bark") == "a dogs bark"
+    assert fense_normalize_caption("  A Dog barks; then, a CAR passes-by.  ") == "a dog barks then a car passesby"
+    assert fense_normalize_caption("someone's footsteps") == "someones footsteps"
+    assert fense_normalize_caption("2 Cars pass at 10:30, then 3.") == "2 cars pass at 1030 then 3"
+    assert fense_normalize_caption("  birds \t chirp\n\n loudly   ") == "birds chirp loudly"
+    assert fense_normalize_caption("snake_case stays") == "snake_case stays"  # `_` is a word character, as in FENSE
+    assert fense_normalize_caption("?!...") == ""
+
+
+def test_normalize_caption_target():
+    """The original code's targets: marks become spaces; hyphens, apostrophes and the final space stay."""
+    assert normalize_caption_target("Rain-drops fall, on a tin roof!") == "rain-drops fall on a tin roof "
+    assert normalize_caption_target("a dog's bark") == "a dog's bark"
+    assert normalize_caption_target("A Dog barks ; then , a CAR passes-by .") == "a dog barks then a car passes-by "
+    # each pair of spaces becomes one space once, as in the original: a run of marks can leave two
+    assert normalize_caption_target('He said "hi" (twice) | a * b') == "he said hi  twice  a  b"
+    assert normalize_caption_target("2 Cars pass at 10:30, then 3.") == "2 cars pass at 10 30 then 3 "
+
+
+REAL_CAPTIONS = {  # Clotho evaluation captions -> (training target, FENSE detector input)
+    ("Radio Garble.wav", 2): (
+        "communication with a walkie-talkie with a lot of static ",
+        "communication with a walkietalkie with a lot of static",
+    ),
+    ("Kauai Sunrise.wav", 5): (
+        "birds chirping a rooster crowing and wind blowing in the background ",
+        "birds chirping a rooster crowing and wind blowing in the background",
+    ),
+    ("Blackbird 252.wav", 4): (
+        "the bird chirped an interesting tune with two chirps and a long sequence of vocalizations ",
+        "the bird chirped an interesting tune with two chirps and a long sequence of vocalizations",
+    ),
+    ("Blade Big.wav", 5): (
+        "the metallic clang of swords and knives striking one another",
+        "the metallic clang of swords and knives striking one another",
+    ),
+}
+
+
+def test_target_and_detector_cleaning_of_real_clotho_captions(clotho_csv):
+    with open(clotho_csv, newline="", encoding="utf-8") as f:
+        rows = {row["file_name"]: row for row in csv.DictReader(f)}
+    for (clip, index), (target, detector_input) in REAL_CAPTIONS.items():
+        caption = rows[clip][f"caption_{index}"]
+        assert normalize_caption_target(caption) == target, caption
+        assert fense_normalize_caption(caption) == detector_input, caption
+
+
+def test_word_level_tokenizer_keeps_joint_ids(processor):
+    """The demo's word-level tokenizer has no "▁" prefix: its prompt and caption ids stay the joint ones."""
+    assert processor.prompt_tokenization == "joint"
+    batch = processor([make_audio(2.0)], text_target=["A dog barks."], sampling_rate=16000)
+    n_audio = int((batch["input_ids"] == processor.audio_token_id).sum())
+    prompt = ["<s>", "describe", "the", "detail", "of", "this", "audio", ":"] + ["<|audio|>"] * n_audio
+    prompt += ["-", "-", "-", "detailed", ":"]
+    tokens = processor.tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
+    assert n_audio == 2 and tokens == prompt + ["a", "dog", "barks", "</s>"]
+    generation = processor([make_audio(2.0)], sampling_rate=16000)["input_ids"][0].tolist()
+    assert processor.tokenizer.convert_ids_to_tokens(generation) == prompt
+
+
+def test_prompt_tokenization_is_checked(processor):
+    with pytest.raises(ValueError, match="prompt_tokenization='split' is not one of"):
+        LaacProcessor(processor.feature_extractor, processor.tokenizer, prompt_tokenization="split")
 
 
 def test_short_and_long_clips(processor):

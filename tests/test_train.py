@@ -15,7 +15,15 @@ from laac.data.loaders import load_clotho
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
 from laac.data.synthetic_corpus import write_corpus
-from laac.train import evaluate_model, last_complete_checkpoint, parse_args, push_export, warmup_steps_for
+from laac.train import (
+    ModelArguments,
+    build_model_and_processor,
+    evaluate_model,
+    last_complete_checkpoint,
+    parse_args,
+    push_export,
+    warmup_steps_for,
+)
 from safetensors import safe_open
 from transformers import TrainerCallback
 
@@ -188,6 +196,9 @@ def test_config_file_with_flag_overrides_and_warmup(setup):
     assert training_args.per_device_train_batch_size == 10 and training_args.weight_decay == 1e-6
     assert training_args.remove_unused_columns is False and lora_args.lora_r == 4
     assert data_args.train_sources[0]["kind"] == "clotho"
+    assert data_args.max_train_seconds == 10.0  # the report's crop; the original code's Clotho config used 30 s
+    crop_30 = parse_args([os.path.join(REPO, "presets", "finetune.yaml"), "--max_train_seconds", "30"])[1]
+    assert crop_30.max_train_seconds == 30.0
     # 0.3 epoch of Clotho development (3839 clips x 5 captions) at batch 10: ceil(0.3 * 1920) steps
     assert warmup_steps_for(training_args, 3839 * 5) == 576
     _, _, _, pretrain = parse_args([os.path.join(REPO, "presets", "pretrain.yaml"), "--output_dir", str(setup / "y")])
@@ -197,6 +208,18 @@ def test_config_file_with_flag_overrides_and_warmup(setup):
         bad = setup / "bad.yaml"
         bad.write_text("learning_rat: 1.0\n")
         parse_args([str(bad)])
+
+
+def test_prompt_tokenization_flag_sets_the_processor(tmp_path):
+    config_path = tmp_path / "config.json"
+    tiny_config().to_json_file(config_path)
+    captions = ["a dog barks", "rain falls on a roof"]
+    _, default = build_model_and_processor(ModelArguments(config_name=str(config_path)), captions)
+    assert default.prompt_tokenization == "joint"  # a word-level tokenizer of the captions
+    args = ModelArguments(config_name=str(config_path), prompt_tokenization="separate")
+    assert build_model_and_processor(args, captions)[1].prompt_tokenization == "separate"
+    with pytest.raises(ValueError, match="prompt_tokenization='both' is not one of"):
+        build_model_and_processor(ModelArguments(config_name=str(config_path), prompt_tokenization="both"), captions)
 
 
 DDP_SCRIPT = textwrap.dedent(
