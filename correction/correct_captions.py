@@ -8,9 +8,11 @@ for the report's FENSE detector and Llama 3 8B Instruct; SmolLM2 gets the strict
 
 Without a network the official FENSE checkpoint cannot be downloaded; then the offline detector of
 `train_error_detector` is used (trained once into ~/.cache/laac/error_detector_minilm, minutes on 2 CPU cores).
-Likewise, when the instruct LLM (Llama 3 8B Instruct by default) is neither local nor reachable on the Hugging Face
-Hub, the offline stand-in SmolLM2-135M-Instruct ("smollm2", strict answer rules) rewrites; each swap is one
-warning line. A gated repository the Hub refuses stops at once, naming both fixes.
+Likewise, when the default instruct LLM (Llama 3 8B Instruct) is neither in the local Hugging Face cache nor
+reachable on the Hub (one request of at most a few seconds; none under HF_HUB_OFFLINE=1), the offline stand-in
+SmolLM2-135M-Instruct ("smollm2", strict answer rules) rewrites; each swap is one warning line. Another LLM that
+cannot be had, or a gated repository the Hub refuses (licence not accepted, not logged in), stops at once with an
+error naming the fixes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from transformers import HfArgumentParser
 from transformers.utils import logging
 
-from laac.configuration_laac import OFFLINE_CORRECTOR_MODEL, CorrectorSettings
+from laac.configuration_laac import DEFAULT_CORRECTOR_MODEL, OFFLINE_CORRECTOR_MODEL, CorrectorSettings
 from laac.corrector_laac import FENSE_CHECKPOINTS, PostCorrector, fense_checkpoint_file
 from laac.correction.train_error_detector import ensure_error_detector
 
@@ -71,54 +73,105 @@ def offline_fallback(settings: CorrectorSettings, offline_detector_dir: str | No
                                            detector_config=None)
 
 
+# Seconds the Hub gets to answer the one access check made before a corrector LLM is loaded.
+HUB_PROBE_TIMEOUT = 5.0
+LOGIN_FIX = "log in with `hf auth login` (`huggingface-cli login` with older huggingface_hub)"
+
+
+class CorrectorUnavailableError(ValueError):
+    """The corrector LLM that the settings name cannot be loaded here, and no stand-in is used in its place."""
+
+
+def ask_hub_for_access(model_id: str, timeout: float = HUB_PROBE_TIMEOUT) -> None:
+    """
+    One request, no retries, to the Hub's access check for the model `model_id` (with the local token, if any),
+    which must answer within `timeout` seconds. Raises the Hugging Face Hub client's errors: `GatedRepoError`,
+    `RepositoryNotFoundError` and `HfHubHTTPError` for a refusal, the HTTP library's errors without a network.
+    """
+    from huggingface_hub import constants, get_session
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
+
+    url = f"{constants.ENDPOINT}/api/models/{model_id}/auth-check"
+    hf_raise_for_status(get_session().get(url, headers=build_hf_headers(), timeout=timeout))
+
+
 def hub_model_problem(model_id: str) -> str | None:
     """
     Why the causal LM `model_id` cannot be loaded now, or None when it can: a local folder or file, the offline
-    alias, a Hub id in the local Hugging Face cache, or one the Hub answers for (one quick request, no retries).
-    Raises ValueError, naming the fixes, for a gated repository this machine has no access to.
+    alias, a Hub id in the local Hugging Face cache, or one the Hub gives access to (`ask_hub_for_access`: one
+    request that waits at most `HUB_PROBE_TIMEOUT` seconds; none under HF_HUB_OFFLINE).
+    Raises `CorrectorUnavailableError`, naming the fixes, when the Hub refuses access (a gated repository whose
+    licence this machine's account has not accepted, no token) or has no such model, and for a path that does not
+    exist.
     """
     if model_id == OFFLINE_CORRECTOR_MODEL or os.path.exists(model_id):
         return None
-    from huggingface_hub import auth_check, constants, try_to_load_from_cache
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    fixes = f"pass --corrector_model with a local folder, a .gguf file or {OFFLINE_CORRECTOR_MODEL} (offline stand-in)"
+    try:
+        validate_repo_id(model_id)
+        is_hub_id = not model_id.endswith(".gguf")
+    except HFValidationError:
+        is_hub_id = False
+    if not is_hub_id:
+        raise CorrectorUnavailableError(
+            f"corrector model {model_id!r} is neither a local file or folder nor a Hugging Face Hub id; {fixes}"
+        )
     if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
         return None
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
     try:
-        auth_check(model_id)
-    except GatedRepoError as error:
-        raise ValueError(
-            f"{model_id} is a gated repository this machine has no access to: accept its licence on "
-            f"https://huggingface.co/{model_id} and log in (`hf auth login`), or pass --corrector_model "
-            f"{OFFLINE_CORRECTOR_MODEL} (the offline stand-in)"
-        ) from error
-    except RepositoryNotFoundError as error:
-        raise ValueError(
-            f"no model {model_id!r} on the Hugging Face Hub: pass --corrector_model with a Hub id, a local folder, a "
-            f".gguf file or {OFFLINE_CORRECTOR_MODEL}"
-        ) from error
-    except Exception as error:  # noqa: BLE001  no network, a proxy, a timeout: the Hub client's own error types
-        return f"the Hugging Face Hub cannot be reached: {error}"
+        ask_hub_for_access(model_id, HUB_PROBE_TIMEOUT)
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        if isinstance(error, GatedRepoError) or status in (401, 403):
+            what = (
+                f"{model_id} is a gated repository this machine has no access to"
+                if isinstance(error, GatedRepoError)
+                else f"the Hugging Face Hub refuses access to {model_id} (it is gated or private, or the token is "
+                "not valid)"
+            )
+            raise CorrectorUnavailableError(
+                f"{what} (HTTP {status}): accept its licence on https://huggingface.co/{model_id} and {LOGIN_FIX}, "
+                f"or pass --corrector_model {OFFLINE_CORRECTOR_MODEL} (the offline stand-in)"
+            ) from error
+        if isinstance(error, RepositoryNotFoundError):
+            raise CorrectorUnavailableError(f"no model {model_id!r} on the Hugging Face Hub; {fixes}") from error
+        return f"the Hugging Face Hub answered HTTP {status}"
+    except Exception as error:  # noqa: BLE001  no network, a proxy, a timeout: the HTTP library's own error types
+        return f"the Hugging Face Hub cannot be reached: {error or type(error).__name__}"
     return None
 
 
 def corrector_fallback(settings: CorrectorSettings) -> CorrectorSettings:
     """
-    The settings with an instruct LLM that can be had: the one named when `hub_model_problem` finds none, else the
-    offline stand-in SmolLM2-135M-Instruct (its answer rules follow: strict under "auto"), said in one warning line.
+    The settings with an instruct LLM that can be had, decided at once (`hub_model_problem`): the one named when it
+    can be loaded. When it cannot, the default Llama 3 8B Instruct is replaced by the offline stand-in
+    SmolLM2-135M-Instruct (its answer rules follow: strict unless `answer_rules` names others), said in one warning
+    line; any other model stops with `CorrectorUnavailableError`, naming `--corrector_model smollm2`.
     """
     if settings.mode == "never":
         return settings
     problem = hub_model_problem(settings.corrector_model)
     if problem is None:
         return settings
+    if settings.corrector_model != DEFAULT_CORRECTOR_MODEL:
+        raise CorrectorUnavailableError(
+            f"the corrector LLM {settings.corrector_model} cannot be loaded ({problem}); pass --corrector_model with "
+            f"a local folder, a .gguf file or {OFFLINE_CORRECTOR_MODEL} (offline stand-in)"
+        )
+    fallback = CorrectorSettings.from_dict(settings.to_dict(), corrector_model=OFFLINE_CORRECTOR_MODEL)
+    rules = "strict" if fallback.answer_rules == "auto" else fallback.answer_rules
     logger.warning(
-        "The corrector LLM %s cannot be loaded (%s); using the offline stand-in %s (SmolLM2-135M-Instruct).",
-        settings.corrector_model, problem, OFFLINE_CORRECTOR_MODEL,
+        "The corrector LLM %s cannot be loaded (%s); using the offline stand-in %s (SmolLM2-135M-Instruct, %s "
+        "answer rules).",
+        settings.corrector_model, problem, OFFLINE_CORRECTOR_MODEL, rules,
     )  # fmt: skip
-    return CorrectorSettings.from_dict(settings.to_dict(), corrector_model=OFFLINE_CORRECTOR_MODEL)
+    return fallback
 
 
 def available_settings(settings: CorrectorSettings, offline_detector_dir: str | None = None) -> CorrectorSettings:
@@ -176,4 +229,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CorrectorUnavailableError as error:  # the message names the fixes; a traceback would only bury them
+        sys.exit(f"laac correct: error: {error}")

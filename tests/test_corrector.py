@@ -486,35 +486,108 @@ def test_one_fense_loader_serves_the_metrics_and_the_gate(tmp_path, tiny_fense_c
                                rtol=1e-5, atol=1e-5)
 
 
-from tests.test_pipeline import detector_folder  # noqa: E402,F401  (a pytest fixture: a tiny FENSE-format detector)
-
 class _NoHub(Exception):
     """What the Hub client raises without a network (its own transport error types)."""
 
 
 def _probe(monkeypatch: pytest.MonkeyPatch, outcome: Exception | None) -> list[str]:
     """Replace the Hub's access check: raise `outcome` (None: access granted); returns the ids it was asked about."""
-    import huggingface_hub
+    from laac.correction import correct_captions
 
     asked = []
 
-    def auth_check(repo_id, **kwargs):
+    def ask_hub_for_access(repo_id, timeout=correct_captions.HUB_PROBE_TIMEOUT):
         asked.append(repo_id)
+        assert timeout <= 10  # a short wait, not the Hub client's default of none
         if outcome is not None:
             raise outcome
 
-    monkeypatch.setattr(huggingface_hub, "auth_check", auth_check)
+    monkeypatch.setattr(correct_captions, "ask_hub_for_access", ask_hub_for_access)
     return asked
+
+
+class FakeHub:
+    """A local HTTP server standing in for the Hugging Face Hub: `answer` is what it does with an access check.
+
+    "close": drop the connection without a response (a Hub out of reach); "hang": never answer; an int: that HTTP
+    status, with `error_code` as the X-Error-Code header when set. `requests` lists the access checks asked for.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        hub = self
+        self.answer: str | int = "close"
+        self.error_code: str | None = None
+        self.requests: list[str] = []
+        self.release = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802  (http.server's name)
+                if "/auth-check" in self.path:
+                    hub.requests.append(self.path)
+                    if hub.answer == "hang":
+                        hub.release.wait(30)
+                if not isinstance(hub.answer, int):
+                    self.close_connection = True
+                    return
+                self.send_response(hub.answer)
+                if hub.error_code:
+                    self.send_header("X-Error-Code", hub.error_code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path) -> FakeHub:
+    """The Hub client pointed at a `FakeHub`, with an empty local cache and offline mode off."""
+    from huggingface_hub import constants
+
+    hub = FakeHub()
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
+def offline_detector_dir(tmp_path, tiny_fense_checkpoint: dict) -> str:
+    """A detector folder that loads without any network: checkpoint with its encoder config, tokenizer files."""
+    folder = tmp_path / "offline_detector"
+    tiny_fense_checkpoint["hf_tokenizer"].save_pretrained(folder)
+    save_echecker_checkpoint(tiny_fense_checkpoint["classifier"], str(folder / "echecker.ckpt"), "bert")
+    return str(folder)
+
+
+def _no_network(name):
+    import urllib.error
+
+    raise urllib.error.URLError("no network")
 
 
 def test_the_corrector_llm_falls_back_to_smollm2_at_once_when_the_hub_is_out_of_reach(monkeypatch, caplog):
     """Llama 3 neither cached nor reachable: one quick probe, one warning line, SmolLM2 with its strict rules."""
     from laac.configuration_laac import DEFAULT_CORRECTOR_MODEL, CorrectorSettings
     from laac.correction import correct_captions
-    from transformers.utils import logging as hf_logging
 
     asked = _probe(monkeypatch, _NoHub("[Errno -2] Name or service not known"))
-    hf_logging.enable_propagation()
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name: None)
     with caplog.at_level("WARNING"):
         settings = correct_captions.corrector_fallback(CorrectorSettings())
     assert asked == [DEFAULT_CORRECTOR_MODEL]
@@ -522,8 +595,11 @@ def test_the_corrector_llm_falls_back_to_smollm2_at_once_when_the_hub_is_out_of_
     lines = [r.getMessage() for r in caplog.records if "corrector LLM" in r.getMessage()]
     assert lines == [
         f"The corrector LLM {DEFAULT_CORRECTOR_MODEL} cannot be loaded (the Hugging Face Hub cannot be reached: "
-        "[Errno -2] Name or service not known); using the offline stand-in smollm2 (SmolLM2-135M-Instruct)."
+        "[Errno -2] Name or service not known); using the offline stand-in smollm2 (SmolLM2-135M-Instruct, strict "
+        "answer rules)."
     ]
+    # answer rules the user chose stay theirs
+    assert correct_captions.corrector_fallback(CorrectorSettings(answer_rules="report")).rules().min_content_overlap is None
     # reachable, cached, local, or never needed: kept as given, and a local model is never probed
     _probe(monkeypatch, None)
     assert correct_captions.corrector_fallback(CorrectorSettings()).corrector_model == DEFAULT_CORRECTOR_MODEL
@@ -534,72 +610,174 @@ def test_the_corrector_llm_falls_back_to_smollm2_at_once_when_the_hub_is_out_of_
     assert correct_captions.hub_model_problem(DEFAULT_CORRECTOR_MODEL) is None and asked == []
 
 
+def test_another_corrector_llm_that_cannot_be_had_stops_at_once(monkeypatch):
+    """Only the default LLM is swapped for the stand-in; a model the user named stops, naming the offline alias."""
+    from laac.configuration_laac import CorrectorSettings
+    from laac.correction import correct_captions
+
+    asked = _probe(monkeypatch, _NoHub("[Errno -2] Name or service not known"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name: None)
+    with pytest.raises(correct_captions.CorrectorUnavailableError,
+                       match=r"Qwen/Qwen2.5-7B-Instruct cannot be loaded \(the Hugging Face Hub cannot be reached: "
+                             r".*\); pass --corrector_model with a local folder, a .gguf file or smollm2"):
+        correct_captions.corrector_fallback(CorrectorSettings(corrector_model="Qwen/Qwen2.5-7B-Instruct"))
+    assert asked == ["Qwen/Qwen2.5-7B-Instruct"]
+    # a path that is not there is no Hub id: said without asking the Hub
+    for missing in ("./no/such/model", "/no/such/model.gguf"):
+        with pytest.raises(ValueError, match="neither a local file or folder nor a Hugging Face Hub id.*smollm2"):
+            correct_captions.hub_model_problem(missing)
+    assert asked == ["Qwen/Qwen2.5-7B-Instruct"]
+
+
 def test_hf_hub_offline_means_no_request(monkeypatch):
     from huggingface_hub import constants
     from laac.correction import correct_captions
 
     asked = _probe(monkeypatch, None)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name: None)
     problem = correct_captions.hub_model_problem("meta-llama/Meta-Llama-3-8B-Instruct")
     assert problem == "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache" and asked == []
 
 
-def test_a_gated_corrector_llm_stops_at_once_naming_both_fixes(monkeypatch):
-    import httpx2
-    from huggingface_hub.errors import GatedRepoError
+def test_hf_hub_offline_in_the_environment(tmp_path, fake_hub: FakeHub):
+    """HF_HUB_OFFLINE=1 as a user sets it (read when huggingface_hub is imported): the stand-in, no request sent."""
+    import subprocess
+    import sys
+
+    code = ("from laac.configuration_laac import CorrectorSettings\n"
+            "from laac.correction.correct_captions import corrector_fallback\n"
+            "print(corrector_fallback(CorrectorSettings()).corrector_model)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": fake_hub.endpoint, "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_HUB_CACHE", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "smollm2"
+    assert "cannot be loaded (HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache); using the " \
+           "offline stand-in smollm2" in done.stderr
+    assert fake_hub.requests == []
+
+
+def test_the_real_probe_asks_once_and_waits_a_few_seconds_at_most(fake_hub: FakeHub, monkeypatch):
+    """Through the Hub client and a socket: a dropped connection or a silent server is one request, no retries."""
+    import time
+
+    from laac.correction import correct_captions
+
+    problem = correct_captions.hub_model_problem("meta-llama/Meta-Llama-3-8B-Instruct")
+    assert problem.startswith("the Hugging Face Hub cannot be reached: ")
+    assert fake_hub.requests == ["/api/models/meta-llama/Meta-Llama-3-8B-Instruct/auth-check"]
+
+    fake_hub.answer = "hang"
+    monkeypatch.setattr(correct_captions, "HUB_PROBE_TIMEOUT", 0.5)
+    start = time.perf_counter()
+    problem = correct_captions.hub_model_problem("meta-llama/Meta-Llama-3-8B-Instruct")
+    assert time.perf_counter() - start < 10  # the Hub client alone would wait for ever
+    assert problem.startswith("the Hugging Face Hub cannot be reached: ") and len(fake_hub.requests) == 2
+
+    fake_hub.answer = 200
+    assert correct_captions.hub_model_problem("meta-llama/Meta-Llama-3-8B-Instruct") is None
+    fake_hub.answer = 503
+    assert correct_captions.hub_model_problem("meta-llama/Meta-Llama-3-8B-Instruct") == \
+        "the Hugging Face Hub answered HTTP 503"
+    fake_hub.answer, fake_hub.error_code = 404, "RepoNotFound"
+    with pytest.raises(ValueError, match=r"no model 'someone/no-such-model' on the Hugging Face Hub; pass "
+                                         r"--corrector_model .* smollm2"):
+        correct_captions.hub_model_problem("someone/no-such-model")
+    assert len(fake_hub.requests) == 5
+
+
+@pytest.mark.parametrize("status, error_code", [(403, "GatedRepo"), (401, "GatedRepo"), (401, None), (403, None)])
+def test_a_gated_corrector_llm_stops_at_once_naming_both_fixes(fake_hub: FakeHub, status, error_code):
+    """The Hub refusing access (licence not accepted, not logged in) is said at once, never swapped silently."""
     from laac.configuration_laac import CorrectorSettings
     from laac.correction import correct_captions
 
-    response = httpx2.Response(401, request=httpx2.Request("GET", "https://huggingface.co/api/models/x"))
-    _probe(monkeypatch, GatedRepoError("401: access to this model is restricted", response=response))
-    with pytest.raises(ValueError, match=r"meta-llama/Meta-Llama-3-8B-Instruct is a gated repository .* accept its "
-                       r"licence on https://huggingface.co/meta-llama/Meta-Llama-3-8B-Instruct and log in .* or pass "
-                       r"--corrector_model smollm2"):
+    fake_hub.answer, fake_hub.error_code = status, error_code
+    what = "is a gated repository this machine has no access to" if error_code else "refuses access to"
+    with pytest.raises(ValueError, match=rf"{what} .*HTTP {status}\): accept its licence on https://huggingface.co/"
+                       r"meta-llama/Meta-Llama-3-8B-Instruct and log in with `hf auth login` \(`huggingface-cli "
+                       r"login` with older huggingface_hub\), or pass --corrector_model smollm2"):
         correct_captions.corrector_fallback(CorrectorSettings())
+    assert len(fake_hub.requests) == 1
 
 
-def test_laac_correct_with_default_settings_offline(tmp_path, detector_folder, monkeypatch):  # noqa: F811
-    """`laac correct`'s main with its default settings, no Hub: the offline detector and SmolLM2 are what load."""
-    import urllib.error
-
-    from laac.correction import correct_captions
-
-    def no_network(name):
-        raise urllib.error.URLError("no network")
-
-    folder = str(detector_folder)  # what ensure_error_detector returns: a detector folder, loadable offline
-    monkeypatch.setattr(correct_captions, "fense_checkpoint_file", no_network)
-    monkeypatch.setattr(correct_captions, "ensure_error_detector", lambda path: folder)
-    _probe(monkeypatch, _NoHub("no network"))
+def _corrector_spy(monkeypatch: pytest.MonkeyPatch, stand_in: CaptionCorrector) -> list[tuple]:
+    """Record which LLM `CaptionCorrector.from_pretrained` is asked for (and its answer rules); return `stand_in`."""
     loaded = []
-    stand_in = ScriptedCorrector({"a dog barks and": "a dog barks"})
-    monkeypatch.setattr(CaptionCorrector, "from_pretrained",
-                        classmethod(lambda cls, model_id, *a, **k: loaded.append((model_id, k["answer_rules"])) or stand_in))
+
+    def from_pretrained(cls, model_id, *args, **kwargs):
+        loaded.append((model_id, kwargs["answer_rules"]))
+        return stand_in
+
+    monkeypatch.setattr(CaptionCorrector, "from_pretrained", classmethod(from_pretrained))
+    return loaded
+
+
+def test_laac_correct_with_default_settings_offline(tmp_path, offline_detector_dir: str, fake_hub: FakeHub,
+                                                    monkeypatch, caplog):
+    """`laac correct` as a user runs it, Hub out of reach: one probe, the offline detector and SmolLM2 load at once."""
+    import time
+
+    from laac.cli.main import main as laac
+    from laac.correction import train_error_detector
+
+    # `laac correct` runs the module afresh (runpy), so its names are patched where it imports them from
+    monkeypatch.setattr(corrector_laac, "fense_checkpoint_file", _no_network)
+    monkeypatch.setattr(train_error_detector, "ensure_error_detector", lambda path: offline_detector_dir)
+    loaded = _corrector_spy(monkeypatch, ScriptedCorrector({"a dog barks and": "a dog barks"}))
     source, out = tmp_path / "captions.csv", tmp_path / "out.csv"
-    source.write_text("file_name,caption\na.wav,a dog barks and\nb.wav,a bell rings twice\n")
-    assert correct_captions.main(["--input", str(source), "--output", str(out), "--threshold", "0.0"])
+    source.write_text("file_name,caption\na.wav,a dog barks and\nb.wav,rain falls\nc.wav,birds chirp loudly\n")
+    start = time.perf_counter()
+    with caplog.at_level("WARNING"):
+        assert laac(["correct", "--input", str(source), "--output", str(out), "--threshold", "0.0"]) == 0
+    assert time.perf_counter() - start < 30  # the Hub client's retries alone took about 50 s
+    assert fake_hub.requests == ["/api/models/meta-llama/Meta-Llama-3-8B-Instruct/auth-check"]
     assert loaded == [("smollm2", STRICT_ANSWER_RULES)]
+    lines = [r.getMessage() for r in caplog.records if "cannot be" in r.getMessage()]
+    assert len(lines) == 2 and lines[0].startswith("The official FENSE detector echecker_clotho_audiocaps_base cannot")
+    assert lines[1].startswith("The corrector LLM meta-llama/Meta-Llama-3-8B-Instruct cannot be loaded (the Hugging "
+                               "Face Hub cannot be reached: ")
+    assert lines[1].endswith("using the offline stand-in smollm2 (SmolLM2-135M-Instruct, strict answer rules).")
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["raw_caption"] for row in rows] == ["a dog barks and", "a bell rings twice"]
+    assert [row["raw_caption"] for row in rows] == ["a dog barks and", "rain falls", "birds chirp loudly"]
     assert rows[0]["caption"] == "a dog barks"
 
 
-def test_laac_caption_correct_resolves_the_same_fallbacks(monkeypatch):
-    """`laac caption --correct [MODE]`: the model's corrector settings, with what this machine can load."""
-    import urllib.error
+def test_laac_correct_on_a_gated_llm_says_the_fixes_without_a_traceback(tmp_path, offline_detector_dir: str,
+                                                                         fake_hub: FakeHub, monkeypatch, capsys):
+    from laac.cli.main import main as laac
 
+    fake_hub.answer, fake_hub.error_code = 403, "GatedRepo"
+    loaded = _corrector_spy(monkeypatch, ScriptedCorrector({}))
+    source = tmp_path / "captions.csv"
+    source.write_text("file_name,caption\na.wav,a dog barks and\n")
+    argv = ["correct", "--input", str(source), "--output", str(tmp_path / "out.csv"), "--detector", offline_detector_dir]
+    assert laac(argv) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("laac correct: error: meta-llama/Meta-Llama-3-8B-Instruct is a gated repository")
+    assert "`hf auth login`" in error and "--corrector_model smollm2" in error and "Traceback" not in error
+    assert loaded == [] and len(fake_hub.requests) == 1 and not (tmp_path / "out.csv").exists()
+
+
+def test_laac_caption_correct_resolves_the_same_fallbacks(monkeypatch, fake_hub: FakeHub):
+    """`laac caption --correct [MODE]`: the model's corrector settings, with what this machine can load."""
     from laac.cli import main as cli
     from laac.correction import correct_captions
 
-    def no_network(name):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(correct_captions, "fense_checkpoint_file", no_network)
+    monkeypatch.setattr(correct_captions, "fense_checkpoint_file", _no_network)
     monkeypatch.setattr(correct_captions, "ensure_error_detector", lambda path: "/cache/detector")
-    _probe(monkeypatch, _NoHub("no network"))
+    real_access_check = correct_captions.ask_hub_for_access
+    asked = _probe(monkeypatch, _NoHub("no network"))
     settings = cli._correction_settings("auto", {"threshold": 0.8})
     assert settings["detector"] == "/cache/detector" and settings["corrector_model"] == "smollm2"
-    assert settings["threshold"] == 0.8 and settings["mode"] == "auto"
+    assert settings["threshold"] == 0.8 and settings["mode"] == "auto" and len(asked) == 1
     assert cli._correction_settings(settings, None) == settings  # resolved once more (another load): unchanged
     assert cli._correction_settings(True, None)["mode"] == "auto"
+    # a gated LLM stops `laac caption --correct` as it stops `laac correct` (a ValueError: printed, exit status 2)
+    monkeypatch.setattr(correct_captions, "ask_hub_for_access", real_access_check)  # on a Hub that refuses it
+    fake_hub.answer, fake_hub.error_code = 403, "GatedRepo"
+    with pytest.raises(ValueError, match="is a gated repository .*--corrector_model smollm2"):
+        cli._correction_settings("auto", None)
