@@ -424,6 +424,9 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         `(total_audio_tokens, text_hidden_size)`, with each clip's count (`LaacConfig.num_audio_tokens`) and the
         encoder tokens they come from.
         """
+        # 0. the processor's float32 log-mel, in the audio tower's dtype and device (a bf16/fp16 model takes it as is)
+        tower_weight = next(self.audio_tower.parameters())
+        input_features = input_features.to(tower_weight.device, tower_weight.dtype)
         # 1. encoder tokens, each clip packed left-aligned in its own order
         if self.audio_token_cache is not None:
             tokens, token_mask = self.audio_token_cache(self.audio_tower, input_features, feature_attention_mask)
@@ -815,7 +818,7 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
             if dtype == torch.float16:  # as from_pretrained does: `_keep_in_fp32_modules` stay in float32
                 for name in LaacPreTrainedModel._keep_in_fp32_modules:
                     model.get_submodule(name).float()
-        return model
+        return model.eval()  # as from_pretrained: dropout off until training asks for it
 
 
 def _full_record(raw_caption: str, result: dict[str, Any]) -> dict[str, Any]:

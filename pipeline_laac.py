@@ -353,8 +353,6 @@ class AudioCaptioningPipeline(Pipeline):
         self, model_inputs: dict[str, torch.Tensor], generate_kwargs: dict | None = None, correct: Any = None
     ) -> dict:
         model_inputs = dict(model_inputs)
-        # the mel is float32; a model loaded in bf16/fp16 wants its own dtype
-        model_inputs["input_features"] = model_inputs["input_features"].to(self.model.dtype)
         # the fast decoding loop (same token ids as generate) where the model code ships it; older code: generate
         generate = getattr(self.model, "fast_generate", self.model.generate)
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs or {})

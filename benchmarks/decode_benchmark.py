@@ -143,7 +143,6 @@ def caption_files(
         decoded = [sf.read(path, dtype="float32") for path in paths[start : start + batch]]
         inputs = processor([audio for audio, _ in decoded], sampling_rate=decoded[0][1])
         inputs = {key: value.to(model.device) for key, value in inputs.items()}
-        inputs["input_features"] = inputs["input_features"].to(model.dtype)
         sequences = generate(**inputs, **settings)
         captions += processor.decode_captions(sequences, inputs["input_ids"])
         ids += sequences[:, inputs["input_ids"].shape[1] :].tolist()

@@ -48,6 +48,21 @@ def test_from_components_loads_both_parts(released_parts):
     assert torch.isfinite(model(**batch).loss)
 
 
+def test_from_components_returns_a_model_in_eval_mode(released_parts):
+    """As from_pretrained: dropout off, so the same clip captioned twice gives the same ids."""
+    root, *_ = released_parts
+    model = LaacForConditionalGeneration.from_components(
+        str(root / "ced"), str(root / "llama"), qformer_config={"hidden_size": 32, "num_attention_heads": 2,
+                                                                 "intermediate_size": 64, "hidden_dropout_prob": 0.5})
+    processor = LaacProcessor.from_components(str(root / "ced"), str(root / "llama"), config=model.config)
+    assert not any(module.training for module in model.modules())
+    inputs = processor([make_audio(3.0)], sampling_rate=16000)
+    first = model.generate(**inputs, num_beams=1, do_sample=False, max_new_tokens=8)
+    assert torch.equal(model.generate(**inputs, num_beams=1, do_sample=False, max_new_tokens=8), first)
+    embeds = [model.get_audio_features(inputs["input_features"]).audio_embeds for _ in range(2)]
+    torch.testing.assert_close(embeds[0], embeds[1], rtol=0, atol=0)
+
+
 def test_processor_from_components_default_layout(released_parts):
     root, *_ = released_parts
     processor = LaacProcessor.from_components(str(root / "ced"), str(root / "llama"))

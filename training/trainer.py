@@ -159,7 +159,6 @@ def evaluate_model(
     predictions = []
     for batch in loader:
         inputs = collator(batch).to(parameter.device)
-        inputs["input_features"] = inputs["input_features"].to(parameter.dtype)
         rows = _generate_captions(model, processor, inputs, generation_kwargs or {}, correct)
         predictions += [{"id": ex["id"], **row, "references": ex["references"]} for ex, row in zip(batch, rows)]
     model.train(was_training)

@@ -1,0 +1,112 @@
+"""A model in bfloat16 or float16 takes the processor's float32 output as it comes: generate, forward, training."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoProcessor, TrainerCallback
+
+from tests.laac_tester import CAPTIONS, make_audio, tiny_config, tiny_model, tiny_processor
+
+# float16 matrix products on this CPU: PyTorch's CPU kernels cover them, slowly, where the build has them
+try:
+    torch.ones(2, 2, dtype=torch.float16) @ torch.ones(2, 2, dtype=torch.float16)
+    LOW_PRECISION = [torch.bfloat16, torch.float16]
+except RuntimeError:  # pragma: no cover - depends on the PyTorch build
+    LOW_PRECISION = [torch.bfloat16]
+
+
+@pytest.fixture(scope="module")
+def full():
+    config = tiny_config()
+    return tiny_model(config), tiny_processor(config)
+
+
+def _low(model, dtype):
+    """The same weights in `dtype`, as `from_pretrained(..., dtype=dtype)` loads them (`_keep_in_fp32_modules` kept)."""
+    folder_free = type(model)(model.config)
+    folder_free.load_state_dict(model.state_dict())
+    folder_free.to(dtype)
+    if dtype == torch.float16:
+        for name in folder_free._keep_in_fp32_modules:
+            folder_free.get_submodule(name).float()
+    return folder_free.eval()
+
+
+def _clips():
+    return [make_audio(1.5, 0), make_audio(4.0, 1)]
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+def test_generate_takes_float32_features(full, dtype):
+    model, processor = full
+    low = _low(model, dtype)
+    inputs = processor(_clips(), sampling_rate=16000)
+    assert inputs["input_features"].dtype == torch.float32
+    sequences = low.generate(**inputs, max_new_tokens=6)
+    # the same features given in the model's dtype: the cast inside the model is the only difference
+    cast = {**inputs, "input_features": inputs["input_features"].to(dtype)}
+    assert torch.equal(low.generate(**cast, max_new_tokens=6), sequences)
+    assert all(processor.decode_captions(sequences, inputs["input_ids"]))
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+def test_forward_with_labels_from_the_processor(full, dtype):
+    model, processor = full
+    low = _low(model, dtype).train()
+    batch = processor(_clips(), text_target=CAPTIONS[:2], sampling_rate=16000)
+    with torch.no_grad():
+        reference = model.eval()(**batch).loss
+    loss = low(**batch).loss
+    assert loss.dtype == torch.float32 or loss.dtype == dtype
+    # bf16 keeps 8 bits of mantissa: the loss of a tiny random model agrees to about 1%
+    torch.testing.assert_close(loss.float(), reference, rtol=3e-2, atol=3e-2)
+    loss.backward()
+    grads = [p.grad for p in low.parameters() if p.requires_grad]
+    assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
+
+
+def test_readme_use_snippet_on_a_bf16_checkpoint(full, tmp_path):
+    """The README's "Use" lines, verbatim in substance, on a checkpoint saved in bfloat16."""
+    model, processor = full
+    half = _low(model, torch.bfloat16)
+    half.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    waveform = np.random.default_rng(0).standard_normal((2, 44100 * 2)).astype(np.float32) * 0.1  # stereo, 44.1 kHz
+
+    model = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    inputs = processor([waveform], sampling_rate=44100)
+    sequences = model.generate(**inputs)
+    captions = processor.decode_captions(sequences, inputs["input_ids"])
+
+    assert model.dtype == torch.bfloat16 and not model.training
+    assert len(captions) == 1 and isinstance(captions[0], str) and captions[0]
+
+
+def test_train_py_step_in_bfloat16(tmp_path):
+    from laac.data.synthetic_corpus import write_corpus
+    from laac.train import main
+
+    write_corpus(str(tmp_path / "corpus"), {"development": 4}, seed=0, num_workers=1)
+    tiny_config().to_json_file(str(tmp_path / "tiny.json"))
+    corpus = tmp_path / "corpus"
+    losses, dtypes = [], set()
+
+    class Capture(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            dtypes.update(p.dtype for name, p in model.named_parameters() if "language_model" in name)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append(logs["loss"])
+
+    main([
+        "--config_name", str(tmp_path / "tiny.json"), "--dtype", "bfloat16",
+        "--train_sources", f"clotho:csv={corpus}/clotho_captions_development.csv,audio_dir={corpus}/development",
+        "--output_dir", str(tmp_path / "run"), "--do_train", "--per_device_train_batch_size", "2",
+        "--max_train_seconds", "2", "--max_steps", "1", "--logging_steps", "1", "--save_strategy", "no",
+        "--report_to", "none", "--disable_tqdm", "true",
+    ], callbacks=[Capture()])  # fmt: skip
+    assert torch.bfloat16 in dtypes
+    # one step of a random model: the loss of a uniform guess over the vocabulary, ln(64) = 4.16, give or take
+    assert len(losses) == 1 and abs(losses[0] - np.log(tiny_config().text_config.vocab_size)) < 1.5, losses
