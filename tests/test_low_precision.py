@@ -110,3 +110,27 @@ def test_train_py_step_in_bfloat16(tmp_path):
     assert torch.bfloat16 in dtypes
     # one step of a random model: the loss of a uniform guess over the vocabulary, ln(64) = 4.16, give or take
     assert len(losses) == 1 and abs(losses[0] - np.log(tiny_config().text_config.vocab_size)) < 1.5, losses
+
+
+def test_full_shape_benchmark_small_shape(tmp_path, llama_tokenizers):
+    """benchmarks/full_shape.py at its small shape: the real build, decoding loops and LoRA step, in bf16."""
+    from laac.benchmarks.full_shape import main
+    from laac.data.public_data import LLAMA2_TOKENIZER
+
+    result = main(["--shape", "small", "--workdir", str(tmp_path), "--tokenizer_gguf",
+                   str(llama_tokenizers / LLAMA2_TOKENIZER)])  # fmt: skip
+    assert result["eval_mode"] and result["weights_finite"] and result["audio_tokens"] == 14
+    assert result["ids_identical"] and 2 <= result["new_tokens"] <= 30
+    # a random model's first loss: a uniform guess over Llama 2's 32,001 tokens, ln(32001) = 10.37, give or take
+    assert abs(result["lora_loss"] - np.log(32001)) < 1.5, result["lora_loss"]
+    trainable = result["trainable"]
+    assert trainable["other"] == 0 and min(trainable["text_lora"], trainable["audio_lora"], trainable["qformer"]) > 0
+
+
+def test_full_shape_benchmark_refuses_when_memory_is_short(tmp_path, monkeypatch):
+    from laac.benchmarks import full_shape
+
+    monkeypatch.setitem(full_shape.NEEDS, "llama2-7b", {"memory": 2**50, "disk": 10**18})
+    with pytest.raises(SystemExit, match=r"GiB of memory available, 1048576 GiB needed; .* GB free under .*--shape small"):
+        full_shape.check_room("llama2-7b", tmp_path, written=False)
+    assert not any(tmp_path.iterdir())  # nothing written
