@@ -376,7 +376,7 @@ def load_error_detector(
     device: str | torch.device | None = None,
 ) -> ErrorDetector:
     """
-    The one FENSE checker loader: the post-corrector's gate, the FER/FENSE metrics (`metrics_laac.load_echecker`)
+    The one FENSE checker loader: the post-corrector's gate, the FER/FENSE metrics (`evaluation.metrics.load_echecker`)
     and the detector training all load a FENSE-format checkpoint through it. See `ErrorDetector.from_pretrained`.
     """
     return ErrorDetector.from_pretrained(name_or_path, tokenizer_path, encoder_config, device=device)

@@ -10,7 +10,7 @@ Train, evaluate and export LAAC with the stock `transformers.Trainer` (the repor
 The model starts from a LAAC folder (`model_name_or_path`), from released parts (`audio_encoder` + `text_model`)
 or from a `LaacConfig` JSON with random weights (`config_name`; tests and benchmarks). LoRA goes on both sides
 (`lora.apply_lora`); checkpoints hold only what trains (LoRA, Q-Former, projection) as `adapter_model.safetensors`.
-The only Trainer subclass hook is evaluation (`trainer_laac.LaacTrainer`): next to the loss it generates captions
+The only Trainer subclass hook is evaluation (`training.trainer.LaacTrainer`): next to the loss it generates captions
 (beam 3) and scores them with the DCASE metrics, writing `eval_metrics_step_N.json` per evaluation; with
 `--eval_correct true` (or a gate mode, or a JSON corrector-settings dict) `generate()` also post-corrects them and
 each metric is followed by `corrected_<metric>`. `--export_dir` merges LoRA into a
@@ -118,7 +118,7 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    """Data sources (see `data_laac.parse_source_spec`) and the audio crop lengths."""
+    """Data sources (see `data.loaders.parse_source_spec`) and the audio crop lengths."""
 
     train_sources: list[str] = field(
         default_factory=list, metadata={"help": "e.g. clotho:csv=dev.csv,audio_dir=development (several mix)."}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue 14 (item 3) in one command, about 4-5 minutes on one H100/H200:
+# The GPU measurements in one command, about 4-5 minutes on one H100/H200:
 #   bash benchmarks/gpu_check.sh 2>&1 | tee gpu_check.log
 # Random weights at the report's shape (CED-Base + Llama 2-7B, bf16): speed and memory, not quality. Each step
 # prints JSON lines; the last line of each benchmark is its summary. Record card, command and figures in
@@ -13,7 +13,7 @@ python -c "import torch, transformers; print('torch', torch.__version__, 'transf
 
 # 1. whole path, beam 3, 10-s clips: original protocol (fp32, batch 1, 8 clips), reference, fast and fast with the
 #    compiled fixed-shape step (`--static`: CUDA graphs through torch.compile's reduce-overhead mode) at batch 128.
-#    20 new tokens per caption (random weights rarely emit EOS), as in the issue's reference figures.
+#    20 new tokens per caption (random weights rarely emit EOS).
 timeout 150 python benchmarks/decode_benchmark.py --shape full --device cuda --dtype bfloat16 --batch 128 \
     --clips 512 --original_clips 8 --new_tokens 20 --latency_runs 3 --workers 8 --static
 

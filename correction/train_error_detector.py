@@ -82,7 +82,7 @@ RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is 
 # Raised whenever the corruption rules change what they make: `ensure_error_detector` retrains a cached detector
 # made under another version (its recorded arguments alone would not show the change).
 RULES_VERSION = 3
-# Quality the detector must reach on held-out real captions (issue 12): ROC-AUC and precision at the gate.
+# Quality the detector must reach on held-out real captions: ROC-AUC and precision at the gate.
 MIN_ROC_AUC = 0.95
 MIN_PRECISION = 0.9
 GATE_THRESHOLD = 0.9

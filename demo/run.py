@@ -85,7 +85,7 @@ class DemoShape:
     # The blind baseline learns only the captions' language: at twice the captioner's rate, 100 steps scored as high
     # as 200 at its rate (same encoder and corpus, one thread: event F1 0.166 vs 0.112, CIDEr-D 22.5 vs 16.7; final
     # training loss 1.55 vs 1.47), a control as strong in half the time. Batches of 32 rather than 64 score as high
-    # again (session 21's corpus and encoder, 2 threads: event F1 0.149 vs 0.132, CIDEr-D 17.9 vs 18.4, BLEU-4 12.2
+    # again (the demo's corpus and encoder, 2 threads: event F1 0.149 vs 0.132, CIDEr-D 17.9 vs 18.4, BLEU-4 12.2
     # vs 10.2, METEOR 12.5 vs 10.7) in 30 s of training instead of 47.
     baseline_learning_rate: float = 1.4e-3
     baseline_batch_size: int = 32
@@ -805,7 +805,7 @@ REFERENCE_SECONDS = {
     "blind baseline": 0.60,  # per step (batch 32), with its log-mels and export, plus its evaluation
     "fresh-process captioning": 11.0,
     "post-correction": 33.0,  # the offline detector trained beforehand (scripts/setup.sh), SmolLM2 converted
-    "offline detector training": 600.0,  # when set-up did not train it (450 s on 2 quiet cores, session 19)
+    "offline detector training": 600.0,  # when set-up did not train it (450 s on 2 quiet cores)
     "smollm2 step": 10.0,  # per SmolLM2 captioner step (batch 8), LoRA on both sides
     "evaluation (smollm2)": 0.5,  # per held-out clip (beam 3)
 }

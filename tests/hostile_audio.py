@@ -28,7 +28,7 @@ def lying_wav(rate: int, channels: int, bits: int, claimed_bytes: int, actual_by
 
 
 def hostile_one_hertz_wav() -> bytes:
-    """The issue's file: 400 KB of 16-bit mono samples under a header that says 1 Hz (200,000 samples = 55.6 h)."""
+    """400 KB of 16-bit mono samples under a header that says 1 Hz (200,000 samples = 55.6 h)."""
     return lying_wav(rate=1, channels=1, bits=16, claimed_bytes=400_000, actual_bytes=400_000)
 
 

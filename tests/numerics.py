@@ -1,5 +1,5 @@
 """
-Tolerances of the test suite, with the reason for each (the README's "Tolerances" section says the same).
+Tolerances of the test suite, with the reason for each (docs/architecture.md, "Tolerances in the tests", says the same).
 
 Exactness holds where the same kernels run on the same data: a state dict after a save/load round trip, the same
 model called twice on the same batch, token ids from one process and one batch shape, data pipelines that only

@@ -83,7 +83,7 @@ def test_lying_length_is_truncation_not_a_long_decode(tmp_path):
 
 
 def test_processor_refuses_an_absurd_rate_before_resampling():
-    """The issue's call: 170,000 samples "at 1 Hz" tried to allocate 10.1 GiB; now a small, immediate error."""
+    """170,000 samples "at 1 Hz" would resample to 10.1 GiB: a small, immediate error instead."""
     extractor = LaacFeatureExtractor()
     audio = np.full(170_000, 0.1, np.float32)
     tracemalloc.start()

@@ -470,7 +470,7 @@ def test_laac_correct_falls_back_to_the_offline_detector(monkeypatch: pytest.Mon
 
 def test_one_fense_loader_serves_the_metrics_and_the_gate(tmp_path, tiny_fense_checkpoint: dict,
                                                           tiny_detector: ErrorDetector):
-    """metrics_laac.load_echecker goes through load_error_detector; aac-metrics' fer reads the same probabilities."""
+    """evaluation.metrics.load_echecker goes through load_error_detector; aac-metrics' fer reads the same scores."""
     import shutil
 
     from aac_metrics.functional.fer import fer

@@ -26,7 +26,7 @@ def test_roc_auc_and_scores_by_hand():
 
 
 def test_quality_check_fails_a_detector_that_does_not_detect():
-    """The issue's finding: "a man speaking speaking" 0.19, a clean caption 0.72. Such scores must fail the check."""
+    """A detector that scores "a man speaking speaking" 0.19 and a clean caption 0.72 must fail the check."""
     clean = np.array([0.72, 0.6, 0.95, 0.3])
     corrupted = {"repeat_event": np.array([0.19, 0.36, 0.25, 0.5])}
     problems = ted.quality_problems(ted.score_rows(clean, corrupted, 0.9))

@@ -183,7 +183,7 @@ def test_build_memory_benchmark_small_shape(tmp_path, llama_tokenizers):
     # Growing the vocabulary by the audio token replaces the embedding and output matrices by copies one row
     # longer; the memory-mapped originals stay resident until their shard is unmapped. Everything else is held once.
     grown = result["peak_rss"] - result["rss_before"] - result["embedding_bytes"]
-    # The 1.25x is measured at the 7B shape (README: 1.10x). At this 0.36 GB shape the allocator's and the
+    # The 1.25x target is the 7B shape's (measured there: 1.10x). At this 0.36 GB shape the allocator's and the
     # page cache's fixed share is larger: measured 1.16-1.26x across runs on one machine. The former code, which
     # built a second random text model, grows by 2.16x here; 1.5x separates the two with margin on both sides.
     assert grown <= 1.5 * result["weights_bytes"], result

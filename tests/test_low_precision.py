@@ -66,7 +66,7 @@ def test_forward_with_labels_from_the_processor(full, dtype):
 
 
 def test_readme_use_snippet_on_a_bf16_checkpoint(full, tmp_path):
-    """The README's "Use" lines, verbatim in substance, on a checkpoint saved in bfloat16."""
+    """The README's AutoModel / AutoProcessor lines, verbatim in substance, on a checkpoint saved in bfloat16."""
     model, processor = full
     half = _low(model, torch.bfloat16)
     half.save_pretrained(tmp_path)

@@ -1,4 +1,4 @@
-"""Checkpoints saved before the issue-11 redesign still load (item 6).
+"""Checkpoints saved by the code before the redesign still load.
 
 tests/fixtures/laac_e3750b6/ was saved by the code of commit e3750b6 (see tests/fixtures/make_laac_e3750b6.py),
 with the logits, token ids and captions that code computed. The current code must load it and reproduce them, and
