@@ -26,7 +26,8 @@ from transformers import HfArgumentParser
 from laac.corrector_laac import DEFAULT_ERROR_THRESHOLD, PostCorrector
 from laac.data.loaders import read_clotho_captions
 from laac.processing_laac import fense_normalize_caption
-from laac.correction.train_error_detector import CLOTHO_CAPTIONS, corrupt_caption, split_by_clip
+from laac.correction.train_error_detector import corrupt_caption, split_by_clip
+from laac.data.public_data import clotho_captions_csv
 
 
 HANDWRITTEN_ERRONEOUS = [
@@ -58,7 +59,7 @@ class CorrectorEvalArguments:
     detector: str = field(default="outputs/error_detector_minilm", metadata={"help": "echecker .ckpt or folder."})
     corrector_model: str = field(default="smollm2")
     threshold: float = field(default=DEFAULT_ERROR_THRESHOLD)
-    captions_csv: str = field(default=CLOTHO_CAPTIONS)
+    captions_csv: str | None = field(default=None, metadata={"help": "default: laac.data.public_data's copy"})
     num_corrupted: int = field(default=30, metadata={"help": "FENSE-rule corruptions of held-out Clotho captions."})
     num_clean: int = field(default=60, metadata={"help": "Clean held-out Clotho captions for the gate check."})
     batch_size: int = field(default=8)
@@ -68,7 +69,7 @@ class CorrectorEvalArguments:
 
 def build_sets(args: CorrectorEvalArguments) -> tuple[list[str], list[str]]:
     """(erroneous captions, clean captions), the Clotho ones from clips the detector did not train on."""
-    _, held_out = split_by_clip(read_clotho_captions(args.captions_csv), 0.2, seed=2021)
+    _, held_out = split_by_clip(read_clotho_captions(args.captions_csv or clotho_captions_csv()), 0.2, seed=2021)
     rng = random.Random(args.seed)
     rng.shuffle(held_out)
     corrupted = [corrupt_caption(caption, rng)[0] for caption in held_out[: args.num_corrupted]]

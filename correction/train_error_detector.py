@@ -579,7 +579,7 @@ def quality_problems(rows: dict[str, dict]) -> list[str]:
 
 
 def format_table(rows: dict[str, dict]) -> str:
-    """Markdown table of `evaluate_detector` rows (what README "Post-correction" shows)."""
+    """Markdown table of `evaluate_detector` rows (what docs/post-correction.md shows)."""
     lines = ["| error type | ROC-AUC | precision @0.9 | recall @0.9 | corrupted / clean |", "|---|---|---|---|---|"]
     for name, row in rows.items():
         lines.append(f"| {name} | {row['roc_auc']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} | "

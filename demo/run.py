@@ -142,7 +142,7 @@ class DemoRecipe:
 
 # "full" is the recipe calibrated where bf16 is native (event F1 0.906 in 572 s on 2 cores; bf16 steps of 0.26 s for
 # the tagger, 0.23 s for the captioner). On a 2-core AVX2 EPYC the float32 steps take 0.36 s and 0.61 s, and
-# "compact" takes 12 minutes there (event F1 0.834; README, "Measured"), where "full" would take about 17: the tagger
+# "compact" takes 12 minutes there (event F1 0.834; docs/benchmarks.md), where "full" would take about 17: the tagger
 # is near its plateau sooner (validation tagging F1 0.934 after 600 steps, 0.880 after 500), and a 1-layer text model
 # gives more per second of captioner training (same encoder: 1 layer x 700 steps event F1 0.858, 2 layers x 350 steps
 # 0.813; a 1-layer step costs about 0.65 of a 2-layer one, so the first run is about 1.3x the second's time).
