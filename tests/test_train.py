@@ -113,14 +113,19 @@ def test_checkpoints_hold_only_trained_tensors(runs):
 
 def test_evaluation_writes_metrics_and_the_export_loads_without_peft(runs, setup):
     straight, export = runs["straight"], runs["export"]
-    assert runs["results"]["eval"]["eval_loss"] > 0
+    assert torch.isfinite(torch.tensor(runs["results"]["eval"]["eval_loss"]))
     with open(straight / "eval_metrics_step_12.json") as f:
         scores = json.load(f)
     assert scores["num_clips"] == 3 and set(scores["metrics"]) == {"bleu_1", "cider_d", "unavailable"}
-    assert 0 <= scores["metrics"]["bleu_1"] <= 1
     with open(straight / "eval_predictions_step_12.json") as f:
         predictions = json.load(f)
     assert [len(p["references"]) for p in predictions] == [5, 5, 5]
+    # the scores are those of the written predictions
+    from laac.evaluation.metrics import compute_dcase_metrics
+
+    again = compute_dcase_metrics([p["prediction"] for p in predictions], [p["references"] for p in predictions],
+                                  metrics=["bleu_1", "cider_d"])  # fmt: skip
+    assert again["bleu_1"] == pytest.approx(scores["metrics"]["bleu_1"]) and again["cider_d"] == pytest.approx(scores["metrics"]["cider_d"])
 
     files = set(os.listdir(export))
     expected = {"config.json", "generation_config.json", "model.safetensors", "README.md", "processor_config.json"}
@@ -408,16 +413,14 @@ def test_audio_token_cache_keys_follow_the_log_mel_content(monkeypatch):
 
 def test_train_benchmark_demo_recipe_with_caches_runs_the_real_loop():
     """The benchmark behind the README's CPU speed-up figures runs the Trainer loop with every option on."""
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    try:
-        from train_benchmark import main as benchmark
-    finally:
-        sys.path.pop(0)
+    from laac.benchmarks.train_benchmark import main as benchmark
+
     result = benchmark([
         "--recipe", "demo", "--steps", "3", "--warmup", "1", "--batch", "4", "--seconds", "2", "--unique_clips", "4",
         "--attn_implementation", "eager", "--cache_features", "--cache_audio_tokens",
     ])  # fmt: skip
-    assert result["timed_steps"] == 3 and result["samples_per_second"] > 0
+    assert result["timed_steps"] == 3
+    assert result["samples_per_second"] == pytest.approx(4 / result["seconds_per_step"], rel=0.01)  # batch 4
     assert result["cache_audio_tokens"] and result["attn_implementation"] == "eager"
     assert result["trainable_parameters"] < result["total_parameters"]  # the audio tower stays frozen
 
