@@ -1,10 +1,14 @@
 """Hand-made audio files for the hostile-input tests: WAV headers that lie about rate, length and channels."""
 
 import io
+import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from tests.laac_tester import make_audio
 
 
 def wav_header(rate: int, channels: int, bits: int, data_bytes: int, riff_bytes: int | None = None) -> bytes:
@@ -41,3 +45,32 @@ def real_file(fmt: str, seconds: float = 0.5, rate: int = 16000, channels: int =
     subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
     sf.write(buffer, audio.astype(np.float32), rate, format=fmt, subtype=subtype)
     return buffer.getvalue()
+
+
+def tone(seconds, rate, channels=1, seed=0):
+    mono = make_audio(seconds, seed, rate)
+    return np.repeat(mono[:, None], channels, axis=1) * np.linspace(1.0, 0.5, channels)[None, :]
+
+
+def write_bad_files(folder: Path) -> dict[str, str]:
+    """path -> expected words of its error record."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sf.write(folder / "whole.wav", tone(2.0, 16000), 16000, subtype="PCM_16")
+    data = (folder / "whole.wav").read_bytes()
+    (folder / "truncated.wav").write_bytes(data[: len(data) // 2])
+    sf.write(folder / "whole.flac", tone(2.0, 16000), 16000, subtype="PCM_16")
+    data = (folder / "whole.flac").read_bytes()
+    (folder / "truncated.flac").write_bytes(data[: len(data) // 2])
+    os.remove(folder / "whole.wav"), os.remove(folder / "whole.flac")
+    sf.write(folder / "empty.wav", np.zeros(0, dtype=np.float32), 16000, subtype="PCM_16")
+    nan = tone(1.0, 16000).astype(np.float32)
+    nan[100:110] = np.nan
+    sf.write(folder / "nan.wav", nan, 16000, subtype="FLOAT")
+    (folder / "text.wav").write_bytes(b"definitely not audio\n" * 50)
+    (folder / "empty_folder").mkdir()
+    expected = {
+        "truncated.wav": "truncated", "truncated.flac": "cannot decode", "empty.wav": "zero samples",
+        "nan.wav": "10 NaN/Inf", "text.wav": "cannot decode", "missing.wav": "no such file",
+        "empty_folder": "no audio files", "nomatch_*.wav": "no file matches",
+    }
+    return {os.path.normpath(folder / name): words for name, words in expected.items()}

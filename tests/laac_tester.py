@@ -1,5 +1,6 @@
 """Tiny LAAC configs, tokenizers and inputs shared by the tests (transformers' ModelTester habit)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -114,3 +115,8 @@ def run_without_laac(script: str, args: list[str], cwd: Path, **env: str) -> sub
     return subprocess.run(
         [sys.executable, "-c", script, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
     )
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """The records of a JSON-lines file."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]

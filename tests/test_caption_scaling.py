@@ -22,10 +22,9 @@ from laac import pipeline_laac
 from laac.cli import main as cli
 from transformers import pipeline
 
-from tests.hostile_audio import hostile_one_hertz_wav, lying_wav
-from tests.laac_tester import caption_loss_fn, make_audio, save_tiny_model
+from tests.hostile_audio import hostile_one_hertz_wav, lying_wav, write_bad_files
+from tests.laac_tester import caption_loss_fn, make_audio, read_jsonl, save_tiny_model
 from tests.numerics import assert_same_captions
-from tests.test_cli import read_jsonl, write_bad_files
 
 LENGTHS = (1.0, 6.0, 0.3, 12.0, 2.0, 0.06, 4.0)
 

@@ -1,7 +1,6 @@
 """`laac` command line: every input gets one caption or one error record, outputs, resume after a kill, help."""
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,8 @@ import pytest
 import soundfile as sf
 from laac.cli import main as cli
 
-from tests.laac_tester import make_audio, save_tiny_model
+from tests.hostile_audio import tone, write_bad_files
+from tests.laac_tester import make_audio, read_jsonl, save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,15 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 def model_dir(tmp_path_factory):
     path = save_tiny_model(tmp_path_factory.mktemp("laac-cli-model"))
     return str(path)
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
-
-
-def tone(seconds, rate, channels=1, seed=0):
-    mono = make_audio(seconds, seed, rate)
-    return np.repeat(mono[:, None], channels, axis=1) * np.linspace(1.0, 0.5, channels)[None, :]
 
 
 def write_good_files(folder: Path) -> list[str]:
@@ -56,30 +47,6 @@ def write_good_files(folder: Path) -> list[str]:
         sf.write(path, audio, rate, subtype=subtype)
         paths.append(os.path.normpath(path))
     return paths
-
-
-def write_bad_files(folder: Path) -> dict[str, str]:
-    """path -> expected words of its error record."""
-    folder.mkdir(parents=True, exist_ok=True)
-    sf.write(folder / "whole.wav", tone(2.0, 16000), 16000, subtype="PCM_16")
-    data = (folder / "whole.wav").read_bytes()
-    (folder / "truncated.wav").write_bytes(data[: len(data) // 2])
-    sf.write(folder / "whole.flac", tone(2.0, 16000), 16000, subtype="PCM_16")
-    data = (folder / "whole.flac").read_bytes()
-    (folder / "truncated.flac").write_bytes(data[: len(data) // 2])
-    os.remove(folder / "whole.wav"), os.remove(folder / "whole.flac")
-    sf.write(folder / "empty.wav", np.zeros(0, dtype=np.float32), 16000, subtype="PCM_16")
-    nan = tone(1.0, 16000).astype(np.float32)
-    nan[100:110] = np.nan
-    sf.write(folder / "nan.wav", nan, 16000, subtype="FLOAT")
-    (folder / "text.wav").write_bytes(b"definitely not audio\n" * 50)
-    (folder / "empty_folder").mkdir()
-    expected = {
-        "truncated.wav": "truncated", "truncated.flac": "cannot decode", "empty.wav": "zero samples",
-        "nan.wav": "10 NaN/Inf", "text.wav": "cannot decode", "missing.wav": "no such file",
-        "empty_folder": "no audio files", "nomatch_*.wav": "no file matches",
-    }
-    return {os.path.normpath(folder / name): words for name, words in expected.items()}
 
 
 def test_every_input_gets_one_record_and_the_exit_status_counts_failures(model_dir, tmp_path, monkeypatch):

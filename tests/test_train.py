@@ -455,7 +455,6 @@ class AdapterAtStart(TrainerCallback):
 
 def test_stage_2_continues_stage_1_adapters(runs, setup):
     """finetune.yaml's default: stage 1's adapters (export/adapter) on the same base, unmerged, and they train on."""
-    from laac.training.lora import count_trainable_parameters
     from laac.train import main
     from safetensors.torch import load_file
 
