@@ -42,12 +42,13 @@ from ..configuration_ced import CedConfig
 from ..configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig
 from ..data.loaders import feature_cache_key, read_audio
 from ..feature_extraction_laac import LaacFeatureExtractor
+from ..evaluation.event_f1 import event_f1
 from ..evaluation.metrics import precision_recall_f1
 from ..modeling_ced import CedForAudioClassification
 from ..modeling_laac import LaacForConditionalGeneration
 from ..cli.paths import DEMO_MODEL_DIR, ERROR_DETECTOR_DIR
 from ..processing_laac import LaacProcessor
-from ..data.synthetic_corpus import EVENTS, event_f1, events_in_caption, read_metadata, write_corpus
+from ..data.synthetic_corpus import EVENTS, events_in_caption, read_metadata, write_corpus
 from ..training.tokenizer_utils import build_word_tokenizer
 
 if TYPE_CHECKING:

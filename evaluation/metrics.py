@@ -474,7 +474,7 @@ def _score(
 def precision_recall_f1(true_positives: float, false_positives: float, false_negatives: float) -> dict[str, float]:
     """Precision, recall and F1 from detection counts; a ratio whose denominator is 0 is 0.0 (nothing to score).
 
-    The one F1 of the repository: event F1 of captions (`synthetic_corpus.event_f1`) and the error detector's scores
+    The one F1 of the repository: event F1 of captions (`evaluation.event_f1`) and the error detector's scores
     (`train_error_detector.binary_scores`) both count, then call this.
 
         >>> precision_recall_f1(4, 1, 1)

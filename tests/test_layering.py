@@ -22,10 +22,11 @@ imports count like top-level ones. The order:
    Then the sub-packages' `__init__` files (data, evaluation, training, correction, conversion, cli, demo): one
    docstring each, no imports.
 7. Libraries of the tools: data.loaders, evaluation.metrics, evaluation.report, training.lora,
-   training.tokenizer_utils, cli.paths. None of them imports another. Then data.synthetic_corpus, which writes and
-   reads the Clotho format through data.loaders and scores its events with evaluation.metrics' F1, and
-   data.public_data, which finds or downloads public data (Clotho's evaluation set, Llama tokenizers) where
-   cli.paths says.
+   training.tokenizer_utils, cli.paths. None of them imports another. Then the synthetic corpus package
+   (data.synthetic_corpus: catalogue < layout < synthesis, grammar < writer, which reads the Clotho format back
+   through data.loaders; its `__init__` re-exports them), evaluation.event_f1 (event F1 of captions by the
+   catalogue's words, with evaluation.metrics' F1), and data.public_data, which finds or downloads public data
+   (Clotho's evaluation set, Llama tokenizers) where cli.paths says.
 8. training.trainer: `LaacTrainer` / `LaacTrainingArguments` / `evaluate_model`, shared by train.py, the demo and
    the benchmarks (the role transformers' Seq2SeqTrainer plays for its example scripts).
 9. Scripts: train.py and the other command-line programs (`python train.py presets/...`), the `evaluate` metric.
@@ -35,8 +36,9 @@ imports count like top-level ones. The order:
     cli.main (with cli.caption_shards) and the benchmarks. The demo runs the training recipe through `train.main`;
     `laac demo` / `laac train` run their modules by name (runpy), which is not an import. Then
     benchmarks.caption_workers, which saves a model of decode_benchmark's shapes for `laac caption`, and
-    benchmarks.demo_stages, which times demo.run's stages. Last, the
-    packages' `__main__` files (`python -m laac.cli`, `python -m laac.demo`).
+    benchmarks.demo_stages, which times demo.run's stages, and benchmarks.full_shape, which captions and trains
+    on the full-size parts that benchmarks.build_memory writes. Last, the
+    packages' `__main__` files (`python -m laac.cli`, `python -m laac.demo`, `python -m laac.data.synthetic_corpus`).
 """
 
 import ast
@@ -77,7 +79,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "training.lora",
         "training.tokenizer_utils",
     ),
-    ("data.synthetic_corpus", "data.public_data"),
+    # the synthetic corpus: its event catalogue (and which events a caption names), clip layouts, the sounds and the
+    # captions of a layout, the writer; the package re-exports them; event F1 scores captions by the catalogue
+    ("data.synthetic_corpus.catalogue", "data.public_data"),
+    ("data.synthetic_corpus.layout",),
+    ("data.synthetic_corpus.synthesis", "data.synthetic_corpus.grammar"),
+    ("data.synthetic_corpus.writer", "evaluation.event_f1"),
+    ("data.synthetic_corpus",),
     ("training.trainer",),
     (
         "conversion.convert_ced_original_checkpoint",
@@ -90,8 +98,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("correction.correct_captions",),  # `laac correct`; `laac caption --correct` resolves its settings through it
     ("benchmarks", "cli.main", "demo.run"),  # "benchmarks": every module under benchmarks/
     # caption_workers times `laac caption` on a model that decode_benchmark builds; demo_stages times demo.run's stages
-    ("benchmarks.caption_workers", "benchmarks.demo_stages"),
-    ("cli.__main__", "demo.__main__"),
+    # full_shape runs the build that build_memory writes parts for, then captions and trains on it
+    ("benchmarks.caption_workers", "benchmarks.demo_stages", "benchmarks.full_shape"),
+    ("cli.__main__", "demo.__main__", "data.synthetic_corpus.__main__"),
 )
 HUB_FILES = [name for layer in LAYERS[: LAYERS.index(("laac",))] for name in layer]
 SUBFOLDER_HUB_FILES = ["custom_generate.generate"]  # transformers reads it from custom_generate/ of a checkpoint

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
+from laac.evaluation.event_f1 import event_f1
 from laac.data.synthetic_corpus import (
     EVENT_VOCABULARY,
     EVENTS,
@@ -19,7 +20,6 @@ from laac.data.synthetic_corpus import (
     SAMPLING_RATE,
     EventInstance,
     as_datasets,
-    event_f1,
     events_in_caption,
     main,
     read_metadata,
