@@ -23,6 +23,7 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,24 +205,47 @@ def _resolve_echecker_base(echecker_base_model: str | Path | None) -> str | None
     return _cached_hub_dir(name, "config.json") or _cached_hub_dir(f"google-bert/{name}", "config.json")
 
 
-def available_metrics(
-    java_path: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    sbert_model: str | Path | None = None,
-    echecker_path: str | Path | None = None,
-    echecker_base_model: str | Path | None = None,
-    spice_corenlp_dir: str | Path | None = None,
-) -> dict[str, str | None]:
-    """Report which DCASE metrics can run on this machine.
+@dataclass(frozen=True)
+class MetricResources:
+    """
+    What the metrics run with: programs, caches, models and the device. Every field is optional; `None` takes the
+    default named beside it.
+
+    Args:
+        resources: Java, caches, models and device the metrics run with (`MetricResources`); its fields may also
+            be given as keywords (`java_path=...`), which override `resources`.
+    """
+
+    java_path: str | Path | None = None
+    cache_dir: str | Path | None = None
+    sbert_model: str | Path | None = None
+    echecker_path: str | Path | None = None
+    echecker_base_model: str | Path | None = None
+    spice_corenlp_dir: str | Path | None = None
+    device: str | torch.device | None = None
+
+    @classmethod
+    def of(cls, resources: MetricResources | None = None, **overrides: Any) -> MetricResources:
+        """`resources` (default: all defaults) with `overrides` (field names) set; an unknown name is a TypeError."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"unknown metric resources {unknown}; expected some of {[f.name for f in fields(cls)]}")
+        return replace(resources or cls(), **overrides)
+
+
+def available_metrics(resources: MetricResources | None = None, **overrides: Any) -> dict[str, str | None]:
+    """Report which DCASE metrics can run on this machine with `resources` (`MetricResources`, or its fields as
+    keywords).
 
     Returns:
         A dict `metric name -> None` when the metric can run, or `-> reason` (a sentence saying what is missing
         and how to provide it) when it cannot. The PTB tokenizer used by every metric counts as a requirement of
         all of them.
     """
+    res = MetricResources.of(resources, **overrides)
     reasons: dict[str, str | None] = dict.fromkeys(SUPPORTED_METRICS)
-    java_reason = _java_problem(java_path)
-    cache = prepare_cache_dir(cache_dir, spice_corenlp_dir)
+    java_reason = _java_problem(res.java_path)
+    cache = prepare_cache_dir(res.cache_dir, res.spice_corenlp_dir)
     ptb_jar = cache / "aac-metrics" / "stanford_nlp" / "stanford-corenlp-3.4.1.jar"
     if java_reason is None and not ptb_jar.is_file():
         java_reason = f"PTB tokenizer jar missing at {ptb_jar}; install pycocoevalcap==1.2"
@@ -230,12 +254,12 @@ def available_metrics(
         return dict.fromkeys(SUPPORTED_METRICS, java_reason)
     spice_reason = _spice_problem(cache)
     sbert_reason = None
-    if _resolve_sbert_model(sbert_model) is None:
+    if _resolve_sbert_model(res.sbert_model) is None:
         sbert_reason = (
-            f"Sentence-BERT model {sbert_model or DEFAULT_SBERT_MODEL!r} not found on disk; "
+            f"Sentence-BERT model {res.sbert_model or DEFAULT_SBERT_MODEL!r} not found on disk; "
             "pass sbert_model=/path/to/paraphrase-TinyBERT-L6-v2"
         )
-    echecker_reason = _echecker_problem(echecker_path, echecker_base_model)
+    echecker_reason = _echecker_problem(res.echecker_path, res.echecker_base_model)
     for metric in SUPPORTED_METRICS:
         needs = [
             spice_reason if metric in _SPICE_METRICS else None,
@@ -361,13 +385,8 @@ def compute_dcase_metrics(
     predictions: list[str],
     references: list[list[str]],
     metrics: str | Iterable[str] | None = "dcase2024",
-    java_path: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    sbert_model: str | Path | None = None,
-    echecker_path: str | Path | None = None,
-    echecker_base_model: str | Path | None = None,
-    spice_corenlp_dir: str | Path | None = None,
-    device: str | torch.device | None = None,
+    resources: MetricResources | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Score captions with the DCASE 2024 Task 6 metrics (aac-metrics 0.5.4, PTB-tokenised as in the challenge).
 
@@ -376,13 +395,8 @@ def compute_dcase_metrics(
         references: For each clip, its human reference captions (Clotho has 5).
         metrics: "dcase2024" (default: BLEU-1..4, ROUGE-L, METEOR, CIDEr-D, SPICE, SPIDEr, SPIDEr-FL, SBERT-sim,
             FENSE) or an iterable of names from `SUPPORTED_METRICS`.
-        java_path: Java executable (default: `java` on PATH or $AAC_METRICS_JAVA_PATH).
-        cache_dir: Where the aac-metrics jar layout lives (default `~/.cache/laac`, built on first use).
-        sbert_model: Local folder (or cached hub name) of sentence-transformers' paraphrase-TinyBERT-L6-v2.
-        echecker_path: Local `echecker_clotho_audiocaps_base.ckpt` of the FENSE error detector.
-        echecker_base_model: Local folder of bert-base-uncased (the detector's backbone and tokenizer).
-        spice_corenlp_dir: Folder with the Stanford CoreNLP 3.6.0 jars that SPICE needs.
-        device: Torch device for SBERT/echecker (default: CUDA when available).
+        resources: Java, caches, models and device the metrics run with (`MetricResources`); its fields may also
+            be given as keywords (`java_path=...`), which override `resources`.
 
     Returns:
         `{metric: float}` for every requested metric that could run, plus `"unavailable": {metric: reason}` for
@@ -393,21 +407,17 @@ def compute_dcase_metrics(
     """
     _check_inputs(predictions, references)
     names = _resolve_metric_names(metrics)
-    availability = available_metrics(
-        java_path, cache_dir, sbert_model, echecker_path, echecker_base_model, spice_corenlp_dir
-    )
+    res = MetricResources.of(resources, **overrides)
+    availability = available_metrics(res)
     unavailable = {name: availability[name] for name in names if availability[name] is not None}
     runnable = [name for name in names if name not in unavailable]
     _check_corpus_size(runnable, len(predictions))
     result: dict[str, Any] = {}
     if runnable:
-        cache_path = str(prepare_cache_dir(cache_dir, spice_corenlp_dir))
-        with _java_version_allowed(java_major_version(java_path)):
-            candidates, mult_refs = ptb_tokenize(list(predictions), [list(r) for r in references], java_path, cache_path)
-            corpus = _score(
-                candidates, mult_refs, runnable, cache_path=cache_path, java_path=java_path, sbert_model=sbert_model,
-                echecker_path=echecker_path, echecker_base_model=echecker_base_model, device=device,
-            )  # fmt: skip
+        cache_path = str(prepare_cache_dir(res.cache_dir, res.spice_corenlp_dir))
+        with _java_version_allowed(java_major_version(res.java_path)):
+            candidates, mult_refs = ptb_tokenize(list(predictions), [list(r) for r in references], res.java_path, cache_path)
+            corpus = _score(candidates, mult_refs, runnable, cache_path, res)
         result = {name: float(corpus[name]) for name in runnable}
     for name, reason in unavailable.items():
         logger.warning(f"{name} not computed: {reason}")
@@ -419,13 +429,8 @@ def _score(
     candidates: list[str],
     mult_refs: list[list[str]],
     names: Sequence[str],
-    *,
     cache_path: str,
-    java_path: str | Path | None,
-    sbert_model: str | Path | None,
-    echecker_path: str | Path | None,
-    echecker_base_model: str | Path | None,
-    device: str | torch.device | None,
+    resources: MetricResources,
 ) -> dict[str, torch.Tensor]:
     """Run each aac-metrics family once and combine composites from the per-sentence outputs."""
     from aac_metrics.functional import bleu, cider_d, fer, meteor, rouge_l, sbert_sim, spice
@@ -435,7 +440,8 @@ def _score(
     from aac_metrics.utils.globals import _get_device
 
     wanted = set(names)
-    device = _get_device(device if device is not None else "cuda_if_available")
+    java_path = resources.java_path
+    device = _get_device(resources.device if resources.device is not None else "cuda_if_available")
     corpus: dict[str, torch.Tensor] = {}
     if wanted & {"bleu_1", "bleu_2", "bleu_3", "bleu_4"}:
         bleu_corpus, _ = bleu(candidates, mult_refs, n=4, return_1_to_n=True)
@@ -452,11 +458,11 @@ def _score(
     if wanted & {"spider", "spider_fl"}:
         outs["spider"] = _spider_from_outputs(outs["cider_d"], outs["spice"])
     if wanted & {"sbert_sim", "fense"}:
-        sbert = _resolve_sbert_model(sbert_model)
+        sbert = _resolve_sbert_model(resources.sbert_model)
         outs["sbert_sim"] = sbert_sim(candidates, mult_refs, sbert_model=sbert, device=device)
     if wanted & {"fer", "fense", "spider_fl"}:
         echecker, tokenizer = load_echecker(
-            _resolve_echecker(echecker_path), _resolve_echecker_base(echecker_base_model), device=device
+            _resolve_echecker(resources.echecker_path), _resolve_echecker_base(resources.echecker_base_model), device=device
         )
         outs["fer"] = fer(candidates, echecker=echecker, echecker_tokenizer=tokenizer, device=device)
     if "fense" in wanted:

@@ -14,6 +14,7 @@ import pytest
 import torch
 from laac.evaluation.metrics import (
     DCASE2024_METRICS,
+    MetricResources,
     _java_version_allowed,
     available_metrics,
     compute_dcase_metrics,
@@ -177,6 +178,19 @@ def test_missing_spice_and_models_are_reported_by_name(readme_scores: dict) -> N
     computed = set(DCASE2024_METRICS) - set(SPICE_FAMILY + MODEL_FAMILY)
     assert computed <= set(readme_scores)
     assert all(isinstance(readme_scores[m], float) for m in computed)
+
+
+def test_metric_resources_one_object_or_keywords(tmp_path: Path) -> None:
+    """The resources are one `MetricResources`; its fields as keywords override it; a misspelt one is refused."""
+    empty = tmp_path / "corenlp"
+    empty.mkdir()
+    resources = MetricResources(cache_dir=tmp_path / "cache", spice_corenlp_dir=empty)
+    assert available_metrics(resources) == available_metrics(cache_dir=tmp_path / "cache", spice_corenlp_dir=empty)
+    overridden = MetricResources.of(resources, java_path=tmp_path / "no-java")
+    assert (overridden.java_path, overridden.cache_dir) == (tmp_path / "no-java", tmp_path / "cache")
+    assert "java" in available_metrics(overridden)["bleu_1"].lower()
+    with pytest.raises(TypeError, match=r"unknown metric resources \['jav_path'\]"):
+        compute_dcase_metrics(["a dog barks", "rain"], [["a dog"], ["rain falls"]], metrics=["bleu_1"], jav_path="java")
 
 
 def test_spice_stays_unavailable_when_corenlp_dir_lacks_jars(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import datasets
 import evaluate
 
-from laac.evaluation.metrics import compute_dcase_metrics
+from laac.evaluation.metrics import MetricResources, compute_dcase_metrics
 
 
 _DESCRIPTION = """\
@@ -82,15 +82,8 @@ class DcaseAac(evaluate.Metric):
         spice_corenlp_dir: str | Path | None = None,
         device: str | None = None,
     ) -> dict[str, Any]:
-        return compute_dcase_metrics(
-            list(predictions),
-            [list(refs) for refs in references],
-            metrics=metrics,
-            java_path=java_path,
-            cache_dir=cache_dir,
-            sbert_model=sbert_model,
-            echecker_path=echecker_path,
-            echecker_base_model=echecker_base_model,
-            spice_corenlp_dir=spice_corenlp_dir,
-            device=device,
-        )
+        resources = MetricResources(
+            java_path=java_path, cache_dir=cache_dir, sbert_model=sbert_model, echecker_path=echecker_path,
+            echecker_base_model=echecker_base_model, spice_corenlp_dir=spice_corenlp_dir, device=device,
+        )  # fmt: skip
+        return compute_dcase_metrics(list(predictions), [list(refs) for refs in references], metrics, resources)
