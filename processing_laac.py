@@ -53,7 +53,7 @@ def decode_generated_captions(
     """
     Captions from `generate()` token ids: the prompt dropped (a decoder-only model returns it first: pass the
     `input_ids` that went in), every special token dropped, whitespace trimmed. `LaacProcessor.decode_captions` and
-    `generate(..., correct=True)` both decode with it.
+    the post-correction hook (`corrector_laac.CaptionPostProcessor`) both decode with it.
     """
     if input_ids is not None and not is_encoder_decoder:
         sequences = sequences[:, input_ids.shape[1] :]

@@ -771,13 +771,14 @@ def test_laac_caption_correct_resolves_the_same_fallbacks(monkeypatch, fake_hub:
     monkeypatch.setattr(correct_captions, "ensure_error_detector", lambda path: "/cache/detector")
     real_access_check = correct_captions.ask_hub_for_access
     asked = _probe(monkeypatch, _NoHub("no network"))
-    settings = cli._correction_settings("auto", {"threshold": 0.8})
-    assert settings["detector"] == "/cache/detector" and settings["corrector_model"] == "smollm2"
-    assert settings["threshold"] == 0.8 and settings["mode"] == "auto" and len(asked) == 1
-    assert cli._correction_settings(settings, None) == settings  # resolved once more (another load): unchanged
-    assert cli._correction_settings(True, None)["mode"] == "auto"
+    request = cli._post_correction("auto", {"threshold": 0.8})  # parsed once, into the pipeline's typed request
+    settings = request.settings
+    assert settings.detector == "/cache/detector" and settings.corrector_model == "smollm2"
+    assert settings.threshold == 0.8 and settings.mode == "auto" and len(asked) == 1
+    assert cli._post_correction(request, None) == request  # resolved once more (another load): unchanged
+    assert cli._post_correction(True, None).settings.mode == "auto"
     # a gated LLM stops `laac caption --correct` as it stops `laac correct` (a ValueError: printed, exit status 2)
     monkeypatch.setattr(correct_captions, "ask_hub_for_access", real_access_check)  # on a Hub that refuses it
     fake_hub.answer, fake_hub.error_code = 403, "GatedRepo"
     with pytest.raises(ValueError, match="is a gated repository .*--corrector_model smollm2"):
-        cli._correction_settings("auto", None)
+        cli._post_correction("auto", None)
