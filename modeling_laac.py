@@ -8,7 +8,6 @@ Prompt I -> caption. One forward serves training (loss on caption tokens) and `g
 """
 
 import dataclasses
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -30,14 +29,9 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast, Seq2SeqLMOutput
 from transformers.utils import ModelOutput, can_return_tuple, logging
 
-try:  # in a try block, transformers' remote-code import check does not require it
-    import xxhash
-except ImportError:
-    xxhash = None
-
 from .configuration_laac import DEFAULT_GENERATION, LaacConfig, load_audio_config, num_windows
 from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layout, num_freq_patches
-from .processing_laac import decode_generated_captions, load_text_tokenizer
+from .tokenization_laac import load_text_tokenizer
 
 
 logger = logging.get_logger(__name__)
@@ -183,69 +177,6 @@ class LaacQFormer(nn.Module):
         return out.reshape(-1, out.shape[-1]), [n * n_queries for n in per_clip]
 
 
-class AudioTokenCache:
-    """
-    Encoder tokens of a frozen audio tower, kept per clip and keyed by the clip's log-mel bytes, so training that
-    sees each clip many times encodes it once (`train.py --cache_audio_tokens`). Exact only while the tower does
-    not train; the tower runs in eval mode here (no dropout), as a frozen feature extractor. Not saved with the
-    model. Memory: the tokens (about 60 KB per 5-s clip for a 128-wide encoder, 375 KB for CED-Base).
-    """
-
-    def __init__(self) -> None:
-        self.tokens: dict[bytes, torch.Tensor] = {}
-
-    @staticmethod
-    def _key(mel: torch.Tensor) -> bytes:
-        """
-        A digest of the log-mel's bytes and their count. xxHash's 128-bit XXH3 (installed with `datasets`, which
-        training needs) hashes a 5-s clip's log-mel in microseconds where BLAKE2b took half a millisecond, about 20
-        ms of every 64-clip step on 2 CPU cores; BLAKE2b where xxhash is absent.
-        """
-        data = memoryview(mel.detach().to("cpu", torch.float32).contiguous().numpy()).cast("B")
-        size = len(data).to_bytes(8, "little")
-        if xxhash is not None:
-            return xxhash.xxh3_128_digest(data) + size
-        return hashlib.blake2b(data, digest_size=16).digest() + size
-
-    @torch.no_grad()
-    def __call__(
-        self, tower: nn.Module, input_features: torch.Tensor, feature_attention_mask: Optional[torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Like `tower(...)`: (B, N_max, D) tokens packed left-aligned per clip and their (B, N_max) mask."""
-        if any(param.requires_grad for param in tower.parameters()):
-            raise ValueError(
-                "AudioTokenCache needs a frozen audio tower, but some of its parameters train; freeze it "
-                "(--freeze_audio_tower true) or drop the cache"
-            )
-        frames = (
-            feature_attention_mask.long().sum(-1).tolist()
-            if feature_attention_mask is not None
-            else [input_features.shape[-1]] * input_features.shape[0]
-        )
-        keys = [self._key(input_features[i, :, :n]) for i, n in enumerate(frames)]
-        first_rows: dict[bytes, int] = {}  # each clip not seen before, encoded once: a batch may hold a clip twice
-        for i, key in enumerate(keys):  # (two of its captions; the blind baseline's silences of one length)
-            if key not in self.tokens:
-                first_rows.setdefault(key, i)
-        missing = list(first_rows.values())
-        if missing:
-            longest = max(frames[i] for i in missing)
-            mask = None if feature_attention_mask is None else feature_attention_mask[missing, :longest]
-            was_training = tower.training
-            tower.eval()
-            encoded = tower(input_features[missing, :, :longest], feature_attention_mask=mask, return_dict=True)
-            tower.train(was_training)
-            for row, i in enumerate(missing):
-                self.tokens[keys[i]] = encoded.last_hidden_state[row, : int(encoded.attention_mask[row].sum())].clone()
-        clips = [self.tokens[key] for key in keys]
-        tokens = clips[0].new_zeros(len(clips), max(len(c) for c in clips), clips[0].shape[-1])
-        token_mask = torch.zeros(tokens.shape[:2], dtype=torch.long, device=tokens.device)
-        for row, clip in enumerate(clips):
-            tokens[row, : len(clip)] = clip
-            token_mask[row, : len(clip)] = 1
-        return tokens, token_mask
-
-
 class LaacPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     """Loading is strict by default: a LAAC checkpoint with missing or mis-shaped tensors is an error."""
 
@@ -292,7 +223,9 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
     placeholder token per audio token (see `LaacProcessor`); the projected Q-Former outputs replace them.
     """
 
-    audio_token_cache: Optional[AudioTokenCache] = None  # set by training with a frozen tower; never saved
+    # (input_features, feature_attention_mask) -> packed tokens and mask in place of the tower: set by training
+    # with a frozen tower (training.audio_token_cache.AudioTokenCache); never saved
+    audio_token_cache: Optional[Callable[..., tuple[torch.Tensor, torch.Tensor]]] = None
 
     def __init__(self, config: LaacConfig) -> None:
         super().__init__(config)
@@ -693,7 +626,6 @@ def _make_room_for_audio_token(language_model: PreTrainedModel, tokenizer: Any, 
 LaacForConditionalGeneration.register_for_auto_class("AutoModel")
 
 __all__ = [
-    "AudioTokenCache",
     "LaacAudioFeaturesOutput",
     "LaacCausalLMOutputWithPast",
     "LaacForConditionalGeneration",

@@ -5,7 +5,8 @@ imports count like top-level ones. The order:
 
 1. configuration_ced < configuration_laac: configurations import only configurations (and transformers' config
    classes). The CED length arithmetic that `num_audio_tokens` needs lives in configuration_ced for that reason.
-2. audio_laac < feature_extraction_laac < processing_laac: the one audio reader (decode, limits, validation,
+2. tokenization_laac: the text tokenizer with the audio placeholder, which both `from_components` load.
+   Then audio_laac < feature_extraction_laac < processing_laac: the one audio reader (decode, limits, validation,
    resampling; numpy, and soundfile / soxr imported lazily), audio -> log-mel, and the processor. Like
    transformers' processors they import no model code: the audio-token count comes from the configuration's `num_audio_tokens`.
 3. modeling_ced: the audio encoders.
@@ -22,7 +23,8 @@ imports count like top-level ones. The order:
    (`custom_generate/generate.py`); it imports no LAAC module (the model loads it by path and passes itself in).
    Then the sub-packages' `__init__` files (data, evaluation, training, correction, conversion, cli, demo): one
    docstring each, no imports.
-7. Libraries of the tools: data.loaders, evaluation.metrics, evaluation.report, training.lora,
+7. Libraries of the tools: data.loaders, evaluation.metrics, evaluation.report, training.audio_token_cache,
+   training.lora,
    training.tokenizer_utils, cli.paths. None of them imports another. Then data.synthetic_corpus, which writes and
    reads the Clotho format through data.loaders and scores its events with evaluation.metrics' F1, and
    data.public_data, which finds or downloads public data (Clotho's evaluation set, Llama tokenizers) where
@@ -59,6 +61,7 @@ SKIPPED_DIRS = {"tests", "build", "dist", "outputs", "runs", "__pycache__"}
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("configuration_ced",),
     ("configuration_laac",),
+    ("tokenization_laac",),
     ("audio_laac",),
     ("feature_extraction_laac",),
     ("processing_laac",),
@@ -75,6 +78,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "data.loaders",
         "evaluation.metrics",
         "evaluation.report",
+        "training.audio_token_cache",
         "training.lora",
         "training.tokenizer_utils",
     ),
@@ -217,6 +221,13 @@ def test_the_graph_is_read():
     assert ("train", "training.trainer") in arrows  # absolute, from a script
     assert ("cli.main", "laac") in arrows  # the package itself, inside a function
     assert ("benchmarks.train_benchmark", "training.trainer") in arrows
+
+
+def test_the_model_stops_at_token_ids():
+    """modeling_laac imports neither the processor nor the post-corrector: generate() only calls the hook it gets."""
+    imported = {b for a, b, _ in import_arrows() if a == "modeling_laac"}
+    assert "configuration_laac" in imported  # the parser reads this file
+    assert not imported & {"processing_laac", "feature_extraction_laac", "corrector_laac", "pipeline_laac"}, imported
 
 
 def test_every_module_has_a_layer():

@@ -27,8 +27,9 @@ from ..configuration_laac import GATE_MODES
 from ..corrector_laac import CaptionPostProcessor, PostCorrection
 from ..data.loaders import CaptionExamples, LaacDataCollator
 from ..evaluation.metrics import compute_dcase_metrics
-from ..modeling_laac import AudioTokenCache, LaacForConditionalGeneration
+from ..modeling_laac import LaacForConditionalGeneration
 from ..processing_laac import LaacProcessor
+from .audio_token_cache import AudioTokenCache
 
 logger = logging.get_logger(__name__)
 
