@@ -8,9 +8,6 @@ Prompt I -> caption. One forward serves training (loss on caption tokens) and `g
 """
 
 import dataclasses
-import importlib.util
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -30,6 +27,7 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPas
 from transformers.utils import ModelOutput, can_return_tuple, logging
 
 from .configuration_laac import DEFAULT_GENERATION, LaacConfig, load_audio_config, num_windows
+from .generation_laac import CustomGenerateMixin
 from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layout, num_freq_patches
 from .tokenization_laac import load_text_tokenizer
 
@@ -37,25 +35,6 @@ from .tokenization_laac import load_text_tokenizer
 logger = logging.get_logger(__name__)
 
 AUDIO_TOWER_CLASSES = {"ced": CedModel, "dasheng": DashengModel}
-# The fast decoding loop, beside this file in the package and in a checkpoint loaded with trust_remote_code;
-# transformers installs a checkpoint's `custom_generate/generate.py` as `model.generate`.
-CUSTOM_GENERATE_DIR = "custom_generate"
-CUSTOM_GENERATE_FILE = os.path.join(CUSTOM_GENERATE_DIR, "generate.py")
-
-
-def _custom_generate_source() -> Optional[str]:
-    """Path of the fast decoding loop next to this file, or None (an older checkpoint's code has none)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), CUSTOM_GENERATE_FILE)
-    return path if os.path.isfile(path) else None
-
-
-def _write_custom_generate(save_directory: Union[str, os.PathLike]) -> None:
-    """Copy the fast decoding loop into `save_directory`/custom_generate/ (nothing when this code has none)."""
-    source = _custom_generate_source()
-    if source is not None:
-        target = os.path.join(save_directory, CUSTOM_GENERATE_FILE)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(source, target)
 
 
 @dataclass
@@ -177,8 +156,11 @@ class LaacQFormer(nn.Module):
         return out.reshape(-1, out.shape[-1]), [n * n_queries for n in per_clip]
 
 
-class LaacPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
-    """Loading is strict by default: a LAAC checkpoint with missing or mis-shaped tensors is an error."""
+class LaacPreTrainedModel(StrictLoadingMixin, CustomGenerateMixin, PreTrainedModel):
+    """
+    Loading is strict by default: a LAAC checkpoint with missing or mis-shaped tensors is an error. Saving also
+    writes the fast decoding loop (`custom_generate/generate.py`), which `fast_generate` runs.
+    """
 
     _strict_loading_default = True
     _strict_loading_hint = "the checkpoint was saved from a different LaacConfig"
@@ -502,41 +484,6 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         if post_processor is None:
             return output
         return post_processor(output, None if self.config.is_encoder_decoder else input_ids)
-
-    def fast_generate(self, *args: Any, **kwargs: Any) -> Any:
-        """
-        The fast decoding loop (`custom_generate/generate.py`: same token ids as `generate`, preallocated cache,
-        in-place beam reordering) where that file sits next to this module, else `generate`. A checkpoint loaded
-        with `trust_remote_code=True` already has it as `generate`; the pipeline and `laac caption` call this.
-        """
-        source = _custom_generate_source()
-        if source is None:
-            return self.generate(*args, **kwargs)
-        if "_custom_generate" not in self.__dict__:  # load the file once per model, outside its modules
-            spec = importlib.util.spec_from_file_location(f"{__name__}_custom_generate", source)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            self.__dict__["_custom_generate"] = module.generate
-        return self.__dict__["_custom_generate"](self, *args, **kwargs)
-
-    def save_pretrained(self, save_directory: Union[str, os.PathLike], *args: Any, **kwargs: Any) -> None:
-        """`PreTrainedModel.save_pretrained`, plus the fast decoding loop as `custom_generate/generate.py`."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if self.should_save_on_this_rank(kwargs.get("is_main_process", True)):
-            _write_custom_generate(save_directory)
-
-    def _upload_modified_files(
-        self, working_dir: Union[str, os.PathLike], repo_id: str, files_timestamps: dict[str, float], **kwargs: Any
-    ) -> Any:
-        """
-        `PushToHubMixin._upload_modified_files` with `custom_generate/` in the commit. `save_pretrained(...,
-        push_to_hub=True)` uploads from inside `PreTrainedModel.save_pretrained`, before this class writes the fast
-        loop, and a folder already there counts as modified only when the folder's own time changes; so the loop
-        is written here and its folder always uploaded.
-        """
-        _write_custom_generate(working_dir)
-        files_timestamps = {name: stamp for name, stamp in files_timestamps.items() if name != CUSTOM_GENERATE_DIR}
-        return super()._upload_modified_files(working_dir, repo_id, files_timestamps, **kwargs)
 
     # -- assembly from released parts ------------------------------------------------------------------------------
 

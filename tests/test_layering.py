@@ -9,7 +9,8 @@ imports count like top-level ones. The order:
    Then audio_laac < feature_extraction_laac < processing_laac: the one audio reader (decode, limits, validation,
    resampling; numpy, and soundfile / soxr imported lazily), audio -> log-mel, and the processor. Like
    transformers' processors they import no model code: the audio-token count comes from the configuration's `num_audio_tokens`.
-3. modeling_ced: the audio encoders.
+3. modeling_ced: the audio encoders. Then generation_laac: the mixin that saves the fast decoding loop with the
+   weights and runs it (`fast_generate`).
 4. corrector_laac: the post-corrector (FENSE detector + instruct LLM) and the generation hook that decodes and
    post-corrects (`CaptionPostProcessor`). The model does not import it (`generate` only calls the hook it is
    handed); the pipeline does, which is what makes `save_pretrained` copy it into every checkpoint. It imports only
@@ -66,6 +67,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("feature_extraction_laac",),
     ("processing_laac",),
     ("modeling_ced",),
+    ("generation_laac",),
     ("corrector_laac",),
     ("modeling_laac",),
     ("pipeline_laac",),
