@@ -359,6 +359,23 @@ def test_cli_on_csv_and_jsonl(tmp_path, tiny_fense_checkpoint: dict, smollm2_cor
     assert [r["caption"] for r in written] == CAPTIONS
     assert {r["reason"] for r in written} == {"gate_never"} and not any(r["corrected"] for r in written)
 
+    # --post_corrector: the settings a PostCorrector saved (threshold 0); a flag off its default overrides them
+    saved = PostCorrector.from_settings(
+        {"threshold": 0.0, "detector": tiny_fense_checkpoint["file"], "corrector_model": "smollm2",
+         "detector_tokenizer": tiny_fense_checkpoint["tokenizer"], "detector_config": tiny_fense_checkpoint["config"]}
+    )  # fmt: skip
+    saved.save_pretrained(tmp_path / "post_corrector")
+    out_saved = tmp_path / "out_saved.jsonl"
+    correct_captions_main(["--input", str(jsonl), "--output", str(out_saved), "--post_corrector",
+                           str(tmp_path / "post_corrector")])  # fmt: skip
+    written = [json.loads(line) for line in out_saved.read_text().splitlines()]
+    assert [r["raw_caption"] for r in written] == CAPTIONS
+    assert all(r["reason"] != "below_threshold" and r["error_prob"] is not None for r in written)
+    correct_captions_main(["--input", str(jsonl), "--output", str(out_saved), "--post_corrector",
+                           str(tmp_path / "post_corrector"), "--mode", "never"])  # fmt: skip
+    written = [json.loads(line) for line in out_saved.read_text().splitlines()]
+    assert {r["reason"] for r in written} == {"gate_never"}
+
 
 # ------------------------------------------------------------------------------------------------ FENSE rules
 def test_fense_corruption_rules():
