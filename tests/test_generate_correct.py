@@ -9,6 +9,7 @@ import json
 import os
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import laac  # noqa: F401  registers the LAAC classes and the task
 import pytest
@@ -31,7 +32,7 @@ from laac.data.loaders import load_clotho
 from laac.data.synthetic_corpus import write_corpus
 from laac.evaluation.metrics import compute_dcase_metrics
 from laac.modeling_laac import LaacForConditionalGeneration
-from laac.training.trainer import evaluate_model, parse_correct_setting
+from laac.training.trainer import LaacTrainer, evaluate_model, parse_correct_setting
 from transformers import GenerationMixin, pipeline
 
 from tests.laac_tester import make_audio, run_without_laac, save_tiny_model, tiny_config, tiny_model, tiny_processor
@@ -345,7 +346,8 @@ def test_cli_caption_correct_goes_through_generate(corrector_model_dir, appendin
 
 
 def test_parse_correct_setting():
-    assert [parse_correct_setting(v) for v in (None, False, "false", "", "none")] == [None] * 5
+    assert [parse_correct_setting(v) for v in (None, "false", "", "none")] == [None] * 4
+    assert parse_correct_setting(False) is False  # a YAML value passes; PostCorrection.parse reads it as off
     assert [parse_correct_setting(v) for v in (True, "true", "True")] == [True] * 3
     assert parse_correct_setting("never") == "never"
     assert parse_correct_setting('{"threshold": 0.5}') == {"threshold": 0.5}
@@ -354,6 +356,17 @@ def test_parse_correct_setting():
         parse_correct_setting("sometimes")
     with pytest.raises(ValueError, match="not valid JSON"):
         parse_correct_setting("{threshold: 0.5}")
+
+
+def test_trainer_builds_its_eval_corrector_once(setup):
+    model, _, _ = setup
+    trainer = SimpleNamespace(args=SimpleNamespace(eval_correct="never"), model=model)  # what the method reads
+    corrector = LaacTrainer._eval_post_corrector(trainer)
+    assert isinstance(corrector, PostCorrector) and corrector.mode == "never"
+    assert corrector.threshold == model.config.corrector["threshold"]
+    assert LaacTrainer._eval_post_corrector(trainer) is corrector  # every later evaluation: the same object
+    off = SimpleNamespace(args=SimpleNamespace(eval_correct=None), model=model)
+    assert LaacTrainer._eval_post_corrector(off) is None
 
 
 @pytest.fixture(scope="module")
@@ -397,7 +410,7 @@ def test_train_eval_correct_reports_corrected_metrics(corrector_model_dir, corpu
     ])  # fmt: skip
     assert calls and all(call["corrector"].to_settings() == json.loads(
         (corrector_model_dir / "config.json").read_text())["corrector"] for call in calls)  # fmt: skip
-    assert len({id(call["hook"]) for call in calls}) == 1  # built once per evaluation
+    assert len({id(call["corrector"]) for call in calls}) == 1  # one corrector for the run: its models load once
     metrics = results["eval"]
     names = [name for name in metrics if name.endswith("bleu_1")]
     assert names == ["eval_bleu_1", "eval_corrected_bleu_1"]

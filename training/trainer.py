@@ -85,14 +85,13 @@ class LaacTrainingArguments(TrainingArguments):
 
 def parse_correct_setting(value: Any) -> Any:
     """
-    `--eval_correct` as `evaluate_model(correct=...)` takes it: None (off), True (the model's `config.corrector`), a gate
-    mode, or a settings dict. Accepts a flag string ("true", "false", "auto", a JSON object) or a YAML value.
+    `--eval_correct` as `PostCorrection.parse` takes it: a flag string ("true", "false", a gate mode, a JSON object)
+    becomes None (off), True (the model's `config.corrector`), the gate mode or the settings dict; a YAML value (a
+    bool, a dict, None) is already one and passes as it is.
     """
-    if value is None or value is False:
-        return None
-    if value is True or isinstance(value, dict):
+    if not isinstance(value, str):
         return value
-    text = str(value).strip()
+    text = value.strip()
     if text.lower() in ("", "false", "none", "no", "0"):
         return None
     if text.lower() in ("true", "yes", "1"):
@@ -277,6 +276,14 @@ class LaacTrainer(Trainer):
             metrics.update(self._generate_and_score(metric_key_prefix))
         return metrics
 
+    def _eval_post_corrector(self) -> Any:
+        """`--eval_correct` as one corrector, built at the first evaluation and kept (its models load once)."""
+        if "_post_corrector" not in self.__dict__:
+            request = PostCorrection.parse(self.args.eval_correct, self.model.config.corrector)
+            device = str(next(self.model.parameters()).device)
+            self.__dict__["_post_corrector"] = None if request is None else request.build(device)
+        return self.__dict__["_post_corrector"]
+
     def _generate_and_score(self, prefix: str) -> dict[str, float]:
         scores = None
         if self.is_world_process_zero():
@@ -294,7 +301,7 @@ class LaacTrainer(Trainer):
                     },
                     metrics=self.args.eval_metrics,
                     silence=collator is not None and collator.silence,
-                    correct=self.args.eval_correct,
+                    correct=self._eval_post_corrector(),
                 )
             write_evaluation(self.args.output_dir, self.state.global_step, result, prefix)
             scores = {f"{prefix}_{k}": v for k, v in result.metrics.items() if isinstance(v, (int, float))}
