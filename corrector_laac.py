@@ -14,8 +14,9 @@ above 0.9. This module holds the three pieces:
 - [`CaptionPostProcessor`]: the generation hook, `model.generate(**inputs, post_processor=...)`: decodes the ids
   and post-corrects each distinct caption once into a [`LaacGenerateCorrectedOutput`].
 
-This file ships next to model weights: it imports only torch / transformers / numpy / stdlib at top level, and the
-settings (detector, instruct LLM, threshold, Prompt II, answer rules) from `configuration_laac`.
+This file ships next to model weights (the pipeline imports it; the model does not): it imports only torch /
+transformers / numpy / stdlib at top level, the settings (detector, instruct LLM, threshold, Prompt II, answer
+rules) from `configuration_laac`, and caption decoding and FENSE's caption cleaning from `processing_laac`.
 """
 
 from __future__ import annotations
