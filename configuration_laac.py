@@ -234,8 +234,9 @@ class LaacConfig(PretrainedConfig):
         audio_token_id (`int`, *optional*): id of the audio placeholder token in the text vocabulary.
         prompt_template (`str`, defaults to Prompt I): the text prompt; `AUDIO_PLACEHOLDER` marks the audio.
         corrector (`dict`, *optional*): post-corrector settings, the fields of [`CorrectorSettings`] (detector,
-            threshold, corrector_model, system_prompt, answer_rules, ...). Only ids/paths are stored: corrector
-            weights never enter a LAAC checkpoint.
+            threshold, corrector_model, system_prompt, answer_rules, ...): the model's default post-corrector, what
+            `correct=True` uses and `PostCorrector.from_pretrained(model_dir)` reads. Only ids/paths are stored:
+            corrector weights never enter a LAAC checkpoint.
     """
 
     model_type = "laac"

@@ -8,27 +8,32 @@ above 0.9. This module holds the three pieces:
   `state_dict` of a BERT encoder plus a linear head) and returns `sigmoid(last logit)` per caption.
 - [`CaptionCorrector`]: a frozen instruct causal LM prompted with Prompt II through the tokenizer's chat template,
   greedy and batched, whose answer is parsed back to one Clotho-style sentence and rejected when it rambles.
-- [`PostCorrector`]: gate + corrector, lazily loaded from [`CorrectorSettings`] (what `LaacConfig.corrector`
-  holds as a dict; weights are never stored in LAAC checkpoints).
+- [`PostCorrector`]: gate + corrector, lazily loaded from [`CorrectorSettings`], saved and loaded as its own
+  `post_corrector_config.json` (ids and paths, never weights; `LaacConfig.corrector` holds the model's default).
+- [`PostCorrection`]: what a `correct=` argument asks for, parsed once where it enters (pipeline, CLI, evaluation).
+- [`CaptionPostProcessor`]: the generation hook, `model.generate(**inputs, post_processor=...)`: decodes the ids
+  and post-corrects each distinct caption once into a [`LaacGenerateCorrectedOutput`].
 
-This file ships next to model weights: it imports only torch / transformers / numpy / stdlib at top level, and the
-settings (detector, instruct LLM, threshold, Prompt II, answer rules) from `configuration_laac`.
+This file ships next to model weights (the pipeline imports it; the model does not): it imports only torch /
+transformers / numpy / stdlib at top level, the settings (detector, instruct LLM, threshold, Prompt II, answer
+rules) from `configuration_laac`, and caption decoding and FENSE's caption cleaning from `processing_laac`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pickle
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
-from transformers.utils import logging
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, ProcessorMixin
+from transformers.utils import ModelOutput, logging
 
 from .configuration_laac import (
     ANSWER_RULE_PRESETS,
@@ -41,7 +46,7 @@ from .configuration_laac import (
     CorrectorSettings,
 )
 from .configuration_laac import PROMPT_II as CORRECTION_SYSTEM_PROMPT
-from .processing_laac import fense_normalize_caption
+from .processing_laac import decode_generated_captions, fense_normalize_caption
 
 
 logger = logging.get_logger(__name__)
@@ -62,6 +67,8 @@ FENSE_CHECKPOINTS = {
         "90ed0ac5033ec497ec66d4f68588053813e085671136dae312097c96c504f673",
     ),
 }
+# A post-corrector's own config file (`PostCorrector.save_pretrained`): its settings, ids and paths only.
+POST_CORRECTOR_CONFIG_NAME = "post_corrector_config.json"
 TRUNCATION_MARK = "\x00<truncated>"
 # Clotho captions are 8-20 words; anything far beyond is not a caption and would only waste LLM time.
 MAX_CAPTION_WORDS = 60
@@ -678,9 +685,225 @@ class PostCorrector:
         """Plain settings (ids and numbers, never weights) that `from_settings` accepts."""
         return self.settings.to_dict()
 
+    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        """Write the settings to `save_directory`/post_corrector_config.json (never weights); returns its path."""
+        os.makedirs(save_directory, exist_ok=True)
+        path = os.path.join(save_directory, POST_CORRECTOR_CONFIG_NAME)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(self.to_settings(), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | os.PathLike | CorrectorSettings | Mapping[str, Any],
+        device: str | None = None,
+        **overrides: Any,
+    ) -> PostCorrector:
+        """
+        Build from a folder written by `save_pretrained` (or its `post_corrector_config.json`), from a LAAC model
+        folder (the `corrector` settings of its config.json), or from settings; `overrides` take precedence.
+        Models load on first use.
+        """
+        if isinstance(source, (CorrectorSettings, Mapping)):
+            return cls.from_settings(source, device=device, **overrides)
+        return cls.from_settings(_saved_settings(os.fspath(source)), device=device, **overrides)
+
+    def for_tokenizer(self, tokenizer: Any) -> CaptionPostProcessor:
+        """The generation hook that decodes with `tokenizer` (or a processor's) and post-corrects with this object."""
+        return CaptionPostProcessor(tokenizer, self)
+
+
+def _saved_settings(source: str) -> dict[str, Any]:
+    """The settings saved at `source`: a post-corrector's folder or config file, or a LAAC model folder."""
+    folder_files = [os.path.join(source, name) for name in (POST_CORRECTOR_CONFIG_NAME, "config.json")]
+    for path in [source] if os.path.isfile(source) else folder_files:
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        if os.path.basename(path) != "config.json":
+            return saved
+        if saved.get("corrector") is not None:  # a LAAC model folder: its default corrector settings
+            return saved["corrector"]
+    raise ValueError(
+        f"no post-corrector settings at {source}: expected a folder with {POST_CORRECTOR_CONFIG_NAME} "
+        "(PostCorrector.save_pretrained) or a LAAC model folder whose config.json holds `corrector`"
+    )
+
 
 def _component_name(component: Any) -> str:
     """The id a detector / corrector was given as, or loaded from (settings hold names, never weights)."""
     if isinstance(component, str):
         return component
     return getattr(component, "name_or_path", None) or type(component).__name__
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# correct= and the generation hook
+# ----------------------------------------------------------------------------------------------------------------
+class PostCorrectionError(ValueError):
+    """Post-correction could not run (settings, detector or corrector model): not the audio's fault."""
+
+
+RecordsCorrector = Callable[[list[str]], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class PostCorrection:
+    """
+    What a `correct=` argument asks for, parsed once where it enters (the pipeline, `laac caption --correct`,
+    `evaluate_model`): either corrector settings (with the device to load them on) or a callable
+    `captions -> records` (e.g. a loaded `PostCorrector`). "Off" is `None`, never an instance.
+    """
+
+    settings: CorrectorSettings | None = None
+    corrector: RecordsCorrector | None = None
+    device: str | None = None
+
+    @classmethod
+    def parse(cls, correct: Any, defaults: CorrectorSettings | Mapping[str, Any] | None = None) -> PostCorrection | None:
+        """
+        None or False: None (off). True: `defaults` (a model's `config.corrector`). A gate mode ("auto", "always",
+        "never") or a settings dict: `defaults` with those overrides. A callable: used as is. A `PostCorrection`:
+        itself. Bad settings raise `PostCorrectionError` here, before any decoding.
+        """
+        if correct is None or correct is False:
+            return None
+        if isinstance(correct, PostCorrection):
+            return correct
+        if callable(correct):
+            return cls(corrector=correct)
+        settings = defaults.to_dict() if isinstance(defaults, CorrectorSettings) else dict(defaults or {})
+        if isinstance(correct, str):
+            settings["mode"] = correct
+        elif isinstance(correct, Mapping):
+            settings.update(correct)
+        elif correct is not True:
+            raise PostCorrectionError(
+                f"correct must be a bool, a gate mode {GATE_MODES}, a settings dict or a callable, got {correct!r}"
+            )
+        device = settings.pop("device", None)
+        try:
+            return cls(settings=CorrectorSettings.from_dict(settings), device=device)
+        except (ValueError, TypeError) as error:
+            raise PostCorrectionError(f"correct={correct!r}: {error}") from error
+
+    def build(self, device: str | None = None) -> RecordsCorrector:
+        """The corrector: the given callable, or a `PostCorrector` of the settings (its models load on first use)."""
+        if self.corrector is not None:
+            return self.corrector
+        return PostCorrector.from_settings(self.settings, device=self.device or device)
+
+
+@dataclass
+class LaacGenerateCorrectedOutput(ModelOutput):
+    r"""
+    What `model.generate(**inputs, post_processor=CaptionPostProcessor(...))` returns: the captions as decoded and
+    after post-correction (error detector gate, then the instruct LLM with Prompt II), one entry per sequence.
+
+    sequences (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+        The generated token ids, exactly what `generate()` returns without a post-processor (for a decoder-only
+        text model the prompt comes first).
+    captions (`list[str]`):
+        The raw captions: `sequences` decoded without the prompt and special tokens (`LaacProcessor.decode_captions`).
+    corrected_captions (`list[str]`):
+        The final captions: the corrector's rewrite where the gate flagged a caption and the answer rules accepted
+        the rewrite, else the raw caption unchanged.
+    error_probabilities (`list[Optional[float]]`):
+        The error detector's probability per caption; `None` where the detector did not score it (gate "always" or
+        "never", an empty caption).
+    corrected (`list[bool]`): whether each caption was rewritten (`corrected_captions[i] != captions[i]`).
+    reasons (`list[Optional[str]]`):
+        Why each caption is what it is: "corrected", "below_threshold", "unchanged", "gate_never", an answer rule
+        that refused the rewrite ("answer_no_overlap", ...) or an input problem ("empty_input").
+    generate_output (`ModelOutput`, *optional*):
+        The stock output object when `return_dict_in_generate=True` (scores, beam indices, ...).
+    """
+
+    sequences: Optional[torch.LongTensor] = None
+    captions: Optional[list[str]] = None
+    corrected_captions: Optional[list[str]] = None
+    error_probabilities: Optional[list[Optional[float]]] = None
+    corrected: Optional[list[bool]] = None
+    reasons: Optional[list[Optional[str]]] = None
+    generate_output: Optional[ModelOutput] = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-able dict per caption: `caption` (final), `raw_caption`, `error_prob`, `corrected`, `reason`."""
+        columns = (self.corrected_captions, self.captions, self.error_probabilities, self.corrected, self.reasons)
+        keys = ("caption", "raw_caption", "error_prob", "corrected", "reason")
+        return [dict(zip(keys, row)) for row in zip(*columns)]
+
+
+class CaptionPostProcessor:
+    """
+    The generation hook: built once with the text tokenizer (or the `LaacProcessor`) and a corrector (a
+    `PostCorrector`, any callable `captions -> records`, or a `PostCorrection` to build one from), then called by
+    `generate()` and the fast loop after decoding as `hook(generate_output, prompt_ids)`. Each distinct caption is
+    corrected once.
+
+        hook = PostCorrector.from_pretrained(model_dir).for_tokenizer(processor.tokenizer)
+        out = model.generate(**inputs, post_processor=hook)   # a LaacGenerateCorrectedOutput
+    """
+
+    def __init__(self, tokenizer: Any, corrector: RecordsCorrector | PostCorrection, device: str | None = None) -> None:
+        self.tokenizer = _caption_tokenizer(tokenizer)
+        self.corrector = corrector.build(device) if isinstance(corrector, PostCorrection) else corrector
+        if not callable(self.corrector):
+            raise PostCorrectionError(f"the corrector must be callable (captions -> records), got {corrector!r}")
+
+    def __call__(self, generate_output: Any, prompt_ids: torch.Tensor | None = None) -> LaacGenerateCorrectedOutput:
+        """`generate_output`: the ids (or dict output) plain `generate` gives; `prompt_ids`: the ids they start with."""
+        sequences = generate_output if isinstance(generate_output, torch.Tensor) else generate_output.sequences
+        captions = decode_generated_captions(self.tokenizer, sequences, prompt_ids)
+        records = self.correct(captions)
+        return LaacGenerateCorrectedOutput(
+            sequences=sequences,
+            captions=captions,
+            corrected_captions=[record["caption"] for record in records],
+            error_probabilities=[record["error_prob"] for record in records],
+            corrected=[record["corrected"] for record in records],
+            reasons=[record["reason"] for record in records],
+            generate_output=None if isinstance(generate_output, torch.Tensor) else generate_output,
+        )
+
+    def correct(self, captions: list[str]) -> list[dict[str, Any]]:
+        """One full record per caption; the corrector sees each distinct caption once."""
+        distinct = list(dict.fromkeys(captions))
+        try:
+            results = self.corrector(distinct)
+        except (ValueError, OSError, ImportError, RuntimeError) as error:
+            raise PostCorrectionError(
+                f"post-correction failed ({type(error).__name__}: {error}); check the corrector settings "
+                "(model.config.corrector or correct=) or caption without correction"
+            ) from error
+        if len(results) != len(distinct):
+            raise PostCorrectionError(f"the post-corrector returned {len(results)} records for {len(distinct)} captions")
+        by_caption = {caption: _full_record(caption, result) for caption, result in zip(distinct, results)}
+        return [dict(by_caption[caption]) for caption in captions]
+
+
+def _caption_tokenizer(source: Any) -> Any:
+    """The text tokenizer that decodes generated ids: `source` itself, or a processor's."""
+    tokenizer = source.tokenizer if isinstance(source, ProcessorMixin) else source
+    if not callable(getattr(tokenizer, "batch_decode", None)):
+        raise ValueError(
+            f"post-correction decodes the captions first and cannot decode with a {type(source).__name__}; pass the "
+            "model's text tokenizer (processor.tokenizer) or its LaacProcessor"
+        )
+    return tokenizer
+
+
+def _full_record(raw_caption: str, result: Mapping[str, Any]) -> dict[str, Any]:
+    """A corrector's record for `raw_caption` with every key of a `PostCorrector` record (a callable may omit some)."""
+    caption = result.get("caption", raw_caption)
+    probability = result.get("error_prob")
+    return {
+        "caption": caption,
+        "raw_caption": result.get("raw_caption", raw_caption),
+        "error_prob": None if probability is None else float(probability),
+        "corrected": bool(result.get("corrected", caption != raw_caption)),
+        "reason": result.get("reason"),
+    }

@@ -8,10 +8,6 @@ Prompt I -> caption. One forward serves training (loss on caption tokens) and `g
 """
 
 import dataclasses
-import hashlib
-import importlib.util
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -25,44 +21,20 @@ from transformers import (
     GenerationConfig,
     GenerationMixin,
     PreTrainedModel,
-    ProcessorMixin,
 )
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast, Seq2SeqLMOutput
 from transformers.utils import ModelOutput, can_return_tuple, logging
 
-try:  # in a try block, transformers' remote-code import check does not require it
-    import xxhash
-except ImportError:
-    xxhash = None
-
 from .configuration_laac import DEFAULT_GENERATION, LaacConfig, load_audio_config, num_windows
+from .generation_laac import CustomGenerateMixin
 from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layout, num_freq_patches
-from .processing_laac import decode_generated_captions, load_text_tokenizer
+from .tokenization_laac import load_text_tokenizer
 
 
 logger = logging.get_logger(__name__)
 
 AUDIO_TOWER_CLASSES = {"ced": CedModel, "dasheng": DashengModel}
-# The fast decoding loop, beside this file in the package and in a checkpoint loaded with trust_remote_code;
-# transformers installs a checkpoint's `custom_generate/generate.py` as `model.generate`.
-CUSTOM_GENERATE_DIR = "custom_generate"
-CUSTOM_GENERATE_FILE = os.path.join(CUSTOM_GENERATE_DIR, "generate.py")
-
-
-def _custom_generate_source() -> Optional[str]:
-    """Path of the fast decoding loop next to this file, or None (an older checkpoint's code has none)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), CUSTOM_GENERATE_FILE)
-    return path if os.path.isfile(path) else None
-
-
-def _write_custom_generate(save_directory: Union[str, os.PathLike]) -> None:
-    """Copy the fast decoding loop into `save_directory`/custom_generate/ (nothing when this code has none)."""
-    source = _custom_generate_source()
-    if source is not None:
-        target = os.path.join(save_directory, CUSTOM_GENERATE_FILE)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(source, target)
 
 
 @dataclass
@@ -110,68 +82,6 @@ class LaacSeq2SeqLMOutput(Seq2SeqLMOutput):
     """
 
     audio_features: Optional[LaacAudioFeaturesOutput] = None
-
-
-@dataclass
-class LaacGenerateCorrectedOutput(ModelOutput):
-    r"""
-    What `generate(..., correct=True, tokenizer=...)` returns: the captions as decoded and after the report's
-    post-correction (FENSE error detector gate, then the instruct LLM with Prompt II), one entry per sequence.
-    Without `correct`, `generate()` returns the token ids alone, as `GenerationMixin.generate` does.
-
-    sequences (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
-        The generated token ids, exactly what `generate()` returns without `correct` (for a decoder-only text model
-        the prompt comes first).
-    captions (`list[str]`):
-        The raw captions: `sequences` decoded without the prompt and special tokens (`LaacProcessor.decode_captions`).
-    corrected_captions (`list[str]`):
-        The final captions: the corrector's rewrite where the gate flagged a caption and the answer rules accepted
-        the rewrite, else the raw caption unchanged.
-    error_probabilities (`list[Optional[float]]`):
-        The error detector's probability per caption; `None` where the detector did not score it (gate "always" or
-        "never", an empty caption).
-    corrected (`list[bool]`): whether each caption was rewritten (`corrected_captions[i] != captions[i]`).
-    reasons (`list[Optional[str]]`):
-        Why each caption is what it is: "corrected", "below_threshold", "unchanged", "gate_never", an answer rule
-        that refused the rewrite ("answer_no_overlap", ...) or an input problem ("empty_input").
-    generate_output (`ModelOutput`, *optional*):
-        The stock output object when `return_dict_in_generate=True` (scores, beam indices, ...).
-    """
-
-    sequences: Optional[torch.LongTensor] = None
-    captions: Optional[list[str]] = None
-    corrected_captions: Optional[list[str]] = None
-    error_probabilities: Optional[list[Optional[float]]] = None
-    corrected: Optional[list[bool]] = None
-    reasons: Optional[list[Optional[str]]] = None
-    generate_output: Optional[ModelOutput] = None
-
-    def records(self) -> list[dict[str, Any]]:
-        """One JSON-able dict per caption: `caption` (final), `raw_caption`, `error_prob`, `corrected`, `reason`."""
-        columns = (self.corrected_captions, self.captions, self.error_probabilities, self.corrected, self.reasons)
-        keys = ("caption", "raw_caption", "error_prob", "corrected", "reason")
-        return [dict(zip(keys, row)) for row in zip(*columns)]
-
-
-class PostCorrectionError(ValueError):
-    """`generate(correct=...)` could not post-correct (settings, detector or corrector model): not the audio's fault."""
-
-
-def _caption_tokenizer(tokenizer: Any, processor: Any) -> Any:
-    """The text tokenizer that decodes generated ids before post-correction: the processor's, or the one given."""
-    source = processor if processor is not None else tokenizer
-    if source is None:
-        raise ValueError(
-            "generate(correct=...) decodes the captions before correcting them and needs the text tokenizer: pass "
-            "tokenizer=processor.tokenizer or processor=processor (the LaacProcessor of this model)"
-        )
-    text_tokenizer = source.tokenizer if isinstance(source, ProcessorMixin) else source
-    if not callable(getattr(text_tokenizer, "batch_decode", None)):
-        raise ValueError(
-            f"generate(correct=...) cannot decode with a {type(source).__name__}; pass the model's text tokenizer "
-            "(tokenizer=processor.tokenizer) or its LaacProcessor (processor=)"
-        )
-    return text_tokenizer
 
 
 def _with_audio_features(output_class: type, outputs: ModelOutput, audio_features: Any) -> ModelOutput:
@@ -246,71 +156,11 @@ class LaacQFormer(nn.Module):
         return out.reshape(-1, out.shape[-1]), [n * n_queries for n in per_clip]
 
 
-class AudioTokenCache:
+class LaacPreTrainedModel(StrictLoadingMixin, CustomGenerateMixin, PreTrainedModel):
     """
-    Encoder tokens of a frozen audio tower, kept per clip and keyed by the clip's log-mel bytes, so training that
-    sees each clip many times encodes it once (`train.py --cache_audio_tokens`). Exact only while the tower does
-    not train; the tower runs in eval mode here (no dropout), as a frozen feature extractor. Not saved with the
-    model. Memory: the tokens (about 60 KB per 5-s clip for a 128-wide encoder, 375 KB for CED-Base).
+    Loading is strict by default: a LAAC checkpoint with missing or mis-shaped tensors is an error. Saving also
+    writes the fast decoding loop (`custom_generate/generate.py`), which `fast_generate` runs.
     """
-
-    def __init__(self) -> None:
-        self.tokens: dict[bytes, torch.Tensor] = {}
-
-    @staticmethod
-    def _key(mel: torch.Tensor) -> bytes:
-        """
-        A digest of the log-mel's bytes and their count. xxHash's 128-bit XXH3 (installed with `datasets`, which
-        training needs) hashes a 5-s clip's log-mel in microseconds where BLAKE2b took half a millisecond, about 20
-        ms of every 64-clip step on 2 CPU cores; BLAKE2b where xxhash is absent.
-        """
-        data = memoryview(mel.detach().to("cpu", torch.float32).contiguous().numpy()).cast("B")
-        size = len(data).to_bytes(8, "little")
-        if xxhash is not None:
-            return xxhash.xxh3_128_digest(data) + size
-        return hashlib.blake2b(data, digest_size=16).digest() + size
-
-    @torch.no_grad()
-    def __call__(
-        self, tower: nn.Module, input_features: torch.Tensor, feature_attention_mask: Optional[torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Like `tower(...)`: (B, N_max, D) tokens packed left-aligned per clip and their (B, N_max) mask."""
-        if any(param.requires_grad for param in tower.parameters()):
-            raise ValueError(
-                "AudioTokenCache needs a frozen audio tower, but some of its parameters train; freeze it "
-                "(--freeze_audio_tower true) or drop the cache"
-            )
-        frames = (
-            feature_attention_mask.long().sum(-1).tolist()
-            if feature_attention_mask is not None
-            else [input_features.shape[-1]] * input_features.shape[0]
-        )
-        keys = [self._key(input_features[i, :, :n]) for i, n in enumerate(frames)]
-        first_rows: dict[bytes, int] = {}  # each clip not seen before, encoded once: a batch may hold a clip twice
-        for i, key in enumerate(keys):  # (two of its captions; the blind baseline's silences of one length)
-            if key not in self.tokens:
-                first_rows.setdefault(key, i)
-        missing = list(first_rows.values())
-        if missing:
-            longest = max(frames[i] for i in missing)
-            mask = None if feature_attention_mask is None else feature_attention_mask[missing, :longest]
-            was_training = tower.training
-            tower.eval()
-            encoded = tower(input_features[missing, :, :longest], feature_attention_mask=mask, return_dict=True)
-            tower.train(was_training)
-            for row, i in enumerate(missing):
-                self.tokens[keys[i]] = encoded.last_hidden_state[row, : int(encoded.attention_mask[row].sum())].clone()
-        clips = [self.tokens[key] for key in keys]
-        tokens = clips[0].new_zeros(len(clips), max(len(c) for c in clips), clips[0].shape[-1])
-        token_mask = torch.zeros(tokens.shape[:2], dtype=torch.long, device=tokens.device)
-        for row, clip in enumerate(clips):
-            tokens[row, : len(clip)] = clip
-            token_mask[row, : len(clip)] = 1
-        return tokens, token_mask
-
-
-class LaacPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
-    """Loading is strict by default: a LAAC checkpoint with missing or mis-shaped tensors is an error."""
 
     _strict_loading_default = True
     _strict_loading_hint = "the checkpoint was saved from a different LaacConfig"
@@ -355,7 +205,9 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
     placeholder token per audio token (see `LaacProcessor`); the projected Q-Former outputs replace them.
     """
 
-    audio_token_cache: Optional[AudioTokenCache] = None  # set by training with a frozen tower; never saved
+    # (input_features, feature_attention_mask) -> packed tokens and mask in place of the tower: set by training
+    # with a frozen tower (training.audio_token_cache.AudioTokenCache); never saved
+    audio_token_cache: Optional[Callable[..., tuple[torch.Tensor, torch.Tensor]]] = None
 
     def __init__(self, config: LaacConfig) -> None:
         super().__init__(config)
@@ -602,8 +454,7 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         input_features: Optional[torch.Tensor] = None,
         feature_attention_mask: Optional[torch.Tensor] = None,
         inputs_embeds: Optional[torch.Tensor] = None,
-        correct: Any = None,
-        processor: Optional[Any] = None,
+        post_processor: Optional[Callable[[Any, Optional[torch.Tensor]], Any]] = None,
         **kwargs: Any,
     ) -> Any:
         """
@@ -611,164 +462,28 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         encoded and spliced once, before beam search copies the prompt `num_beams` times, through the same
         `embed_inputs` that training uses; the returned sequences still start with `input_ids`.
 
-        correct (`bool`, `str`, `dict` or callable, *optional*): post-correct the captions (see `get_post_corrector`):
-            the call then returns a `LaacGenerateCorrectedOutput` (ids, raw and corrected captions, error
-            probabilities) and needs `tokenizer=` (transformers' own `generate` argument) or `processor=` to decode.
-            Without it (or `False`), the token ids alone, as `GenerationMixin.generate` returns them.
+        post_processor (callable, *optional*): called once after decoding as `post_processor(output, prompt_ids)`,
+            `output` being what this call returns without it and `prompt_ids` the ids the sequences start with
+            (None for an encoder-decoder text model); its result is returned. `corrector_laac.CaptionPostProcessor`
+            decodes and post-corrects:
 
-            out = model.generate(**inputs, correct=True, tokenizer=processor.tokenizer)
-            out.captions, out.corrected_captions
+            hook = PostCorrector.from_pretrained(model_dir).for_tokenizer(processor.tokenizer)
+            out = model.generate(**inputs, post_processor=hook)  # out.sequences: the ids generate() gives alone
         """
-
-        def generate_ids() -> Any:
-            if input_features is not None and not self.config.is_encoder_decoder:
-                embeds, _ = self.embed_inputs(input_ids, inputs_embeds, input_features, feature_attention_mask)
-                return super(LaacForConditionalGeneration, self).generate(
-                    input_ids=input_ids, inputs_embeds=embeds, **kwargs
-                )
-            return super(LaacForConditionalGeneration, self).generate(
+        if input_features is not None and not self.config.is_encoder_decoder:
+            embeds, _ = self.embed_inputs(input_ids, inputs_embeds, input_features, feature_attention_mask)
+            output = super().generate(input_ids=input_ids, inputs_embeds=embeds, **kwargs)
+        else:
+            output = super().generate(
                 input_ids=input_ids,
                 input_features=input_features,
                 feature_attention_mask=feature_attention_mask,
                 inputs_embeds=inputs_embeds,
                 **kwargs,
             )
-
-        return self._generate_and_correct(generate_ids, input_ids, correct, kwargs.get("tokenizer"), processor)
-
-    def _generate_and_correct(
-        self,
-        generate_ids: Callable[[], Any],
-        input_ids: Optional[torch.Tensor],
-        correct: Any,
-        tokenizer: Optional[Any],
-        processor: Optional[Any],
-    ) -> Any:
-        """
-        The one post-correction path of `generate()`, the fast loop (`custom_generate/generate.py`), the pipeline,
-        `laac caption --correct` and Trainer evaluation. Without `correct`: `generate_ids()` as it is. With it:
-        the tokenizer and the corrector settings are checked first (before any decoding time is spent), then the
-        ids are generated, decoded and post-corrected into a `LaacGenerateCorrectedOutput`.
-        """
-        if correct is None or correct is False:
-            return generate_ids()
-        text_tokenizer = _caption_tokenizer(tokenizer, processor)
-        try:
-            self.get_post_corrector(correct)
-        except (ValueError, TypeError) as error:
-            raise PostCorrectionError(f"generate(correct={correct!r}): {error}") from error
-        output = generate_ids()
-        sequences = output if isinstance(output, torch.Tensor) else output.sequences
-        captions = decode_generated_captions(text_tokenizer, sequences, input_ids, self.config.is_encoder_decoder)
-        try:
-            records = self._post_correct_distinct(captions, correct)
-        except (ValueError, OSError, ImportError, RuntimeError) as error:
-            raise PostCorrectionError(
-                f"post-correction failed ({type(error).__name__}: {error}); check the corrector settings "
-                "(model.config.corrector or correct=) or generate without correct="
-            ) from error
-        return LaacGenerateCorrectedOutput(
-            sequences=sequences,
-            captions=captions,
-            corrected_captions=[record["caption"] for record in records],
-            error_probabilities=[record["error_prob"] for record in records],
-            corrected=[record["corrected"] for record in records],
-            reasons=[record["reason"] for record in records],
-            generate_output=None if isinstance(output, torch.Tensor) else output,
-        )
-
-    def fast_generate(self, *args: Any, **kwargs: Any) -> Any:
-        """
-        The fast decoding loop (`custom_generate/generate.py`: same token ids as `generate`, preallocated cache,
-        in-place beam reordering) where that file sits next to this module, else `generate`. A checkpoint loaded
-        with `trust_remote_code=True` already has it as `generate`; the pipeline and `laac caption` call this.
-        """
-        source = _custom_generate_source()
-        if source is None:
-            return self.generate(*args, **kwargs)
-        if "_custom_generate" not in self.__dict__:  # load the file once per model, outside its modules
-            spec = importlib.util.spec_from_file_location(f"{__name__}_custom_generate", source)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            self.__dict__["_custom_generate"] = module.generate
-        return self.__dict__["_custom_generate"](self, *args, **kwargs)
-
-    def save_pretrained(self, save_directory: Union[str, os.PathLike], *args: Any, **kwargs: Any) -> None:
-        """`PreTrainedModel.save_pretrained`, plus the fast decoding loop as `custom_generate/generate.py`."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if self.should_save_on_this_rank(kwargs.get("is_main_process", True)):
-            _write_custom_generate(save_directory)
-
-    def _upload_modified_files(
-        self, working_dir: Union[str, os.PathLike], repo_id: str, files_timestamps: dict[str, float], **kwargs: Any
-    ) -> Any:
-        """
-        `PushToHubMixin._upload_modified_files` with `custom_generate/` in the commit. `save_pretrained(...,
-        push_to_hub=True)` uploads from inside `PreTrainedModel.save_pretrained`, before this class writes the fast
-        loop, and a folder already there counts as modified only when the folder's own time changes; so the loop
-        is written here and its folder always uploaded.
-        """
-        _write_custom_generate(working_dir)
-        files_timestamps = {name: stamp for name, stamp in files_timestamps.items() if name != CUSTOM_GENERATE_DIR}
-        return super()._upload_modified_files(working_dir, repo_id, files_timestamps, **kwargs)
-
-    # -- post-correction ---------------------------------------------------------------------------------------------
-
-    def get_post_corrector(self, correct: Any = True) -> Optional[Any]:
-        """
-        The post-corrector for `correct`: True uses `config.corrector` (`CorrectorSettings`: FENSE-style detector
-        gate, threshold 0.9, instruct LLM with Prompt II, answer rules); a gate mode ("auto", "always", "never") or a settings dict overrides those
-        settings; a callable is used as is; False/None gives None. Built once per settings and cached on the model
-        (outside its modules and state dict: the corrector's weights never enter a LAAC checkpoint).
-        """
-        if correct is None or correct is False:
-            return None
-        if callable(correct):
-            return correct
-        settings = dict(self.config.corrector or {})
-        if isinstance(correct, str):
-            settings["mode"] = correct
-        elif isinstance(correct, dict):
-            settings.update(correct)
-        elif correct is not True:
-            raise ValueError(f"correct must be a bool, a gate mode, a settings dict or a callable, got {correct!r}")
-        device = settings.pop("device", None) or (None if self.device.type == "meta" else str(self.device))
-        cache = self.__dict__.setdefault("_post_correctors", {})
-        key = repr((sorted(settings.items()), device))
-        if key not in cache:
-            try:
-                from .corrector_laac import PostCorrector
-            except ImportError as error:
-                raise ValueError(
-                    "post-correction needs corrector_laac.py next to the model code; re-save the model with a LAAC "
-                    f"version that has the post-corrector ({error})"
-                ) from error
-            cache[key] = PostCorrector.from_settings(settings, device=device)
-        return cache[key]
-
-    def post_correct(self, captions: list[str], correct: Any = True) -> list[dict[str, Any]]:
-        """
-        The report's post-correction after decoding: each caption is scored by the error detector and rewritten
-        by the frozen instruct LLM only above the threshold. Returns one record per caption with `caption`
-        (final), `raw_caption`, `error_prob`, `corrected` and `reason` (a callable `correct` returns its own).
-        `generate(..., correct=True, tokenizer=...)` decodes and post-corrects in one call.
-
-            captions = processor.decode_captions(model.generate(**inputs), inputs["input_ids"])
-            records = model.post_correct(captions)
-        """
-        post_corrector = self.get_post_corrector(correct)
-        if post_corrector is None:
-            return [{"caption": c, "raw_caption": c, "error_prob": None, "corrected": False, "reason": None} for c in captions]
-        return post_corrector(list(captions))
-
-    def _post_correct_distinct(self, captions: list[str], correct: Any) -> list[dict[str, Any]]:
-        """`post_correct` once per distinct caption, each record completed to every key `post_correct` names."""
-        distinct = list(dict.fromkeys(captions))
-        results = self.post_correct(distinct, correct)
-        if len(results) != len(distinct):
-            raise ValueError(f"the post-corrector returned {len(results)} records for {len(distinct)} captions")
-        by_caption = {caption: _full_record(caption, result) for caption, result in zip(distinct, results)}
-        return [dict(by_caption[caption]) for caption in captions]
+        if post_processor is None:
+            return output
+        return post_processor(output, None if self.config.is_encoder_decoder else input_ids)
 
     # -- assembly from released parts ------------------------------------------------------------------------------
 
@@ -821,19 +536,6 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         return model.eval()  # as from_pretrained: dropout off until training asks for it
 
 
-def _full_record(raw_caption: str, result: dict[str, Any]) -> dict[str, Any]:
-    """A post-corrector's record for `raw_caption` with every key `post_correct` promises (a callable may omit some)."""
-    caption = result.get("caption", raw_caption)
-    probability = result.get("error_prob")
-    return {
-        "caption": caption,
-        "raw_caption": result.get("raw_caption", raw_caption),
-        "error_prob": None if probability is None else float(probability),
-        "corrected": bool(result.get("corrected", caption != raw_caption)),
-        "reason": result.get("reason"),
-    }
-
-
 def _load_text_model(text: str, dtype: Optional[torch.dtype]) -> PreTrainedModel:
     """The pretrained text model at `text` (a causal LM, or an encoder-decoder such as BART), from safetensors."""
     from transformers import AutoConfig
@@ -871,14 +573,11 @@ def _make_room_for_audio_token(language_model: PreTrainedModel, tokenizer: Any, 
 LaacForConditionalGeneration.register_for_auto_class("AutoModel")
 
 __all__ = [
-    "AudioTokenCache",
     "LaacAudioFeaturesOutput",
     "LaacCausalLMOutputWithPast",
     "LaacForConditionalGeneration",
-    "LaacGenerateCorrectedOutput",
     "LaacPreTrainedModel",
     "LaacQFormer",
     "LaacSeq2SeqLMOutput",
-    "PostCorrectionError",
     "time_major_index",
 ]

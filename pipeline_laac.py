@@ -39,7 +39,7 @@ from .audio_laac import (
     to_float_array,
     to_mono,
 )
-from .modeling_laac import PostCorrectionError
+from .corrector_laac import CaptionPostProcessor, PostCorrection, PostCorrectionError
 
 logger = logging.get_logger(__name__)
 
@@ -277,11 +277,12 @@ class AudioCaptioningPipeline(Pipeline):
         max_duration_seconds, max_channels, min_sampling_rate, max_sampling_rate: input limits (defaults from the
             feature extractor: 12 h, 32 channels, 1 kHz..768 kHz). A file is checked from its header before it is
             decoded; an input over a limit raises `AudioInputError` (or gets an error record) naming the setting.
-        correct (`bool`, `str`, `dict` or callable): run the post-corrector, through `model.generate(...,
-            correct=correct, processor=...)` (the model's one post-correction path). `True` uses
-            `model.config.corrector`; a gate mode ("auto", "always", "never") or a dict overrides those settings; a
-            callable `captions -> records` (e.g. a `PostCorrector`) is used as is. A corrector that cannot run
-            raises `PostCorrectionError`, also with `on_error="record"` (it is no fault of the input).
+        correct (`bool`, `str`, `dict`, callable or `PostCorrection`): post-correct the captions, parsed once
+            (`PostCorrection.parse`): `True` uses `model.config.corrector`; a gate mode ("auto", "always", "never")
+            or a dict overrides those settings; a callable `captions -> records` (e.g. a `PostCorrector`) is used as
+            is. The pipeline builds one `CaptionPostProcessor` for it (reused while `correct` stays the same) and
+            hands it to `generate(post_processor=...)`. A corrector that cannot run raises `PostCorrectionError`,
+            also with `on_error="record"` (it is no fault of the input).
         generate_kwargs (`dict`) or any `GenerationConfig` field (`num_beams=1`, `max_new_tokens=20`): decoding.
 
     Returns per input a JSON-able dict: `{"caption": str}`; audio longer than one segment also has
@@ -324,7 +325,7 @@ class AudioCaptioningPipeline(Pipeline):
         generate.update({k: v for k, v in kwargs.items() if k not in self._PIPELINE_PARAMS})
         forward = {"generate_kwargs": generate}
         if "correct" in kwargs:
-            forward["correct"] = kwargs["correct"]
+            forward["correct"] = PostCorrection.parse(kwargs["correct"], self.model.config.corrector)
         return preprocess, forward, {}
 
     def preprocess(self, segments: list[Segment]) -> dict[str, torch.Tensor]:
@@ -350,17 +351,30 @@ class AudioCaptioningPipeline(Pipeline):
         return AudioLimits.from_kwargs(preprocess, getattr(self.processor.feature_extractor, "limits", None))
 
     def _forward(
-        self, model_inputs: dict[str, torch.Tensor], generate_kwargs: dict | None = None, correct: Any = None
+        self,
+        model_inputs: dict[str, torch.Tensor],
+        generate_kwargs: dict | None = None,
+        post_processor: CaptionPostProcessor | None = None,
     ) -> dict:
         model_inputs = dict(model_inputs)
         # the fast decoding loop (same token ids as generate) where the model code ships it; older code: generate
         generate = getattr(self.model, "fast_generate", self.model.generate)
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs or {})
-        if correct is None or correct is False:
+        if post_processor is None:
             return {"sequences": generate(**model_inputs, **generate_kwargs), "input_ids": model_inputs["input_ids"]}
-        # post-correction in generate(): the same path as model.generate(..., correct=...) and Trainer evaluation
-        output = generate(**model_inputs, **generate_kwargs, correct=correct, processor=self.processor)
+        # the generation hook: the same call as model.generate(..., post_processor=...) and Trainer evaluation
+        output = generate(**model_inputs, **generate_kwargs, post_processor=post_processor)
         return {"records": output.records()}  # plain dicts: Pipeline.forward rebuilds ModelOutputs as base ones
+
+    def _post_processor(self, request: PostCorrection | None) -> CaptionPostProcessor | None:
+        """The generation hook for `request`, built once and kept while the request stays the same."""
+        if request is None:
+            return None
+        cached = self.__dict__.get("_post_processor_for")
+        if cached is None or cached[0] != request:
+            device = None if self.model.device.type == "meta" else str(self.model.device)
+            self.__dict__["_post_processor_for"] = (request, CaptionPostProcessor(self.processor, request, device))
+        return self.__dict__["_post_processor_for"][1]
 
     def postprocess(self, model_outputs: dict, **kwargs: Any) -> list[dict]:
         """One record per segment: `{"caption"}`, plus `raw_caption`, `error_prob`, `corrected` with correction."""
@@ -407,7 +421,7 @@ class AudioCaptioningPipeline(Pipeline):
         preprocess = {**self._preprocess_params, **preprocess}
         forward = {
             "generate_kwargs": {**self._forward_params.get("generate_kwargs", {}), **forward["generate_kwargs"]},
-            "correct": forward.get("correct", self._forward_params.get("correct")),
+            "post_processor": self._post_processor(forward.get("correct", self._forward_params.get("correct"))),
         }
         limits = self._limits(preprocess)
         batch_size = batch_size or self._batch_size or 1

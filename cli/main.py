@@ -200,20 +200,20 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     captioner = pipeline("audio-captioning", model=model, device=device, dtype=dtype)
     if args.correct is not None:
-        args.correct = _correction_settings(args.correct, captioner.model.config.corrector)
+        args.correct = _post_correction(args.correct, captioner.model.config.corrector)
     return captioner
 
 
-def _correction_settings(correct: Any, model_settings: dict[str, Any] | None) -> dict[str, Any]:
+def _post_correction(correct: Any, model_settings: dict[str, Any] | None) -> Any:
     """
-    --correct (True or a gate mode) as the model's corrector settings with a detector and an instruct LLM this
-    machine can load: the configured ones, else their offline stand-ins, each swap said in one warning line.
+    --correct (True or a gate mode), parsed once, as the model's corrector settings with a detector and an instruct
+    LLM this machine can load: the configured ones, else their offline stand-ins, each swap said in one warning line.
     """
-    from ..configuration_laac import CorrectorSettings
+    from ..corrector_laac import PostCorrection
     from ..correction.correct_captions import available_settings
 
-    overrides = correct if isinstance(correct, dict) else {"mode": correct} if isinstance(correct, str) else {}
-    return available_settings(CorrectorSettings.from_dict(model_settings, **overrides)).to_dict()
+    request = PostCorrection.parse(correct, model_settings)
+    return PostCorrection(settings=available_settings(request.settings), device=request.device)
 
 
 def _caption_kwargs(args: argparse.Namespace) -> dict[str, Any]:

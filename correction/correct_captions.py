@@ -51,6 +51,21 @@ class CorrectCaptionsArguments:
                   "cannot be downloaded; default ~/.cache/laac/error_detector_minilm."},
     )
     device: str | None = field(default=None)
+    post_corrector: str | None = field(
+        default=None,
+        metadata={"help": "Settings saved by PostCorrector.save_pretrained (a folder with post_corrector_config.json) "
+                  "or a LAAC model folder (its config's corrector settings); settings flags given with other than "
+                  "their default values override them."},
+    )
+
+
+def requested_settings(flags: CorrectorSettings, post_corrector: str | None) -> CorrectorSettings:
+    """The settings flags, or the settings saved at `post_corrector` with the flags that leave their defaults."""
+    if post_corrector is None:
+        return flags
+    defaults = CorrectorSettings().to_dict()
+    overrides = {name: value for name, value in flags.to_dict().items() if value != defaults[name]}
+    return PostCorrector.from_pretrained(post_corrector, **overrides).settings
 
 
 def offline_fallback(settings: CorrectorSettings, offline_detector_dir: str | None) -> CorrectorSettings:
@@ -218,6 +233,7 @@ def correct_rows(rows: list[dict[str, Any]], post_corrector: PostCorrector, capt
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = HfArgumentParser((CorrectCaptionsArguments, CorrectorSettings))
     args, settings = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
+    settings = requested_settings(settings, args.post_corrector)
     post_corrector = PostCorrector.from_settings(
         available_settings(settings, args.offline_detector_dir), device=args.device
     )

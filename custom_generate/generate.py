@@ -33,8 +33,9 @@ criteria, so the two paths cannot drift apart in scoring. Not covered, and sent 
 encoder-decoder text models (BART, Submission 3), sampling, `num_return_sequences > 1`, dict outputs, streamers,
 user logits processors / stopping criteria, and settings named in `NEUTRAL_SETTINGS` at other values.
 `model.generate(..., fast_decoding=False)` (or `type(model).generate(model, ...)`) always runs the reference.
-`model.generate(..., correct=True, tokenizer=...)` decodes and post-corrects through the model's own helper
-(`_generate_and_correct`), the one the reference uses, so both return the same `LaacGenerateCorrectedOutput`.
+`model.generate(..., post_processor=hook)` calls the hook after decoding exactly as the reference does
+(`hook(output, prompt_ids)`), so both return the same result (`corrector_laac.CaptionPostProcessor`: the
+corrected captions beside the ids).
 
 Like the model's own Hub files, this file imports only torch and transformers.
 """
@@ -188,23 +189,18 @@ def generate(
     generation_config: Optional[GenerationConfig] = None,
     fast_decoding: bool = True,
     sync_every: int = DEFAULT_SYNC_EVERY,
-    correct: Any = None,
-    processor: Optional[Any] = None,
+    post_processor: Optional[Any] = None,
     **kwargs: Any,
 ) -> Any:
     """
     `model.generate` with the fast loop: same arguments and the same token ids as the reference (prompt followed
-    by the new tokens, padded with `pad_token_id`). `fast_decoding=False` runs the reference. `correct=` (with
-    `tokenizer=` or `processor=`) post-corrects the captions through the model's own helper, as the reference does,
-    and returns its `LaacGenerateCorrectedOutput`; without it, the token ids.
+    by the new tokens, padded with `pad_token_id`). `fast_decoding=False` runs the reference. `post_processor`, as
+    in the reference, is called once after decoding as `post_processor(ids, prompt_ids)` and its result returned.
     """
-    if correct is None or correct is False:
-        return _generate_ids(model, input_ids, generation_config, fast_decoding, sync_every, **kwargs)
-
-    def generate_ids() -> Any:
-        return _generate_ids(model, input_ids, generation_config, fast_decoding, sync_every, **kwargs)
-
-    return model._generate_and_correct(generate_ids, input_ids, correct, kwargs.get("tokenizer"), processor)
+    output = _generate_ids(model, input_ids, generation_config, fast_decoding, sync_every, **kwargs)
+    if post_processor is None:
+        return output
+    return post_processor(output, None if model.config.is_encoder_decoder else input_ids)
 
 
 def _generate_ids(

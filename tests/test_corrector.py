@@ -359,6 +359,23 @@ def test_cli_on_csv_and_jsonl(tmp_path, tiny_fense_checkpoint: dict, smollm2_cor
     assert [r["caption"] for r in written] == CAPTIONS
     assert {r["reason"] for r in written} == {"gate_never"} and not any(r["corrected"] for r in written)
 
+    # --post_corrector: the settings a PostCorrector saved (threshold 0); a flag off its default overrides them
+    saved = PostCorrector.from_settings(
+        {"threshold": 0.0, "detector": tiny_fense_checkpoint["file"], "corrector_model": "smollm2",
+         "detector_tokenizer": tiny_fense_checkpoint["tokenizer"], "detector_config": tiny_fense_checkpoint["config"]}
+    )  # fmt: skip
+    saved.save_pretrained(tmp_path / "post_corrector")
+    out_saved = tmp_path / "out_saved.jsonl"
+    correct_captions_main(["--input", str(jsonl), "--output", str(out_saved), "--post_corrector",
+                           str(tmp_path / "post_corrector")])  # fmt: skip
+    written = [json.loads(line) for line in out_saved.read_text().splitlines()]
+    assert [r["raw_caption"] for r in written] == CAPTIONS
+    assert all(r["reason"] != "below_threshold" and r["error_prob"] is not None for r in written)
+    correct_captions_main(["--input", str(jsonl), "--output", str(out_saved), "--post_corrector",
+                           str(tmp_path / "post_corrector"), "--mode", "never"])  # fmt: skip
+    written = [json.loads(line) for line in out_saved.read_text().splitlines()]
+    assert {r["reason"] for r in written} == {"gate_never"}
+
 
 # ------------------------------------------------------------------------------------------------ FENSE rules
 def test_fense_corruption_rules():
@@ -771,13 +788,14 @@ def test_laac_caption_correct_resolves_the_same_fallbacks(monkeypatch, fake_hub:
     monkeypatch.setattr(correct_captions, "ensure_error_detector", lambda path: "/cache/detector")
     real_access_check = correct_captions.ask_hub_for_access
     asked = _probe(monkeypatch, _NoHub("no network"))
-    settings = cli._correction_settings("auto", {"threshold": 0.8})
-    assert settings["detector"] == "/cache/detector" and settings["corrector_model"] == "smollm2"
-    assert settings["threshold"] == 0.8 and settings["mode"] == "auto" and len(asked) == 1
-    assert cli._correction_settings(settings, None) == settings  # resolved once more (another load): unchanged
-    assert cli._correction_settings(True, None)["mode"] == "auto"
+    request = cli._post_correction("auto", {"threshold": 0.8})  # parsed once, into the pipeline's typed request
+    settings = request.settings
+    assert settings.detector == "/cache/detector" and settings.corrector_model == "smollm2"
+    assert settings.threshold == 0.8 and settings.mode == "auto" and len(asked) == 1
+    assert cli._post_correction(request, None) == request  # resolved once more (another load): unchanged
+    assert cli._post_correction(True, None).settings.mode == "auto"
     # a gated LLM stops `laac caption --correct` as it stops `laac correct` (a ValueError: printed, exit status 2)
     monkeypatch.setattr(correct_captions, "ask_hub_for_access", real_access_check)  # on a Hub that refuses it
     fake_hub.answer, fake_hub.error_code = 403, "GatedRepo"
     with pytest.raises(ValueError, match="is a gated repository .*--corrector_model smollm2"):
-        cli._correction_settings("auto", None)
+        cli._post_correction("auto", None)

@@ -7,7 +7,8 @@ import laac  # noqa: F401  registers the LAAC classes and the task
 import pytest
 import torch
 from laac.custom_generate import generate as fast
-from laac.modeling_laac import CUSTOM_GENERATE_FILE, LaacForConditionalGeneration
+from laac.generation_laac import CUSTOM_GENERATE_FILE
+from laac.modeling_laac import LaacForConditionalGeneration
 from transformers import pipeline
 
 from tests.laac_tester import make_audio, run_without_laac, save_tiny_model, tiny_config, tiny_model, tiny_processor
@@ -210,7 +211,7 @@ def test_fast_generate_without_the_file_is_generate(setup, monkeypatch):
     config, model, processor = setup
     inputs = _inputs(processor, (2.0,))
     model = tiny_model(config)
-    monkeypatch.setattr("laac.modeling_laac._custom_generate_source", lambda: None)
+    monkeypatch.setattr("laac.generation_laac.custom_generate_source", lambda: None)
     assert model.fast_generate(**inputs).tolist() == model.generate(**inputs).tolist()
     assert "_custom_generate" not in vars(model)
 

@@ -1,4 +1,5 @@
-"""generate(correct=...): raw and corrected captions from one path (stock generate, fast loop, pipeline, CLI, Trainer).
+"""The post-correction hook: generate(post_processor=...) returns the ids' captions raw and corrected, one path for
+the stock generate, the fast loop, the pipeline, the CLI and Trainer evaluation; `correct=` is parsed once.
 
 The corrector pieces are the tiny offline ones of the corrector tests: the tiny FENSE-format detector folder of
 tests/test_pipeline.py and the scripted LLM stand-in of tests/test_corrector.py (no Hub, no LLM download).
@@ -8,19 +9,30 @@ import json
 import os
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import laac  # noqa: F401  registers the LAAC classes and the task
 import pytest
 import soundfile as sf
 import torch
 from laac.cli import main as cli
-from laac.corrector_laac import REPORT_ANSWER_RULES, CaptionCorrector, ErrorDetector, PostCorrector
+from laac.configuration_laac import CorrectorSettings
+from laac.corrector_laac import (
+    REPORT_ANSWER_RULES,
+    CaptionCorrector,
+    CaptionPostProcessor,
+    ErrorDetector,
+    LaacGenerateCorrectedOutput,
+    PostCorrection,
+    PostCorrectionError,
+    PostCorrector,
+)
 from laac.custom_generate import generate as fast
 from laac.data.loaders import load_clotho
 from laac.data.synthetic_corpus import write_corpus
 from laac.evaluation.metrics import compute_dcase_metrics
-from laac.modeling_laac import LaacForConditionalGeneration, LaacGenerateCorrectedOutput, PostCorrectionError
-from laac.training.trainer import evaluate_model, parse_correct_setting
+from laac.modeling_laac import LaacForConditionalGeneration
+from laac.training.trainer import LaacTrainer, evaluate_model, parse_correct_setting
 from transformers import GenerationMixin, pipeline
 
 from tests.laac_tester import make_audio, run_without_laac, save_tiny_model, tiny_config, tiny_model, tiny_processor
@@ -58,16 +70,16 @@ def _reference_forbidden(monkeypatch):
     monkeypatch.setattr(LaacForConditionalGeneration, "generate", refuse)
 
 
-def _spy_on_the_correction_path(monkeypatch) -> list[dict]:
-    """Record every call of the one post-correction helper (then run it)."""
+def _spy_on_the_hook(monkeypatch) -> list[dict]:
+    """Record every call of the generation hook (then run it): its corrector and the prompt ids it was handed."""
     calls = []
-    original = LaacForConditionalGeneration._generate_and_correct
+    original = CaptionPostProcessor.__call__
 
-    def spy(self, generate_ids, input_ids, correct, tokenizer, processor):
-        calls.append({"correct": correct, "tokenizer": tokenizer, "processor": processor})
-        return original(self, generate_ids, input_ids, correct, tokenizer, processor)
+    def spy(self, generate_output, prompt_ids=None):
+        calls.append({"hook": self, "corrector": self.corrector, "prompt_ids": prompt_ids})
+        return original(self, generate_output, prompt_ids)
 
-    monkeypatch.setattr(LaacForConditionalGeneration, "_generate_and_correct", spy)
+    monkeypatch.setattr(CaptionPostProcessor, "__call__", spy)
     return calls
 
 
@@ -75,16 +87,16 @@ def _spy_on_the_correction_path(monkeypatch) -> list[dict]:
 
 
 @pytest.mark.parametrize("settings", [{}, {"num_beams": 1, "max_new_tokens": 6}], ids=["beam3", "greedy"])
-def test_without_correct_generate_returns_the_token_ids_as_before(setup, settings):
+def test_without_a_hook_generate_returns_the_token_ids(setup, settings):
     model, processor, inputs = setup
-    reference = GenerationMixin.generate(model, **inputs, **settings)  # what generate() returned before correct=
-    for correct in ({}, {"correct": None}, {"correct": False}):
-        for output in (model.generate(**inputs, **settings, **correct), fast.generate(model, **inputs, **settings, **correct)):
+    reference = GenerationMixin.generate(model, **inputs, **settings)
+    for hook in ({}, {"post_processor": None}):
+        for output in (model.generate(**inputs, **settings, **hook), fast.generate(model, **inputs, **settings, **hook)):
             assert type(output) is torch.Tensor
             assert torch.equal(output, reference)
 
 
-def test_generate_correct_gives_raw_and_corrected_captions(setup, detector_folder):  # noqa: F811
+def test_generate_with_the_hook_gives_raw_and_corrected_captions(setup, detector_folder):  # noqa: F811
     model, processor, inputs = setup
     sequences = model.generate(**inputs)
     raw = processor.decode_captions(sequences, inputs["input_ids"])
@@ -95,7 +107,7 @@ def test_generate_correct_gives_raw_and_corrected_captions(setup, detector_folde
     corrector = AppendingCorrector()
     post_corrector = PostCorrector(threshold=threshold, detector=detector, corrector=corrector)
 
-    output = model.generate(**inputs, correct=post_corrector, tokenizer=processor.tokenizer)
+    output = model.generate(**inputs, post_processor=post_corrector.for_tokenizer(processor.tokenizer))
     assert isinstance(output, LaacGenerateCorrectedOutput)
     assert torch.equal(output.sequences, sequences)
     assert output.captions == raw
@@ -112,60 +124,113 @@ def test_generate_correct_gives_raw_and_corrected_captions(setup, detector_folde
     }  # fmt: skip
 
 
-def test_fast_loop_and_stock_generate_correct_alike(setup, monkeypatch):
+def test_the_hook_corrects_each_distinct_caption_once(setup):
+    model, processor, inputs = setup
+    seen = []
+
+    def shout(captions):
+        seen.append(list(captions))
+        return [{"caption": c.upper()} for c in captions]
+
+    one_clip = {key: value[:1].repeat(3, *[1] * (value.dim() - 1)) for key, value in inputs.items()}  # 3 copies
+    output = model.generate(**one_clip, post_processor=CaptionPostProcessor(processor, shout))
+    assert len(set(output.captions)) == 1 and len(output.captions) == 3
+    assert seen == [[output.captions[0]]]
+    assert output.corrected_captions == [output.captions[0].upper()] * 3 and output.corrected == [True] * 3
+    assert output.error_probabilities == [None] * 3
+
+
+def test_fast_loop_and_stock_generate_call_the_hook_alike(setup, monkeypatch):
     model, processor, inputs = setup
     post_corrector = PostCorrector(mode="always", detector="/never/loaded", corrector=AppendingCorrector())
-    stock = model.generate(**inputs, correct=post_corrector, processor=processor)
-    calls = _spy_on_the_correction_path(monkeypatch)
+    hook = post_corrector.for_tokenizer(processor)
+    calls = _spy_on_the_hook(monkeypatch)
+    stock = model.generate(**inputs, post_processor=hook)
     _reference_forbidden(monkeypatch)
-    quick = fast.generate(model, **inputs, correct=post_corrector, tokenizer=processor.tokenizer)
-    assert len(calls) == 1  # the fast loop went through the model's helper, without the reference
+    quick = fast.generate(model, **inputs, post_processor=hook)
+    assert len(calls) == 2 and all(torch.equal(call["prompt_ids"], inputs["input_ids"]) for call in calls)
     assert isinstance(quick, LaacGenerateCorrectedOutput)
     assert torch.equal(quick.sequences, stock.sequences)
     assert quick.records() == stock.records()
     assert stock.corrected_captions == [f"{c} loudly" for c in stock.captions]
 
 
-def test_encoder_decoder_text_model_decodes_without_a_prompt():
+def test_encoder_decoder_text_model_decodes_without_a_prompt(monkeypatch):
     config = tiny_config("bart")
     model, processor = tiny_model(config), tiny_processor(config)
     inputs = processor([make_audio(2.0), make_audio(4.0, seed=1)], sampling_rate=16000)
     sequences = model.generate(**inputs)
-    output = model.generate(**inputs, correct="never", processor=processor)
-    assert torch.equal(output.sequences, sequences)
-    assert output.captions == processor.decode_captions(sequences, inputs["input_ids"]) == output.corrected_captions
+    calls = _spy_on_the_hook(monkeypatch)
+    hook = PostCorrector(mode="never").for_tokenizer(processor.tokenizer)
+    for output in (model.generate(**inputs, post_processor=hook), fast.generate(model, **inputs, post_processor=hook)):
+        assert torch.equal(output.sequences, sequences)
+        assert output.captions == processor.decode_captions(sequences, inputs["input_ids"]) == output.corrected_captions
+    assert [call["prompt_ids"] for call in calls] == [None, None]
 
 
 def test_return_dict_in_generate_is_kept_beside_the_captions(setup):
     model, processor, inputs = setup
-    output = model.generate(
-        **inputs, correct="never", tokenizer=processor.tokenizer, return_dict_in_generate=True, output_scores=True
-    )
+    hook = PostCorrector(mode="never").for_tokenizer(processor.tokenizer)
+    output = model.generate(**inputs, post_processor=hook, return_dict_in_generate=True, output_scores=True)
     assert torch.equal(output.sequences, output.generate_output.sequences)
     assert output.generate_output.scores is not None
     assert output.corrected_captions == output.captions and set(output.reasons) == {"gate_never"}
 
 
-def test_correct_without_a_tokenizer_or_with_bad_settings_is_a_clear_error(setup, monkeypatch):
+def test_correct_is_parsed_once_into_one_typed_request():
+    defaults = CorrectorSettings(threshold=0.5).to_dict()
+    assert [PostCorrection.parse(off, defaults) for off in (None, False)] == [None, None]
+    assert PostCorrection.parse(True, defaults).settings == CorrectorSettings(threshold=0.5)
+    assert PostCorrection.parse("never", defaults).settings == CorrectorSettings(threshold=0.5, mode="never")
+    request = PostCorrection.parse({"mode": "always", "device": "cpu"}, defaults)
+    assert request.settings == CorrectorSettings(threshold=0.5, mode="always") and request.device == "cpu"
+    assert PostCorrection.parse(request) is request
+    shout = lambda captions: [{"caption": c.upper()} for c in captions]  # noqa: E731
+    assert PostCorrection.parse(shout).corrector is shout and PostCorrection.parse(shout).build() is shout
+    built = PostCorrection.parse("never", defaults).build(device="cpu")
+    assert isinstance(built, PostCorrector) and built.mode == "never" and built.threshold == 0.5
+    assert built.is_loaded == {"detector": False, "corrector": False}  # models load on first use
+    with pytest.raises(PostCorrectionError, match="correct must be a bool"):
+        PostCorrection.parse(3, defaults)
+    with pytest.raises(PostCorrectionError, match="mode must be one of"):
+        PostCorrection.parse("sometimes", defaults)
+    with pytest.raises(PostCorrectionError, match="unknown post-corrector settings"):
+        PostCorrection.parse({"treshold": 0.5}, defaults)
+
+
+def test_a_bad_hook_is_refused_before_decoding(setup, monkeypatch):
     model, processor, inputs = setup
 
     def no_generation(*args, **kwargs):
         raise AssertionError("generation ran before the arguments were checked")
 
     monkeypatch.setattr(GenerationMixin, "generate", no_generation)
-    for generate in (model.generate, lambda **kw: fast.generate(model, **kw)):
-        with pytest.raises(ValueError, match=r"needs the text tokenizer: pass tokenizer=processor.tokenizer"):
-            generate(**inputs, correct=True)
-        with pytest.raises(PostCorrectionError, match="correct must be a bool"):
-            generate(**inputs, correct=3, tokenizer=processor.tokenizer)
-        with pytest.raises(PostCorrectionError, match="mode must be one of"):
-            generate(**inputs, correct="sometimes", processor=processor)
-        with pytest.raises(ValueError, match="cannot decode with a int"):
-            generate(**inputs, correct=True, tokenizer=7)
+    with pytest.raises(ValueError, match="cannot decode with a int"):
+        CaptionPostProcessor(7, PostCorrector(mode="never"))
+    with pytest.raises(PostCorrectionError, match="must be callable"):
+        CaptionPostProcessor(processor, "not a corrector")
     monkeypatch.undo()
+    with pytest.raises(ValueError, match="not used by the model.*correct"):  # an unknown keyword is not ignored
+        model.generate(**inputs, correct=True)
+    missing = {"detector": str(Path(__file__).parent / "no-such-detector.ckpt")}
+    hook = CaptionPostProcessor(processor.tokenizer, PostCorrection.parse(missing))
     with pytest.raises(PostCorrectionError, match="post-correction failed"):  # the detector loads after decoding
-        model.generate(**inputs, correct={"detector": str(Path(__file__).parent / "no-such-detector.ckpt")},
-                       tokenizer=processor.tokenizer)
+        model.generate(**inputs, post_processor=hook)
+
+
+def test_post_corrector_saves_and_loads_its_own_config(tmp_path, detector_folder):  # noqa: F811
+    post_corrector = PostCorrector(threshold=0.25, detector=str(detector_folder), corrector="some/instruct-llm")
+    path = post_corrector.save_pretrained(tmp_path / "corrector")
+    assert os.path.basename(path) == "post_corrector_config.json" and os.listdir(tmp_path / "corrector") == [
+        "post_corrector_config.json"]  # fmt: skip
+    loaded = PostCorrector.from_pretrained(tmp_path / "corrector", device="cpu")
+    assert loaded.to_settings() == post_corrector.to_settings() and loaded.device == "cpu"
+    assert loaded.settings.detector == str(detector_folder) and loaded.settings.corrector_model == "some/instruct-llm"
+    assert PostCorrector.from_pretrained(path, mode="never").mode == "never"  # the file itself; overrides win
+    model_dir = save_tiny_model(tmp_path / "model", tiny_config("llama", corrector={"threshold": 0.75}))
+    assert PostCorrector.from_pretrained(model_dir).threshold == 0.75  # a model folder: its config.corrector
+    with pytest.raises(ValueError, match="no post-corrector settings at"):
+        PostCorrector.from_pretrained(tmp_path / "empty")
 
 
 REMOTE_SCRIPT = textwrap.dedent(
@@ -174,15 +239,19 @@ REMOTE_SCRIPT = textwrap.dedent(
     sys.modules["laac"] = None  # everything comes from the folder
     import numpy as np
     from transformers import AutoModel, AutoProcessor
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
     folder = sys.argv[1]
     model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    hook_class = get_class_from_dynamic_module("corrector_laac.CaptionPostProcessor", folder)
+    corrector_class = get_class_from_dynamic_module("corrector_laac.PostCorrector", folder)
     rng = np.random.default_rng(0)
     inputs = processor([(0.1 * rng.standard_normal(s * 16000)).astype(np.float32) for s in (2, 5)], sampling_rate=16000)
     ids = model.generate(**inputs)
     shout = lambda captions: [{"caption": c.upper(), "error_prob": 0.95, "corrected": True} for c in captions]
-    fast = model.generate(**inputs, correct=shout, tokenizer=processor.tokenizer)
-    stock = type(model).generate(model, **inputs, correct="never", processor=processor)
+    fast = model.generate(**inputs, post_processor=hook_class(processor.tokenizer, shout))
+    never = corrector_class.from_pretrained(folder, mode="never").for_tokenizer(processor)
+    stock = type(model).generate(model, **inputs, post_processor=never)
     print(json.dumps({"module": type(fast).__module__, "same_ids": fast.sequences.tolist() == ids.tolist(),
                       "fast": fast.records(), "stock": stock.records(), "ids_type": type(ids).__name__}))
     """
@@ -191,6 +260,7 @@ REMOTE_SCRIPT = textwrap.dedent(
 
 def test_a_checkpoint_post_corrects_in_generate_without_laac_installed(tmp_path):
     folder = save_tiny_model(tmp_path / "model")
+    assert (folder / "corrector_laac.py").is_file()  # copied with the pipeline code that imports it
     result = run_without_laac(REMOTE_SCRIPT, [str(folder)], tmp_path, OMP_NUM_THREADS="1")
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -223,9 +293,11 @@ def test_pipeline_correct_goes_through_generate(corrector_model_dir, appending_l
     captioner = pipeline("audio-captioning", model=str(corrector_model_dir), device="cpu")
     clips = [make_audio(s, seed=i) for i, s in enumerate(CLIP_SECONDS[:3])]
     raw = [r["caption"] for r in captioner(clips, sampling_rate=16000, batch_size=3)]
-    calls = _spy_on_the_correction_path(monkeypatch)
+    calls = _spy_on_the_hook(monkeypatch)
     results = captioner(clips, sampling_rate=16000, batch_size=3, correct=True)
-    assert len(calls) == 1 and calls[0]["correct"] is True and calls[0]["processor"] is captioner.processor
+    assert len(calls) == 1 and isinstance(calls[0]["corrector"], PostCorrector)
+    assert calls[0]["corrector"].to_settings() == captioner.model.config.corrector  # True: the model's settings
+    assert calls[0]["hook"].tokenizer is captioner.processor.tokenizer
     assert [r["raw_caption"] for r in results] == raw
     assert [r["caption"] for r in results] == [f"{c} loudly" for c in raw]
     assert all(r["corrected"] is True and 0.0 < r["error_prob"] < 1.0 for r in results)
@@ -234,6 +306,7 @@ def test_pipeline_correct_goes_through_generate(corrector_model_dir, appending_l
     assert all(s["caption"] == f"{s['raw_caption']} loudly" for s in long["segments"])
     assert {k: long[k] for k in ("caption", "raw_caption")} in [
         {k: s[k] for k in ("caption", "raw_caption")} for s in long["segments"]]  # fmt: skip
+    assert len({id(call["hook"]) for call in calls}) == 1  # one hook per request, reused across calls and batches
 
 
 def test_pipeline_raises_a_corrector_failure_even_when_recording_errors(corrector_model_dir):
@@ -251,14 +324,15 @@ def test_cli_caption_correct_goes_through_generate(corrector_model_dir, appendin
         sf.write(paths[-1], make_audio(seconds, seed), 16000)
     plain, corrected = tmp_path / "plain.jsonl", tmp_path / "corrected.jsonl"
     assert cli.main(["caption", "-q", "-m", str(corrector_model_dir), "-o", str(plain), *paths]) == 0
-    calls = _spy_on_the_correction_path(monkeypatch)
+    calls = _spy_on_the_hook(monkeypatch)
     from laac.correction import correct_captions
 
     monkeypatch.setattr(correct_captions, "hub_model_problem", lambda model_id: None)  # the stand-in LLM "loads"
     assert cli.main(["caption", "-q", "-m", str(corrector_model_dir), "--correct", "-o", str(corrected), *paths]) == 0
     # --correct is the model's corrector settings, resolved to what this machine can load (here: as configured)
-    assert calls and all(call["correct"]["corrector_model"] == "appending-stand-in" for call in calls)
-    assert all(call["correct"]["mode"] == "auto" and call["correct"]["threshold"] == 0.0 for call in calls)
+    settings = [call["corrector"].settings for call in calls]
+    assert settings and all(s.corrector_model == "appending-stand-in" for s in settings)
+    assert all(s.mode == "auto" and s.threshold == 0.0 for s in settings)
     before = {r["path"]: r for r in map(json.loads, plain.read_text().splitlines())}
     after = {r["path"]: r for r in map(json.loads, corrected.read_text().splitlines())}
     assert set(after) == {os.path.normpath(p) for p in paths}
@@ -272,7 +346,8 @@ def test_cli_caption_correct_goes_through_generate(corrector_model_dir, appendin
 
 
 def test_parse_correct_setting():
-    assert [parse_correct_setting(v) for v in (None, False, "false", "", "none")] == [None] * 5
+    assert [parse_correct_setting(v) for v in (None, "false", "", "none")] == [None] * 4
+    assert parse_correct_setting(False) is False  # a YAML value passes; PostCorrection.parse reads it as off
     assert [parse_correct_setting(v) for v in (True, "true", "True")] == [True] * 3
     assert parse_correct_setting("never") == "never"
     assert parse_correct_setting('{"threshold": 0.5}') == {"threshold": 0.5}
@@ -281,6 +356,17 @@ def test_parse_correct_setting():
         parse_correct_setting("sometimes")
     with pytest.raises(ValueError, match="not valid JSON"):
         parse_correct_setting("{threshold: 0.5}")
+
+
+def test_trainer_builds_its_eval_corrector_once(setup):
+    model, _, _ = setup
+    trainer = SimpleNamespace(args=SimpleNamespace(eval_correct="never"), model=model)  # what the method reads
+    corrector = LaacTrainer._eval_post_corrector(trainer)
+    assert isinstance(corrector, PostCorrector) and corrector.mode == "never"
+    assert corrector.threshold == model.config.corrector["threshold"]
+    assert LaacTrainer._eval_post_corrector(trainer) is corrector  # every later evaluation: the same object
+    off = SimpleNamespace(args=SimpleNamespace(eval_correct=None), model=model)
+    assert LaacTrainer._eval_post_corrector(off) is None
 
 
 @pytest.fixture(scope="module")
@@ -315,14 +401,16 @@ def test_evaluate_model_scores_raw_and_corrected_side_by_side(setup, corpus):
 def test_train_eval_correct_reports_corrected_metrics(corrector_model_dir, corpus, appending_llm, monkeypatch, tmp_path):
     from laac.train import main
 
-    calls = _spy_on_the_correction_path(monkeypatch)
+    calls = _spy_on_the_hook(monkeypatch)
     source = f"clotho:csv={corpus}/clotho_captions_validation.csv,audio_dir={corpus}/validation"
     results = main([
         "--model_name_or_path", str(corrector_model_dir), "--output_dir", str(tmp_path / "out"), "--do_eval",
         "--eval_sources", source, "--eval_metrics", "bleu_1", "--generation_max_new_tokens", "8",
         "--eval_correct", "true", "--report_to", "none",
     ])  # fmt: skip
-    assert calls and all(call["correct"] is True for call in calls)
+    assert calls and all(call["corrector"].to_settings() == json.loads(
+        (corrector_model_dir / "config.json").read_text())["corrector"] for call in calls)  # fmt: skip
+    assert len({id(call["corrector"]) for call in calls}) == 1  # one corrector for the run: its models load once
     metrics = results["eval"]
     names = [name for name in metrics if name.endswith("bleu_1")]
     assert names == ["eval_bleu_1", "eval_corrected_bleu_1"]

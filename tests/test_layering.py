@@ -5,14 +5,17 @@ imports count like top-level ones. The order:
 
 1. configuration_ced < configuration_laac: configurations import only configurations (and transformers' config
    classes). The CED length arithmetic that `num_audio_tokens` needs lives in configuration_ced for that reason.
-2. audio_laac < feature_extraction_laac < processing_laac: the one audio reader (decode, limits, validation,
+2. tokenization_laac: the text tokenizer with the audio placeholder, which both `from_components` load.
+   Then audio_laac < feature_extraction_laac < processing_laac: the one audio reader (decode, limits, validation,
    resampling; numpy, and soundfile / soxr imported lazily), audio -> log-mel, and the processor. Like
    transformers' processors they import no model code: the audio-token count comes from the configuration's `num_audio_tokens`.
-3. modeling_ced: the audio encoders.
-4. corrector_laac: the post-corrector (a torch module, FENSE detector + instruct LLM). It sits below the model
-   because `LaacForConditionalGeneration.post_correct` uses it, and that import is also what makes
-   `save_pretrained` copy it into every checkpoint; it imports only the report's defaults from the configuration
-   and FENSE's caption cleaning for the error detector from the processor (`fense_normalize_caption`).
+3. modeling_ced: the audio encoders. Then generation_laac: the mixin that saves the fast decoding loop with the
+   weights and runs it (`fast_generate`).
+4. corrector_laac: the post-corrector (FENSE detector + instruct LLM) and the generation hook that decodes and
+   post-corrects (`CaptionPostProcessor`). The model does not import it (`generate` only calls the hook it is
+   handed); the pipeline does, which is what makes `save_pretrained` copy it into every checkpoint. It imports only
+   the report's defaults from the configuration and, from the processor, the caption decoding and FENSE's caption
+   cleaning for the error detector (`fense_normalize_caption`).
 5. modeling_laac < pipeline_laac: the model, then `pipeline("audio-captioning")`. The pipeline reaches a
    checkpoint through config.json's `custom_pipelines` (transformers' custom-pipeline mechanism), not through an
    import. Layers 1-5 are the Hub files: they travel with every checkpoint.
@@ -21,8 +24,8 @@ imports count like top-level ones. The order:
    (`custom_generate/generate.py`); it imports no LAAC module (the model loads it by path and passes itself in).
    Then the sub-packages' `__init__` files (data, evaluation, training, correction, conversion, cli, demo): one
    docstring each, no imports.
-7. Libraries of the tools: data.loaders, evaluation.metrics, evaluation.report, training.lora,
-   training.tokenizer_utils, cli.paths. None of them imports another. Then the synthetic corpus package
+7. Libraries of the tools: data.loaders, evaluation.metrics, evaluation.report, training.audio_token_cache,
+   training.lora, training.tokenizer_utils, cli.paths. None of them imports another. Then the synthetic corpus package
    (data.synthetic_corpus: catalogue < layout < synthesis, grammar < writer, which reads the Clotho format back
    through data.loaders; its `__init__` re-exports them), evaluation.event_f1 (event F1 of captions by the
    catalogue's words, with evaluation.metrics' F1), and data.public_data, which finds or downloads public data
@@ -60,10 +63,12 @@ SKIPPED_DIRS = {"tests", "build", "dist", "outputs", "runs", "__pycache__"}
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("configuration_ced",),
     ("configuration_laac",),
+    ("tokenization_laac",),
     ("audio_laac",),
     ("feature_extraction_laac",),
     ("processing_laac",),
     ("modeling_ced",),
+    ("generation_laac",),
     ("corrector_laac",),
     ("modeling_laac",),
     ("pipeline_laac",),
@@ -76,6 +81,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "data.loaders",
         "evaluation.metrics",
         "evaluation.report",
+        "training.audio_token_cache",
         "training.lora",
         "training.tokenizer_utils",
     ),
@@ -221,10 +227,17 @@ def test_the_graph_is_read():
     """The parser sees the arrows this file is about (a parser that finds nothing would pass every rule)."""
     arrows = {(a, b) for a, b, _ in import_arrows()}
     assert ("modeling_laac", "configuration_laac") in arrows  # relative, top level
-    assert ("modeling_laac", "corrector_laac") in arrows  # relative, inside a method
+    assert ("cli.main", "corrector_laac") in arrows  # relative, inside a function
     assert ("train", "training.trainer") in arrows  # absolute, from a script
     assert ("cli.main", "laac") in arrows  # the package itself, inside a function
     assert ("benchmarks.train_benchmark", "training.trainer") in arrows
+
+
+def test_the_model_stops_at_token_ids():
+    """modeling_laac imports neither the processor nor the post-corrector: generate() only calls the hook it gets."""
+    imported = {b for a, b, _ in import_arrows() if a == "modeling_laac"}
+    assert "configuration_laac" in imported  # the parser reads this file
+    assert not imported & {"processing_laac", "feature_extraction_laac", "corrector_laac", "pipeline_laac"}, imported
 
 
 def test_every_module_has_a_layer():

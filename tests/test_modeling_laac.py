@@ -229,20 +229,17 @@ def test_generate_encodes_audio_once_and_matches_per_step_path(llama_setup):
     assert fast.tolist() == reference.tolist()
 
 
-def test_post_correct_hook_resolves_settings_and_never_enters_the_checkpoint(llama_setup, tmp_path):
+def test_generate_hook_sees_the_ids_and_leaves_the_checkpoint_alone(llama_setup):
     config, model, processor = llama_setup
     keys = set(model.state_dict())
-    records = model.post_correct(["a dog barks"], correct="never")
-    assert records[0]["caption"] == records[0]["raw_caption"] == "a dog barks"
-    assert records[0]["corrected"] is False
-    corrector = model.get_post_corrector("never")
-    assert corrector is model.get_post_corrector("never")  # cached per settings
-    assert corrector.threshold == 0.9 and corrector.mode == "never"
-    assert model.get_post_corrector(False) is None
-    shout = model.post_correct(["a dog"], correct=lambda caps: [{"caption": c.upper()} for c in caps])
-    assert shout == [{"caption": "A DOG"}]
-    with pytest.raises(ValueError, match="correct must be"):
-        model.get_post_corrector(3)
+    inputs = processor([make_audio(1.0), make_audio(2.0, seed=1)], sampling_rate=16000)
+    ids = model.generate(**inputs, num_beams=1, max_new_tokens=4)
+    seen = []
+    result = model.generate(
+        **inputs, num_beams=1, max_new_tokens=4, post_processor=lambda output, prompt: seen.append((output, prompt)) or 7
+    )
+    assert result == 7 and len(seen) == 1
+    assert torch.equal(seen[0][0], ids) and torch.equal(seen[0][1], inputs["input_ids"])
     assert set(model.state_dict()) == keys
 
 

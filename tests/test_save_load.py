@@ -39,7 +39,8 @@ def test_folder_contents(saved):
     names = {p.name for p in folder.iterdir()}
     for required in ("config.json", "model.safetensors", "generation_config.json", "processor_config.json",
                      "configuration_laac.py", "modeling_laac.py", "processing_laac.py", "feature_extraction_laac.py",
-                     "configuration_ced.py", "modeling_ced.py", "corrector_laac.py", "pipeline_laac.py", "tokenizer.json"):
+                     "configuration_ced.py", "modeling_ced.py", "corrector_laac.py", "pipeline_laac.py", "tokenizer.json",
+                     "tokenization_laac.py", "generation_laac.py"):
         assert required in names, f"{required} missing from {sorted(names)}"
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names), "weights must be safetensors only"
     config = json.loads((folder / "config.json").read_text())

@@ -355,7 +355,7 @@ def test_attn_implementation_flag_switches_kernels_not_results(setup):
 
 
 def test_audio_token_cache_is_exact_and_encodes_each_clip_once(setup):
-    from laac.modeling_laac import AudioTokenCache
+    from laac.training.audio_token_cache import AudioTokenCache
     from laac.train import enable_audio_token_cache
     from tests.laac_tester import make_audio, tiny_model, tiny_processor
 
@@ -394,8 +394,8 @@ def test_audio_token_cache_is_exact_and_encodes_each_clip_once(setup):
 def test_audio_token_cache_keys_follow_the_log_mel_content(monkeypatch):
     """Equal log-mels share a key (whatever their memory layout), one changed value or frame does not, with xxHash
     and with the BLAKE2b fallback."""
-    from laac import modeling_laac
-    from laac.modeling_laac import AudioTokenCache
+    from laac.training import audio_token_cache
+    from laac.training.audio_token_cache import AudioTokenCache
 
     mel = torch.randn(64, 300)
     changed = mel.clone()
@@ -403,7 +403,7 @@ def test_audio_token_cache_keys_follow_the_log_mel_content(monkeypatch):
     keys = {}
     for xxhash_present in (True, False):
         if not xxhash_present:
-            monkeypatch.setattr(modeling_laac, "xxhash", None)
+            monkeypatch.setattr(audio_token_cache, "xxhash", None)
         key = AudioTokenCache._key(mel)
         assert AudioTokenCache._key(mel.t().contiguous().t()) == key  # same values, column-major in memory
         assert AudioTokenCache._key(changed) != key and AudioTokenCache._key(mel[:, :-1]) != key

@@ -24,10 +24,12 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.utils import logging
 
 from ..configuration_laac import GATE_MODES
+from ..corrector_laac import CaptionPostProcessor, PostCorrection
 from ..data.loaders import CaptionExamples, LaacDataCollator
 from ..evaluation.metrics import compute_dcase_metrics
-from ..modeling_laac import AudioTokenCache, LaacForConditionalGeneration
+from ..modeling_laac import LaacForConditionalGeneration
 from ..processing_laac import LaacProcessor
+from .audio_token_cache import AudioTokenCache
 
 logger = logging.get_logger(__name__)
 
@@ -53,7 +55,7 @@ class LaacTrainingArguments(TrainingArguments):
     eval_correct: str | None = field(
         default=None,
         metadata={
-            "help": "Post-correct the generated captions at evaluation (generate(correct=...)) and report corrected_* "
+            "help": "Post-correct the generated captions at evaluation (generate(post_processor=...)) and report corrected_* "
             "metrics beside the raw ones: true (the model's config.corrector settings), a gate mode (auto, always, "
             'never) or a JSON settings dict, e.g. \'{"corrector_model": "smollm2", "detector": "DIR"}\'.'
         },
@@ -83,14 +85,13 @@ class LaacTrainingArguments(TrainingArguments):
 
 def parse_correct_setting(value: Any) -> Any:
     """
-    `--eval_correct` as `generate(correct=...)` takes it: None (off), True (the model's `config.corrector`), a gate
-    mode, or a settings dict. Accepts a flag string ("true", "false", "auto", a JSON object) or a YAML value.
+    `--eval_correct` as `PostCorrection.parse` takes it: a flag string ("true", "false", a gate mode, a JSON object)
+    becomes None (off), True (the model's `config.corrector`), the gate mode or the settings dict; a YAML value (a
+    bool, a dict, None) is already one and passes as it is.
     """
-    if value is None or value is False:
-        return None
-    if value is True or isinstance(value, dict):
+    if not isinstance(value, str):
         return value
-    text = str(value).strip()
+    text = value.strip()
     if text.lower() in ("", "false", "none", "no", "0"):
         return None
     if text.lower() in ("true", "yes", "1"):
@@ -146,40 +147,46 @@ def evaluate_model(
     Caption every clip of a clip table (`laac.data.loaders`) with `model.generate` (its generation config: beam 3
     by default; `generation_kwargs` override it) and score against all references with `compute_dcase_metrics`
     (`metrics=None` skips scoring). Audio is read deterministically: the first `max_seconds`, or whole clips.
-    Works with a plain or a LoRA-wrapped (peft) model. With `correct` (what `generate(correct=...)` takes), the
-    captions are also post-corrected in `generate()` and every metric is reported twice, raw then `corrected_`.
+    Works with a plain or a LoRA-wrapped (peft) model. With `correct` (what the pipeline's `correct=` takes,
+    parsed once by `PostCorrection.parse`), `generate()` also post-corrects the captions through one
+    `CaptionPostProcessor` and every metric is reported twice, raw then `corrected_`.
     """
-    correct = None if correct is False else correct
+    request = PostCorrection.parse(correct, model.config.corrector)
     examples = CaptionExamples(clips, per_caption=False)
     collator = LaacDataCollator(processor, max_seconds=max_seconds, train=False, with_labels=False, silence=silence)
     loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, collate_fn=lambda batch: batch)
     parameter = next(model.parameters())
+    post_processor = None if request is None else CaptionPostProcessor(processor, request, str(parameter.device))
     was_training = model.training
     model.eval()
     predictions = []
     for batch in loader:
         inputs = collator(batch).to(parameter.device)
-        rows = _generate_captions(model, processor, inputs, generation_kwargs or {}, correct)
+        rows = _generate_captions(model, processor, inputs, generation_kwargs or {}, post_processor)
         predictions += [{"id": ex["id"], **row, "references": ex["references"]} for ex, row in zip(batch, rows)]
     model.train(was_training)
     scores: dict[str, Any] = {}
     if metrics:
         scores = _score(predictions, "prediction", metrics, metric_kwargs)
-        if correct is not None:
+        if request is not None:
             scores = side_by_side(scores, _score(predictions, "corrected_prediction", metrics, metric_kwargs))
-    if correct is not None:
+    if request is not None:
         scores["post_correction_rewritten"] = sum(bool(p["corrected"]) for p in predictions)
     return EvaluationResult(predictions, scores)
 
 
 def _generate_captions(
-    model: torch.nn.Module, processor: LaacProcessor, inputs: Any, generation_kwargs: dict[str, Any], correct: Any
+    model: torch.nn.Module,
+    processor: LaacProcessor,
+    inputs: Any,
+    generation_kwargs: dict[str, Any],
+    post_processor: CaptionPostProcessor | None,
 ) -> list[dict[str, Any]]:
-    """One batch: `{"prediction"}` per clip, plus the post-corrector's fields when `correct` is set."""
-    if correct is None:
+    """One batch: `{"prediction"}` per clip, plus the post-corrector's fields with a `post_processor`."""
+    if post_processor is None:
         sequences = model.generate(**inputs, **generation_kwargs)
         return [{"prediction": caption} for caption in processor.decode_captions(sequences, inputs["input_ids"])]
-    output = model.generate(**inputs, **generation_kwargs, correct=correct, processor=processor)
+    output = model.generate(**inputs, **generation_kwargs, post_processor=post_processor)
     return [
         {"prediction": raw, "corrected_prediction": final, "error_prob": probability, "corrected": changed}
         for raw, final, probability, changed in zip(
@@ -269,6 +276,14 @@ class LaacTrainer(Trainer):
             metrics.update(self._generate_and_score(metric_key_prefix))
         return metrics
 
+    def _eval_post_corrector(self) -> Any:
+        """`--eval_correct` as one corrector, built at the first evaluation and kept (its models load once)."""
+        if "_post_corrector" not in self.__dict__:
+            request = PostCorrection.parse(self.args.eval_correct, self.model.config.corrector)
+            device = str(next(self.model.parameters()).device)
+            self.__dict__["_post_corrector"] = None if request is None else request.build(device)
+        return self.__dict__["_post_corrector"]
+
     def _generate_and_score(self, prefix: str) -> dict[str, float]:
         scores = None
         if self.is_world_process_zero():
@@ -286,7 +301,7 @@ class LaacTrainer(Trainer):
                     },
                     metrics=self.args.eval_metrics,
                     silence=collator is not None and collator.silence,
-                    correct=self.args.eval_correct,
+                    correct=self._eval_post_corrector(),
                 )
             write_evaluation(self.args.output_dir, self.state.global_step, result, prefix)
             scores = {f"{prefix}_{k}": v for k, v in result.metrics.items() if isinstance(v, (int, float))}
