@@ -303,6 +303,9 @@ class AudioCaptioningPipeline(Pipeline):
             hands it to `generate(post_processor=...)`. A corrector that cannot run raises `PostCorrectionError`,
             also with `on_error="record"` (it is no fault of the input).
         generate_kwargs (`dict`) or any `GenerationConfig` field (`num_beams=1`, `max_new_tokens=20`): decoding.
+        fast_decoding (`bool` or `str`, default False): decode with the opt-in fast loop instead of stock `generate`
+            (passed as `generate(custom_generate=..., trust_remote_code=True)`): `True` for the installed checkout's
+            `FAST_DECODING` folder, or a folder / Hub repository holding `custom_generate/generate.py`.
 
     Returns per input a JSON-able dict: `{"caption": str}`; audio longer than one segment also has
     `"segments": [{"start": s, "end": s, "caption": str}, ...]`, and its `caption` is the overall caption: the
