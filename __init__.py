@@ -16,7 +16,9 @@ if __name__.rpartition(".")[2] == "laac":
     from .feature_extraction_laac import LaacFeatureExtractor
     from .modeling_ced import CedForAudioClassification, CedModel, DashengModel
     from .modeling_laac import LaacForConditionalGeneration
-    from .pipeline_laac import AudioCaptioningPipeline  # importing it registers the "audio-captioning" task
+    # importing the pipeline registers the "audio-captioning" task; FAST_DECODING: the opt-in fast decoding loop's
+    # folder, for model.generate(..., custom_generate=FAST_DECODING, trust_remote_code=True)
+    from .pipeline_laac import FAST_DECODING, AudioCaptioningPipeline
     from .processing_laac import LaacProcessor
 
     __version__ = "0.1.0"
@@ -37,6 +39,7 @@ if __name__.rpartition(".")[2] == "laac":
         "CedModel",
         "DashengConfig",
         "DashengModel",
+        "FAST_DECODING",
         "LaacConfig",
         "LaacFeatureExtractor",
         "LaacForConditionalGeneration",

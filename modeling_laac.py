@@ -27,7 +27,6 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPas
 from transformers.utils import ModelOutput, can_return_tuple, logging
 
 from .configuration_laac import DEFAULT_GENERATION, LaacConfig, load_audio_config, num_windows
-from .generation_laac import CustomGenerateMixin
 from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layout, num_freq_patches
 from .tokenization_laac import load_text_tokenizer
 
@@ -156,11 +155,8 @@ class LaacQFormer(nn.Module):
         return out.reshape(-1, out.shape[-1]), [n * n_queries for n in per_clip]
 
 
-class LaacPreTrainedModel(StrictLoadingMixin, CustomGenerateMixin, PreTrainedModel):
-    """
-    Loading is strict by default: a LAAC checkpoint with missing or mis-shaped tensors is an error. Saving also
-    writes the fast decoding loop (`custom_generate/generate.py`), which `fast_generate` runs.
-    """
+class LaacPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
+    """Loading is strict by default: a LAAC checkpoint with missing or mis-shaped tensors is an error."""
 
     _strict_loading_default = True
     _strict_loading_hint = "the checkpoint was saved from a different LaacConfig"

@@ -51,7 +51,26 @@ DEFAULT_HOP_SECONDS = 30.0
 # number and length of inputs while keeping the padding inside a batch small.
 BUCKET_BATCHES = 8
 
+# The opt-in fast decoding loop: the folder holding `custom_generate/generate.py`, beside this file in an installed
+# checkout (a checkpoint's copy of this file has none beside it; pass a folder or Hub repository instead)
+FAST_DECODING = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_decoding")
 RELEASED = np.zeros(0, dtype=np.float32)  # a captioned segment's samples: memory stays flat in a recording's length
+
+
+def fast_decoding_source(fast_decoding: bool | str) -> str:
+    """
+    What `generate(custom_generate=...)` takes for the fast decoding loop: `True` -> the installed checkout's
+    `FAST_DECODING` folder; a string -> that folder or Hub repository (holding `custom_generate/generate.py`).
+    """
+    if isinstance(fast_decoding, str):
+        return fast_decoding
+    if not os.path.isfile(os.path.join(FAST_DECODING, "custom_generate", "generate.py")):
+        raise ValueError(
+            f"fast_decoding=True needs the fast decoding loop at {FAST_DECODING}/custom_generate/generate.py, which "
+            "only an installed LAAC checkout has; pass fast_decoding='<folder or Hub repo holding "
+            "custom_generate/generate.py>' instead"
+        )
+    return FAST_DECODING
 
 
 @dataclass
@@ -284,6 +303,9 @@ class AudioCaptioningPipeline(Pipeline):
             hands it to `generate(post_processor=...)`. A corrector that cannot run raises `PostCorrectionError`,
             also with `on_error="record"` (it is no fault of the input).
         generate_kwargs (`dict`) or any `GenerationConfig` field (`num_beams=1`, `max_new_tokens=20`): decoding.
+        fast_decoding (`bool` or `str`, default False): decode with the opt-in fast loop instead of stock `generate`
+            (passed as `generate(custom_generate=..., trust_remote_code=True)`): `True` for the installed checkout's
+            `FAST_DECODING` folder, or a folder / Hub repository holding `custom_generate/generate.py`.
 
     Returns per input a JSON-able dict: `{"caption": str}`; audio longer than one segment also has
     `"segments": [{"start": s, "end": s, "caption": str}, ...]`, and its `caption` is the overall caption: the
@@ -300,7 +322,7 @@ class AudioCaptioningPipeline(Pipeline):
     _load_video_processor = False
     _pipeline_calls_generate = True
     _PREPROCESS_PARAMS = ("sampling_rate", "segment_seconds", "hop_seconds", *AudioLimits.FIELDS)
-    _PIPELINE_PARAMS = (*_PREPROCESS_PARAMS, "correct", "generate_kwargs")
+    _PIPELINE_PARAMS = (*_PREPROCESS_PARAMS, "correct", "fast_decoding", "generate_kwargs")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -313,7 +335,7 @@ class AudioCaptioningPipeline(Pipeline):
     # -- transformers Pipeline protocol --------------------------------------------------------------------------
 
     def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
-        known = {*self._PIPELINE_PARAMS, *GenerationConfig().to_dict(), "fast_decoding"}  # False: the reference loop
+        known = {*self._PIPELINE_PARAMS, *GenerationConfig().to_dict()}
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise TypeError(
@@ -323,6 +345,8 @@ class AudioCaptioningPipeline(Pipeline):
         preprocess = {k: kwargs[k] for k in self._PREPROCESS_PARAMS if k in kwargs}
         generate = dict(kwargs.get("generate_kwargs") or {})
         generate.update({k: v for k, v in kwargs.items() if k not in self._PIPELINE_PARAMS})
+        if kwargs.get("fast_decoding"):
+            generate.update(custom_generate=fast_decoding_source(kwargs["fast_decoding"]), trust_remote_code=True)
         forward = {"generate_kwargs": generate}
         if "correct" in kwargs:
             forward["correct"] = PostCorrection.parse(kwargs["correct"], self.model.config.corrector)
@@ -357,8 +381,7 @@ class AudioCaptioningPipeline(Pipeline):
         post_processor: CaptionPostProcessor | None = None,
     ) -> dict:
         model_inputs = dict(model_inputs)
-        # the fast decoding loop (same token ids as generate) where the model code ships it; older code: generate
-        generate = getattr(self.model, "fast_generate", self.model.generate)
+        generate = self.model.generate  # stock generate, or the fast loop where generate_kwargs name it
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs or {})
         if post_processor is None:
             return {"sequences": generate(**model_inputs, **generate_kwargs), "input_ids": model_inputs["input_ids"]}

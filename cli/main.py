@@ -226,6 +226,8 @@ def _caption_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["num_beams"] = args.num_beams
     if args.static_cache:
         kwargs["cache_implementation"] = "static"
+    if args.fast_decoding:
+        kwargs["fast_decoding"] = True
     limits = ("max_duration_seconds", "max_channels", "min_sampling_rate", "max_sampling_rate")
     kwargs.update({name: getattr(args, name) for name in limits if getattr(args, name) is not None})
     return kwargs
@@ -440,9 +442,12 @@ def add_caption_parser(subparsers: Any) -> None:
     parser.add_argument("--hop-seconds", type=float, default=None,
                         help="distance between segment starts (default: --segment-seconds, no overlap)")
     parser.add_argument("--num-beams", type=int, default=None, help="beam size (default: the model's, 3)")
+    parser.add_argument("--fast-decoding", action="store_true",
+                        help="decode with the opt-in fast loop (fast_decoding/custom_generate/generate.py, same ids "
+                        "as stock generate; see docs/performance.md) instead of transformers' generate")
     parser.add_argument("--static-cache", action="store_true",
-                        help="decode with the fixed-shape step (cache_implementation='static'), compiled on a GPU "
-                        "(CUDA graphs); same captions, one compilation per batch shape")
+                        help="decode with a static cache (cache_implementation='static'; with --fast-decoding, the "
+                        "loop's fixed-shape step), compiled on a GPU (CUDA graphs); one compilation per batch shape")
     parser.add_argument("--max-duration-seconds", type=float, default=None,
                         help=f"refuse longer inputs (default: the model's, normally {MAX_DURATION_SECONDS:g} = 12 h)")
     parser.add_argument("--max-channels", type=int, default=None,

@@ -3,7 +3,7 @@ Captioning at scale: a batch that runs out of device memory is split and retried
 reported), and audio is read, decoded, resampled and log-melled in DataLoader workers with the captions and error
 records of the in-process path.
 
-Out-of-memory is simulated on the CPU by a `fast_generate` that raises `torch.OutOfMemoryError` (what
+Out-of-memory is simulated on the CPU by a `generate` that raises `torch.OutOfMemoryError` (what
 `torch.cuda.OutOfMemoryError` is) for batches above a size: the control flow under test is the pipeline's, the
 error the one CUDA raises.
 """
@@ -53,7 +53,7 @@ def fit_at_most(monkeypatch, captioner, most, attempts=None, fails_alone=None, k
     batch holding a segment of `fails_alone` mel frames; `attempts` collects every batch size tried; after
     `kill_after` successful batches the run is killed.
     """
-    real = type(captioner.model).fast_generate.__get__(captioner.model)
+    real = type(captioner.model).generate.__get__(captioner.model)
     attempts = [] if attempts is None else attempts
     done = []
 
@@ -67,7 +67,7 @@ def fit_at_most(monkeypatch, captioner, most, attempts=None, fails_alone=None, k
         done.append(len(frames))
         return real(**inputs)
 
-    monkeypatch.setattr(captioner.model, "fast_generate", generate)
+    monkeypatch.setattr(captioner.model, "generate", generate)
     return attempts
 
 

@@ -161,24 +161,33 @@ def test_help_and_subcommands(capsys, monkeypatch):
     assert cli.main(["caption", "x.wav"]) == 255  # exit status is capped
 
 
-def test_static_cache_flag_decodes_with_the_fixed_shape_step(model_dir, tmp_path, monkeypatch):
-    """`laac caption --static-cache` asks the fast loop for its fixed-shape step, and gets the same records."""
+@pytest.mark.parametrize("flags", [["--fast-decoding"], ["--fast-decoding", "--static-cache"], ["--static-cache"]])
+def test_decoding_flags_give_the_stock_records(model_dir, tmp_path, monkeypatch, flags):
+    """
+    `laac caption` runs stock generate; --fast-decoding passes the opt-in loop as `custom_generate` (with
+    --static-cache, its fixed-shape step); --static-cache alone asks stock generate for a static cache. Same records.
+    """
+    from laac import FAST_DECODING
     from laac.modeling_laac import LaacForConditionalGeneration
 
     paths = []
     for seed in range(3):
         paths.append(str(tmp_path / f"clip{seed}.wav"))
         sf.write(paths[-1], make_audio(1.0 + 2 * seed, seed), 16000)
-    plain, static = tmp_path / "plain.jsonl", tmp_path / "static.jsonl"
-    assert cli.main(["caption", "-q", "-m", model_dir, "-o", str(plain), *paths]) == 0
     calls = []
-    original = LaacForConditionalGeneration.fast_generate
+    original = LaacForConditionalGeneration.generate
 
     def spy(self, *args, **kwargs):
-        calls.append(kwargs.get("cache_implementation"))
+        if "custom_generate" not in kwargs or isinstance(kwargs["custom_generate"], str):  # the user-level calls
+            calls.append((kwargs.get("custom_generate"), kwargs.get("cache_implementation")))
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(LaacForConditionalGeneration, "fast_generate", spy)
-    assert cli.main(["caption", "-q", "-m", model_dir, "--static-cache", "-o", str(static), *paths]) == 0
-    assert calls and set(calls) == {"static"}
-    assert read_jsonl(static) == read_jsonl(plain)
+    monkeypatch.setattr(LaacForConditionalGeneration, "generate", spy)
+    plain, flagged = tmp_path / "plain.jsonl", tmp_path / "flagged.jsonl"
+    assert cli.main(["caption", "-q", "-m", model_dir, "-o", str(plain), *paths]) == 0
+    assert calls and set(calls) == {(None, None)}
+    calls.clear()
+    assert cli.main(["caption", "-q", "-m", model_dir, *flags, "-o", str(flagged), *paths]) == 0
+    expected = (FAST_DECODING if "--fast-decoding" in flags else None, "static" if "--static-cache" in flags else None)
+    assert calls and set(calls) == {expected}
+    assert read_jsonl(flagged) == read_jsonl(plain)

@@ -20,6 +20,7 @@ def test_tiny_shape_runs_every_phase_with_equal_ids(capsys):
     speed = {name: phase["clips_per_s"] for name, phase in phases.items()}
     assert summary["fast_over_reference"] == round(speed["fast"] / speed["reference"], 2)
     assert summary["fast_over_original"] == round(speed["fast"] / speed["original"], 2)
+    assert summary["fast_qualifies_as_default"] == (summary["fast_over_reference"] >= 1.5)  # ids equal (above)
     assert set(summary["log_mel_one_thread"]) == {"clip_seconds", "x_real_time"} and summary["data_path"]["workers"] == 0
 
 

@@ -1,17 +1,28 @@
-"""The fast decoding loop (custom_generate/generate.py): the reference's token ids, in-place cache, shipping."""
+"""
+The opt-in fast decoding loop (fast_decoding/custom_generate/generate.py), always reached the way users reach it:
+`model.generate(..., custom_generate=FAST_DECODING, trust_remote_code=True)`, loaded by transformers. It gives the
+reference's token ids; stock generate stays the default of a saved checkpoint and of the pipeline.
+"""
 
+import functools
 import json
+import re
+import shutil
+import sys
 import textwrap
+from pathlib import Path
 
 import laac  # noqa: F401  registers the LAAC classes and the task
 import pytest
 import torch
-from laac.custom_generate import generate as fast
-from laac.generation_laac import CUSTOM_GENERATE_FILE
-from laac.modeling_laac import LaacForConditionalGeneration
+from laac import FAST_DECODING
 from transformers import pipeline
+from transformers.generation.utils import GenerationMixin
 
 from tests.laac_tester import make_audio, run_without_laac, save_tiny_model, tiny_config, tiny_model, tiny_processor
+
+OPT_IN = {"custom_generate": FAST_DECODING, "trust_remote_code": True}
+LOOP_FILE = Path(FAST_DECODING) / "custom_generate" / "generate.py"
 
 # batch compositions: one clip, mixed lengths (left padding, a sub-second clip), a larger batch
 CLIP_SECONDS = [(2.0,), (1.0, 3.0, 12.0), (2.0, 6.0, 0.5, 4.0, 9.0)]
@@ -32,17 +43,35 @@ def setup():
     return config, tiny_model(config), tiny_processor(config)
 
 
+@pytest.fixture(scope="module")
+def fast(setup):
+    """The loop's module as transformers loads it for `custom_generate=FAST_DECODING` (the one the calls run)."""
+    _, model, _ = setup
+    return sys.modules[model.load_custom_generate(FAST_DECODING, trust_remote_code=True).__module__]
+
+
 def _inputs(processor, seconds):
     return processor([make_audio(s, seed=i) for i, s in enumerate(seconds)], sampling_rate=16000)
 
 
-def _reference_forbidden(monkeypatch):
-    """Inside the fast loop the reference must not run (it would make any comparison pass)."""
+def _reference_loops(monkeypatch, refuse: bool) -> list[str]:
+    """
+    Watch (or forbid: a fallback would make any comparison pass) transformers' own decoding loops; the wrappers keep
+    their signatures, which transformers reads to route `custom_generate` arguments. Returns the loops that ran.
+    """
+    ran = []
+    for name in ("_sample", "_beam_search"):
+        original = getattr(GenerationMixin, name)
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("the fast loop fell back to the reference")
+        @functools.wraps(original)
+        def watched(*args, _name=name, _original=original, **kwargs):
+            if refuse:
+                raise AssertionError(f"the fast loop fell back to the reference ({_name})")
+            ran.append(_name)
+            return _original(*args, **kwargs)
 
-    monkeypatch.setattr(LaacForConditionalGeneration, "generate", refuse)
+        monkeypatch.setattr(GenerationMixin, name, watched)
+    return ran
 
 
 @pytest.mark.parametrize("seconds", CLIP_SECONDS, ids=lambda s: f"{len(s)}clips")
@@ -51,12 +80,12 @@ def test_fast_loop_gives_the_reference_token_ids(setup, seconds, settings, monke
     config, model, processor = setup
     inputs = _inputs(processor, seconds)
     reference = model.generate(**inputs, **settings)
-    _reference_forbidden(monkeypatch)
+    _reference_loops(monkeypatch, refuse=True)
     for sync_every in (1, 4):
-        got = fast.generate(model, **inputs, **settings, sync_every=sync_every)
+        got = model.generate(**inputs, **settings, **OPT_IN, sync_every=sync_every)
         assert got.tolist() == reference.tolist(), (sync_every, got.tolist(), reference.tolist())
     # the fixed-shape step (every row runs, attention over the whole buffer): the same ids here too
-    got = fast.generate(model, **inputs, **settings, cache_implementation="static")
+    got = model.generate(**inputs, **settings, **OPT_IN, cache_implementation="static")
     assert got.tolist() == reference.tolist(), ("static", got.tolist(), reference.tolist())
 
 
@@ -72,35 +101,35 @@ def test_the_test_set_covers_clips_that_end_early_and_min_new_tokens(setup):
     assert not bool((held[:, :12] == eos).any()) and held.shape[1] >= 12
 
 
-def test_unsupported_calls_go_to_the_reference(setup):
+def test_unsupported_calls_go_to_the_reference(setup, monkeypatch):
     config, model, processor = setup
     inputs = _inputs(processor, (2.0, 5.0))
-    calls = []
-    original = LaacForConditionalGeneration.generate
-
-    def spy(self, *args, **kwargs):
-        calls.append(kwargs.get("num_return_sequences"))
-        return original(self, *args, **kwargs)
-
-    LaacForConditionalGeneration.generate = spy
-    try:
-        pairs = fast.generate(model, **inputs, num_return_sequences=2)
-        fast.generate(model, **inputs, fast_decoding=False)
-        fast.generate(model, **inputs)
-    finally:
-        LaacForConditionalGeneration.generate = original
-    assert calls == [2, None], calls  # the third call ran the fast loop
-    assert pairs.shape[0] == 4
+    ran = _reference_loops(monkeypatch, refuse=False)
+    pairs = model.generate(**inputs, **OPT_IN, num_return_sequences=2)
+    assert ran == ["_beam_search"] and pairs.shape[0] == 4
+    model.generate(**inputs, **OPT_IN, fast_decoding=False)
+    assert ran == ["_beam_search"] * 2
+    model.generate(**inputs, **OPT_IN)
+    assert ran == ["_beam_search"] * 2  # the third call ran the fast loop
+    model.generate(**inputs)
+    assert ran == ["_beam_search"] * 3  # without the opt-in: stock generate
 
 
 def test_encoder_decoder_text_model_uses_the_reference():
     config = tiny_config("bart")
     model, processor = tiny_model(config), tiny_processor(config)
     inputs = _inputs(processor, (2.0, 4.0))
-    assert fast.generate(model, **inputs).tolist() == model.generate(**inputs).tolist()
+    assert model.generate(**inputs, **OPT_IN).tolist() == model.generate(**inputs).tolist()
 
 
-def test_cache_is_written_in_place_and_reordered_row_by_row():
+def test_the_loop_calls_no_private_method_of_the_model():
+    """The loop reaches the model through public methods only (`model._x` anywhere in the file is a failure)."""
+    source = LOOP_FILE.read_text(encoding="utf-8")
+    assert "model.language_model(" in source and "model.get_input_embeddings()" in source  # the reader reads it
+    assert not re.findall(r"\bmodel\._\w+", source)
+
+
+def test_cache_is_written_in_place_and_reordered_row_by_row(fast):
     layer = fast.PreallocatedLayer(max_length=6, repeat=2)
     prompt = torch.arange(2 * 1 * 3 * 2, dtype=torch.float).view(2, 1, 3, 2)  # (clips, heads, length, dim)
     keys, _ = layer.update(prompt, -prompt)
@@ -119,7 +148,7 @@ def test_cache_is_written_in_place_and_reordered_row_by_row():
         layer.update(torch.zeros(4, 1, 3, 2), torch.zeros(4, 1, 3, 2))
 
 
-def test_static_layer_writes_at_its_position_and_keeps_its_buffers():
+def test_static_layer_writes_at_its_position_and_keeps_its_buffers(fast):
     position = torch.tensor(3)
     layer = fast.StaticRowsLayer(max_length=6, repeat=2, position=position)
     prompt = torch.arange(2 * 1 * 3 * 2, dtype=torch.float).view(2, 1, 3, 2)
@@ -152,72 +181,78 @@ def test_the_static_step_is_captured_whole_and_replayed(setup, monkeypatch):
     reference = model.generate(**inputs)
     compile_config = CompileConfig(fullgraph=True, dynamic=False, backend="eager", mode=None)
     compile_config._compile_all_devices = True  # transformers compiles on GPUs only, unless told so
-    _reference_forbidden(monkeypatch)
+    _reference_loops(monkeypatch, refuse=True)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     for _ in range(2):
-        got = fast.generate(model, **inputs, cache_implementation="static", compile_config=compile_config)
+        got = model.generate(**inputs, **OPT_IN, cache_implementation="static", compile_config=compile_config)
         assert got.tolist() == reference.tolist()
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     assert not torch._dynamo.utils.counters["graph_break"]
     del model.language_model._compiled_call  # later tests get the plain model back
 
 
-def test_pipeline_defaults_to_the_fast_loop(tmp_path, monkeypatch):
+def test_pipeline_runs_stock_generate_and_fast_decoding_on_request(tmp_path, monkeypatch):
     folder = save_tiny_model(tmp_path / "model")
-    assert (folder / CUSTOM_GENERATE_FILE).is_file()
+    assert not (folder / "custom_generate").exists()  # a saved checkpoint does not make the loop its default
     captioner = pipeline("audio-captioning", model=str(folder), device="cpu")
     clips = [make_audio(s, seed=i) for i, s in enumerate((1.0, 7.0, 3.0))]
-    reference = captioner(clips, sampling_rate=16000, batch_size=3, fast_decoding=False)
-    _reference_forbidden(monkeypatch)
-    assert captioner(clips, sampling_rate=16000, batch_size=3) == reference
+    ran = _reference_loops(monkeypatch, refuse=False)
+    reference = captioner(clips, sampling_rate=16000, batch_size=3)
+    assert ran == ["_beam_search"]
+    monkeypatch.undo()
+    _reference_loops(monkeypatch, refuse=True)
+    assert captioner(clips, sampling_rate=16000, batch_size=3, fast_decoding=True) == reference
+    assert captioner(clips, sampling_rate=16000, batch_size=3, fast_decoding=FAST_DECODING) == reference
 
 
 REMOTE_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    sys.modules["laac"] = None  # everything comes from the folder
+    sys.modules["laac"] = None  # everything comes from the folders
     import numpy as np
     from transformers import AutoModel, AutoProcessor
-    folder = sys.argv[1]
+    folder, loop, carrying = sys.argv[1:4]
     model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    source = model.generate.func.__module__
     rng = np.random.default_rng(0)
     clips = [(0.1 * rng.standard_normal(int(s * 16000))).astype(np.float32) for s in (1.5, 8.0, 0.7)]
     inputs = processor(clips, sampling_rate=16000)
+    opt_in = {"custom_generate": loop, "trust_remote_code": True}
     ids = {name: model.generate(**inputs, **kw).tolist() for name, kw in
-           [("fast", {}), ("reference", {"fast_decoding": False}), ("fast_greedy", {"num_beams": 1}),
-            ("reference_greedy", {"num_beams": 1, "fast_decoding": False})]}
-    ids["class_reference"] = type(model).generate(model, **inputs).tolist()
-    print(json.dumps({"source": source, "ids": ids}))
+           [("stock", {}), ("fast", opt_in), ("stock_greedy", {"num_beams": 1}),
+            ("fast_greedy", {"num_beams": 1, **opt_in})]}
+    carrier = AutoModel.from_pretrained(carrying, trust_remote_code=True).eval()
+    ids["carried"] = carrier.generate(**inputs).tolist()
+    sources = {"default": type(model.generate).__name__, "carried": carrier.generate.func.__module__}
+    print(json.dumps({"sources": sources, "ids": ids}))
     """
 )
 
 
-def test_saved_checkpoint_carries_the_fast_loop_to_a_fresh_process(tmp_path):
+def test_fresh_process_gets_stock_generate_and_the_loop_on_request(tmp_path):
+    """
+    Without the package: a saved checkpoint's `generate` is stock; `custom_generate=<folder>` runs the loop; a
+    checkpoint that carries `custom_generate/generate.py` (as earlier versions saved them) gets it as `generate`.
+    All give the same ids.
+    """
     folder = save_tiny_model(tmp_path / "model")
-    result = run_without_laac(REMOTE_SCRIPT, [str(folder)], tmp_path, OMP_NUM_THREADS="1")
+    carrying = tmp_path / "carrying"
+    shutil.copytree(folder, carrying)
+    shutil.copytree(Path(FAST_DECODING) / "custom_generate", carrying / "custom_generate")
+    result = run_without_laac(REMOTE_SCRIPT, [str(folder), FAST_DECODING, str(carrying)], tmp_path, OMP_NUM_THREADS="1")
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["source"].startswith("transformers_modules") and report["source"].endswith("custom_generate.generate")
+    assert report["sources"]["default"] == "method"  # the class's generate, not a loaded function
+    assert report["sources"]["carried"].startswith("transformers_modules")
+    assert report["sources"]["carried"].endswith("custom_generate.generate")
     ids = report["ids"]
-    assert ids["fast"] == ids["reference"] == ids["class_reference"]
-    assert ids["fast_greedy"] == ids["reference_greedy"]
-
-
-def test_fast_generate_without_the_file_is_generate(setup, monkeypatch):
-    """Model code saved before the fast loop existed: fast_generate is plain generate."""
-    config, model, processor = setup
-    inputs = _inputs(processor, (2.0,))
-    model = tiny_model(config)
-    monkeypatch.setattr("laac.generation_laac.custom_generate_source", lambda: None)
-    assert model.fast_generate(**inputs).tolist() == model.generate(**inputs).tolist()
-    assert "_custom_generate" not in vars(model)
+    assert ids["fast"] == ids["stock"] == ids["carried"]
+    assert ids["fast_greedy"] == ids["stock_greedy"]
 
 
 @pytest.mark.parametrize("settings", [{}, {"num_beams": 1}], ids=["beam3", "greedy"])
-def test_finished_clips_leave_the_batch(setup, settings, monkeypatch):
+def test_finished_clips_leave_the_batch(setup, fast, settings, monkeypatch):
     """Rows of finished clips stop running (fewer rows per step) and the ids stay the reference's."""
     config, model, processor = setup
     inputs = _inputs(processor, CLIP_SECONDS[2])
@@ -226,7 +261,7 @@ def test_finished_clips_leave_the_batch(setup, settings, monkeypatch):
     monkeypatch.setattr(
         fast._Decoding, "_logits", lambda self, m, e, *a: rows.append(e.shape[0]) or original(self, m, e, *a)
     )
-    got = fast.generate(model, **inputs, **settings, sync_every=1)
+    got = model.generate(**inputs, **settings, **OPT_IN, sync_every=1)
     assert got.tolist() == reference.tolist()
     beams = model.generation_config.num_beams if not settings else 1
     assert rows[0] == 5 and rows[1] == 5 * beams and min(rows[1:]) < 5 * beams, rows

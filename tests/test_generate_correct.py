@@ -5,6 +5,7 @@ The corrector pieces are the tiny offline ones of the corrector tests: the tiny 
 tests/test_pipeline.py and the scripted LLM stand-in of tests/test_corrector.py (no Hub, no LLM download).
 """
 
+import functools
 import json
 import os
 import textwrap
@@ -17,6 +18,7 @@ import soundfile as sf
 import torch
 from laac.cli import main as cli
 from laac.configuration_laac import CorrectorSettings
+from laac import FAST_DECODING
 from laac.corrector_laac import (
     REPORT_ANSWER_RULES,
     CaptionCorrector,
@@ -27,11 +29,9 @@ from laac.corrector_laac import (
     PostCorrectionError,
     PostCorrector,
 )
-from laac.custom_generate import generate as fast
 from laac.data.loaders import load_clotho
 from laac.data.synthetic_corpus import write_corpus
 from laac.evaluation.metrics import compute_dcase_metrics
-from laac.modeling_laac import LaacForConditionalGeneration
 from laac.training.trainer import LaacTrainer, evaluate_model, parse_correct_setting
 from transformers import GenerationMixin, pipeline
 
@@ -61,13 +61,19 @@ def setup():
     return model, processor, inputs
 
 
+OPT_IN = {"custom_generate": FAST_DECODING, "trust_remote_code": True}  # the opt-in fast decoding loop
+
+
 def _reference_forbidden(monkeypatch):
-    """The stock generate must not run (the fast loop's result would then be the reference's by construction)."""
+    """Stock decoding must not run (the fast loop's result would then be the reference's by construction)."""
+    for name in ("_sample", "_beam_search"):
+        original = getattr(GenerationMixin, name)
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("the reference generate ran")
+        @functools.wraps(original)  # transformers reads the signature to route custom_generate arguments
+        def refuse(*args, **kwargs):
+            raise AssertionError("the reference decoding loop ran")
 
-    monkeypatch.setattr(LaacForConditionalGeneration, "generate", refuse)
+        monkeypatch.setattr(GenerationMixin, name, refuse)
 
 
 def _spy_on_the_hook(monkeypatch) -> list[dict]:
@@ -91,7 +97,8 @@ def test_without_a_hook_generate_returns_the_token_ids(setup, settings):
     model, processor, inputs = setup
     reference = GenerationMixin.generate(model, **inputs, **settings)
     for hook in ({}, {"post_processor": None}):
-        for output in (model.generate(**inputs, **settings, **hook), fast.generate(model, **inputs, **settings, **hook)):
+        stock, fast = model.generate(**inputs, **settings, **hook), model.generate(**inputs, **settings, **hook, **OPT_IN)
+        for output in (stock, fast):
             assert type(output) is torch.Tensor
             assert torch.equal(output, reference)
 
@@ -147,7 +154,7 @@ def test_fast_loop_and_stock_generate_call_the_hook_alike(setup, monkeypatch):
     calls = _spy_on_the_hook(monkeypatch)
     stock = model.generate(**inputs, post_processor=hook)
     _reference_forbidden(monkeypatch)
-    quick = fast.generate(model, **inputs, post_processor=hook)
+    quick = model.generate(**inputs, post_processor=hook, **OPT_IN)
     assert len(calls) == 2 and all(torch.equal(call["prompt_ids"], inputs["input_ids"]) for call in calls)
     assert isinstance(quick, LaacGenerateCorrectedOutput)
     assert torch.equal(quick.sequences, stock.sequences)
@@ -162,7 +169,8 @@ def test_encoder_decoder_text_model_decodes_without_a_prompt(monkeypatch):
     sequences = model.generate(**inputs)
     calls = _spy_on_the_hook(monkeypatch)
     hook = PostCorrector(mode="never").for_tokenizer(processor.tokenizer)
-    for output in (model.generate(**inputs, post_processor=hook), fast.generate(model, **inputs, post_processor=hook)):
+    stock, fast = model.generate(**inputs, post_processor=hook), model.generate(**inputs, post_processor=hook, **OPT_IN)
+    for output in (stock, fast):
         assert torch.equal(output.sequences, sequences)
         assert output.captions == processor.decode_captions(sequences, inputs["input_ids"]) == output.corrected_captions
     assert [call["prompt_ids"] for call in calls] == [None, None]
@@ -249,11 +257,11 @@ REMOTE_SCRIPT = textwrap.dedent(
     inputs = processor([(0.1 * rng.standard_normal(s * 16000)).astype(np.float32) for s in (2, 5)], sampling_rate=16000)
     ids = model.generate(**inputs)
     shout = lambda captions: [{"caption": c.upper(), "error_prob": 0.95, "corrected": True} for c in captions]
-    fast = model.generate(**inputs, post_processor=hook_class(processor.tokenizer, shout))
+    hooked = model.generate(**inputs, post_processor=hook_class(processor.tokenizer, shout))
     never = corrector_class.from_pretrained(folder, mode="never").for_tokenizer(processor)
     stock = type(model).generate(model, **inputs, post_processor=never)
-    print(json.dumps({"module": type(fast).__module__, "same_ids": fast.sequences.tolist() == ids.tolist(),
-                      "fast": fast.records(), "stock": stock.records(), "ids_type": type(ids).__name__}))
+    print(json.dumps({"module": type(hooked).__module__, "same_ids": hooked.sequences.tolist() == ids.tolist(),
+                      "hooked": hooked.records(), "stock": stock.records(), "ids_type": type(ids).__name__}))
     """
 )
 
@@ -266,8 +274,8 @@ def test_a_checkpoint_post_corrects_in_generate_without_laac_installed(tmp_path)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["module"].startswith("transformers_modules") and report["ids_type"] == "Tensor"
     assert report["same_ids"]
-    assert [r["caption"] for r in report["fast"]] == [r["raw_caption"].upper() for r in report["fast"]]
-    assert [r["raw_caption"] for r in report["stock"]] == [r["raw_caption"] for r in report["fast"]]
+    assert [r["caption"] for r in report["hooked"]] == [r["raw_caption"].upper() for r in report["hooked"]]
+    assert [r["raw_caption"] for r in report["stock"]] == [r["raw_caption"] for r in report["hooked"]]
     assert all(r["reason"] == "gate_never" and r["caption"] == r["raw_caption"] for r in report["stock"])
 
 

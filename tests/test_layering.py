@@ -9,8 +9,7 @@ imports count like top-level ones. The order:
    Then audio_laac < feature_extraction_laac < processing_laac: the one audio reader (decode, limits, validation,
    resampling; numpy, and soundfile / soxr imported lazily), audio -> log-mel, and the processor. Like
    transformers' processors they import no model code: the audio-token count comes from the configuration's `num_audio_tokens`.
-3. modeling_ced: the audio encoders. Then generation_laac: the mixin that saves the fast decoding loop with the
-   weights and runs it (`fast_generate`).
+3. modeling_ced: the audio encoders.
 4. corrector_laac: the post-corrector (FENSE detector + instruct LLM) and the generation hook that decodes and
    post-corrects (`CaptionPostProcessor`). The model does not import it (`generate` only calls the hook it is
    handed); the pipeline does, which is what makes `save_pretrained` copy it into every checkpoint. It imports only
@@ -20,8 +19,10 @@ imports count like top-level ones. The order:
    checkpoint through config.json's `custom_pipelines` (transformers' custom-pipeline mechanism), not through an
    import. Layers 1-5 are the Hub files: they travel with every checkpoint.
 6. laac (the package `__init__`): registers the Auto classes and the pipeline task of an installed checkout.
-   Then custom_generate.generate: the fast decoding loop, a Hub file in the subfolder transformers reads
-   (`custom_generate/generate.py`); it imports no LAAC module (the model loads it by path and passes itself in).
+   Then fast_decoding.custom_generate.generate: the opt-in fast decoding loop, a Hub file that transformers loads
+   from `fast_decoding/custom_generate/generate.py` when `generate(custom_generate=FAST_DECODING)` names its
+   folder; it imports no LAAC module (transformers passes the model in). It sits below `fast_decoding/`, not at the
+   root: a root `custom_generate/` would replace `generate` for anyone who loads the root as a model.
    Then the sub-packages' `__init__` files (data, evaluation, training, correction, conversion, cli, demo): one
    docstring each, no imports.
 7. Libraries of the tools: data.loaders, evaluation.metrics, evaluation.report, training.audio_token_cache,
@@ -68,13 +69,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("feature_extraction_laac",),
     ("processing_laac",),
     ("modeling_ced",),
-    ("generation_laac",),
     ("corrector_laac",),
     ("modeling_laac",),
     ("pipeline_laac",),
     ("laac",),
     ("cli", "conversion", "correction", "data", "demo", "evaluation", "training"),  # sub-package docstrings
-    ("custom_generate",),
+    ("fast_decoding",),
     (
         "cli.caption_shards",
         "cli.paths",
@@ -109,7 +109,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli.__main__", "demo.__main__", "data.synthetic_corpus.__main__"),
 )
 HUB_FILES = [name for layer in LAYERS[: LAYERS.index(("laac",))] for name in layer]
-SUBFOLDER_HUB_FILES = ["custom_generate.generate"]  # transformers reads it from custom_generate/ of a checkpoint
+# transformers reads it from <folder>/custom_generate/ when generate(custom_generate=<folder>) names the folder
+SUBFOLDER_HUB_FILES = ["fast_decoding.custom_generate.generate"]
 CONFIGURATIONS = [name for name in HUB_FILES if name.startswith("configuration_")]
 
 
@@ -319,6 +320,12 @@ def test_subfolder_hub_files_import_only_installed_packages(name):
     path = repository_modules()[name]
     assert not [arrow for arrow in import_arrows() if arrow[0] == name], f"{name} must import no LAAC module"
     _check_checkpoint_imports(path)
+
+
+def test_the_root_carries_no_decoding_loop():
+    """Loading the repository root as a model keeps stock generate: the fast loop is an opt-in in its own folder."""
+    assert not (REPO / "custom_generate").exists()
+    assert (REPO / "fast_decoding" / "custom_generate" / "generate.py").is_file()
 
 
 LIGHT_CONFIG_SCRIPT = textwrap.dedent(

@@ -256,3 +256,14 @@ def test_pipeline_from_saved_folder_in_fresh_process(folder, captioner, tmp_path
     args = [str(folder), str(wav), json.dumps(expected)]
     result = run_without_laac(REMOTE_SCRIPT, args, tmp_path, OMP_NUM_THREADS="1")
     assert result.returncode == 0 and "REMOTE-PIPELINE-OK" in result.stdout, result.stderr[-4000:]
+
+
+def test_fast_decoding_needs_the_loop_beside_the_code(monkeypatch, tmp_path):
+    """fast_decoding=True names the installed checkout's folder; without it there, the error says what to pass."""
+    import laac.pipeline_laac as pipeline_module
+
+    assert pipeline_module.fast_decoding_source(True) == pipeline_module.FAST_DECODING
+    assert pipeline_module.fast_decoding_source("someone/laac-fast") == "someone/laac-fast"
+    monkeypatch.setattr(pipeline_module, "FAST_DECODING", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="pass fast_decoding='<folder or Hub repo"):
+        pipeline_module.fast_decoding_source(True)

@@ -40,8 +40,10 @@ def test_folder_contents(saved):
     for required in ("config.json", "model.safetensors", "generation_config.json", "processor_config.json",
                      "configuration_laac.py", "modeling_laac.py", "processing_laac.py", "feature_extraction_laac.py",
                      "configuration_ced.py", "modeling_ced.py", "corrector_laac.py", "pipeline_laac.py", "tokenizer.json",
-                     "tokenization_laac.py", "generation_laac.py"):
+                     "tokenization_laac.py"):
         assert required in names, f"{required} missing from {sorted(names)}"
+    # stock generate stays the checkpoint's generate: the opt-in fast loop is not saved next to the weights
+    assert "custom_generate" not in names and "generation_laac.py" not in names
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names), "weights must be safetensors only"
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"]["AutoModel"] == "modeling_laac.LaacForConditionalGeneration"
@@ -62,7 +64,7 @@ def test_reload_in_process_is_identical(saved):
 def test_missing_and_mismatched_tensors_are_named(saved, tmp_path):
     folder, _, _ = saved
     for name in os.listdir(folder):
-        if not name.startswith("_") and (folder / name).is_file():  # custom_generate/ is not needed here
+        if not name.startswith("_") and (folder / name).is_file():
             (tmp_path / name).write_bytes((folder / name).read_bytes())
     weights = load_file(tmp_path / "model.safetensors")
     weights.pop("qformer.query_tokens")
@@ -147,15 +149,12 @@ def hub_commits(monkeypatch):
     return commits
 
 
-@pytest.mark.parametrize("folder_there", [False, True], ids=["new_folder", "folder_saved_before"])
-def test_save_pretrained_push_to_hub_uploads_the_fast_loop(saved, tmp_path, hub_commits, folder_there):
-    """save_pretrained(push_to_hub=True) commits custom_generate/generate.py with the weights and the model code."""
+def test_save_pretrained_push_to_hub_uploads_the_model_without_a_decoding_loop(saved, tmp_path, hub_commits):
+    """save_pretrained(push_to_hub=True) and push_to_hub commit the weights and the model code, no custom_generate/."""
     _, model, _ = saved
-    folder = tmp_path / "laac-push"
-    if folder_there:  # custom_generate/ already in the folder: the folder's own time does not change on the push
-        model.save_pretrained(folder)
-    model.save_pretrained(folder, push_to_hub=True, repo_id="someone/laac-push")
+    model.save_pretrained(tmp_path / "laac-push", push_to_hub=True, repo_id="someone/laac-push")
     model.push_to_hub("someone/laac-push")  # PushToHubMixin.push_to_hub: a temporary folder, then the same upload
     assert len(hub_commits) == 2
     for files in hub_commits:
-        assert {"custom_generate/generate.py", "model.safetensors", "config.json", "modeling_laac.py"} <= files
+        assert {"model.safetensors", "config.json", "modeling_laac.py", "pipeline_laac.py"} <= files
+        assert not any(name.startswith("custom_generate/") for name in files), sorted(files)

@@ -1,8 +1,18 @@
 # Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
 """
-The fast decoding loop of LAAC, shipped the transformers way: `save_pretrained` copies this file to
-`custom_generate/generate.py` next to the weights, and `from_pretrained(folder, trust_remote_code=True)` installs
-its `generate(model, ...)` as `model.generate`.
+The fast decoding loop of LAAC: an opt-in, loaded by transformers' own `custom_generate` mechanism. Stock
+`generate` is the default everywhere; this loop is asked for by name:
+
+    model.generate(**inputs, custom_generate=laac.FAST_DECODING, trust_remote_code=True)
+
+`laac.FAST_DECODING` is the folder holding this file (`fast_decoding/`, so that loading the repository root as a
+model does not install it as `model.generate`); a Hub repository with the file as `custom_generate/generate.py`
+works the same way. transformers loads the file, calls `generate(model, ...)` below with the arguments of
+`generate`, and this function hands the decoding step back to transformers as a callable `custom_generate`: the
+model's `generate` splices the audio in, transformers prepares the generation config, lengths, special tokens,
+logits processors and stopping criteria, and only the decoding loop (`_decode`) is this file's. It calls no private
+method of the model: its beam selection (`_top_k_continuations` ... `_beam_search_has_unfinished`) is written
+here, step for step as `GenerationMixin._beam_search`, and the equality tests pin it to the reference's ids.
 
 It gives the token ids of the stock `GenerationMixin` path (the reference) for greedy search and beam search with the
 model's generation config (beams, min/max new tokens, length penalty, early stopping, suppressed tokens, EOS), and
@@ -28,38 +38,43 @@ value. The text model's call is then compiled as transformers' `generate` compil
 (`get_compiled_call(compile_config)`: on a GPU, or anywhere with `compile_config._compile_all_devices`), which on
 CUDA with the default `reduce-overhead` mode replays the step as a CUDA graph. Same ids as the reference in the tests.
 
-Beam selection itself reuses `GenerationMixin`'s own vectorised beam-search steps, logits processors and stopping
-criteria, so the two paths cannot drift apart in scoring. Not covered, and sent to the reference with a log line:
-encoder-decoder text models (BART, Submission 3), sampling, `num_return_sequences > 1`, dict outputs, streamers,
-user logits processors / stopping criteria, and settings named in `NEUTRAL_SETTINGS` at other values.
-`model.generate(..., fast_decoding=False)` (or `type(model).generate(model, ...)`) always runs the reference.
-`model.generate(..., post_processor=hook)` calls the hook after decoding exactly as the reference does
-(`hook(output, prompt_ids)`), so both return the same result (`corrector_laac.CaptionPostProcessor`: the
-corrected captions beside the ids).
+Not covered, and sent to the reference with a log line: encoder-decoder text models (BART, Submission 3), sampling,
+`num_return_sequences > 1`, dict outputs, streamers, user logits processors / stopping criteria, and settings named
+in `NEUTRAL_SETTINGS` at other values. `fast_decoding=False` runs the reference too. `post_processor=hook` is
+applied by the model's `generate` around either loop, so both return the same result.
 
-Like the model's own Hub files, this file imports only torch and transformers.
+Measured gains and the rule for making it a device's default: docs/performance.md. Like the model's own Hub files,
+this file imports only torch and transformers.
 """
 
+import functools
 from typing import Any, Optional
 
 import torch
 from transformers import GenerationConfig
 from transformers.cache_utils import Cache, DynamicLayer
+from transformers.generation.logits_process import LogitsProcessorList
+from transformers.generation.stopping_criteria import StoppingCriteriaList
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
 # Generation settings the fast loop does not implement, with the value that leaves decoding as it implements it;
-# a call with another value goes to the reference. Logits processors and stopping criteria need no entry: the fast
-# loop builds them with the reference's own `_get_logits_processor` / `_get_stopping_criteria`.
+# a call with another value goes to the reference. Logits processors and stopping criteria need no entry: transformers
+# prepares them for both loops alike.
 NEUTRAL_SETTINGS = {
     "do_sample": False, "num_return_sequences": 1, "num_beam_groups": 1, "return_dict_in_generate": False,
     "output_scores": False, "output_logits": False, "output_attentions": False, "output_hidden_states": False,
     "cache_implementation": None, "prefill_chunk_size": None, "low_memory": None, "compile_config": None,
     "use_cache": True, "is_assistant": False, "stop_strings": None, "token_healing": False,
 }  # fmt: skip
-# Model keyword arguments the fast loop accepts (anything else goes to the reference).
-SUPPORTED_MODEL_KWARGS = frozenset({"attention_mask", "use_cache", "input_features", "feature_attention_mask"})
+# Arguments of `generate` other than generation settings that the fast loop accepts (anything else goes to the
+# reference): the model's inputs, the post-processing hook the model's `generate` applies, and the tokenizer (used only
+# by settings that go to the reference).
+SUPPORTED_ARGUMENTS = frozenset(
+    {"attention_mask", "use_cache", "input_features", "feature_attention_mask", "inputs_embeds", "post_processor",
+     "tokenizer"}
+)  # fmt: skip
 # Steps between two reads of the "everything finished" flag (one host sync each).
 DEFAULT_SYNC_EVERY = 4
 
@@ -183,67 +198,61 @@ def static_cache(num_layers: int, max_length: int, repeat: int, position: torch.
 # -- entry point ---------------------------------------------------------------------------------------------------
 
 
+class _NotCovered(Exception):
+    """Raised by `_decode` (before any decoding) when the prepared settings need the reference loop."""
+
+
 def generate(
     model: Any,
     input_ids: Optional[torch.LongTensor] = None,
     generation_config: Optional[GenerationConfig] = None,
     fast_decoding: bool = True,
     sync_every: int = DEFAULT_SYNC_EVERY,
-    post_processor: Optional[Any] = None,
     **kwargs: Any,
 ) -> Any:
     """
-    `model.generate` with the fast loop: same arguments and the same token ids as the reference (prompt followed
-    by the new tokens, padded with `pad_token_id`). `fast_decoding=False` runs the reference. `post_processor`, as
-    in the reference, is called once after decoding as `post_processor(ids, prompt_ids)` and its result returned.
+    What `model.generate(..., custom_generate=<folder holding this file>, trust_remote_code=True)` runs: the same
+    arguments and the same token ids as the reference (prompt followed by the new tokens, padded with
+    `pad_token_id`). The model's own `generate` runs with `_decode` as transformers' callable `custom_generate`, so
+    that transformers prepares everything and this file only decodes; calls the loop does not cover, and
+    `fast_decoding=False`, run the model's `generate` unchanged.
     """
-    output = _generate_ids(model, input_ids, generation_config, fast_decoding, sync_every, **kwargs)
-    if post_processor is None:
-        return output
-    return post_processor(output, None if model.config.is_encoder_decoder else input_ids)
-
-
-def _generate_ids(
-    model: Any,
-    input_ids: Optional[torch.LongTensor],
-    generation_config: Optional[GenerationConfig],
-    fast_decoding: bool,
-    sync_every: int,
-    **kwargs: Any,
-) -> Any:
-    """The token ids: the fast loop where it reproduces the reference, else the reference itself."""
-    # the tokenizer only serves settings the fast loop sends to the reference (stop strings, token healing)
-    tokenizer = kwargs.pop("tokenizer", None)
-    config, model_kwargs = model._prepare_generation_config(generation_config, **kwargs)
-    reason = _fallback_reason(model, input_ids, config, kwargs, model_kwargs, fast_decoding)
-    if reason is not None:
-        logger.info(f"LAAC fast decoding: using the reference generate ({reason})")
-        if tokenizer is not None:
-            kwargs["tokenizer"] = tokenizer
-        return type(model).generate(model, input_ids=input_ids, generation_config=generation_config, **kwargs)
-    state = _Decoding(model, input_ids, config, model_kwargs)
-    if config.num_beams == 1:
-        return _greedy(model, state, max(1, sync_every))
-    return _beam_search(model, state, max(1, sync_every))
+    arguments = {key: value for key, value in kwargs.items() if value is not None}
+    arguments.update(input_ids=input_ids, generation_config=generation_config)
+    reason = _fallback_reason(model, input_ids, arguments, fast_decoding)
+    if reason is None:
+        try:
+            decode = functools.partial(_decode, sync_every=max(1, sync_every))
+            return type(model).generate(model, **arguments, custom_generate=decode)
+        except _NotCovered as not_covered:
+            reason = str(not_covered)
+    logger.info(f"LAAC fast decoding: using the reference generate ({reason})")
+    return type(model).generate(model, **arguments)
 
 
 def _fallback_reason(
-    model: Any,
-    input_ids: Optional[torch.Tensor],
-    config: GenerationConfig,
-    kwargs: dict,
-    model_kwargs: dict,
-    fast_decoding: bool,
+    model: Any, input_ids: Optional[torch.Tensor], arguments: dict, fast_decoding: bool
 ) -> Optional[str]:
-    """Why this call must run the reference, or None when the fast loop reproduces it."""
+    """Why this call must run the reference, judged on its arguments (`_decode` judges the prepared settings)."""
     if not fast_decoding:
         return "fast_decoding=False"
     if model.config.is_encoder_decoder:
         return "encoder-decoder text model"
     if input_ids is None:
         return "no input_ids"
-    if config.max_new_tokens is None or "max_length" in kwargs or "min_length" in kwargs:
+    if "max_length" in arguments or "min_length" in arguments:
         return "lengths given as max_length/min_length (the fast loop takes max_new_tokens/min_new_tokens)"
+    settings, inputs = GenerationConfig(), ("input_ids", "generation_config")
+    extra = sorted(
+        key for key in arguments if key not in SUPPORTED_ARGUMENTS and key not in inputs and not hasattr(settings, key)
+    )
+    return f"arguments {extra}" if extra else None
+
+
+def _unsupported_setting(config: GenerationConfig) -> Optional[str]:
+    """Why the prepared generation config needs the reference loop, or None."""
+    if config.max_new_tokens is None:
+        return "no max_new_tokens"
     unsupported = sorted(
         key
         for key, value in NEUTRAL_SETTINGS.items()
@@ -251,19 +260,46 @@ def _fallback_reason(
     )
     if unsupported:
         return f"settings {unsupported}"
-    extra = sorted(set(model_kwargs) - SUPPORTED_MODEL_KWARGS)
-    if extra:
-        return f"arguments {extra}"
-    if not model_kwargs.get("use_cache", True):
+    if not config.use_cache:
         return "use_cache=False"
-    if model_kwargs.get("attention_mask") is None:
-        return "no attention_mask"
     return None
 
 
 def _selects_the_static_step(config: GenerationConfig, key: str) -> bool:
     """`cache_implementation="static"`, with its optional `compile_config`, selects the fixed-shape decode step."""
     return config.cache_implementation == "static" and key in ("cache_implementation", "compile_config")
+
+
+@torch.no_grad()
+def _decode(
+    model: Any,
+    input_ids: torch.LongTensor,
+    logits_processor: LogitsProcessorList,
+    stopping_criteria: StoppingCriteriaList,
+    generation_config: GenerationConfig,
+    sync_every: int = DEFAULT_SYNC_EVERY,
+    **model_kwargs: Any,
+) -> torch.LongTensor:
+    """
+    The decoding loop that transformers' `generate` calls in place of its own (`custom_generate` as a callable), with
+    its prepared config, processors and stopping criteria. `input_ids`, `inputs_embeds` and `attention_mask` arrive
+    expanded to one row per beam (`repeat_interleave`); the loop keeps one row per clip for the prompt.
+    """
+    reason = _unsupported_setting(generation_config)
+    if reason is not None:
+        raise _NotCovered(reason)
+    beams = generation_config.num_beams
+    embeds = model_kwargs.get("inputs_embeds")
+    if embeds is None:  # a prompt without audio: the model's generate passed the ids alone
+        embeds = model.get_input_embeddings()(input_ids)
+    mask = model_kwargs.get("attention_mask")  # None when transformers found no padding
+    if mask is None:
+        mask = input_ids.new_ones(input_ids.shape)
+    prompt = embeds[::beams], mask[::beams]  # one row per clip: (batch, P, H), (batch, P)
+    state = _Decoding(model, input_ids, generation_config, logits_processor, stopping_criteria, *prompt)
+    if beams == 1:
+        return _greedy(model, state, sync_every)
+    return _beam_search(model, state, sync_every)
 
 
 def _text_model_call(model: Any, config: GenerationConfig) -> Any:
@@ -286,45 +322,37 @@ def _text_model_call(model: Any, config: GenerationConfig) -> Any:
 class _Decoding:
     """What both loops share: settings, processors, the preallocated cache, mask and positions of every row."""
 
-    def __init__(self, model: Any, input_ids: torch.Tensor, config: GenerationConfig, model_kwargs: dict) -> None:
+    def __init__(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        config: GenerationConfig,
+        logits_processor: LogitsProcessorList,
+        stopping_criteria: StoppingCriteriaList,
+        embeds: torch.Tensor,
+        prompt_mask: torch.Tensor,
+    ) -> None:
         device = model.get_input_embeddings().weight.device
-        input_ids = input_ids.to(device)
-        # 1. the prompt embeddings with the audio spliced in, exactly as the reference's LaacForConditionalGeneration
-        embeds, _ = model.embed_inputs(
-            input_ids, None, _to(model_kwargs.get("input_features"), device), model_kwargs.get("feature_attention_mask")
-        )
-        # 2. lengths, special tokens, logits processors and stopping criteria: transformers' own preparation
-        model._prepare_special_tokens(config, True, device=device)
-        config = model._prepare_generated_length(
-            generation_config=config, has_default_max_length=True, has_default_min_length=True,
-            model_input_name="inputs_embeds", input_ids_length=input_ids.shape[1], inputs_tensor=embeds,
-        )  # fmt: skip
-        from transformers.generation.logits_process import LogitsProcessorList
-        from transformers.generation.stopping_criteria import StoppingCriteriaList
-
-        self.logits_processor = model._get_logits_processor(
-            generation_config=config, input_ids_seq_length=input_ids.shape[1], encoder_input_ids=embeds,
-            prefix_allowed_tokens_fn=None, logits_processor=LogitsProcessorList(), device=device,
-            model_kwargs=model_kwargs,
-        )  # fmt: skip
-        self.stopping_criteria = model._get_stopping_criteria(config, StoppingCriteriaList())
-        # 3. one row per beam, as the reference expands them before its prefill
-        beams = config.num_beams
-        self.config, self.batch_size, self.num_beams = config, input_ids.shape[0], beams
-        self.prompt_length, self.max_length = input_ids.shape[1], config.max_length
-        self.input_ids = input_ids.repeat_interleave(beams, dim=0)  # (rows, P), rows = batch x beams
-        self.embeds, self.prompt_mask = embeds, model_kwargs["attention_mask"].to(device)  # (batch, P, H), (batch, P)
-        prompt_mask = self.prompt_mask.repeat_interleave(beams, dim=0)
+        # 1. what transformers prepared: settings, lengths, logits processors, stopping criteria; rows = batch x beams
+        self.config, self.num_beams = config, config.num_beams
+        self.logits_processor, self.stopping_criteria = logits_processor, stopping_criteria
+        self.input_ids = input_ids.to(device)  # (rows, P)
+        self.batch_size = self.input_ids.shape[0] // self.num_beams
+        self.prompt_length, self.max_length = self.input_ids.shape[1], config.max_length
+        # 2. the prompt once per clip: embeddings with the audio spliced in (batch, P, H) and its mask (batch, P)
+        self.embeds, self.prompt_mask = embeds.to(device), prompt_mask.to(device)
+        prompt_mask = self.prompt_mask.repeat_interleave(self.num_beams, dim=0)
         self.attention_mask = prompt_mask.new_ones(prompt_mask.shape[0], self.max_length)  # grown by views, no cat
         self.attention_mask[:, : self.prompt_length] = prompt_mask
         self.prompt_positions = prompt_mask.long().sum(-1, keepdim=True) - 1  # (rows, 1): last prompt position
-        layers = model.config.text_config.num_hidden_layers
+        # 3. the cache: preallocated for the whole caption, or fixed-shape for a compiled step
+        layers, beams = model.config.text_config.num_hidden_layers, self.num_beams
         self.static = config.cache_implementation == "static"  # the fixed-shape step (`_static_step`)
         if self.static:
             self.position = torch.tensor(self.prompt_length, device=device)  # where the next step writes
             self.filled = self.prompt_length  # the same on the host, counted (never read from the device)
             self.cache = static_cache(layers, self.max_length, beams, self.position)
-            self.visible = self._additive_mask(prompt_mask, embeds.dtype)
+            self.visible = self._additive_mask(prompt_mask, self.embeds.dtype)
             self.text_model_call = _text_model_call(model, config)
         else:
             self.cache = preallocated_cache(layers, self.max_length, beams)
@@ -416,10 +444,6 @@ class _Decoding:
         return outputs.logits[:, -1].to(copy=True, dtype=torch.float32)
 
 
-def _to(tensor: Optional[torch.Tensor], device: torch.device) -> Optional[torch.Tensor]:
-    return None if tensor is None else tensor.to(device)
-
-
 # -- greedy ----------------------------------------------------------------------------------------------------------
 
 
@@ -502,44 +526,124 @@ def _beam_step(model: Any, state: _Decoding, beams: _Beams, logits: torch.Tensor
     flat_running = beams.running_sequences[:, :, :length].reshape(batch * num_beams, length)
     log_probs = state.logits_processor(flat_running, torch.nn.functional.log_softmax(logits, dim=-1))
     log_probs = (log_probs.view(batch, num_beams, -1) + beams.running_beam_scores[:, :, None]).view(batch, -1)
-    topk_log_probs, topk_sequences, topk_beam_indices = model._get_top_k_continuations(
-        accumulated_log_probs=log_probs, running_sequences=beams.running_sequences,
-        running_beam_indices=beams.running_beam_indices, cur_len=length, decoder_prompt_len=prompt,
-        do_sample=False, beams_to_keep=beams.beams_to_keep, num_beams=num_beams, batch_size=batch,
-    )  # fmt: skip
+    topk_log_probs, topk_sequences, topk_beam_indices = _top_k_continuations(
+        log_probs, beams.running_sequences, beams.running_beam_indices, length, prompt, beams.beams_to_keep, num_beams
+    )
     hits = state.stopping_criteria(topk_sequences[:, :, : length + 1].reshape(-1, length + 1), None)
     hits = hits.view(batch, beams.beams_to_keep)
-    beams.running_sequences, beams.running_beam_scores, beams.running_beam_indices = (
-        model._get_running_beams_for_next_iteration(topk_log_probs, topk_sequences, topk_beam_indices, hits, num_beams)
+    beams.running_sequences, beams.running_beam_scores, beams.running_beam_indices = _running_beams(
+        topk_log_probs, topk_sequences, topk_beam_indices, hits, num_beams
     )
-    finished = model._update_finished_beams(
-        sequences=beams.sequences, topk_running_sequences=topk_sequences, beam_scores=beams.beam_scores,
-        topk_log_probs=topk_log_probs, beam_indices=beams.beam_indices, topk_running_beam_indices=topk_beam_indices,
-        is_early_stop_heuristic_unsatisfied=beams.improvable, is_sent_finished=beams.is_sent_finished,
-        next_token_hits_stopping_criteria=hits, top_num_beam_mask=beams.top_num_beam_mask, num_beams=num_beams,
-        cur_len=length, decoder_prompt_len=prompt, length_penalty=config.length_penalty,
-        early_stopping=config.early_stopping,
-    )  # fmt: skip
+    finished = _update_finished_beams(beams, topk_sequences, topk_log_probs, topk_beam_indices, hits, length, state)
     # steps after the reference's last one (the stop flag is read only every `sync_every` steps) change nothing kept
     old = (beams.sequences, beams.beam_scores, beams.beam_indices, beams.is_sent_finished)
     beams.sequences, beams.beam_scores, beams.beam_indices, beams.is_sent_finished = (
         torch.where(beams.stopped, before, after) for before, after in zip(old, finished)
     )
     state.reorder(beams.running_beam_indices[..., length - prompt].reshape(-1).long())
-    beams.improvable = model._check_early_stop_heuristic(
-        is_early_stop_heuristic_unsatisfied=beams.improvable, running_beam_scores=beams.running_beam_scores,
-        beam_scores=beams.beam_scores, is_sent_finished=beams.is_sent_finished, cur_len=length + 1,
-        max_length=state.max_length, decoder_prompt_len=prompt, early_stopping=config.early_stopping,
-        length_penalty=config.length_penalty,
-    )  # fmt: skip
-    unfinished = model._beam_search_has_unfinished_sequences(
-        beams.improvable, beams.is_sent_finished, hits, config.early_stopping
-    )
+    beams.improvable = _early_stop_heuristic(beams, length + 1, state)
+    unfinished = _beam_search_has_unfinished(beams, hits, config.early_stopping)
     beams.stopped = beams.stopped | ~unfinished
     # a clip is finished when the reference can no longer change its kept hypotheses: no improvement possible, or
     # (early_stopping=True) all its beams done; from then on its logits do not matter and its rows stop running
     full = beams.is_sent_finished.all(-1) & (config.early_stopping is True)
     beams.clip_done = ~beams.improvable[:, 0] | full | beams.stopped
+
+
+# -- beam selection, step for step as GenerationMixin._beam_search's helpers (greedy selection, no sampling) ----------
+
+
+def _gather_beams(tensor: torch.Tensor, beam_indices: torch.Tensor) -> torch.Tensor:
+    """The beams `beam_indices` (batch, k) of `tensor` (batch, beams, ...)."""
+    while beam_indices.dim() < tensor.dim():
+        beam_indices = beam_indices.unsqueeze(-1)
+    return torch.take_along_dim(tensor, beam_indices, dim=1)
+
+
+def _top_k_continuations(
+    log_probs: torch.Tensor,
+    running_sequences: torch.Tensor,
+    running_beam_indices: torch.Tensor,
+    length: int,
+    prompt_length: int,
+    beams_to_keep: int,
+    num_beams: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The `beams_to_keep` best continuations over all beams of a clip; log_probs: (batch, beams x vocab)."""
+    topk_log_probs, topk_indices = torch.topk(log_probs, k=beams_to_keep)
+    vocab_size = log_probs.shape[-1] // num_beams
+    topk_current_beams = topk_indices // vocab_size  # (batch, beams_to_keep): the beam each continuation extends
+    topk_beam_indices = _gather_beams(running_beam_indices, topk_current_beams)
+    topk_sequences = _gather_beams(running_sequences, topk_current_beams)
+    topk_sequences[:, :, length] = topk_indices % vocab_size
+    batch_offset = torch.arange(log_probs.shape[0], device=log_probs.device).view(-1, 1) * num_beams
+    topk_beam_indices[:, :, length - prompt_length] = topk_current_beams + batch_offset  # global row of the parent
+    return topk_log_probs, topk_sequences, topk_beam_indices
+
+
+def _running_beams(
+    topk_log_probs: torch.Tensor,
+    topk_sequences: torch.Tensor,
+    topk_beam_indices: torch.Tensor,
+    hits: torch.Tensor,
+    num_beams: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The best `num_beams` continuations that did not just stop: the beams of the next step."""
+    running_log_probs = topk_log_probs + hits.to(torch.float32) * -1.0e9
+    best = torch.topk(running_log_probs, k=num_beams)[1]
+    return (
+        _gather_beams(topk_sequences, best), _gather_beams(running_log_probs, best),
+        _gather_beams(topk_beam_indices, best),
+    )  # fmt: skip
+
+
+def _update_finished_beams(
+    beams: _Beams,
+    topk_sequences: torch.Tensor,
+    topk_log_probs: torch.Tensor,
+    topk_beam_indices: torch.Tensor,
+    hits: torch.Tensor,
+    length: int,
+    state: _Decoding,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kept finished hypotheses, merged with the top `num_beams` continuations that just stopped."""
+    config, num_beams = state.config, state.num_beams
+    just_finished = hits & beams.top_num_beam_mask[None, :]
+    scores = topk_log_probs / ((length + 1 - state.prompt_length) ** config.length_penalty)
+    full = torch.all(beams.is_sent_finished, dim=-1, keepdim=True) & (config.early_stopping is True)
+    scores += full.to(torch.float32) * -1.0e9  # no new hypothesis once a clip's beams are all done (early_stopping)
+    scores += (~beams.improvable).to(torch.float32) * -1.0e9  # nor once none can improve
+    scores += (~just_finished) * -1.0e9  # running continuations cannot be kept as finished
+    merged = (
+        torch.cat((beams.sequences, topk_sequences), dim=1), torch.cat((beams.beam_scores, scores), dim=1),
+        torch.cat((beams.beam_indices, topk_beam_indices), dim=1),
+        torch.cat((beams.is_sent_finished, just_finished), dim=1),
+    )  # fmt: skip
+    best = torch.topk(merged[1], k=num_beams)[1]
+    sequences, beam_scores, beam_indices, is_sent_finished = (_gather_beams(t, best) for t in merged)
+    return sequences, beam_scores, beam_indices, is_sent_finished
+
+
+def _early_stop_heuristic(beams: _Beams, length: int, state: _Decoding) -> torch.Tensor:
+    """(batch, 1): can a running beam of the clip still beat its worst kept hypothesis (the reference's heuristic)."""
+    config, prompt = state.config, state.prompt_length
+    if config.early_stopping == "never" and config.length_penalty > 0.0:
+        best_length = state.max_length - prompt
+    else:
+        best_length = length - prompt
+    best_running = beams.running_beam_scores[:, :1] / (best_length**config.length_penalty)
+    worst_kept = torch.where(
+        beams.is_sent_finished, torch.min(beams.beam_scores, dim=1, keepdim=True)[0], -1.0e9
+    )
+    return beams.improvable & torch.any(best_running > worst_kept, dim=-1, keepdim=True)
+
+
+def _beam_search_has_unfinished(beams: _Beams, hits: torch.Tensor, early_stopping: Any) -> torch.Tensor:
+    """The reference's loop condition: improvement possible, an open beam, a continuation that did not stop."""
+    improvement_possible = torch.any(beams.improvable)
+    exists_open_beam = ~(torch.all(beams.is_sent_finished) & (early_stopping is True))
+    valid_continuations = ~torch.all(hits)
+    return improvement_possible & exists_open_beam & valid_continuations
 
 
 def _beam_output(state: _Decoding, beams: _Beams) -> torch.LongTensor:
