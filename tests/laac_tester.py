@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from laac.configuration_laac import PROMPT_I, LaacConfig
+from laac.corrector_laac import STRICT_ANSWER_RULES, CaptionCorrector
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
 from laac.training.tokenizer_utils import build_word_tokenizer
@@ -120,3 +121,17 @@ def run_without_laac(script: str, args: list[str], cwd: Path, **env: str) -> sub
 def read_jsonl(path: str | Path) -> list[Any]:
     """The records of a JSON-lines file."""
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+class ScriptedCorrector(CaptionCorrector):
+    """CaptionCorrector whose LLM is replaced by canned answers (tests the judging and bookkeeping only)."""
+
+    def __init__(self, answers: dict[str, str], fail_on: str | None = None, answer_rules=STRICT_ANSWER_RULES) -> None:
+        self.answers, self.fail_on, self.calls = answers, fail_on, []
+        self.answer_rules = answer_rules
+
+    def generate(self, captions: list[str]) -> list[str]:
+        self.calls.append(list(captions))
+        if self.fail_on in captions:
+            raise RuntimeError("CUDA out of memory")
+        return [self.answers.get(caption, caption) for caption in captions]

@@ -29,6 +29,8 @@ from laac.corrector_laac import (
 from laac.correction.train_error_detector import apply_rule, corrupt_caption, split_by_clip
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
+from tests.laac_tester import ScriptedCorrector
+
 WORDS = (
     "a dog barks while car passes by and then man is speaking rain falls on the tin roof birds chirp loudly "
     "in of with door closes water flows people talk"
@@ -194,20 +196,6 @@ def test_correction_problem_strict_rules():
 
 
 # ------------------------------------------------------------------------------------------------ corrector
-class ScriptedCorrector(CaptionCorrector):
-    """CaptionCorrector whose LLM is replaced by canned answers (tests the judging and bookkeeping only)."""
-
-    def __init__(self, answers: dict[str, str], fail_on: str | None = None, answer_rules=STRICT_ANSWER_RULES) -> None:
-        self.answers, self.fail_on, self.calls = answers, fail_on, []
-        self.answer_rules = answer_rules
-
-    def generate(self, captions: list[str]) -> list[str]:
-        self.calls.append(list(captions))
-        if self.fail_on in captions:
-            raise RuntimeError("CUDA out of memory")
-        return [self.answers.get(caption, caption) for caption in captions]
-
-
 def test_corrector_bad_inputs_and_answers_keep_original():
     corrector = ScriptedCorrector({
         "a man is speaking and then": "Sure! Here is the revised sentence: \"a man is speaking\"",

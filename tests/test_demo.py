@@ -12,7 +12,6 @@ from laac.demo.run import main
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
 
-from tests.test_pipeline import detector_folder  # noqa: F401  (a pytest fixture: the tiny FENSE-format detector)
 
 
 def test_demo_end_to_end_at_toy_scale(tmp_path, capsys, detector_folder):  # noqa: F811

@@ -35,9 +35,7 @@ from laac.evaluation.metrics import compute_dcase_metrics
 from laac.training.trainer import LaacTrainer, evaluate_model, parse_correct_setting
 from transformers import GenerationMixin, pipeline
 
-from tests.laac_tester import make_audio, run_without_laac, save_tiny_model, tiny_config, tiny_model, tiny_processor
-from tests.test_corrector import ScriptedCorrector
-from tests.test_pipeline import detector_folder  # noqa: F401  (a pytest fixture: the tiny FENSE-format detector)
+from tests.laac_tester import ScriptedCorrector, make_audio, run_without_laac, save_tiny_model, tiny_config, tiny_model, tiny_processor
 
 CLIP_SECONDS = (1.0, 3.0, 6.0, 2.0, 4.5)
 

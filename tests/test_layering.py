@@ -387,3 +387,17 @@ def test_the_checkout_under_another_folder_name_defines_nothing(tmp_path):
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found == {"main_modules": [], "main_names": [], "config": "laac.configuration_laac",
                      "pipeline": "laac.pipeline_laac"}  # fmt: skip
+
+
+def test_no_test_module_imports_another():
+    """Shared fixtures live in tests/conftest.py and shared helpers in tests/laac_tester.py (and its siblings that
+    are not test modules): a test module importing another would run that module's fixtures and tests twice."""
+    tests = REPO / "tests"
+    wrong = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            wrong += [f"{path.name}:{node.lineno} imports {name}" for name in names if name.startswith("tests.test_")]
+    assert not wrong, "\n".join(wrong)

@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from laac.configuration_laac import PROMPT_I, LaacConfig
-from laac.corrector_laac import (
-    FENSE_ERROR_TYPES,
-    BertFlatClassifier,
-    ErrorDetector,
-    save_echecker_checkpoint,
-)
+from laac.configuration_laac import LaacConfig
+from laac.corrector_laac import ErrorDetector
 from laac.pipeline_laac import (
     AudioCaptioningPipeline,
     AudioInputError,
@@ -24,9 +19,9 @@ from laac.pipeline_laac import (
     overall_caption,
     segment_bounds,
 )
-from transformers import BertConfig, BertTokenizerFast, pipeline
+from transformers import pipeline
 
-from tests.laac_tester import CAPTIONS, caption_loss_fn, make_audio, run_without_laac, save_tiny_model
+from tests.laac_tester import caption_loss_fn, make_audio, run_without_laac, save_tiny_model
 from tests.numerics import assert_same_captions
 
 
@@ -179,21 +174,6 @@ def test_arrays_need_a_rate(captioner):
         captioner(make_audio(1.0))
     with pytest.raises(ValueError, match="ambiguous"):
         captioner([0.0, 0.1, 0.2], sampling_rate=16000)
-
-
-@pytest.fixture(scope="module")
-def detector_folder(tmp_path_factory):
-    """A tiny FENSE-format error detector (real ErrorDetector code path, random weights)."""
-    folder = tmp_path_factory.mktemp("detector")
-    words = sorted({w for text in CAPTIONS + [PROMPT_I] for w in text.lower().split()})
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    config = BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=80)
-    torch.manual_seed(0)
-    save_echecker_checkpoint(BertFlatClassifier(config, len(FENSE_ERROR_TYPES)), str(folder / "echecker.ckpt"),
-                             "bert-base-uncased")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
-    return folder
 
 
 def test_correct_with_a_real_tiny_detector(captioner, detector_folder):
