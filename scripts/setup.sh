@@ -19,8 +19,8 @@ python -m laac.conversion.convert_gguf_causal_lm >/dev/null
 # once into ~/.cache/laac. What cannot be had is said here; the tests that need it then skip, naming how to get it.
 python -m laac.data.public_data || echo "setup: continuing without the data above" >&2
 # The offline FENSE-format error detector (all-MiniLM-L6-v2 fine-tuned on Clotho's evaluation captions and the
-# synthetic corpus's, with their FENSE corruptions), trained once into ~/.cache/laac/error_detector_minilm: the
-# demo's post-corrector and `laac correct` use it.
+# synthetic corpus's, with errors at FENSE's positions and anywhere in the caption), trained once into
+# ~/.cache/laac/error_detector_minilm: the demo's post-corrector and `laac correct` use it.
 if python -c "from laac.data.public_data import clotho_captions_csv as c; c(allow_download=False)" 2>/dev/null; then
   python -c "from laac.correction.train_error_detector import ensure_error_detector as e; print(e())"
 else

@@ -253,3 +253,36 @@ def test_the_blind_baseline_trains_on_half_batches_at_twice_the_rate(monkeypatch
     assert calls == [
         (5, 64, shape.caption_learning_rate, 0, False), (5, 32, 2 * shape.caption_learning_rate, 0, True)
     ]  # fmt: skip
+
+
+def test_the_correction_check_reports_each_error_kind_and_the_rewrites(monkeypatch):
+    """The post-correction stage's check: per error kind and position, the detector's figures on the references'
+    corruptions; the mixture's precision / recall at the gate; how many of the first corrupted are rewritten."""
+    references = ["a dog barks loudly while a car is passing by", "rain falls on a metal roof and thunder rumbles",
+                  "a man speaks and a door closes slowly"]  # fmt: skip
+    monkeypatch.setattr(demo, "read_metadata", lambda corpus, split: [{"captions": [c, "other"]} for c in references])
+
+    class FakeCorrector:  # flags what is not a clean reference, plus one clean reference
+        threshold = 0.9
+
+        def detector(self, texts, batch_size):
+            return [0.95 if text not in references[1:] else 0.1 for text in texts]
+
+        def __call__(self, captions):
+            return [{"raw_caption": c, "caption": "fixed", "error_prob": 0.95, "corrected": True} for c in captions]
+
+    check = demo.correction_check(FakeCorrector(), "corpus", "evaluation", count=3, rewrite=2, seed=0)
+    kinds = check["kinds"]
+    assert {"repeat_word (fense)", "repeat_word (random)", "dangling_clause (random)", "mixture (random)"} <= set(kinds)
+    assert all(row["clean_flagged"] == 1 and row["negatives"] == 3 and row["recall"] == 1.0 for row in kinds.values())
+    assert check["precision"] == 3 / 4 and check["recall"] == 1.0 and check["clean_flagged"] == 1
+    assert check["corrupted"] == {"captions": 2, "flagged": 2, "rewritten": 2} and len(check["examples"]) == 2
+    notes = demo.correction_notes(check, 3)
+    assert notes[0].startswith("detector on 3 held-out references and corruptions of them, one error each, anywhere")
+    assert "(1 of the 3 clean references flagged); corrector on the first 2 corrupted: 2 flagged, 2 rewritten" in (
+        notes[0])  # fmt: skip
+    assert any(n.startswith("detector, repeat_word: at FENSE position: ROC-AUC ") and "; anywhere: ROC-AUC" in n
+               for n in notes)  # fmt: skip
+    from laac.correction.train_error_detector import ERROR_KINDS
+
+    assert notes[-1].startswith("rewrite: '") and len(notes) == 1 + len(ERROR_KINDS) + 1 + 2  # kinds, mixture, rewrites

@@ -26,22 +26,102 @@ def test_roc_auc_and_scores_by_hand():
 
 
 def test_quality_check_fails_a_detector_that_does_not_detect():
-    """A detector that scores "a man speaking speaking" 0.19 and a clean caption 0.72 must fail the check."""
+    """A doubled word inside a caption scored below clean captions ("a keyboard keyboard while" 0.006) must fail the
+    check, as must a gate that flags too many clean captions or a mixture caught with too little precision."""
     clean = np.array([0.72, 0.6, 0.95, 0.3])
-    corrupted = {"repeat_event": np.array([0.19, 0.36, 0.25, 0.5])}
+    corrupted = {"repeat_word (random)": np.array([0.19, 0.36, 0.25, 0.5]), "mixture (random)": np.array([0.97, 0.2])}
     problems = ted.quality_problems(ted.score_rows(clean, corrupted, 0.9))
-    assert any("ROC-AUC" in p for p in problems) and any("precision" in p for p in problems)
-    good = ted.score_rows(np.array([0.01, 0.02, 0.1]), {"repeat_event": np.array([0.97, 0.99, 0.95])}, 0.9)
-    assert ted.quality_problems(good) == []
+    assert problems == [
+        "repeat_word (random): ROC-AUC 0.125 < 0.97",
+        "mixture (random): ROC-AUC 0.500 < 0.97",
+        "mixture (random): precision 0.500 at 0.9 < 0.95",
+        "clean captions above 0.9: 1 of 4 > 2%",
+    ]
+    good = ted.score_rows(np.array([0.01, 0.02, 0.1]), {"mixture (fense)": np.array([0.97, 0.99, 0.95])}, 0.9)
+    assert ted.quality_problems(good) == [] and good["mixture (fense)"]["clean_flagged"] == 0
 
 
-def test_single_rule_corruptions_change_each_caption_by_one_rule():
+def test_single_rule_corruptions_change_each_caption_by_one_kind():
     captions = ["A dog barks loudly while a car is passing by.", "rain falls"]
     corrupted = ted.single_rule_corruptions(captions, seed=0)
-    assert set(corrupted) == set(FENSE_ERROR_TYPES[:-1])
+    assert set(corrupted) == set(ted.ERROR_KINDS) and set(ted.ERROR_KINDS.values()) == set(FENSE_ERROR_TYPES[:-1])
     assert "a dog barks loudly while a car is passing by loudly" in corrupted["repeat_adv"]
     assert len(corrupted["repeat_adv"]) == 1  # "rain falls" has no adverb to repeat
     assert len(corrupted["add_tail"]) == 2
+    anywhere = ted.single_rule_corruptions(captions, seed=0, position="random")
+    assert anywhere["add_tail"] in (["a dog barks loudly while a"], ["a dog barks loudly while"])
+    assert [ted.fense_labels(kind) for kind in ("repeat_word", "dangling_clause")] == [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0]]
+
+
+def _undoubled(text: str) -> str:
+    """`text` with every run of one word repeated in a row cut to one ("a keyboard keyboard" -> "a keyboard")."""
+    words = text.split()
+    return " ".join(word for index, word in enumerate(words) if index == 0 or word != words[index - 1])
+
+
+def test_words_and_adverbs_are_doubled_or_tripled_anywhere():
+    """Anywhere, a word or adverb is repeated where it stands, two or three times, at every position it can be;
+    at FENSE's position the last one (a doubled last word, an adverb appended at the end)."""
+    caption = "a person types on a keyboard while a printer whirs loudly"
+    drawn = {ted.apply_rule("repeat_word", caption, caption, random.Random(seed), "random") for seed in range(200)}
+    assert all(_undoubled(text) == caption for text in drawn)
+    assert "a person types on a keyboard keyboard while a printer whirs loudly" in drawn
+    assert "a person types types types on a keyboard while a printer whirs loudly" in drawn  # tripled
+    assert not any("loudly loudly" in text for text in drawn)  # an adverb: repeat_adv's
+    assert ted.apply_rule("repeat_word", "a man speaking", "a man speaking", random.Random(0)) in {
+        "a man speaking speaking", "a man speaking speaking speaking"}  # fmt: skip
+    caption = "a cat purrs quietly next to a radiator"
+    drawn = {ted.apply_rule("repeat_adv", caption, caption, random.Random(seed), "random") for seed in range(20)}
+    assert drawn == {"a cat purrs quietly quietly next to a radiator",
+                     "a cat purrs quietly quietly quietly next to a radiator"}  # fmt: skip
+
+
+def test_words_people_repeat_on_purpose_are_never_doubled():
+    caption = "a very loud knock and a beep"
+    for seed in range(50):
+        for kind in ("repeat_word", "repeat_adv"):
+            text = ted.apply_rule(kind, caption, caption, random.Random(seed), "random")
+            assert text is None or not any(f"{word} {word}" in text for word in ("very", "knock", "beep")), text
+
+
+def test_some_clean_training_captions_double_a_word_on_purpose():
+    """ "very very loud", "beep beep": some of the clean captions with such a word have it doubled, labelled clean
+    (few: more taught the detector that a doubled noun before a conjunction reads well)."""
+    caption = "a horn goes beep as a very loud truck passes"
+    assert {ted.with_intended_repeat(caption, random.Random(seed)) for seed in range(20)} == {
+        "a horn goes beep beep as a very loud truck passes", "a horn goes beep as a very very loud truck passes"}
+    assert ted.with_intended_repeat("a dog barks", random.Random(0)) == "a dog barks"
+    examples = ted.labelled_pairs(["a very loud horn"] * 200, 0, "balanced")
+    clean = [text for text, labels in examples[::2] if not any(labels)]
+    expected = 200 * ted.INTENDED_REPEAT_SHARE
+    assert len(clean) == 200 and 0 < expected - 20 < clean.count("a very very loud horn") < expected + 20
+
+
+def test_endings_are_cut_where_a_caption_cannot_end():
+    """A cut ending keeps the caption up to a determiner, conjunction or object-taking preposition; a dangling
+    clause follows the caption or the end of one of its phrases."""
+    caption = "a car engine is idling in the distance while birds chirp on a roof"
+    cuts = {ted.apply_rule("add_tail", caption, caption, random.Random(seed), "random") for seed in range(100)}
+    assert cuts == {"a car engine is idling in the", "a car engine is idling in the distance while",
+                    "a car engine is idling in the distance while birds chirp on a"}  # fmt: skip
+    drawn = {ted.apply_rule("dangling_clause", caption, caption, random.Random(seed), "random") for seed in range(200)}
+    tails = [max((t for t in ted.DANGLING_CLAUSES if text.endswith(" " + t)), key=len) for text in drawn]
+    heads = {text[: -len(tail)].strip() for text, tail in zip(drawn, tails)}
+    assert heads == {"a car engine is idling", "a car engine is idling in the distance",
+                     "a car engine is idling in the distance while birds chirp"}  # fmt: skip
+    fense = ted.apply_rule("dangling_clause", caption, caption, random.Random(0))
+    assert fense.startswith(caption + " ") and fense[len(caption) + 1 :] in ted.DANGLING_CLAUSES
+    assert ted.apply_rule("add_tail", "a car passes by", "a car passes by", random.Random(0), "random") is None
+
+
+def test_events_are_repeated_where_they_stand():
+    caption = "a dog barks while rain falls on a roof"
+    drawn = {ted.apply_rule("repeat_event", caption, caption, random.Random(seed), "random") for seed in range(100)}
+    assert "a dog barks a dog barks while rain falls on a roof" in drawn
+    assert "a dog barks while rain falls on a roof and rain falls on a roof" in drawn
+    assert all(text.count("barks") + text.count("falls") >= 3 for text in drawn)
+    fense = ted.apply_rule("repeat_event", caption, caption, random.Random(0))
+    assert fense.startswith(caption + " ")  # FENSE: after the caption, behind a conjunction
 
 
 @pytest.mark.parametrize(
@@ -122,7 +202,8 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     metrics = ted.train(args)
     assert metrics["train_steps"] == 6 and metrics["train_examples"] == 96  # 48 clean + 48 corrupted, batch 16
     rows = metrics["held_out"]["clotho"]
-    assert set(rows) <= {*FENSE_ERROR_TYPES[:-1], "mixture"} and "mixture" in rows
+    assert {"repeat_word (random)", "remove_conj (fense)", "mixture (fense)", "mixture (random)"} <= set(rows)
+    assert set(rows) <= {f"{kind} ({position})" for kind in [*ted.ERROR_KINDS, "mixture"] for position in ted.POSITIONS}
     assert all(0.0 <= row["roc_auc"] <= 1.0 for row in rows.values())
     assert json.loads((tmp_path / "detector" / "metrics.json").read_text())["held_out"] == metrics["held_out"]
     detector = load_error_detector(str(tmp_path / "detector"))
@@ -146,18 +227,19 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     assert ted.ensure_error_detector(str(tmp_path / "detector"), **same) and len(trained) == 2
 
 
-def test_removal_position_random_takes_any_word_that_qualifies():
-    """ "last" removes the last qualifying word (as FENSE); "random" any of them, so training sees inner ones too."""
+def test_random_position_removes_any_word_that_qualifies():
+    """FENSE's position removes the last qualifying word; "random" any of them, so training sees inner ones too."""
     caption = "a door is opened and closed while rain falls"  # "and" (opened closed) and "while" (rain falls) qualify
     assert ted.apply_rule("remove_conj", caption, caption, random.Random(0)) == "a door is opened and closed rain falls"
     drawn = {ted.apply_rule("remove_conj", caption, caption, random.Random(seed), "random") for seed in range(20)}
     assert drawn == {"a door is opened and closed rain falls", "a door is opened closed while rain falls"}
-    with pytest.raises(ValueError, match="removal_position.*'first'"):
+    with pytest.raises(ValueError, match="position.*'first'"):
         ted.apply_rule("remove_conj", caption, caption, random.Random(0), "first")
-    examples = ted.labelled_pairs([caption] * 300, 0, "balanced", 1.0, removal_position="random")
+    with pytest.raises(ValueError, match="unknown error kind 'swap_words'"):
+        ted.apply_rule("swap_words", caption, caption, random.Random(0))
+    examples = ted.labelled_pairs([caption] * 300, 0, "balanced", 1.0, random_position_share=1.0)
     conjunction_removed = {text for text, labels in examples[1::2] if labels[3]}
     assert "a door is opened closed while rain falls" in conjunction_removed
-    assert ted.DetectorTrainingArguments().removal_position in ted.REMOVAL_POSITIONS
 
 
 def test_balanced_mix_sees_every_rule_alone():
@@ -188,14 +270,62 @@ def test_training_passes_keep_each_pair_together_with_fresh_corruptions():
     assert sorted(text for text, _ in first[1::2]) != sorted(text for text, _ in second[1::2])  # fresh corruptions
 
 
+def test_each_clean_caption_can_be_followed_by_several_corruptions_of_different_kinds():
+    """`corruptions_per_caption`: a clean caption, then that many corruptions of it (the least used kinds first, so
+    they differ), kept together through the passes; each corruption's word marks are taken against its own clean
+    caption."""
+    captions = [f"a dog barks loudly while car {i} is passing by" for i in range(30)]
+    examples = ted.training_passes(captions, passes=2, seed=1, mix="balanced", single_rule_share=1.0,
+                                   corruptions_per_caption=2)  # fmt: skip
+    assert len(examples) == 2 * 30 * 3
+    groups = [examples[start : start + 3] for start in range(0, len(examples), 3)]
+    for (clean, clean_labels), *corruptions in groups:
+        assert clean in captions and not any(clean_labels)
+        assert all(labels[-1] == 1.0 and text != clean for text, labels in corruptions)
+    kinds = [tuple(labels[:-1]) for group in groups for _, labels in group[1:]]
+    assert sum(a != b for a, b in zip(kinds[::2], kinds[1::2])) > 0.5 * len(groups)  # mostly two kinds per caption
+    marks = ted.error_word_marks(examples)
+    for start in range(0, len(examples), 3):
+        clean = examples[start][0]
+        assert marks[start] == []
+        for offset in (1, 2):
+            assert marks[start + offset] == ted.changed_words(clean, examples[start + offset][0]) != []
+    with pytest.raises(ValueError, match="corruptions_per_caption"):
+        ted.labelled_pairs(captions, 0, "balanced", corruptions_per_caption=0)
+
+
+def test_length_batches_keep_groups_whole_and_pad_less():
+    """With `batch_size`, a pass is cut into batches of captions of similar length (in random order), each clean
+    caption still directly before its corruption and every caption there once: far less padding than at random."""
+    rng = random.Random(0)
+    captions = [" ".join(["a dog barks loudly while a car passes"] + ["by"] * rng.randrange(0, 12)) + f" {i}"
+                for i in range(160)]  # fmt: skip
+    plain = ted.training_passes(captions, passes=1, seed=2, mix="balanced", single_rule_share=0.8)
+    bucketed = ted.training_passes(captions, passes=1, seed=2, mix="balanced", single_rule_share=0.8, batch_size=16)
+    assert sorted(bucketed) == sorted(plain) and sorted(text for text, _ in bucketed[::2]) == sorted(captions)
+    for (clean, clean_labels), (corrupted, labels) in zip(bucketed[::2], bucketed[1::2]):
+        assert not any(clean_labels) and labels[-1] == 1.0 and corrupted != clean
+
+    def padded(examples):  # words read when each batch of 16 is padded to its longest caption
+        return sum(16 * max(len(t.split()) for t, _ in examples[i : i + 16]) for i in range(0, len(examples), 16))
+
+    assert padded(bucketed) < 0.85 * padded(plain)
+    lengths = [max(len(t.split()) for t, _ in bucketed[i : i + 16]) for i in range(0, len(bucketed), 16)]
+    assert lengths != sorted(lengths)  # the batches themselves come in random order
+
+
 def test_balanced_mix_follows_the_single_rule_weights():
-    """Where every rule applies, single-rule corruptions come in the proportions of SINGLE_RULE_WEIGHTS."""
+    """Where every kind applies, single-kind corruptions come in the proportions of SINGLE_RULE_WEIGHTS (summed over
+    the kinds that share a FENSE output), half of them placed anywhere."""
     captions = ["a dog barks loudly while a car is passing by"] * 1000
     examples = ted.labelled_pairs(captions, 0, "balanced", single_rule_share=1.0)
     counts = np.array([labels[:-1] for _, labels in examples[1::2]]).sum(axis=0)
-    weights = np.array(list(ted.SINGLE_RULE_WEIGHTS.values()))
+    weights = np.array([sum(w for kind, w in ted.SINGLE_RULE_WEIGHTS.items() if ted.ERROR_KINDS[kind] == rule)
+                        for rule in FENSE_ERROR_TYPES[:-1]])  # fmt: skip
     assert counts.sum() == 1000 and all(np.sum(labels[:-1]) == 1 for _, labels in examples[1::2])
     np.testing.assert_allclose(counts / 1000, weights / weights.sum(), atol=0.01)
+    repeated_inside = sum(" loudly loudly " in text or " barks barks " in text for text, _ in examples[1::2])
+    assert repeated_inside > 50  # doubled inside the caption, not only at its end
 
 
 def _paths_module_in(clone: Path):
@@ -322,3 +452,48 @@ def test_negative_weight_scales_the_clean_terms_of_the_loss():
     torch.testing.assert_close(ted.multilabel_loss(logits, labels), terms.mean())
     weighted = (terms * torch.tensor([[1.0, 3.0], [3.0, 1.0]])).mean()
     torch.testing.assert_close(ted.multilabel_loss(logits, labels, negative_weight=3.0), weighted)
+
+
+INDEPENDENT_CAPTIONS = Path(__file__).parent / "fixtures" / "error_detector_independent_captions.json"
+
+
+def independent_captions() -> tuple[list[str], dict[str, list[str]]]:
+    """Hand-written clean captions in Clotho's style and, per error kind, hand-written corrupted twins of some."""
+    data = json.loads(INDEPENDENT_CAPTIONS.read_text())
+    return data["clean"], {kind: [text for _, text in twins] for kind, twins in data["corrupted"].items()}
+
+
+def test_the_independent_captions_are_not_clotho_s_and_each_twin_is_broken(clotho_csv):
+    """The independent check's captions: none of Clotho's; at least 10 twins per kind, each differing from its clean
+    caption the way its kind says (a doubled word: the clean caption once the repeat is cut)."""
+    data = json.loads(INDEPENDENT_CAPTIONS.read_text())
+    clotho = {ted.fense_normalize_caption(c) for clip in ted.read_clotho_captions(clotho_csv).values() for c in clip}
+    assert len(data["clean"]) >= 40 and not {ted.fense_normalize_caption(c) for c in data["clean"]} & clotho
+    for kind, twins in data["corrupted"].items():
+        assert len(twins) >= 10, kind
+        for index, text in twins:
+            clean = data["clean"][index]
+            assert text != clean and text not in data["clean"] and text == ted.fense_normalize_caption(text), text
+            if kind in ("repeat_word", "repeat_adv"):
+                assert _undoubled(text) == clean, text
+            if kind in ("remove_verb", "remove_conj"):
+                assert len(text.split()) == len(clean.split()) - 1, text
+
+
+@pytest.mark.skipif(ted.needs_training(), reason="no default error detector cached: scripts/setup.sh trains it")
+def test_the_default_detector_flags_the_independent_corruptions():
+    """The detector `ensure_error_detector()` made (cached by set-up), on captions written outside the project: a
+    floor under what the default recipe reached (ROC-AUC 0.88-1.00 per kind, 0.958 over all kinds; two of the 42
+    clean captions, both with words repeated on purpose, above the gate), well above FENSE-position-only training
+    (ROC-AUC 0.71 for a doubled word, 0.90 over all kinds); not the held-out targets, which it does not all meet."""
+    clean, corrupted = independent_captions()
+    detector = load_error_detector(ted.ERROR_DETECTOR_DIR)
+    negatives = np.array(detector(clean, batch_size=64))
+    scored = {k: np.array(detector(v, batch_size=64)) for k, v in corrupted.items()}
+    rows = ted.score_rows(negatives, {**scored, "all kinds": np.concatenate(list(scored.values()))}, 0.9)
+    print("\n" + ted.format_table(rows))
+    assert rows["all kinds"]["clean_flagged"] <= 2  # of 42, five with words repeated on purpose
+    for kind, row in rows.items():
+        assert row["roc_auc"] >= 0.85, (kind, row)
+    assert rows["all kinds"]["roc_auc"] >= 0.93 and rows["all kinds"]["precision"] >= 0.9
+    assert rows["dangling_clause"]["recall"] >= 0.9 and rows["cut_ending"]["recall"] >= 0.9
