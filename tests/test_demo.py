@@ -2,7 +2,6 @@
 
 import json
 import os
-import sys
 
 import pytest
 
@@ -14,7 +13,7 @@ from laac.processing_laac import LaacProcessor
 
 
 
-def test_demo_end_to_end_at_toy_scale(tmp_path, capsys, detector_folder):  # noqa: F811
+def test_demo_end_to_end_at_toy_scale(tmp_path, capsys, detector_folder):
     out, model_dir = tmp_path / "demo", tmp_path / "model"
     user_file = tmp_path / "mine.wav"
     import soundfile as sf
@@ -31,32 +30,31 @@ def test_demo_end_to_end_at_toy_scale(tmp_path, capsys, detector_folder):  # noq
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert set(metrics) == {"LAAC (demo)", "blind baseline (silence)"}
     for system in metrics.values():
-        assert 0.0 <= system["event_f1"] <= 1.0 and system["cider_d"] is not None and system["meteor"] is not None
+        assert system["cider_d"] is not None and system["meteor"] is not None
     html = (out / "report" / "index.html").read_text()
     assert html.count("<audio") == 5 and "mine.wav" in html  # 4 held-out clips + the user's file
     report = (out / "report" / "report.md").read_text()
     assert "4/4 held-out captions identical" in report  # the fresh process agrees with the in-process evaluation
     assert "blind baseline training loss (step: loss): 1: " in report  # its loss curve, to show it flattened
     assert "post-corrector on the model's captions:" in report and "of 5 flagged" in report  # 4 clips + the file
-    assert "detector on 8 held-out references and their FENSE corruptions (threshold 0.9): precision" in report
+    assert "detector on 8 held-out references and corruptions of them" in report  # the mixture's figures, then
+    assert "detector, repeat_word: at FENSE position: ROC-AUC" in report  # one line per error kind
     printed = capsys.readouterr().out
-    assert "[demo] 1/7 corpus: elapsed 0:00, about" in printed and "[demo] 7/7 post-correction: elapsed" in printed
+    assert "[demo] 1/7 corpus" in printed and "[demo] 7/7 post-correction" in printed  # every stage says where it is
     fresh = json.loads((out / "fresh_process_captions.json").read_text())
     assert fresh[-1]["path"] == str(user_file) and "caption" in fresh[-1]
     LaacForConditionalGeneration.from_pretrained(model_dir)  # the model `laac caption` will use
     timings = json.loads((out / "report" / "timings.json").read_text())
-    assert timings["total"] > 0 and "captioner training" in timings
+    stages = {name: seconds for name, seconds in timings.items() if name != "total"}
+    assert "captioner training" in stages and abs(timings["total"] - sum(stages.values())) <= 0.1
     # the stage benchmark reruns the stages after the tagger on this run's corpus and initial model
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-    try:
-        from demo_stages import main as demo_stages
-    finally:
-        sys.path.pop(0)
+    from laac.benchmarks.demo_stages import main as demo_stages
+
     result = demo_stages([
         "--demo-dir", str(out), "--caption-steps", "3", "--baseline-steps", "2", "--detector", str(detector_folder)
     ])  # fmt: skip
     assert set(result["seconds"]) == {"captioner training", "evaluation", "blind baseline", "post-correction"}
-    assert 0.0 <= result["event_f1"] <= 1.0 and result["corrupted"]["captions"] == 8  # the toy's 8 held-out clips
+    assert result["corrupted"]["captions"] == 8  # the toy's 8 held-out clips
 
 
 def test_tagging_collator_crops_training_windows_and_pads():

@@ -101,7 +101,7 @@ def test_without_a_hook_generate_returns_the_token_ids(setup, settings):
             assert torch.equal(output, reference)
 
 
-def test_generate_with_the_hook_gives_raw_and_corrected_captions(setup, detector_folder):  # noqa: F811
+def test_generate_with_the_hook_gives_raw_and_corrected_captions(setup, detector_folder):
     model, processor, inputs = setup
     sequences = model.generate(**inputs)
     raw = processor.decode_captions(sequences, inputs["input_ids"])
@@ -224,7 +224,7 @@ def test_a_bad_hook_is_refused_before_decoding(setup, monkeypatch):
         model.generate(**inputs, post_processor=hook)
 
 
-def test_post_corrector_saves_and_loads_its_own_config(tmp_path, detector_folder):  # noqa: F811
+def test_post_corrector_saves_and_loads_its_own_config(tmp_path, detector_folder):
     post_corrector = PostCorrector(threshold=0.25, detector=str(detector_folder), corrector="some/instruct-llm")
     path = post_corrector.save_pretrained(tmp_path / "corrector")
     assert os.path.basename(path) == "post_corrector_config.json" and os.listdir(tmp_path / "corrector") == [
@@ -281,7 +281,7 @@ def test_a_checkpoint_post_corrects_in_generate_without_laac_installed(tmp_path)
 
 
 @pytest.fixture(scope="module")
-def corrector_model_dir(tmp_path_factory, detector_folder):  # noqa: F811
+def corrector_model_dir(tmp_path_factory, detector_folder):
     """A tiny model whose config.corrector gates with the tiny detector at threshold 0 (everything is rewritten)."""
     settings = {"detector": str(detector_folder), "threshold": 0.0, "corrector_model": "appending-stand-in"}
     return save_tiny_model(tmp_path_factory.mktemp("laac-correct"), tiny_config("llama", corrector=settings))
