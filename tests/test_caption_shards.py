@@ -79,7 +79,8 @@ def test_two_processes_caption_every_input_once_and_resume(tmp_path):
     assert {r["path"]: r for r in records} == expected  # batch size 1: the same captions as one process
     summary = json.loads([line for line in result.stderr.splitlines() if '"processes"' in line][-1])
     assert (summary["processes"], summary["inputs"], summary["failed"]) == (2, 6, 1)
-    assert summary["clips_per_s"] == pytest.approx(6 / summary["seconds"], rel=0.01, abs=0.01)  # all ranks' clips
+    # all ranks' clips over the run's seconds (printed rounded to 10 ms)
+    assert 6 / (summary["seconds"] + 0.005) - 1e-3 <= summary["clips_per_s"] <= 6 / max(summary["seconds"] - 0.005, 1e-9) + 1e-3
     assert (summary["batch_size"], summary["settled_batch_size"]) == (1, 1)  # the smallest any process settled on
     assert not list(tmp_path.glob("sharded.part*"))
     again = _launch(model, str(output), inputs, "--resume")  # nothing left to do: nothing appended
