@@ -26,7 +26,8 @@ from transformers import HfArgumentParser
 from laac.corrector_laac import DEFAULT_ERROR_THRESHOLD, PostCorrector
 from laac.data.loaders import read_clotho_captions
 from laac.processing_laac import fense_normalize_caption
-from laac.correction.train_error_detector import corrupt_caption, split_by_clip
+from laac.correction.corruptions import corrupt_caption
+from laac.correction.train_error_detector import split_by_clip
 from laac.data.public_data import clotho_captions_csv
 
 

@@ -694,7 +694,7 @@ def corrupted_references(corpus_dir: str, split: str, count: int, seed: int) -> 
     clauses, repeated words, events and adverbs, removed conjunctions and verbs) at FENSE's position and anywhere,
     and two mixtures.
     """
-    from ..correction.train_error_detector import held_out_corruptions
+    from ..correction.detector_evaluation import held_out_corruptions
 
     clean = [record["captions"][0] for record in read_metadata(corpus_dir, split)[:count]]
     return clean, held_out_corruptions(clean, seed)
@@ -716,7 +716,7 @@ def correction_check(
     """
     import numpy as np
 
-    from ..correction.train_error_detector import score_rows
+    from ..correction.detector_evaluation import score_rows
 
     clean, corrupted = corrupted_references(corpus_dir, split, count, seed)
     probabilities = np.array(corrector.detector(clean, batch_size=64))

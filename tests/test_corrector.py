@@ -26,7 +26,8 @@ from laac.corrector_laac import (
     parse_corrected_caption,
     save_echecker_checkpoint,
 )
-from laac.correction.train_error_detector import apply_rule, corrupt_caption, split_by_clip
+from laac.correction.corruptions import apply_rule, corrupt_caption
+from laac.correction.train_error_detector import split_by_clip
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 from tests.laac_tester import ScriptedCorrector

@@ -281,6 +281,6 @@ def test_the_correction_check_reports_each_error_kind_and_the_rewrites(monkeypat
         notes[0])  # fmt: skip
     assert any(n.startswith("detector, repeat_word: at FENSE position: ROC-AUC ") and "; anywhere: ROC-AUC" in n
                for n in notes)  # fmt: skip
-    from laac.correction.train_error_detector import ERROR_KINDS
+    from laac.correction.corruptions import ERROR_KINDS
 
     assert notes[-1].startswith("rewrite: '") and len(notes) == 1 + len(ERROR_KINDS) + 1 + 2  # kinds, mixture, rewrites

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from laac.correction import corruptions, detector_evaluation
 from laac.correction import train_error_detector as ted
 from laac.corrector_laac import FENSE_ERROR_TYPES, load_error_detector
 
@@ -17,11 +18,11 @@ from tests.laac_tester import unavailable
 
 def test_roc_auc_and_scores_by_hand():
     labels = np.array([False, False, True, True])
-    assert ted.roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), labels) == 0.75  # 3 of 4 positive/negative pairs ordered
-    assert ted.roc_auc(np.array([0.5, 0.5, 0.5, 0.5]), labels) == 0.5  # ties count one half
+    assert detector_evaluation.roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), labels) == 0.75  # 3 of 4 positive/negative pairs ordered
+    assert detector_evaluation.roc_auc(np.array([0.5, 0.5, 0.5, 0.5]), labels) == 0.5  # ties count one half
     with pytest.raises(ValueError, match="both classes"):
-        ted.roc_auc(np.array([0.1, 0.2]), np.array([True, True]))
-    rows = ted.score_rows(np.array([0.1, 0.95, 0.2, 0.3]), {"add_tail": np.array([0.99, 0.97, 0.5])}, 0.9)
+        detector_evaluation.roc_auc(np.array([0.1, 0.2]), np.array([True, True]))
+    rows = detector_evaluation.score_rows(np.array([0.1, 0.95, 0.2, 0.3]), {"add_tail": np.array([0.99, 0.97, 0.5])}, 0.9)
     assert rows["add_tail"]["precision"] == pytest.approx(2 / 3) and rows["add_tail"]["recall"] == pytest.approx(2 / 3)
     assert rows["add_tail"]["roc_auc"] == pytest.approx(11 / 12)  # 0.5 is below 0.95 only
 
@@ -31,27 +32,27 @@ def test_quality_check_fails_a_detector_that_does_not_detect():
     check, as must a gate that flags too many clean captions or a mixture caught with too little precision."""
     clean = np.array([0.72, 0.6, 0.95, 0.3])
     corrupted = {"repeat_word (random)": np.array([0.19, 0.36, 0.25, 0.5]), "mixture (random)": np.array([0.97, 0.2])}
-    problems = ted.quality_problems(ted.score_rows(clean, corrupted, 0.9))
+    problems = detector_evaluation.quality_problems(detector_evaluation.score_rows(clean, corrupted, 0.9))
     assert problems == [
         "repeat_word (random): ROC-AUC 0.125 < 0.97",
         "mixture (random): ROC-AUC 0.500 < 0.97",
         "mixture (random): precision 0.500 at 0.9 < 0.95",
         "clean captions above 0.9: 1 of 4 > 2%",
     ]
-    good = ted.score_rows(np.array([0.01, 0.02, 0.1]), {"mixture (fense)": np.array([0.97, 0.99, 0.95])}, 0.9)
-    assert ted.quality_problems(good) == [] and good["mixture (fense)"]["clean_flagged"] == 0
+    good = detector_evaluation.score_rows(np.array([0.01, 0.02, 0.1]), {"mixture (fense)": np.array([0.97, 0.99, 0.95])}, 0.9)
+    assert detector_evaluation.quality_problems(good) == [] and good["mixture (fense)"]["clean_flagged"] == 0
 
 
 def test_single_rule_corruptions_change_each_caption_by_one_kind():
     captions = ["A dog barks loudly while a car is passing by.", "rain falls"]
-    corrupted = ted.single_rule_corruptions(captions, seed=0)
-    assert set(corrupted) == set(ted.ERROR_KINDS) and set(ted.ERROR_KINDS.values()) == set(FENSE_ERROR_TYPES[:-1])
+    corrupted = detector_evaluation.single_rule_corruptions(captions, seed=0)
+    assert set(corrupted) == set(corruptions.ERROR_KINDS) and set(corruptions.ERROR_KINDS.values()) == set(FENSE_ERROR_TYPES[:-1])
     assert "a dog barks loudly while a car is passing by loudly" in corrupted["repeat_adv"]
     assert len(corrupted["repeat_adv"]) == 1  # "rain falls" has no adverb to repeat
     assert len(corrupted["add_tail"]) == 2
-    anywhere = ted.single_rule_corruptions(captions, seed=0, position="random")
+    anywhere = detector_evaluation.single_rule_corruptions(captions, seed=0, position="random")
     assert anywhere["add_tail"] in (["a dog barks loudly while a"], ["a dog barks loudly while"])
-    assert [ted.fense_labels(kind) for kind in ("repeat_word", "dangling_clause")] == [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0]]
+    assert [corruptions.fense_labels(kind) for kind in ("repeat_word", "dangling_clause")] == [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0]]
 
 
 def _undoubled(text: str) -> str:
@@ -64,15 +65,15 @@ def test_words_and_adverbs_are_doubled_or_tripled_anywhere():
     """Anywhere, a word or adverb is repeated where it stands, two or three times, at every position it can be;
     at FENSE's position the last one (a doubled last word, an adverb appended at the end)."""
     caption = "a person types on a keyboard while a printer whirs loudly"
-    drawn = {ted.apply_rule("repeat_word", caption, caption, random.Random(seed), "random") for seed in range(200)}
+    drawn = {corruptions.apply_rule("repeat_word", caption, caption, random.Random(seed), "random") for seed in range(200)}
     assert all(_undoubled(text) == caption for text in drawn)
     assert "a person types on a keyboard keyboard while a printer whirs loudly" in drawn
     assert "a person types types types on a keyboard while a printer whirs loudly" in drawn  # tripled
     assert not any("loudly loudly" in text for text in drawn)  # an adverb: repeat_adv's
-    assert ted.apply_rule("repeat_word", "a man speaking", "a man speaking", random.Random(0)) in {
+    assert corruptions.apply_rule("repeat_word", "a man speaking", "a man speaking", random.Random(0)) in {
         "a man speaking speaking", "a man speaking speaking speaking"}  # fmt: skip
     caption = "a cat purrs quietly next to a radiator"
-    drawn = {ted.apply_rule("repeat_adv", caption, caption, random.Random(seed), "random") for seed in range(20)}
+    drawn = {corruptions.apply_rule("repeat_adv", caption, caption, random.Random(seed), "random") for seed in range(20)}
     assert drawn == {"a cat purrs quietly quietly next to a radiator",
                      "a cat purrs quietly quietly quietly next to a radiator"}  # fmt: skip
 
@@ -81,7 +82,7 @@ def test_words_people_repeat_on_purpose_are_never_doubled():
     caption = "a very loud knock and a beep"
     for seed in range(50):
         for kind in ("repeat_word", "repeat_adv"):
-            text = ted.apply_rule(kind, caption, caption, random.Random(seed), "random")
+            text = corruptions.apply_rule(kind, caption, caption, random.Random(seed), "random")
             assert text is None or not any(f"{word} {word}" in text for word in ("very", "knock", "beep")), text
 
 
@@ -89,12 +90,12 @@ def test_some_clean_training_captions_double_a_word_on_purpose():
     """ "very very loud", "beep beep": some of the clean captions with such a word have it doubled, labelled clean
     (few: more taught the detector that a doubled noun before a conjunction reads well)."""
     caption = "a horn goes beep as a very loud truck passes"
-    assert {ted.with_intended_repeat(caption, random.Random(seed)) for seed in range(20)} == {
+    assert {corruptions.with_intended_repeat(caption, random.Random(seed)) for seed in range(20)} == {
         "a horn goes beep beep as a very loud truck passes", "a horn goes beep as a very very loud truck passes"}
-    assert ted.with_intended_repeat("a dog barks", random.Random(0)) == "a dog barks"
+    assert corruptions.with_intended_repeat("a dog barks", random.Random(0)) == "a dog barks"
     examples = ted.labelled_pairs(["a very loud horn"] * 200, 0, "balanced")
     clean = [text for text, labels in examples[::2] if not any(labels)]
-    expected = 200 * ted.INTENDED_REPEAT_SHARE
+    expected = 200 * corruptions.INTENDED_REPEAT_SHARE
     assert len(clean) == 200 and 0 < expected - 20 < clean.count("a very very loud horn") < expected + 20
 
 
@@ -102,26 +103,26 @@ def test_endings_are_cut_where_a_caption_cannot_end():
     """A cut ending keeps the caption up to a determiner, conjunction or object-taking preposition; a dangling
     clause follows the caption or the end of one of its phrases."""
     caption = "a car engine is idling in the distance while birds chirp on a roof"
-    cuts = {ted.apply_rule("add_tail", caption, caption, random.Random(seed), "random") for seed in range(100)}
+    cuts = {corruptions.apply_rule("add_tail", caption, caption, random.Random(seed), "random") for seed in range(100)}
     assert cuts == {"a car engine is idling in the", "a car engine is idling in the distance while",
                     "a car engine is idling in the distance while birds chirp on a"}  # fmt: skip
-    drawn = {ted.apply_rule("dangling_clause", caption, caption, random.Random(seed), "random") for seed in range(200)}
-    tails = [max((t for t in ted.DANGLING_CLAUSES if text.endswith(" " + t)), key=len) for text in drawn]
+    drawn = {corruptions.apply_rule("dangling_clause", caption, caption, random.Random(seed), "random") for seed in range(200)}
+    tails = [max((t for t in corruptions.DANGLING_CLAUSES if text.endswith(" " + t)), key=len) for text in drawn]
     heads = {text[: -len(tail)].strip() for text, tail in zip(drawn, tails)}
     assert heads == {"a car engine is idling", "a car engine is idling in the distance",
                      "a car engine is idling in the distance while birds chirp"}  # fmt: skip
-    fense = ted.apply_rule("dangling_clause", caption, caption, random.Random(0))
-    assert fense.startswith(caption + " ") and fense[len(caption) + 1 :] in ted.DANGLING_CLAUSES
-    assert ted.apply_rule("add_tail", "a car passes by", "a car passes by", random.Random(0), "random") is None
+    fense = corruptions.apply_rule("dangling_clause", caption, caption, random.Random(0))
+    assert fense.startswith(caption + " ") and fense[len(caption) + 1 :] in corruptions.DANGLING_CLAUSES
+    assert corruptions.apply_rule("add_tail", "a car passes by", "a car passes by", random.Random(0), "random") is None
 
 
 def test_events_are_repeated_where_they_stand():
     caption = "a dog barks while rain falls on a roof"
-    drawn = {ted.apply_rule("repeat_event", caption, caption, random.Random(seed), "random") for seed in range(100)}
+    drawn = {corruptions.apply_rule("repeat_event", caption, caption, random.Random(seed), "random") for seed in range(100)}
     assert "a dog barks a dog barks while rain falls on a roof" in drawn
     assert "a dog barks while rain falls on a roof and rain falls on a roof" in drawn
     assert all(text.count("barks") + text.count("falls") >= 3 for text in drawn)
-    fense = ted.apply_rule("repeat_event", caption, caption, random.Random(0))
+    fense = corruptions.apply_rule("repeat_event", caption, caption, random.Random(0))
     assert fense.startswith(caption + " ")  # FENSE: after the caption, behind a conjunction
 
 
@@ -142,7 +143,7 @@ def test_events_are_repeated_where_they_stand():
     ],
 )
 def test_rules_make_genuine_errors(rule, caption, expected):
-    assert ted.apply_rule(rule, caption, caption, random.Random(0)) == expected
+    assert corruptions.apply_rule(rule, caption, caption, random.Random(0)) == expected
 
 
 @pytest.mark.parametrize(
@@ -167,25 +168,25 @@ def test_rules_make_genuine_errors(rule, caption, expected):
     ],
 )
 def test_rules_that_would_leave_a_well_formed_caption_return_none(rule, caption):
-    assert ted.apply_rule(rule, caption, caption, random.Random(0)) is None
+    assert corruptions.apply_rule(rule, caption, caption, random.Random(0)) is None
 
 
 def test_verb_removal_after_to_depends_on_what_comes_before():
     """Removing a verb after "to": "a key to open the door" -> "a key to the door" reads well, "begins to open the
     door" -> "begins to the door" does not."""
-    assert not ted.verb_removal_is_error("someone uses a key to open the door".split(), 5)
-    assert ted.verb_removal_is_error("a man begins to open the door".split(), 4)
-    assert ted.verb_removal_is_error("a dog is barking very loudly".split(), 3)  # "is very loudly": no adjective
+    assert not corruptions.verb_removal_is_error("someone uses a key to open the door".split(), 5)
+    assert corruptions.verb_removal_is_error("a man begins to open the door".split(), 4)
+    assert corruptions.verb_removal_is_error("a dog is barking very loudly".split(), 3)  # "is very loudly": no adjective
 
 
 def test_removal_rules_find_genuine_errors_in_human_captions(clotho_csv):
     """On Clotho's captions each removal rule still applies often (at least a fifth), one word at a time."""
     captions = [c for clip in ted.read_clotho_captions(clotho_csv).values() for c in clip][:500]
-    corrupted = ted.single_rule_corruptions(captions, seed=0)
+    corrupted = detector_evaluation.single_rule_corruptions(captions, seed=0)
     for rule in ("remove_conj", "remove_verb", "repeat_adv"):
         assert len(corrupted[rule]) > 0.2 * len(captions), rule
     for text in corrupted["remove_conj"] + corrupted["remove_verb"]:
-        assert text not in {ted.fense_normalize_caption(c) for c in captions}
+        assert text not in {corruptions.fense_normalize_caption(c) for c in captions}
 
 
 def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypatch, clotho_csv):
@@ -204,7 +205,7 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     assert metrics["train_steps"] == 6 and metrics["train_examples"] == 96  # 48 clean + 48 corrupted, batch 16
     rows = metrics["held_out"]["clotho"]
     assert {"repeat_word (random)", "remove_conj (fense)", "mixture (fense)", "mixture (random)"} <= set(rows)
-    assert set(rows) <= {f"{kind} ({position})" for kind in [*ted.ERROR_KINDS, "mixture"] for position in ted.POSITIONS}
+    assert set(rows) <= {f"{kind} ({position})" for kind in [*corruptions.ERROR_KINDS, "mixture"] for position in corruptions.POSITIONS}
     assert json.loads((tmp_path / "detector" / "metrics.json").read_text())["held_out"] == metrics["held_out"]
     detector = load_error_detector(str(tmp_path / "detector"))
     assert len(detector(["a dog barks", "a dog barks barks and"])) == 2
@@ -216,11 +217,11 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     assert trained == []
     assert not ted.needs_training(str(tmp_path / "detector"), **same)
     with monkeypatch.context() as patch:
-        patch.setattr(ted, "SINGLE_RULE_WEIGHTS", {**ted.SINGLE_RULE_WEIGHTS, "remove_conj": 1.0})
+        patch.setattr(ted, "SINGLE_RULE_WEIGHTS", {**corruptions.SINGLE_RULE_WEIGHTS, "remove_conj": 1.0})
         assert ted.needs_training(str(tmp_path / "detector"), **same)  # another weighting of the rules
     assert ted.needs_training(str(tmp_path / "detector"), **{**same, "epochs": 2})  # what the demo asks first
     ted.ensure_error_detector(str(tmp_path / "detector"), **{**same, "epochs": 2})
-    monkeypatch.setattr(ted, "RULES_VERSION", ted.RULES_VERSION + 1)
+    monkeypatch.setattr(ted, "RULES_VERSION", corruptions.RULES_VERSION + 1)
     ted.ensure_error_detector(str(tmp_path / "detector"), **same)
     assert [a.epochs for a in trained] == [2, 1]
     (tmp_path / "detector" / "metrics.json").unlink()  # not made here: a detector given, reused as it is
@@ -230,13 +231,13 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
 def test_random_position_removes_any_word_that_qualifies():
     """FENSE's position removes the last qualifying word; "random" any of them, so training sees inner ones too."""
     caption = "a door is opened and closed while rain falls"  # "and" (opened closed) and "while" (rain falls) qualify
-    assert ted.apply_rule("remove_conj", caption, caption, random.Random(0)) == "a door is opened and closed rain falls"
-    drawn = {ted.apply_rule("remove_conj", caption, caption, random.Random(seed), "random") for seed in range(20)}
+    assert corruptions.apply_rule("remove_conj", caption, caption, random.Random(0)) == "a door is opened and closed rain falls"
+    drawn = {corruptions.apply_rule("remove_conj", caption, caption, random.Random(seed), "random") for seed in range(20)}
     assert drawn == {"a door is opened and closed rain falls", "a door is opened closed while rain falls"}
     with pytest.raises(ValueError, match="position.*'first'"):
-        ted.apply_rule("remove_conj", caption, caption, random.Random(0), "first")
+        corruptions.apply_rule("remove_conj", caption, caption, random.Random(0), "first")
     with pytest.raises(ValueError, match="unknown error kind 'swap_words'"):
-        ted.apply_rule("swap_words", caption, caption, random.Random(0))
+        corruptions.apply_rule("swap_words", caption, caption, random.Random(0))
     examples = ted.labelled_pairs([caption] * 300, 0, "balanced", 1.0, random_position_share=1.0)
     conjunction_removed = {text for text, labels in examples[1::2] if labels[3]}
     assert "a door is opened closed while rain falls" in conjunction_removed
@@ -279,9 +280,9 @@ def test_each_clean_caption_can_be_followed_by_several_corruptions_of_different_
                                    corruptions_per_caption=2)  # fmt: skip
     assert len(examples) == 2 * 30 * 3
     groups = [examples[start : start + 3] for start in range(0, len(examples), 3)]
-    for (clean, clean_labels), *corruptions in groups:
+    for (clean, clean_labels), *corrupted in groups:
         assert clean in captions and not any(clean_labels)
-        assert all(labels[-1] == 1.0 and text != clean for text, labels in corruptions)
+        assert all(labels[-1] == 1.0 and text != clean for text, labels in corrupted)
     kinds = [tuple(labels[:-1]) for group in groups for _, labels in group[1:]]
     assert sum(a != b for a, b in zip(kinds[::2], kinds[1::2])) > 0.5 * len(groups)  # mostly two kinds per caption
     marks = ted.error_word_marks(examples)
@@ -320,7 +321,7 @@ def test_balanced_mix_follows_the_single_rule_weights():
     captions = ["a dog barks loudly while a car is passing by"] * 1000
     examples = ted.labelled_pairs(captions, 0, "balanced", single_rule_share=1.0)
     counts = np.array([labels[:-1] for _, labels in examples[1::2]]).sum(axis=0)
-    weights = np.array([sum(w for kind, w in ted.SINGLE_RULE_WEIGHTS.items() if ted.ERROR_KINDS[kind] == rule)
+    weights = np.array([sum(w for kind, w in corruptions.SINGLE_RULE_WEIGHTS.items() if corruptions.ERROR_KINDS[kind] == rule)
                         for rule in FENSE_ERROR_TYPES[:-1]])  # fmt: skip
     assert counts.sum() == 1000 and all(np.sum(labels[:-1]) == 1 for _, labels in examples[1::2])
     np.testing.assert_allclose(counts / 1000, weights / weights.sum(), atol=0.01)
@@ -467,13 +468,13 @@ def test_the_independent_captions_are_not_clotho_s_and_each_twin_is_broken(cloth
     """The independent check's captions: none of Clotho's; at least 10 twins per kind, each differing from its clean
     caption the way its kind says (a doubled word: the clean caption once the repeat is cut)."""
     data = json.loads(INDEPENDENT_CAPTIONS.read_text())
-    clotho = {ted.fense_normalize_caption(c) for clip in ted.read_clotho_captions(clotho_csv).values() for c in clip}
-    assert len(data["clean"]) >= 40 and not {ted.fense_normalize_caption(c) for c in data["clean"]} & clotho
+    clotho = {corruptions.fense_normalize_caption(c) for clip in ted.read_clotho_captions(clotho_csv).values() for c in clip}
+    assert len(data["clean"]) >= 40 and not {corruptions.fense_normalize_caption(c) for c in data["clean"]} & clotho
     for kind, twins in data["corrupted"].items():
         assert len(twins) >= 10, kind
         for index, text in twins:
             clean = data["clean"][index]
-            assert text != clean and text not in data["clean"] and text == ted.fense_normalize_caption(text), text
+            assert text != clean and text not in data["clean"] and text == corruptions.fense_normalize_caption(text), text
             if kind in ("repeat_word", "repeat_adv"):
                 assert _undoubled(text) == clean, text
             if kind in ("remove_verb", "remove_conj"):
@@ -494,8 +495,8 @@ def test_the_default_detector_flags_the_independent_corruptions():
     detector = load_error_detector(ted.ERROR_DETECTOR_DIR)
     negatives = np.array(detector(clean, batch_size=64))
     scored = {k: np.array(detector(v, batch_size=64)) for k, v in corrupted.items()}
-    rows = ted.score_rows(negatives, {**scored, "all kinds": np.concatenate(list(scored.values()))}, 0.9)
-    print("\n" + ted.format_table(rows))
+    rows = detector_evaluation.score_rows(negatives, {**scored, "all kinds": np.concatenate(list(scored.values()))}, 0.9)
+    print("\n" + detector_evaluation.format_table(rows))
     assert rows["all kinds"]["clean_flagged"] <= 3  # of 42, five with words repeated on purpose (2 measured)
     for kind, row in rows.items():
         assert row["roc_auc"] >= 0.85, (kind, row)

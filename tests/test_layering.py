@@ -32,7 +32,8 @@ imports count like top-level ones. The order:
    catalogue's words, with evaluation.metrics' F1), and data.public_data, which finds or downloads public data
    (Clotho's evaluation set, Llama tokenizers) where cli.paths says.
 8. training.trainer: `LaacTrainer` / `LaacTrainingArguments` / `evaluate_model`, shared by train.py, the demo and
-   the benchmarks (the role transformers' Seq2SeqTrainer plays for its example scripts).
+   the benchmarks (the role transformers' Seq2SeqTrainer plays for its example scripts). Then the error detector's
+   corruption rules (correction.corruptions) and its evaluation on them (correction.detector_evaluation).
 9. Scripts: train.py and the other command-line programs (`python train.py presets/...`), the `evaluate` metric.
 10. Applications: first `laac correct` (correction.correct_captions, which falls back to the error detector that
     correction.train_error_detector makes when the official one cannot be downloaded, and to the offline LLM when
@@ -93,6 +94,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data.synthetic_corpus.writer", "evaluation.event_f1"),
     ("data.synthetic_corpus",),
     ("training.trainer",),
+    # the error detector's corruption rules, then its evaluation on them (both below its training script)
+    ("correction.corruptions",),
+    ("correction.detector_evaluation",),
     (
         "conversion.convert_ced_original_checkpoint",
         "conversion.convert_gguf_causal_lm",

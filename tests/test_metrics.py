@@ -389,7 +389,7 @@ def test_precision_recall_f1_on_handmade_counts():
 
 def test_detector_scores_use_the_f1_helper():
     import numpy as np
-    from laac.correction.train_error_detector import binary_scores
+    from laac.correction.detector_evaluation import binary_scores
 
     probabilities = np.array([0.95, 0.2, 0.91, 0.6, 0.1])
     labels = np.array([True, True, False, False, False])  # at 0.9: tp 1, fp 1, fn 1; at 0.5: tp 1, fp 2, fn 1
