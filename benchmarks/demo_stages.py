@@ -15,14 +15,14 @@ import os
 import tempfile
 import time
 
-from laac.demo import run as demo
+from laac.demo import recipe as demo_recipe, stages as demo_stages
 from laac.feature_extraction_laac import LaacFeatureExtractor
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo-dir", required=True, help="the --out folder of a finished `laac demo` run")
-    parser.add_argument("--recipe", default="compact", choices=sorted(demo.RECIPES))
+    parser.add_argument("--recipe", default="compact", choices=sorted(demo_recipe.RECIPES))
     parser.add_argument("--caption-steps", type=int, help="default: the recipe's")
     parser.add_argument("--baseline-steps", type=int, help="default: the recipe's")
     parser.add_argument("--detector", help="a FENSE-format error detector; default: the offline one set-up trains")
@@ -32,36 +32,36 @@ def main(argv: list[str] | None = None) -> dict:
     for folder in (corpus, init):
         if not os.path.isdir(folder):
             raise SystemExit(f"no {folder}: run `laac demo --out {args.demo_dir}` first (it writes corpus/ and init/)")
-    detector = demo.choose_detector(args.detector)
+    detector = demo_stages.choose_detector(args.detector)
     if detector.detector is None:
         raise SystemExit(f"demo_stages times the post-correction stage too: {detector.note}")
-    recipe = demo.RECIPES[args.recipe]
+    recipe = demo_recipe.RECIPES[args.recipe]
     caption_steps = args.caption_steps or recipe.caption_steps
     baseline_steps = args.baseline_steps or recipe.baseline_steps
-    shape = demo.DemoShape(text_layers=recipe.text_layers)
-    examples = demo.tagging_examples(corpus, "development")
-    log_mels = demo.captioner_log_mels(examples, demo.split_log_mels(examples, LaacFeatureExtractor()))
+    shape = demo_recipe.DemoShape(text_layers=recipe.text_layers)
+    examples = demo_stages.tagging_examples(corpus, "development")
+    log_mels = demo_stages.captioner_log_mels(examples, demo_stages.split_log_mels(examples, LaacFeatureExtractor()))
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
-        export = demo.train_captioner(
+        export = demo_stages.train_captioner(
             corpus, init, os.path.join(scratch, "captioner"), shape, caption_steps, args.seed,
             feature_cache=log_mels,
         )  # fmt: skip
         seconds["captioner training"] = time.perf_counter() - start
         start = time.perf_counter()
-        predictions, metrics = demo.evaluate_export(export, corpus, "evaluation")
+        predictions, metrics = demo_stages.evaluate_export(export, corpus, "evaluation")
         seconds["evaluation"] = time.perf_counter() - start
         start = time.perf_counter()
-        blind = demo.train_captioner(
+        blind = demo_stages.train_captioner(
             corpus, init, os.path.join(scratch, "blind"), shape, baseline_steps, args.seed, silence=True
         )
-        blind_metrics = demo.evaluate_export(blind, corpus, "evaluation", silence=True)[1]
+        blind_metrics = demo_stages.evaluate_export(blind, corpus, "evaluation", silence=True)[1]
         seconds["blind baseline"] = time.perf_counter() - start
         start = time.perf_counter()
-        corrector = demo.post_corrector(demo.error_detector(detector))
+        corrector = demo_stages.post_corrector(demo_stages.error_detector(detector))
         corrector([prediction["prediction"] for prediction in predictions[:24]])
-        check = demo.correction_check(corrector, corpus, "evaluation", len(predictions), 24, args.seed)
+        check = demo_stages.correction_check(corrector, corpus, "evaluation", len(predictions), 24, args.seed)
         seconds["post-correction"] = time.perf_counter() - start
     result = {
         "seconds": {stage: round(value, 1) for stage, value in seconds.items()},

@@ -3,7 +3,7 @@
 import json
 
 from laac.benchmarks import decode_benchmark
-from laac.demo.run import DemoShape
+from laac.demo.recipe import DemoShape
 
 
 def test_tiny_shape_runs_every_phase_with_equal_ids(capsys):

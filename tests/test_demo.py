@@ -6,7 +6,7 @@ import os
 import pytest
 
 from laac.data.loaders import feature_cache_key
-from laac.demo import run as demo
+from laac.demo import progress as demo_progress, recipe as demo_recipe, run as demo, stages as demo_stages
 from laac.demo.run import main
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
@@ -59,7 +59,7 @@ def test_demo_end_to_end_at_toy_scale(tmp_path, capsys, detector_folder):
 
 def test_tagging_collator_crops_training_windows_and_pads():
     import torch
-    from laac.demo.run import TaggingCollator
+    from laac.demo.stages import TaggingCollator
     from laac.feature_extraction_laac import LaacFeatureExtractor
 
     mels = [torch.arange(64 * 1500, dtype=torch.float32).reshape(64, 1500), torch.randn(64, 300)]
@@ -79,8 +79,8 @@ def test_tagging_collator_crops_training_windows_and_pads():
 
 def test_progress_forecast(monkeypatch, capsys):
     now = [0.0]
-    monkeypatch.setattr(demo.time, "perf_counter", lambda: now[0])
-    progress = demo.DemoProgress({"corpus": 10.0, "training": 40.0}, speed=0.5, every=0.0)  # a 2x faster machine
+    monkeypatch.setattr(demo_progress.time, "perf_counter", lambda: now[0])
+    progress = demo_progress.DemoProgress({"corpus": 10.0, "training": 40.0}, speed=0.5, every=0.0)  # a 2x faster machine
     progress.begin("corpus")  # estimates halved: 5 s + 20 s
     assert progress.left() == (5.0, 25.0)
     now[0] = 7.0
@@ -101,7 +101,7 @@ def test_smollm2_text_model_runs_the_report_recipe_with_time_caps(tmp_path, monk
     assert (args.caption_steps, args.baseline_steps, args.caption_seconds) == (
         recipe.caption_steps, recipe.baseline_steps, recipe.caption_seconds
     )  # fmt: skip
-    assert demo.parse_args([]).caption_steps == demo.RECIPES[demo.parse_args([]).recipe].caption_steps  # tiny default
+    assert demo.parse_args([]).caption_steps == demo_recipe.RECIPES[demo.parse_args([]).recipe].caption_steps  # tiny default
     calls = []
 
     def fake_train_py(corpus, model_args, out_dir, steps, batch_size, learning_rate, seed, silence, callbacks, **kw):
@@ -116,7 +116,7 @@ def test_smollm2_text_model_runs_the_report_recipe_with_time_caps(tmp_path, monk
     monkeypatch.setattr(
         "laac.conversion.convert_gguf_causal_lm.smollm2_folder", lambda out_dir=None: "/converted/smollm2"
     )
-    run = demo.DemoRun(args, demo.DemoShape(), demo.DemoProgress({}), systems={}, notes=[])
+    run = demo.DemoRun(args, demo_recipe.DemoShape(), demo_progress.DemoProgress({}), systems={}, notes=[])
     assert demo.run_captioner(run) == os.path.join(str(tmp_path), "captioner", "export")
     call = calls[0]
     flags = dict(zip(call["model_args"][::2], call["model_args"][1::2]))
@@ -125,7 +125,7 @@ def test_smollm2_text_model_runs_the_report_recipe_with_time_caps(tmp_path, monk
         "true", "true", "8", "32"
     )  # fmt: skip
     overrides = json.loads(flags["--config_overrides"])
-    assert overrides["qformer_config"]["hidden_size"] == demo.DemoShape().qformer_width
+    assert overrides["qformer_config"]["hidden_size"] == demo_recipe.DemoShape().qformer_width
     assert overrides["token_order"] == "time"
     assert call["frozen_audio"] is False and call["scheduler"] == "constant_with_warmup"
     assert call["caps"] == [recipe.caption_seconds] and call["batch_size"] == recipe.batch_size
@@ -134,7 +134,7 @@ def test_smollm2_text_model_runs_the_report_recipe_with_time_caps(tmp_path, monk
 
 
 def test_progress_caps_time_capped_stages():
-    progress = demo.DemoProgress({"corpus": 10.0, "training": 400.0}, speed=3.0, caps={"training": 100.0})
+    progress = demo_progress.DemoProgress({"corpus": 10.0, "training": 400.0}, speed=3.0, caps={"training": 100.0})
     assert progress.estimates == {"corpus": 30.0, "training": 100.0}
 
 
@@ -147,42 +147,42 @@ def test_the_demo_chooses_its_error_detector_in_order(monkeypatch, tmp_path):
     from laac.correction import train_error_detector
     from laac.data import public_data
 
-    assert demo.choose_detector(str(tmp_path)) == demo.DetectorChoice(str(tmp_path), f"error detector: {tmp_path} (given)")
-    assert demo.choose_detector(None, no_correction=True).detector is None
+    assert demo_stages.choose_detector(str(tmp_path)) == demo_stages.DetectorChoice(str(tmp_path), f"error detector: {tmp_path} (given)")
+    assert demo_stages.choose_detector(None, no_correction=True).detector is None
     monkeypatch.setattr(train_error_detector, "needs_training", lambda: False)
-    assert demo.choose_detector(None).detector == demo.ERROR_DETECTOR_DIR
+    assert demo_stages.choose_detector(None).detector == demo_stages.ERROR_DETECTOR_DIR
     monkeypatch.setattr(train_error_detector, "needs_training", lambda: True)
     monkeypatch.setattr(corrector_laac, "fense_checkpoint_file", lambda name: f"/hub/{name}.ckpt")
-    assert demo.choose_detector(None).detector == "echecker_clotho_audiocaps_base"
+    assert demo_stages.choose_detector(None).detector == "echecker_clotho_audiocaps_base"
 
     def offline(name):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(corrector_laac, "fense_checkpoint_file", offline)
     monkeypatch.setattr(public_data, "clotho_captions_csv", lambda: "/data/clotho.csv")
-    choice = demo.choose_detector(None)
+    choice = demo_stages.choose_detector(None)
     assert choice.train and choice.note == "error detector: the offline one, trained in this run on /data/clotho.csv"
     trained = []
     monkeypatch.setattr(train_error_detector, "ensure_error_detector", lambda: trained.append(1) or "offline-folder")
-    assert demo.error_detector(choice) == "offline-folder" and trained == [1]
-    assert demo.error_detector(demo.choose_detector(str(tmp_path))) == str(tmp_path) and trained == [1]
-    reference = demo.REFERENCE_SECONDS
-    assert demo.stage_estimates(demo.parse_args([]), choice)["post-correction"] == (
+    assert demo_stages.error_detector(choice) == "offline-folder" and trained == [1]
+    assert demo_stages.error_detector(demo_stages.choose_detector(str(tmp_path))) == str(tmp_path) and trained == [1]
+    reference = demo_progress.REFERENCE_SECONDS
+    assert demo_progress.stage_estimates(demo.parse_args([]), choice)["post-correction"] == (
         reference["post-correction"] + reference["offline detector training"])  # fmt: skip
 
     def unavailable(allow_download=True):
         raise public_data.DataUnavailable("Clotho's captions", "the download failed: offline", "Get them so.")
 
     monkeypatch.setattr(public_data, "clotho_captions_csv", unavailable)
-    none = demo.choose_detector(None)
-    assert none.detector is None and "post-correction" not in demo.stage_estimates(demo.parse_args([]), none)
+    none = demo_stages.choose_detector(None)
+    assert none.detector is None and "post-correction" not in demo_progress.stage_estimates(demo.parse_args([]), none)
     assert none.note.startswith("post-correction: skipped, no error detector can be had here: none cached in ")
     assert "cannot be downloaded (<urlopen error no network>)" in none.note and "(the download failed: offline)" in none.note
     assert "\n" not in none.note
 
 
 def test_the_demo_post_corrects_with_smollm2_in_one_batch(tmp_path):
-    corrector = demo.post_corrector(str(tmp_path))
+    corrector = demo_stages.post_corrector(str(tmp_path))
     assert corrector.settings.answer_rules == "strict" and corrector.threshold == 0.9
     assert corrector.settings.batch_size == 32  # the flagged captions in one batch (post_corrector's docstring)
     assert os.path.isfile(os.path.join(corrector.settings.corrector_model, "model.safetensors"))  # SmolLM2's folder
@@ -208,7 +208,7 @@ def test_a_delegated_command_that_cannot_read_its_input_says_so(tmp_path, capsys
 
 def test_the_demo_without_a_detector_still_reports(monkeypatch, tmp_path):
     """No detector to be had: every stage but post-correction runs and the report says why in one line."""
-    skipped = demo.DetectorChoice(None, "post-correction: skipped, because")
+    skipped = demo_stages.DetectorChoice(None, "post-correction: skipped, because")
     monkeypatch.setattr(demo, "choose_detector", lambda detector, no_correction: skipped)
     out = tmp_path / "demo"
     code = main([
@@ -228,13 +228,13 @@ def test_the_tagger_hands_its_log_mels_to_the_captioner_as_its_collator_computes
 
     corpus = str(tmp_path / "corpus")
     write_corpus(corpus, {"development": 12, "validation": 4}, seed=3, num_workers=1)
-    shape = demo.DemoShape(text_layers=1)
+    shape = demo_recipe.DemoShape(text_layers=1)
     log_mels = {}
-    demo.pretrain_encoder(corpus, str(tmp_path / "encoder"), shape, steps=1, seed=0, feature_cache=log_mels)
-    init = demo.build_initial_model(corpus, str(tmp_path / "encoder"), str(tmp_path / "init"), shape, seed=0)
-    clips = load_sources([demo.clotho_source(corpus, "development")])  # as train.py reads --train_sources
+    demo_stages.pretrain_encoder(corpus, str(tmp_path / "encoder"), shape, steps=1, seed=0, feature_cache=log_mels)
+    init = demo_stages.build_initial_model(corpus, str(tmp_path / "encoder"), str(tmp_path / "init"), shape, seed=0)
+    clips = load_sources([demo_stages.clotho_source(corpus, "development")])  # as train.py reads --train_sources
     collator = LaacDataCollator(
-        LaacProcessor.from_pretrained(init), demo.CAPTION_MAX_SECONDS, train=True, cache_features=True
+        LaacProcessor.from_pretrained(init), demo_stages.CAPTION_MAX_SECONDS, train=True, cache_features=True
     )
     examples = [{"id": clip["id"], "audio": clip["audio"], "caption": clip["captions"][0]} for clip in clips]
     assert len(log_mels) == len(examples) == 12
@@ -244,10 +244,10 @@ def test_the_tagger_hands_its_log_mels_to_the_captioner_as_its_collator_computes
 
 def test_the_blind_baseline_trains_on_half_batches_at_twice_the_rate(monkeypatch):
     calls = []
-    monkeypatch.setattr(demo, "run_train_py", lambda *args, **kwargs: calls.append(args[3:8]) or "export")
-    shape = demo.DemoShape()
-    demo.train_captioner("corpus", "init", "out", shape, steps=5, seed=0)
-    demo.train_captioner("corpus", "init", "blind", shape, steps=5, seed=0, silence=True)
+    monkeypatch.setattr(demo_stages, "run_train_py", lambda *args, **kwargs: calls.append(args[3:8]) or "export")
+    shape = demo_recipe.DemoShape()
+    demo_stages.train_captioner("corpus", "init", "out", shape, steps=5, seed=0)
+    demo_stages.train_captioner("corpus", "init", "blind", shape, steps=5, seed=0, silence=True)
     assert calls == [
         (5, 64, shape.caption_learning_rate, 0, False), (5, 32, 2 * shape.caption_learning_rate, 0, True)
     ]  # fmt: skip
@@ -258,7 +258,7 @@ def test_the_correction_check_reports_each_error_kind_and_the_rewrites(monkeypat
     corruptions; the mixture's precision / recall at the gate; how many of the first corrupted are rewritten."""
     references = ["a dog barks loudly while a car is passing by", "rain falls on a metal roof and thunder rumbles",
                   "a man speaks and a door closes slowly"]  # fmt: skip
-    monkeypatch.setattr(demo, "read_metadata", lambda corpus, split: [{"captions": [c, "other"]} for c in references])
+    monkeypatch.setattr(demo_stages, "read_metadata", lambda corpus, split: [{"captions": [c, "other"]} for c in references])
 
     class FakeCorrector:  # flags what is not a clean reference, plus one clean reference
         threshold = 0.9
@@ -269,13 +269,13 @@ def test_the_correction_check_reports_each_error_kind_and_the_rewrites(monkeypat
         def __call__(self, captions):
             return [{"raw_caption": c, "caption": "fixed", "error_prob": 0.95, "corrected": True} for c in captions]
 
-    check = demo.correction_check(FakeCorrector(), "corpus", "evaluation", count=3, rewrite=2, seed=0)
+    check = demo_stages.correction_check(FakeCorrector(), "corpus", "evaluation", count=3, rewrite=2, seed=0)
     kinds = check["kinds"]
     assert {"repeat_word (fense)", "repeat_word (random)", "dangling_clause (random)", "mixture (random)"} <= set(kinds)
     assert all(row["clean_flagged"] == 1 and row["negatives"] == 3 and row["recall"] == 1.0 for row in kinds.values())
     assert check["precision"] == 3 / 4 and check["recall"] == 1.0 and check["clean_flagged"] == 1
     assert check["corrupted"] == {"captions": 2, "flagged": 2, "rewritten": 2} and len(check["examples"]) == 2
-    notes = demo.correction_notes(check, 3)
+    notes = demo_stages.correction_notes(check, 3)
     assert notes[0].startswith("detector on 3 held-out references and corruptions of them, one error each, anywhere")
     assert "(1 of the 3 clean references flagged); corrector on the first 2 corrupted: 2 flagged, 2 rewritten" in (
         notes[0])  # fmt: skip

@@ -37,8 +37,8 @@ imports count like top-level ones. The order:
 9. Scripts: train.py and the other command-line programs (`python train.py presets/...`), the `evaluate` metric.
 10. Applications: first `laac correct` (correction.correct_captions, which falls back to the error detector that
     correction.train_error_detector makes when the official one cannot be downloaded, and to the offline LLM when
-    the configured one cannot be had; `laac caption --correct` resolves its settings through it), then demo.run,
-    cli.main (with cli.caption_shards) and the benchmarks. The demo runs the training recipe through `train.main`;
+    the configured one cannot be had; `laac caption --correct` resolves its settings through it), then the demo
+    (demo.recipe < demo.stages < demo.progress < demo.run), cli.main (with cli.caption_shards) and the benchmarks. The demo runs the training recipe through `train.main`;
     `laac demo` / `laac train` run their modules by name (runpy), which is not an import. Then
     benchmarks.caption_workers, which saves a model of decode_benchmark's shapes for `laac caption`, and
     benchmarks.demo_stages, which times demo.run's stages, and benchmarks.full_shape, which captions and trains
@@ -106,6 +106,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "correction.train_error_detector",
     ),
     ("correction.correct_captions",),  # `laac correct`; `laac caption --correct` resolves its settings through it
+    # the demo: its recipes, its stages, its progress lines and estimates, then the run that strings them together
+    ("demo.recipe",),
+    ("demo.stages",),
+    ("demo.progress",),
     ("benchmarks", "cli.main", "demo.run"),  # "benchmarks": every module under benchmarks/
     # caption_workers times `laac caption` on a model that decode_benchmark builds; demo_stages times demo.run's stages
     # full_shape runs the build that build_memory writes parts for, then captions and trains on it
