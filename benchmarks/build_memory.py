@@ -126,26 +126,41 @@ def write_audio_model(folder: Path, name: str) -> None:
     CedForAudioClassification(CedConfig(name=name)).save_pretrained(folder)
 
 
-def measure(audio: Path, text: Path) -> dict[str, Any]:
-    """Runs the build in a fresh process (the laac of this checkout) and returns its figures."""
+def run_fresh(command: list[str], what: str) -> dict[str, Any]:
+    """Runs `command` in a fresh process (the laac of this checkout first, no Hub access) and returns the JSON object
+    its last line of output holds; a failure is a RuntimeError naming `what` failed."""
     repo_parent = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join([repo_parent, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env = {**os.environ, "PYTHONPATH": path}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    done = subprocess.run([sys.executable, "-c", BUILD, str(audio), str(text)], env=env, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"the build failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(audio: Path, text: Path) -> dict[str, Any]:
+    """Runs the build in a fresh process (the laac of this checkout) and returns its figures."""
+    return run_fresh([sys.executable, "-c", BUILD, str(audio), str(text)], "the build")
+
+
+def parts_written(workdir: Path, shape_name: str) -> bool:
+    """Whether an earlier run completed the parts of `shape_name` under `workdir`."""
+    done = workdir / "written"
+    return done.exists() and done.read_text() == shape_name
+
+
+def write_parts(workdir: Path, shape_name: str, tokenizer_gguf: Path) -> None:
+    """The text and audio folders of `shape_name` under `workdir`, unless an earlier run completed them."""
+    if parts_written(workdir, shape_name):
+        return
+    write_text_model(workdir / "text", SHAPES[shape_name]["text"], tokenizer_gguf)
+    write_audio_model(workdir / "audio", SHAPES[shape_name]["audio"])
+    (workdir / "written").write_text(shape_name)
 
 
 def build_and_measure(workdir: Path, shape_name: str, tokenizer_gguf: Path) -> dict[str, Any]:
     """Writes the two folders under `workdir` unless a previous run completed them, then measures the build."""
-    shape = SHAPES[shape_name]
-    done = workdir / "written"
-    if not done.exists():
-        write_text_model(workdir / "text", shape["text"], tokenizer_gguf)
-        write_audio_model(workdir / "audio", shape["audio"])
-        done.write_text(shape_name)
+    write_parts(workdir, shape_name, tokenizer_gguf)
     return measure(workdir / "audio", workdir / "text")
 
 

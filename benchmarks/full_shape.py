@@ -24,10 +24,8 @@ and the timings are not.
 import argparse
 import functools
 import json
-import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from laac.benchmarks.build_memory import SHAPES, default_tokenizer, write_audio_model, write_text_model
+from laac.benchmarks.build_memory import SHAPES, default_tokenizer, parts_written, run_fresh, write_parts
 
 GIB = 2**30
 # What each shape needs: memory for the weights plus a LoRA step's activations and optimizer state, disk for the
@@ -143,21 +141,10 @@ def check_room(shape: str, workdir: Path, written: bool) -> None:
 
 def run(workdir: Path, shape: str, tokenizer_gguf: Path) -> dict[str, Any]:
     """Writes the parts under `workdir` unless a previous run completed them, then measures in a fresh process."""
-    done = workdir / "written"
-    written = done.exists() and done.read_text() == shape
-    check_room(shape, workdir, written)
-    if not written:
-        write_text_model(workdir / "text", SHAPES[shape]["text"], tokenizer_gguf)
-        write_audio_model(workdir / "audio", SHAPES[shape]["audio"])
-        done.write_text(shape)
-    repo_parent = str(Path(__file__).resolve().parents[2])
-    path = os.pathsep.join([repo_parent, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    check_room(shape, workdir, parts_written(workdir, shape))
+    write_parts(workdir, shape, tokenizer_gguf)
     command = [sys.executable, "-m", "laac.benchmarks.full_shape", "--measure", str(workdir / "audio"), str(workdir / "text")]
-    finished = subprocess.run(command, env=env, capture_output=True, text=True)
-    if finished.returncode != 0:
-        raise RuntimeError(f"the measured run failed (exit {finished.returncode}):\n{finished.stderr[-4000:]}")
-    return json.loads(finished.stdout.strip().splitlines()[-1])
+    return run_fresh(command, "the measured run")
 
 
 def report(shape: str, r: dict[str, Any]) -> str:
