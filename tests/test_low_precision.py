@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from laac.modeling_laac import LaacForConditionalGeneration
 from transformers import AutoModel, AutoProcessor, TrainerCallback
 
 from tests.laac_tester import CAPTIONS, make_audio, tiny_config, tiny_model, tiny_processor
@@ -16,20 +17,18 @@ except RuntimeError:  # pragma: no cover - depends on the PyTorch build
 
 
 @pytest.fixture(scope="module")
-def full():
+def full(tmp_path_factory):
+    """A float32 model, its processor and the folder it is saved in."""
     config = tiny_config()
-    return tiny_model(config), tiny_processor(config)
+    model, processor = tiny_model(config), tiny_processor(config)
+    folder = tmp_path_factory.mktemp("float32")
+    model.save_pretrained(folder)
+    return model, processor, folder
 
 
-def _low(model, dtype):
-    """The same weights in `dtype`, as `from_pretrained(..., dtype=dtype)` loads them (`_keep_in_fp32_modules` kept)."""
-    folder_free = type(model)(model.config)
-    folder_free.load_state_dict(model.state_dict())
-    folder_free.to(dtype)
-    if dtype == torch.float16:
-        for name in folder_free._keep_in_fp32_modules:
-            folder_free.get_submodule(name).float()
-    return folder_free.eval()
+def _low(folder, dtype):
+    """The same weights loaded in `dtype` (the Q-Former stays in float32 under float16: `_keep_in_fp32_modules`)."""
+    return LaacForConditionalGeneration.from_pretrained(folder, dtype=dtype)
 
 
 def _clips():
@@ -38,8 +37,8 @@ def _clips():
 
 @pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
 def test_generate_takes_float32_features(full, dtype):
-    model, processor = full
-    low = _low(model, dtype)
+    model, processor, folder = full
+    low = _low(folder, dtype)
     inputs = processor(_clips(), sampling_rate=16000)
     assert inputs["input_features"].dtype == torch.float32
     sequences = low.generate(**inputs, max_new_tokens=6)
@@ -51,8 +50,8 @@ def test_generate_takes_float32_features(full, dtype):
 
 @pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
 def test_forward_with_labels_from_the_processor(full, dtype):
-    model, processor = full
-    low = _low(model, dtype).train()
+    model, processor, folder = full
+    low = _low(folder, dtype).train()
     batch = processor(_clips(), text_target=CAPTIONS[:2], sampling_rate=16000)
     with torch.no_grad():
         reference = model.eval()(**batch).loss
@@ -67,8 +66,8 @@ def test_forward_with_labels_from_the_processor(full, dtype):
 
 def test_readme_use_snippet_on_a_bf16_checkpoint(full, tmp_path):
     """The README's AutoModel / AutoProcessor lines, verbatim in substance, on a checkpoint saved in bfloat16."""
-    model, processor = full
-    half = _low(model, torch.bfloat16)
+    model, processor, folder = full
+    half = _low(folder, torch.bfloat16)
     half.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     waveform = np.random.default_rng(0).standard_normal((2, 44100 * 2)).astype(np.float32) * 0.1  # stereo, 44.1 kHz
