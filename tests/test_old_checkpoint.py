@@ -1,14 +1,17 @@
-"""Checkpoints saved by the code before the redesign still load.
+"""Checkpoints saved by earlier versions still load.
 
-tests/fixtures/laac_e3750b6/ was saved by the code of commit e3750b6 (see tests/fixtures/make_laac_e3750b6.py),
-with the logits, token ids and captions that code computed. The current code must load it and reproduce them, and
-so must its own copied .py files through trust_remote_code in a process where `laac` is not importable.
+Each tests/fixtures/laac_<commit>/ was saved by the code of that commit (see tests/fixtures/make_old_checkpoint.py),
+with the logits, token ids and captions that code computed: e3750b6 (before the prompt's tokenization was a
+setting) and 25a5c43 (post-corrector settings in the config, the tokenizer module among the copied files). The
+current code must load each and reproduce them, and so must its own copied .py files through trust_remote_code in
+a process where `laac` is not importable.
 """
 
 import json
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
@@ -17,38 +20,47 @@ from safetensors.torch import load_file
 from tests.laac_tester import make_audio, run_without_laac
 from tests.numerics import FP32_KERNELS, assert_log_mel_close
 
-FOLDER = Path(__file__).resolve().parent / "fixtures" / "laac_e3750b6"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FOLDERS = [FIXTURES / "laac_e3750b6", FIXTURES / "laac_25a5c43"]
+by_commit = pytest.mark.parametrize("folder", FOLDERS, ids=lambda folder: folder.name)
 INPUT_KEYS = ("input_features", "feature_attention_mask", "input_ids", "attention_mask")
 
 
-def expected_outputs() -> tuple[dict[str, torch.Tensor], list[str]]:
+def expected_outputs(folder: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The stored processor inputs, logits and token ids, and the decoded captions."""
-    expected = load_file(FOLDER / "expected_outputs.safetensors")
-    return expected, json.loads((FOLDER / "expected_captions.json").read_text())
+    expected = load_file(folder / "expected_outputs.safetensors")
+    return expected, json.loads((folder / "expected_captions.json").read_text())
 
 
-def test_fixture_is_small_and_safetensors_only():
-    sizes = {p.name: p.stat().st_size for p in FOLDER.iterdir()}
+@by_commit
+def test_fixture_is_small_and_safetensors_only(folder):
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
     assert sum(sizes.values()) < 1_000_000, sizes
     assert "model.safetensors" in sizes and not any(n.endswith((".bin", ".pt", ".pkl")) for n in sizes)
 
 
-def test_current_processor_reproduces_the_stored_inputs():
-    processor = LaacProcessor.from_pretrained(FOLDER)
-    # saved before prompt_tokenization existed: loads as "joint", the ids its model was trained on
-    assert "prompt_tokenization" not in json.loads((FOLDER / "processor_config.json").read_text())
-    assert processor.prompt_tokenization == "joint"
-    expected, _ = expected_outputs()
+def test_processor_saved_before_prompt_tokenization_loads_as_joint():
+    folder = FIXTURES / "laac_e3750b6"
+    # the ids its model was trained on
+    assert "prompt_tokenization" not in json.loads((folder / "processor_config.json").read_text())
+    assert LaacProcessor.from_pretrained(folder).prompt_tokenization == "joint"
+
+
+@by_commit
+def test_current_processor_reproduces_the_stored_inputs(folder):
+    processor = LaacProcessor.from_pretrained(folder)
+    expected, _ = expected_outputs(folder)
     inputs = processor([make_audio(1.0, 0), make_audio(2.0, 1)], sampling_rate=16000)
     for key in ("input_ids", "attention_mask", "feature_attention_mask"):
         assert torch.equal(inputs[key], expected[key]), key
     assert_log_mel_close(inputs["input_features"], expected["input_features"])
 
 
-def test_current_code_loads_the_old_checkpoint():
-    model = LaacForConditionalGeneration.from_pretrained(FOLDER).eval()
-    processor = LaacProcessor.from_pretrained(FOLDER)
-    expected, captions = expected_outputs()
+@by_commit
+def test_current_code_loads_the_old_checkpoint(folder):
+    model = LaacForConditionalGeneration.from_pretrained(folder).eval()
+    processor = LaacProcessor.from_pretrained(folder)
+    expected, captions = expected_outputs(folder)
     inputs = {key: expected[key] for key in INPUT_KEYS}
     with torch.no_grad():
         torch.testing.assert_close(model(**inputs).logits, expected["logits"], **FP32_KERNELS)
@@ -81,6 +93,7 @@ REMOTE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_old_checkpoint_loads_as_remote_code_in_fresh_process(tmp_path):
-    result = run_without_laac(REMOTE_SCRIPT, [str(FOLDER), json.dumps(FP32_KERNELS)], tmp_path)
+@by_commit
+def test_old_checkpoint_loads_as_remote_code_in_fresh_process(folder, tmp_path):
+    result = run_without_laac(REMOTE_SCRIPT, [str(folder), json.dumps(FP32_KERNELS)], tmp_path)
     assert result.returncode == 0 and "REMOTE-OK" in result.stdout, result.stderr[-4000:]
