@@ -52,6 +52,16 @@ def test_default_config_is_submission_4():
         assert forbidden not in config.to_dict()
 
 
+@pytest.mark.parametrize(
+    ("text", "text_layers"),
+    [("llama", {"LlamaDecoderLayer"}), ("bart", {"BartEncoderLayer", "BartDecoderLayer"})],
+)
+def test_no_split_modules_come_from_the_parts(text, text_layers):
+    """device_map / FSDP units: the Q-Former's layer, plus whatever the audio tower and the text model declare."""
+    model = tiny_model(tiny_config(text, audio="dasheng" if text == "bart" else "ced"))
+    assert set(model._no_split_modules) == {"Blip2QFormerLayer", "CedBlock", *text_layers}
+
+
 def test_config_saved_with_corrector_settings_keeps_them_as_its_post_corrector():
     """Configs written before the post-corrector was its own artifact held its settings under `corrector`."""
     config = LaacConfig(corrector={"threshold": 0.5})
