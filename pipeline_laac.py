@@ -39,7 +39,25 @@ from .audio_laac import (
     to_float_array,
     to_mono,
 )
-from .corrector_laac import CaptionPostProcessor, PostCorrection, PostCorrectionError
+
+try:  # post-correction is the installed laac package's: it does not travel with checkpoints
+    from laac.correction.post_corrector import CaptionPostProcessor, PostCorrection, PostCorrectionError
+except ImportError:  # this file's copy next to a checkpoint, run without the package: captions only
+
+    class PostCorrectionError(ValueError):
+        """Post-correction could not run."""
+
+    class PostCorrection:
+        @staticmethod
+        def parse(correct: Any, defaults: Any = None) -> None:
+            if correct is None or correct is False:
+                return None
+            raise PostCorrectionError(
+                f"correct={correct!r} needs the laac package, which holds the post-corrector (it does not travel with "
+                "checkpoints): pip install the LAAC repository, or caption without correct="
+            )
+
+    CaptionPostProcessor = PostCorrection
 
 logger = logging.get_logger(__name__)
 
@@ -297,7 +315,7 @@ class AudioCaptioningPipeline(Pipeline):
             feature extractor: 12 h, 32 channels, 1 kHz..768 kHz). A file is checked from its header before it is
             decoded; an input over a limit raises `AudioInputError` (or gets an error record) naming the setting.
         correct (`bool`, `str`, `dict`, callable or `PostCorrection`): post-correct the captions, parsed once
-            (`PostCorrection.parse`): `True` uses `model.config.corrector`; a gate mode ("auto", "always", "never")
+            (`PostCorrection.parse`): `True` uses `model.config.post_corrector`; a gate mode ("auto", "always", "never")
             or a dict overrides those settings; a callable `captions -> records` (e.g. a `PostCorrector`) is used as
             is. The pipeline builds one `CaptionPostProcessor` for it (reused while `correct` stays the same) and
             hands it to `generate(post_processor=...)`. A corrector that cannot run raises `PostCorrectionError`,
@@ -349,7 +367,7 @@ class AudioCaptioningPipeline(Pipeline):
             generate.update(custom_generate=fast_decoding_source(kwargs["fast_decoding"]), trust_remote_code=True)
         forward = {"generate_kwargs": generate}
         if "correct" in kwargs:
-            forward["correct"] = PostCorrection.parse(kwargs["correct"], self.model.config.corrector)
+            forward["correct"] = PostCorrection.parse(kwargs["correct"], self.model.config.post_corrector)
         return preprocess, forward, {}
 
     def preprocess(self, segments: list[Segment]) -> dict[str, torch.Tensor]:

@@ -200,19 +200,19 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     captioner = pipeline("audio-captioning", model=model, device=device, dtype=dtype)
     if args.correct is not None:
-        args.correct = _post_correction(args.correct, captioner.model.config.corrector)
+        args.correct = _post_correction(args.correct, captioner.model.config.post_corrector)
     return captioner
 
 
-def _post_correction(correct: Any, model_settings: dict[str, Any] | None) -> Any:
+def _post_correction(correct: Any, model_post_corrector: Any) -> Any:
     """
-    --correct (True or a gate mode), parsed once, as the model's corrector settings with a detector and an instruct
+    --correct (True or a gate mode), parsed once, as the model's post-corrector settings with a detector and an instruct
     LLM this machine can load: the configured ones, else their offline stand-ins, each swap said in one warning line.
     """
-    from ..corrector_laac import PostCorrection
+    from ..correction.post_corrector import PostCorrection
     from ..correction.correct_captions import available_settings
 
-    request = PostCorrection.parse(correct, model_settings)
+    request = PostCorrection.parse(correct, model_post_corrector)
     return PostCorrection(settings=available_settings(request.settings), device=request.device)
 
 

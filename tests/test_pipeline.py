@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 from laac.configuration_laac import LaacConfig
-from laac.corrector_laac import ErrorDetector
+from laac.correction.post_corrector import ErrorDetector
 from laac.pipeline_laac import (
     AudioCaptioningPipeline,
     AudioInputError,
