@@ -190,6 +190,7 @@ class AudioCaptioningPipeline(ChunkPipeline):
                 "num_workers, or GenerationConfig fields such as num_beams"
             )
         preprocess = {k: kwargs[k] for k in self._PREPROCESS_PARAMS if k in kwargs}
+        self._check_settings(preprocess)
         generate = dict(kwargs.get("generate_kwargs") or {})
         generate.update({k: v for k, v in kwargs.items() if k not in self._PIPELINE_PARAMS})
         if kwargs.get("fast_decoding"):
@@ -198,6 +199,13 @@ class AudioCaptioningPipeline(ChunkPipeline):
         if "correct" in kwargs:
             forward["correct"] = PostCorrection.parse(kwargs["correct"], self.model.config.corrector)
         return preprocess, forward, {}
+
+    def _check_settings(self, preprocess: dict[str, Any]) -> None:
+        """Bad segment or limit settings raise once, when the call is made, rather than for every input."""
+        AudioLimits.from_kwargs(dict(preprocess), self.processor.feature_extractor.limits)
+        lengths = {k: preprocess[k] for k in ("segment_seconds", "hop_seconds") if k in preprocess}
+        if any(not value > 0 for value in lengths.values()):
+            raise ValueError(f"segment_seconds and hop_seconds must be > 0, got {lengths}")
 
     # -- one input -> its segments' model inputs -------------------------------------------------------------------
 

@@ -67,9 +67,8 @@ def caption_records(
     while pending:
         count, batch_size, workers = narrowed or (len(pending), sizes.current, num_workers)
         window = [pending[i] for i in range(min(count, len(pending)))]
-        records, failed, reason = None, None, ""
+        records = captioner((inputs[i] for i in window), batch_size=batch_size, num_workers=workers, **call_kwargs)
         try:
-            records = captioner((inputs[i] for i in window), batch_size=batch_size, num_workers=workers, **call_kwargs)
             for record in records:
                 yield pending.popleft(), record
                 yield from _due(failures, pending)
@@ -77,32 +76,43 @@ def caption_records(
             continue
         except PostCorrectionError:
             raise
-        except torch.OutOfMemoryError as error:  # (torch.cuda.OutOfMemoryError is the same class)
-            if batch_size == 1:
-                failed, reason = pending[0], f"out of memory with this segment alone: {_one_line(error)}"
-        except (ValueError, RuntimeError) as error:  # AudioInputError is a ValueError
-            failed = _named_input(error, inputs, window)
-            reason = str(error) if isinstance(error, AudioInputError) else f"captioning failed: {_one_line(error)}"
-            if failed is None:
-                # The failing batch holds segments of at most the first batch_size + 1 pending inputs. Read them in
-                # this process (a worker's error arrives without its attributes), then one segment at a time:
-                # then the error is the first pending input's.
-                narrowed = (batch_size + 1, batch_size, 0) if workers else (batch_size + 1, 1, 0)
-                if batch_size > 1 or workers:
-                    continue
-                failed = pending[0]
+        except (ValueError, RuntimeError) as error:  # AudioInputError, torch.OutOfMemoryError are among them
+            out_of_memory = isinstance(error, torch.OutOfMemoryError)
+            failed, reason = _input_at_fault(error, inputs, window, pending[0], batch_size, workers)
         records = None  # the failed batch's tensors go before the allocator's cache is emptied
-        if failed is None:  # out of memory at a batch of more than one segment
+        if failed is not None:
+            pending.remove(failed)
+            failures[failed] = {"error": reason}
+            narrowed = None
+            yield from _due(failures, pending)
+        elif out_of_memory:  # at a batch of more than one segment
             _free_accelerator_memory(captioner.device)
             sizes.shrink(batch_size)
             narrowed = None
-            continue
-        pending.remove(failed)
-        failures[failed] = {"error": reason}
-        narrowed = None
-        yield from _due(failures, pending)
+        else:  # the failing batch held segments of at most the first batch_size + 1 pending inputs: read them in
+            # this process (a worker's error arrives without its attributes), then one segment at a time
+            narrowed = (batch_size + 1, batch_size, 0) if workers else (batch_size + 1, 1, 0)
     if sizes.current < sizes.requested:
         logger.warning(f"settled on batch size {sizes.current} (asked {sizes.requested}): out of memory above it")
+
+
+def _input_at_fault(
+    error: Exception, inputs: Sequence[Any], window: list[int], first: int, batch_size: int, workers: int
+) -> tuple[int | None, str]:
+    """
+    The input `error` comes from, if that is known, and the reason for its record. Known: the file an
+    `AudioInputError` names, or with one segment per batch read in this process, the `first` pending input (every
+    input before it has its record). Out of memory with more than one segment is no input's fault (None).
+    """
+    if isinstance(error, torch.OutOfMemoryError):
+        return (first if batch_size == 1 else None), f"out of memory with this segment alone: {_one_line(error)}"
+    reason = str(error) if isinstance(error, AudioInputError) else f"captioning failed: {_one_line(error)}"
+    path = getattr(error, "path", None)
+    named = (i for i in window if isinstance(inputs[i], (str, os.PathLike)) and os.fspath(inputs[i]) == path)
+    failed = next(named, None) if path is not None else None
+    if failed is None and batch_size == 1 and workers == 0:
+        failed = first
+    return failed, reason
 
 
 def _due(failures: dict[int, dict], pending: deque) -> Iterator[tuple[int, dict]]:
@@ -111,14 +121,6 @@ def _due(failures: dict[int, dict], pending: deque) -> Iterator[tuple[int, dict]
         if pending and index > pending[0]:
             return
         yield index, failures.pop(index)
-
-
-def _named_input(error: Exception, inputs: Sequence[Any], window: list[int]) -> int | None:
-    """The pending input an `AudioInputError` names by its path, if any."""
-    path = getattr(error, "path", None)
-    if path is None:
-        return None
-    return next((i for i in window if isinstance(inputs[i], (str, os.PathLike)) and os.fspath(inputs[i]) == path), None)
 
 
 def _one_line(error: BaseException) -> str:

@@ -199,7 +199,7 @@ def test_captioning_a_long_file_keeps_one_buffer_of_segments(model_dir, tmp_path
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert len(record["segments"]) == 36
-    # one buffer of batch_size * 8 segments (8 x 0.64 MB) plus working copies, not all 36 segments' samples
+    # one segment at a time (0.64 MB) plus working copies, not all 36 segments' samples
     assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MiB: captioned segments kept their samples"
 
 

@@ -26,7 +26,8 @@ imports count like top-level ones. The order:
    Then the sub-packages' `__init__` files (data, evaluation, training, correction, conversion, cli, demo): one
    docstring each, no imports.
 7. Libraries of the tools: data.loaders, evaluation.metrics, evaluation.report, training.audio_token_cache,
-   training.lora, training.tokenizer_utils, cli.paths. None of them imports another. Then the synthetic corpus package
+   training.lora, training.tokenizer_utils, cli.paths, cli.captioning (`laac caption`'s loop over the pipeline:
+   error records, out-of-memory splits). None of them imports another. Then the synthetic corpus package
    (data.synthetic_corpus: catalogue < layout < synthesis, grammar < writer, which reads the Clotho format back
    through data.loaders; its `__init__` re-exports them), evaluation.event_f1 (event F1 of captions by the
    catalogue's words, with evaluation.metrics' F1), and data.public_data, which finds or downloads public data
@@ -78,6 +79,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fast_decoding",),
     (
         "cli.caption_shards",
+        "cli.captioning",
         "cli.paths",
         "data.loaders",
         "evaluation.metrics",

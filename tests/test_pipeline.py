@@ -272,3 +272,20 @@ def test_fast_decoding_needs_the_loop_beside_the_code(monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline_module, "FAST_DECODING", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="pass fast_decoding='<folder or Hub repo"):
         pipeline_module.fast_decoding_source(True)
+
+
+def test_readme_caption_files_snippet_runs(folder, captioner, tmp_path, monkeypatch, capsys):
+    """README's "Caption files" block, on the tiny checkpoint and files of those names (its `correct=True` line needs
+    the report's detector and LLM: test_generate_correct.py runs that call with stand-ins)."""
+    readme = (Path(laac.__file__).parent / "README.md").read_text()
+    block = readme.split("## Caption files", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    for seed, (name, seconds) in enumerate([("rain.flac", 2.0), ("a.wav", 1.0), ("b.mp3", 3.0), ("meeting.flac", 70.0)]):
+        sf.write(name, make_audio(seconds, seed), 16000)
+    lines = [line for line in block.splitlines() if "correct=True" not in line]
+    assert len(lines) == len(block.splitlines()) - 1
+    namespace = {}
+    exec("\n".join(lines).replace("path/to/laac-checkpoint", str(folder)), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [record["caption"] for record in captioner(["a.wav", "b.mp3"])]
+    assert len(namespace["captioner"]("meeting.flac", segment_seconds=30, hop_seconds=30)["segments"]) == 3
