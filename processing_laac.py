@@ -299,7 +299,7 @@ class LaacProcessor(ProcessorMixin):
         audio: Any = None,
         text: Optional[Union[str, Sequence[str]]] = None,
         text_target: Optional[Union[str, Sequence[str]]] = None,
-        sampling_rate: Optional[int] = None,
+        sampling_rate: Optional[Union[int, Sequence[int]]] = None,
         return_tensors: str = "pt",
         normalize: bool = True,
         prompt: Optional[str] = None,
@@ -313,7 +313,7 @@ class LaacProcessor(ProcessorMixin):
             text_target: optional captions, one per clip: the training targets (the transformers name for
                 sequence-to-sequence targets), made into the original code's targets by `normalize_caption_target`
                 unless `normalize=False` (then used as given).
-            sampling_rate: rate of `audio`; other rates are resampled to 16 kHz.
+            sampling_rate: rate of `audio`, or one rate per clip; other rates are resampled to 16 kHz.
             prompt: the former name of `text` (deprecated).
 
         Returns:

@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 from laac.cli import main as cli
+from laac.cli.captioning import BatchSizes, caption_records
 from laac import FAST_DECODING
 from laac.correction.post_corrector import (
     REPORT_ANSWER_RULES,
@@ -332,8 +333,8 @@ def test_pipeline_raises_a_corrector_failure_even_when_recording_errors(correcto
     captioner = pipeline("audio-captioning", model=str(corrector_model_dir), device="cpu")
     broken = {"detector": str(corrector_model_dir / "no-such-detector.ckpt")}
     with pytest.raises(PostCorrectionError, match="post-correction failed"):
-        list(captioner.iter_captions([make_audio(1.0), make_audio(2.0)], sampling_rate=16000, on_error="record",
-                                     correct=broken))
+        list(caption_records(captioner, [make_audio(1.0), make_audio(2.0)], BatchSizes(2), sampling_rate=16000,
+                             correct=broken))
 
 
 def test_cli_caption_correct_goes_through_generate(corrector_model_dir, appending_llm, monkeypatch, tmp_path):

@@ -28,8 +28,9 @@ imports count like top-level ones. The order:
    FENSE detector + instruct LLM, its settings and its artifact post_corrector_config.json, and the generation
    hook that decodes and post-corrects).
 7. Libraries of the tools: conversion.components (assembly from released parts), data.loaders, evaluation.metrics,
-   evaluation.report, training.audio_token_cache, training.lora, training.tokenizer_utils, cli.paths. None of them
-   imports another. Then the synthetic corpus package
+   evaluation.report, training.audio_token_cache, training.lora, training.tokenizer_utils, cli.paths, cli.captioning
+   (`laac caption`'s loop over the pipeline: error records, out-of-memory splits). None of them imports another.
+   Then the synthetic corpus package
    (data.synthetic_corpus: catalogue < layout < synthesis, grammar < writer, which reads the Clotho format back
    through data.loaders; its `__init__` re-exports them), evaluation.event_f1 (event F1 of captions by the
    catalogue's words, with evaluation.metrics' F1), and data.public_data, which finds or downloads public data
@@ -81,6 +82,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "conversion.components",
         "cli.caption_shards",
+        "cli.captioning",
         "cli.paths",
         "data.loaders",
         "evaluation.metrics",
