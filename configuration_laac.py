@@ -17,7 +17,8 @@ from .configuration_ced import CedConfig, DashengConfig, ced_num_tokens
 
 logger = logging.get_logger(__name__)
 
-# Prompt I of the report, verbatim; the audio tokens replace AUDIO_PLACEHOLDER.
+# Prompt I of the report, verbatim; the audio tokens replace AUDIO_PLACEHOLDER (the report's notation). The
+# processor states prompts with its audio token instead (`audio_prompt`), as transformers' audio-LLM processors do.
 AUDIO_PLACEHOLDER = "<AcousticTokens>"
 PROMPT_I = "Describe the detail of this audio:<AcousticTokens>\n---\nDetailed: "
 # Decoding of the report: beam 3, at least 2 and at most 30 new tokens.
@@ -63,6 +64,15 @@ def num_audio_tokens(
     The model and `LaacProcessor` both call this, so the placeholder count and the features cannot disagree.
     """
     return queries_per_window * num_windows(ced_num_tokens(num_frames, audio_config), window_size, last_window)
+
+
+def audio_prompt(template: str, audio_token: str) -> str:
+    """
+    `template` with the report's audio marker (`AUDIO_PLACEHOLDER`) written as `audio_token`, the form the processor
+    takes in `text=`: `audio_prompt(PROMPT_I, "<|audio|>")` is "Describe the detail of this audio:<|audio|>...".
+    A template already holding `audio_token` is returned as it is.
+    """
+    return template.replace(AUDIO_PLACEHOLDER, audio_token)
 
 
 def _build_audio_config(audio_config: Union[None, dict, PretrainedConfig]) -> CedConfig:

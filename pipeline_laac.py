@@ -177,12 +177,8 @@ class AudioCaptioningPipeline(ChunkPipeline):
                 "the audio-captioning pipeline needs the LaacProcessor: save it next to the model "
                 "(processor.save_pretrained(folder)) or pass processor="
             )
-        # The base class's collate pads a batch's prompts with the tokenizer's pad token on its side: as the
-        # processor pads them (on the left for a decoder-only text model, with EOS where there is no pad token).
-        tokenizer = self.processor.tokenizer
-        tokenizer.padding_side = "right" if self.processor.is_encoder_decoder else "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        # The base class's collate pads a batch's prompts with the tokenizer's pad token on its side, which the
+        # processor set as it pads (left for a decoder-only text model; EOS where there is no pad token).
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:
         """

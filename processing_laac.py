@@ -1,9 +1,11 @@
 # Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
 """
-LaacProcessor: audio -> log-mel features, and Prompt I with the audio placeholder expanded to one token per
-audio token (the count comes from `num_audio_tokens`, the same helper the model uses). With captions it also
-builds the training labels: only caption tokens and EOS carry loss. Captions become targets as in the original
-code (`normalize_caption_target`); `fense_normalize_caption` is FENSE's detector cleaning, for the post-corrector.
+LaacProcessor: audio -> log-mel features, and the prompt (Prompt I unless `text=` gives another) with its audio
+token expanded to the clip's count of audio tokens (`num_audio_tokens`, the same helper the model uses), as
+transformers' audio-LLM processors do. With captions it also builds the training labels: only caption tokens and
+EOS carry loss. How captions become targets is the processor's `caption_normalization` setting (the original
+code's `normalize_caption_target` by default); `fense_normalize_caption` is FENSE's detector cleaning, for the
+post-corrector.
 """
 
 import os
@@ -12,11 +14,17 @@ import warnings
 from typing import Any, Optional, Sequence, Union
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import logging
 
-from .configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig, _build_audio_config, num_audio_tokens
+from .configuration_laac import (
+    AUDIO_PLACEHOLDER,
+    PROMPT_I,
+    LaacConfig,
+    _build_audio_config,
+    audio_prompt,
+    num_audio_tokens,
+)
 from .feature_extraction_laac import LaacFeatureExtractor
 
 logger = logging.get_logger(__name__)
@@ -29,6 +37,8 @@ SEPARATE, JOINT = "separate", "joint"
 PROMPT_TOKENIZATIONS = (SEPARATE, JOINT)
 # What a processor_config.json written before `prompt_tokenization` existed was trained with.
 SAVED_WITHOUT_SETTING = JOINT
+# What `text_target` captions become before tokenisation: "original" = `normalize_caption_target`, None = as given.
+CAPTION_NORMALIZATIONS = ("original", None)
 # Training targets as the original code makes them (`normalize_caption_target`): a space before a mark that ends
 # a word ("barks ." -> "barks.") is dropped, then each of these characters becomes a space. Hyphens and apostrophes
 # stay, and so does the space a final "." leaves: with Llama 2, 4,467 of Clotho's 5,225 evaluation captions end
@@ -129,13 +139,17 @@ def check_prompt_tokenization(value: Any) -> str:
 
 class LaacProcessor(ProcessorMixin):
     r"""
-    Feature extractor + tokenizer + Prompt I.
+    Feature extractor + tokenizer, as transformers' audio-LLM processors: `text=` is the prompt, holding the audio
+    token once where the audio goes, and each clip's prompt gets that token repeated once per audio token. Padding
+    is the tokenizer's (left for decoder-only text models; a tokenizer without a pad token pads with EOS).
 
     Args:
         feature_extractor ([`LaacFeatureExtractor`]): audio -> log-mel.
         tokenizer: the text model's tokenizer, with `audio_token` added as a special token.
         audio_token (`str`): the placeholder token that `LaacConfig.audio_token_id` identifies.
-        prompt_template (`str`): Prompt I by default; `<AcousticTokens>` marks the audio.
+        prompt_template (`str`): the prompt used when `text=` gives none: Prompt I by default, holding `audio_token`
+            once (the report's `<AcousticTokens>` marker, as `LaacConfig.prompt_template` writes it, is read as
+            `audio_token`).
         audio_token_layout (`dict`): `LaacConfig.audio_token_layout()`, so the processor counts audio tokens
             exactly as the model does.
         is_encoder_decoder (`bool`): captions go to the decoder (BART) rather than after the prompt (Llama).
@@ -146,6 +160,10 @@ class LaacProcessor(ProcessorMixin):
             continue one tokenisation (the prompt ends at ":", 29901). Unset: `default_prompt_tokenization` of the
             tokenizer ("separate" for Llama 2's). Saved in processor_config.json; a processor_config.json written
             before this setting existed loads as "joint", the ids its model was trained on.
+        caption_normalization (`str` or `None`, defaults to `"original"`): what `text_target` captions become
+            before tokenisation. `"original"`: `normalize_caption_target`, the targets of the original code (lower
+            case, punctuation as spaces), which the report's models were trained on; `None`: used as given. Saved in
+            processor_config.json (one saved before the setting existed normalised: it loads as `"original"`).
     """
 
     def __init__(
@@ -158,13 +176,16 @@ class LaacProcessor(ProcessorMixin):
         is_encoder_decoder: bool = False,
         chat_template: Optional[str] = None,
         prompt_tokenization: Optional[str] = None,
+        caption_normalization: Optional[str] = "original",
     ) -> None:
-        if prompt_template.count(AUDIO_PLACEHOLDER) != 1:
+        if caption_normalization not in CAPTION_NORMALIZATIONS:
             raise ValueError(
-                f"prompt_template must contain {AUDIO_PLACEHOLDER!r} exactly once, got {prompt_template!r}"
+                f"caption_normalization={caption_normalization!r} is not one of {CAPTION_NORMALIZATIONS}: pass "
+                "'original' (the original code's targets, normalize_caption_target) or None (captions as given)"
             )
         self.audio_token = audio_token
-        self.prompt_template = prompt_template
+        self.prompt_template = self._checked_prompt(audio_prompt(prompt_template, audio_token))
+        self.caption_normalization = caption_normalization
         self.audio_token_layout = audio_token_layout or LaacConfig().audio_token_layout()
         self.is_encoder_decoder = is_encoder_decoder
         self._audio_config = _build_audio_config(dict(self.audio_token_layout["audio_config"]))
@@ -176,6 +197,11 @@ class LaacProcessor(ProcessorMixin):
                 "model's embeddings, or build both with from_components()"
             )
         self.audio_token_id = self.tokenizer.convert_tokens_to_ids(audio_token)
+        # Padding: left for a decoder-only text model (prompts end where generation starts); EOS where the tokenizer
+        # has no pad token (Llama 3's), hidden by the attention mask.
+        self.tokenizer.padding_side = "right" if is_encoder_decoder else "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
         if prompt_tokenization is None:
             prompt_tokenization = default_prompt_tokenization(self.tokenizer)
         self.prompt_tokenization = check_prompt_tokenization(prompt_tokenization)
@@ -198,20 +224,33 @@ class LaacProcessor(ProcessorMixin):
             num_frames, self._audio_config, layout["window_size"], layout["queries_per_window"], layout["last_window"]
         )
 
-    def _template(self, prompt: Optional[str] = None) -> str:
-        """The prompt template to use (`prompt`, or the configured one), checked to hold the audio placeholder once."""
-        template = self.prompt_template if prompt is None else prompt
-        if template.count(AUDIO_PLACEHOLDER) != 1:
+    def _checked_prompt(self, prompt: str) -> str:
+        """`prompt` if it holds the audio token exactly once, else a ValueError naming the fix."""
+        if prompt.count(self.audio_token) != 1:
             raise ValueError(
-                f"a prompt must contain {AUDIO_PLACEHOLDER!r} exactly once, got {template!r}; e.g. {PROMPT_I!r}. "
-                "The processor's text= is the prompt (the model input); captions are targets: pass them as "
-                "text_target="
+                f"a prompt must contain the audio token {self.audio_token!r} exactly once, got {prompt!r}; e.g. "
+                f"{audio_prompt(PROMPT_I, self.audio_token)!r}. The processor's text= is the prompt (the model "
+                "input); captions are targets: pass them as text_target="
             )
-        return template
+        return prompt
+
+    def _template(self, prompt: Optional[str] = None) -> str:
+        """The prompt to use (`prompt`, or the configured one), checked to hold the audio token once."""
+        if prompt is None:
+            return self.prompt_template
+        if AUDIO_PLACEHOLDER in prompt:
+            warnings.warn(
+                f"{AUDIO_PLACEHOLDER} in a prompt is deprecated: write the audio token {self.audio_token!r} where the "
+                "audio goes",
+                FutureWarning,
+                stacklevel=5,
+            )
+            prompt = audio_prompt(prompt, self.audio_token)
+        return self._checked_prompt(prompt)
 
     def build_prompt(self, n_audio_tokens: int, prompt: Optional[str] = None) -> str:
-        """The prompt text with the placeholder expanded to `n_audio_tokens` audio tokens."""
-        return self._template(prompt).replace(AUDIO_PLACEHOLDER, self.audio_token * n_audio_tokens)
+        """The prompt text with its audio token repeated `n_audio_tokens` times."""
+        return self._template(prompt).replace(self.audio_token, self.audio_token * n_audio_tokens)
 
     # -- tokenization -----------------------------------------------------------------------------------------------
 
@@ -228,7 +267,7 @@ class LaacProcessor(ProcessorMixin):
         """
         if self.prompt_tokenization == JOINT:
             return self._encode([self.build_prompt(n, t).rstrip(" ") for n, t in zip(n_audio, templates)])
-        before, after = zip(*(t.split(AUDIO_PLACEHOLDER) for t in templates))
+        before, after = zip(*(t.split(self.audio_token) for t in templates))
         heads, tails = self._encode(list(before)), self._encode(list(after), special=False)
         return [head + [self.audio_token_id] * n + tail for head, n, tail in zip(heads, n_audio, tails)]
 
@@ -259,37 +298,30 @@ class LaacProcessor(ProcessorMixin):
             rows = self._joint_caption_ids(prompt_ids, prompts, captions)
         return [row if row[-1:] == [eos] else row + [eos] for row in rows]
 
-    def _pad(self, rows: list[list[int]], value: int, side: str) -> torch.Tensor:
-        return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], True, value, padding_side=side)
+    def _pad(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        """`input_ids` and `attention_mask` of `rows`, padded by the tokenizer (on its side: see `__init__`)."""
+        batch = self.tokenizer.pad({"input_ids": rows}, return_attention_mask=True, return_tensors="pt")
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
     def _decoder_only_text(
         self, templates: list[str], n_audio: list[int], captions: Optional[list[str]]
     ) -> dict[str, torch.Tensor]:
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         prompt_ids = self._prompt_ids(templates, n_audio)
         caption_ids = [[]] * len(prompt_ids)
         if captions is not None:
             caption_ids = self._caption_ids(prompt_ids, templates, n_audio, captions)
-        ids = [prompt + caption for prompt, caption in zip(prompt_ids, caption_ids)]
-        labels = [[IGNORE_INDEX] * len(prompt) + caption for prompt, caption in zip(prompt_ids, caption_ids)]
-        # Left padding: prompts end where generation starts, and the model derives positions from the mask.
-        out = {
-            "input_ids": self._pad(ids, pad_id, "left"),
-            "attention_mask": self._pad([[1] * len(r) for r in ids], 0, "left"),
-        }
-        if captions is not None:
-            out["labels"] = self._pad(labels, IGNORE_INDEX, "left")
+        out = self._pad([prompt + caption for prompt, caption in zip(prompt_ids, caption_ids)])
+        if captions is not None:  # each row ends in its caption: everything before it is ignored
+            out["labels"] = out["input_ids"].clone()
+            for row, caption in zip(out["labels"], caption_ids):
+                row[: len(row) - len(caption)] = IGNORE_INDEX
         return out
 
     def _encoder_decoder_text(self, prompts: list[str], captions: Optional[list[str]]) -> dict[str, torch.Tensor]:
-        pad_id = self.tokenizer.pad_token_id
-        ids = self._encode(prompts)
-        out = {
-            "input_ids": self._pad(ids, pad_id, "right"),
-            "attention_mask": self._pad([[1] * len(r) for r in ids], 0, "right"),
-        }
+        out = self._pad(self._encode(prompts))
         if captions is not None:
-            out["labels"] = self._pad(self._encode(captions), IGNORE_INDEX, "right")
+            targets = self._pad(self._encode(captions))
+            out["labels"] = targets["input_ids"].masked_fill(targets["attention_mask"] == 0, IGNORE_INDEX)
         return out
 
     # -- main entry point -------------------------------------------------------------------------------------------
@@ -301,7 +333,7 @@ class LaacProcessor(ProcessorMixin):
         text_target: Optional[Union[str, Sequence[str]]] = None,
         sampling_rate: Optional[Union[int, Sequence[int]]] = None,
         return_tensors: str = "pt",
-        normalize: bool = True,
+        normalize: Optional[bool] = None,
         prompt: Optional[str] = None,
         **kwargs: Any,
     ) -> BatchFeature:
@@ -309,10 +341,12 @@ class LaacProcessor(ProcessorMixin):
         Args:
             audio: one clip or a list of clips (see `LaacFeatureExtractor`).
             text: the model's text input, as in every transformers processor: a prompt other than the configured
-                template (one for all clips, or one per clip); each must contain `<AcousticTokens>` once.
+                one (one for all clips, or one per clip), each holding the audio token (`processor.audio_token`,
+                `<|audio|>` by default) once where the audio goes.
             text_target: optional captions, one per clip: the training targets (the transformers name for
-                sequence-to-sequence targets), made into the original code's targets by `normalize_caption_target`
-                unless `normalize=False` (then used as given).
+                sequence-to-sequence targets), normalised as the processor's `caption_normalization` says.
+            normalize: overrides `caption_normalization` for this call: True applies `normalize_caption_target`,
+                False uses the captions as given.
             sampling_rate: rate of `audio`, or one rate per clip; other rates are resampled to 16 kHz.
             prompt: the former name of `text` (deprecated).
 
@@ -333,7 +367,7 @@ class LaacProcessor(ProcessorMixin):
         features: BatchFeature,
         text_target: Optional[Union[str, Sequence[str]]] = None,
         text: Optional[Union[str, Sequence[str]]] = None,
-        normalize: bool = True,
+        normalize: Optional[bool] = None,
     ) -> BatchFeature:
         """
         What `__call__` returns, from log-mel features the feature extractor made earlier (`input_features` and
@@ -348,7 +382,8 @@ class LaacProcessor(ProcessorMixin):
                 raise ValueError(
                     f"got {len(frames)} audio clips but {len(captions)} captions; pass one caption per clip"
                 )
-            captions = [normalize_caption_target(c) if normalize else c for c in captions]
+            if self.caption_normalization == "original" if normalize is None else normalize:
+                captions = [normalize_caption_target(caption) for caption in captions]
         templates = [self._template(t) for t in self._prompt_templates(text, len(frames))]
         n_audio = [self.num_audio_tokens(n) for n in frames]
         if self.is_encoder_decoder:
@@ -415,10 +450,9 @@ class LaacProcessor(ProcessorMixin):
     ) -> "LaacProcessor":
         """
         The processor matching a model's `config`: its prompt, audio-token layout and text-model kind, with the
-        default feature extractor. Sets the tokenizer's padding side (left for decoder-only text models).
-        `prompt_tokenization`: see the class docstring (unset: chosen by tokenizer).
+        default feature extractor and the original code's caption targets. `prompt_tokenization`: see the class
+        docstring (unset: chosen by tokenizer).
         """
-        tokenizer.padding_side = "right" if config.is_encoder_decoder else "left"
         return cls(
             LaacFeatureExtractor(),
             tokenizer,
@@ -427,6 +461,7 @@ class LaacProcessor(ProcessorMixin):
             audio_token_layout=config.audio_token_layout(),
             is_encoder_decoder=config.is_encoder_decoder,
             prompt_tokenization=prompt_tokenization,
+            caption_normalization="original",
         )
 
 
@@ -434,6 +469,7 @@ LaacFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 LaacProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
+    "CAPTION_NORMALIZATIONS",
     "IGNORE_INDEX",
     "PROMPT_TOKENIZATIONS",
     "LaacProcessor",

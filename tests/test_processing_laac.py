@@ -1,13 +1,15 @@
 """LaacProcessor: prompt expansion, labels, caption normalisation and the bad-input errors."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
 import torch
+from laac.configuration_laac import PROMPT_I
 from laac.processing_laac import LaacProcessor, fense_normalize_caption, normalize_caption_target
 
-from tests.laac_tester import make_audio, tiny_config, tiny_processor
+from tests.laac_tester import make_audio, tiny_config, tiny_processor, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,53 @@ def test_labels_cover_caption_and_eos_only(processor):
     assert caption_ids[-1] == processor.tokenizer.eos_token_id
     # the caption continues the prompt: input_ids end with the labelled tokens
     assert batch["input_ids"][0, -len(caption_ids):].tolist() == caption_ids
+
+
+def test_padding_is_the_tokenizers_and_labels_mark_only_captions(processor):
+    """Rows of different lengths: the tokenizer pads on the left with its pad token; labels are -100 up to each
+    row's caption, whose ids (and EOS) end the row."""
+    captions = ["a dog barks", "rain falls while a dog barks"]
+    batch = processor([make_audio(1.0), make_audio(6.0, 1)], text_target=captions, sampling_rate=16000)
+    tokenizer, mask = processor.tokenizer, batch["attention_mask"]
+    assert (batch["input_ids"][mask == 0] == tokenizer.pad_token_id).all() and mask[0, 0] == 0 and mask[:, -1].all()
+    for row, caption in enumerate(captions):
+        alone = processor([make_audio([1.0, 6.0][row], row)], text_target=[caption], sampling_rate=16000)
+        length = int(mask[row].sum())
+        assert batch["input_ids"][row, -length:].tolist() == alone["input_ids"][0].tolist()
+        assert batch["labels"][row, -length:].tolist() == alone["labels"][0].tolist()
+        assert (batch["labels"][row, :-length] == -100).all()
+        labelled = alone["labels"][0][alone["labels"][0] != -100].tolist()
+        assert tokenizer.decode(labelled[:-1]) == caption and labelled[-1] == tokenizer.eos_token_id
+
+
+def test_a_tokenizer_without_pad_token_pads_with_eos():
+    tokenizer = tiny_tokenizer()
+    tokenizer.pad_token = None
+    processor = LaacProcessor.from_config(tiny_config(), tokenizer)
+    batch = processor([make_audio(1.0), make_audio(3.0, 1)], sampling_rate=16000)
+    assert tokenizer.pad_token == tokenizer.eos_token
+    assert (batch["input_ids"][batch["attention_mask"] == 0] == tokenizer.eos_token_id).all()
+
+
+def test_caption_normalization_is_a_saved_choice(processor, tmp_path):
+    """Targets are the original code's by default (`caption_normalization="original"`, in processor_config.json);
+    None keeps captions as given; `normalize=` overrides it for one call; other values are refused."""
+    clip, caption = [make_audio(2.0)], ["Rain, on a Roof!"]
+
+    def target(proc, **kwargs):
+        labels = proc(clip, text_target=caption, sampling_rate=16000, **kwargs)["labels"][0]
+        return proc.tokenizer.decode(labels[labels != -100][:-1])
+
+    assert processor.caption_normalization == "original" and target(processor) == "rain on a roof"
+    as_given = LaacProcessor.from_config(tiny_config(), tiny_tokenizer())
+    as_given.caption_normalization = None
+    assert target(as_given) == target(processor, normalize=False) != "rain on a roof"
+    assert target(as_given, normalize=True) == "rain on a roof"
+    as_given.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "processor_config.json").read_text())["caption_normalization"] is None
+    assert LaacProcessor.from_pretrained(tmp_path).caption_normalization is None
+    with pytest.raises(ValueError, match="caption_normalization='lower' is not one of"):
+        LaacProcessor(processor.feature_extractor, processor.tokenizer, caption_normalization="lower")
 
 
 def test_fense_normalize_caption():
@@ -136,29 +185,45 @@ def test_bad_audio_raises_value_error_naming_it(processor, audio, kwargs, messag
 
 
 def test_bad_prompt_and_caption_count(processor):
-    with pytest.raises(ValueError, match="<AcousticTokens>"):
+    with pytest.raises(ValueError, match=r"audio token .<\|audio\|>. exactly once"):
         processor([make_audio(1.0)], sampling_rate=16000, text="Describe this audio:")
     with pytest.raises(ValueError, match="got 2 audio clips but 1 captions"):
         processor([make_audio(1.0), make_audio(2.0)], text_target=["one caption"], sampling_rate=16000)
     with pytest.raises(ValueError, match="got 2 audio clips but 3 prompts"):
-        processor([make_audio(1.0), make_audio(2.0)], text=["<AcousticTokens> a:"] * 3, sampling_rate=16000)
+        processor([make_audio(1.0), make_audio(2.0)], text=["<|audio|> a:"] * 3, sampling_rate=16000)
 
 
 def test_text_is_the_prompt_and_text_target_the_captions(processor):
-    """The transformers convention: `text` is the model's text input (the prompt), captions are `text_target`."""
+    """The transformers convention: `text` is the model's text input (the prompt, holding the audio token once),
+    captions are `text_target`."""
     clips = [make_audio(1.0), make_audio(2.0, 1)]
-    custom = processor(clips, text="this audio: <AcousticTokens> detailed:", sampling_rate=16000)
+    custom = processor(clips, text="this audio: <|audio|> detailed:", sampling_rate=16000)
     decoded = processor.tokenizer.decode(custom["input_ids"][1], skip_special_tokens=True)
     assert decoded.split() == ["this", "audio", ":", "detailed", ":"], decoded
-    per_clip = processor(clips, text=["<AcousticTokens> audio:", "<AcousticTokens> detailed:"], sampling_rate=16000)
+    n_audio = [processor.num_audio_tokens(n) for n in custom["feature_attention_mask"].sum(-1).tolist()]
+    assert (custom["input_ids"] == processor.audio_token_id).sum(-1).tolist() == n_audio
+    per_clip = processor(clips, text=["<|audio|> audio:", "<|audio|> detailed:"], sampling_rate=16000)
     words = [processor.tokenizer.decode(ids, skip_special_tokens=True).split() for ids in per_clip["input_ids"]]
     assert words == [["audio", ":"], ["detailed", ":"]]
     # captions given as `text`, the old habit, are refused with the fix in the message
     with pytest.raises(ValueError, match="text_target="):
         processor(clips, text=["a dog barks", "rain falls"], sampling_rate=16000)
+    with pytest.raises(ValueError, match="exactly once"):
+        processor(clips, text="<|audio|> and <|audio|>:", sampling_rate=16000)
     # the old keyword still works, with a FutureWarning, and means the same as text=
     with pytest.warns(FutureWarning, match="pass the prompt as text="):
-        old = processor(clips, prompt="this audio: <AcousticTokens> detailed:", sampling_rate=16000)
+        old = processor(clips, prompt="this audio: <|audio|> detailed:", sampling_rate=16000)
     assert torch.equal(old["input_ids"], custom["input_ids"])
     with pytest.raises(ValueError, match="not both"):
-        processor(clips, text="<AcousticTokens>", prompt="<AcousticTokens>", sampling_rate=16000)
+        processor(clips, text="<|audio|>", prompt="<|audio|>", sampling_rate=16000)
+
+
+def test_report_marker_in_a_prompt_is_read_as_the_audio_token(processor):
+    """The report's `<AcousticTokens>` (how earlier versions wrote prompts) still works, with a FutureWarning."""
+    clips = [make_audio(1.0), make_audio(2.0, 1)]
+    with pytest.warns(FutureWarning, match="write the audio token '<\\|audio\\|>'"):
+        old = processor(clips, text="this audio: <AcousticTokens> detailed:", sampling_rate=16000)
+    assert torch.equal(old["input_ids"], processor(clips, text="this audio: <|audio|> detailed:", sampling_rate=16000)["input_ids"])
+    # the configured prompt: Prompt I with the audio token, whatever form the config holds
+    assert processor.prompt_template == "Describe the detail of this audio:<|audio|>\n---\nDetailed: "
+    assert tiny_config().prompt_template == PROMPT_I and "<AcousticTokens>" in PROMPT_I
