@@ -2,20 +2,12 @@
 """Configuration of LAAC: audio encoder (CED / Dasheng) -> windowed Q-Former -> text decoder (Llama / BART)."""
 
 import math
-import os
-import shutil
-import sys
-from pathlib import Path
 from typing import Any, Optional, Union
 
 from transformers import AutoConfig, Blip2QFormerConfig, PretrainedConfig
-from transformers.dynamic_module_utils import get_relative_import_files
-from transformers.utils import logging
 
 from .configuration_ced import CedConfig, DashengConfig, ced_num_tokens
 
-
-logger = logging.get_logger(__name__)
 
 # Prompt I of the report, verbatim; the audio tokens replace AUDIO_PLACEHOLDER (the report's notation). The
 # processor states prompts with its audio token instead (`audio_prompt`), as transformers' audio-LLM processors do.
@@ -32,14 +24,6 @@ AUTO_MAP = {
     "AutoModelForCausalLM": "modeling_laac.LaacForConditionalGeneration",
 }
 AUDIO_CONFIG_CLASSES = {"ced": CedConfig, "dasheng": DashengConfig}
-# `pipeline("audio-captioning")` for checkpoints loaded with trust_remote_code: transformers' custom-pipeline entry
-# (what `Pipeline.save_pretrained` writes for a registered pipeline) names the class in the checkpoint's own
-# pipeline_laac.py, which `LaacConfig.save_pretrained` copies next to config.json. The pipeline is found through
-# config.json, not through an import: configurations import only configurations.
-PIPELINE_TASK = "audio-captioning"
-CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
-    PIPELINE_TASK: {"impl": "pipeline_laac.AudioCaptioningPipeline", "pt": ["AutoModel"], "type": "multimodal"}
-}
 
 
 def num_windows(num_encoder_tokens: int, window_size: int, last_window: str) -> int:
@@ -187,7 +171,6 @@ class LaacConfig(PretrainedConfig):
         self.post_corrector = post_corrector
         # Entry points for `trust_remote_code=True` loading; save_pretrained copies the files they name.
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
-        kwargs.setdefault("custom_pipelines", CUSTOM_PIPELINES)
         kwargs.setdefault("is_encoder_decoder", bool(getattr(self.text_config, "is_encoder_decoder", False)))
         kwargs.setdefault("tie_word_embeddings", bool(getattr(self.text_config, "tie_word_embeddings", False)))
         super().__init__(**kwargs)
@@ -209,55 +192,6 @@ class LaacConfig(PretrainedConfig):
 
     def get_text_config(self, decoder: Optional[bool] = None, encoder: Optional[bool] = None) -> PretrainedConfig:
         return self.text_config
-
-    @property
-    def custom_pipelines(self) -> dict[str, dict[str, Any]]:
-        """
-        The custom pipelines that transformers' `pipeline()` must load from the checkpoint's own code. `pipeline()`
-        insists on `trust_remote_code=True` for every task listed here, even when this process has the same task
-        registered already (`import laac` registers "audio-captioning"); such tasks are left out, so an installed
-        checkout keeps loading folders without remote code. config.json always holds every entry.
-        """
-        registered = _registered_pipeline_tasks()
-        stored = self.__dict__.get("custom_pipelines") or {}
-        # copies: `pipeline()` rewrites the entry it reads in place (class names -> classes)
-        return {task: dict(entry) for task, entry in stored.items() if task not in registered}
-
-    @custom_pipelines.setter
-    def custom_pipelines(self, value: dict[str, dict[str, Any]]) -> None:
-        self.__dict__["custom_pipelines"] = {task: dict(entry) for task, entry in (value or {}).items()}
-
-    def save_pretrained(self, save_directory: Union[str, os.PathLike], push_to_hub: bool = False, **kwargs: Any) -> None:
-        """`PretrainedConfig.save_pretrained`, then the code of the custom pipelines config.json names."""
-        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
-        for entry in (self.__dict__.get("custom_pipelines") or {}).values():
-            _copy_module_code(entry["impl"].split(".")[0], Path(save_directory), self._name_or_path)
-
-
-def _registered_pipeline_tasks() -> set[str]:
-    """Tasks in transformers' PIPELINE_REGISTRY; none can be registered before `transformers.pipelines` is imported."""
-    pipelines = sys.modules.get("transformers.pipelines")  # looked up, not imported: pipelines import torch
-    registry = getattr(pipelines, "PIPELINE_REGISTRY", None)
-    return set(registry.get_supported_tasks()) if registry is not None else set()
-
-
-def _copy_module_code(module: str, folder: Path, loaded_from: str = "") -> None:
-    """
-    Copy `module`.py and the siblings it imports relatively into `folder`, as `custom_object_save` does for the
-    config and model code. The file is looked up next to this one (the package, or the code transformers cached
-    for a checkpoint), then in the folder the config was loaded from.
-    """
-    candidates = [Path(__file__).with_name(f"{module}.py")]
-    if loaded_from and os.path.isdir(loaded_from):
-        candidates.append(Path(loaded_from) / f"{module}.py")
-    source = next((path for path in candidates if path.is_file()), None)
-    if source is None:
-        logger.warning(f"{module}.py not found next to {Path(__file__).name}; {folder} will lack that pipeline code")
-        return
-    for path in [source, *map(Path, get_relative_import_files(source))]:
-        target = folder / path.name
-        if not (target.exists() and os.path.samefile(path, target)):
-            shutil.copyfile(path, target)
 
 
 LaacConfig.register_for_auto_class()

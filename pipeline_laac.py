@@ -17,10 +17,12 @@ in and yields its segments' model inputs (read lazily: a recording of any length
 raises; `laac caption` turns failures into per-file error records and splits batches that run out of memory
 (`laac.cli.captioning`).
 
-This file ships next to the weights through transformers' custom-pipeline mechanism: config.json's
-`custom_pipelines` names `pipeline_laac.AudioCaptioningPipeline` and `LaacConfig.save_pretrained` copies this file,
-so `pipeline("audio-captioning", model=folder, trust_remote_code=True)` loads it from the folder; `import laac`
-registers the installed copy. It imports only torch / transformers / numpy / stdlib and its siblings.
+`import laac` registers this pipeline for the task. Saving a pipeline (`captioner.save_pretrained(folder)` or
+`captioner.push_to_hub(repo)`) ships it with the model through transformers' custom-pipeline mechanism: config.json's
+`custom_pipelines` names `pipeline_laac.AudioCaptioningPipeline` and this file (with `audio_laac.py`) is copied
+next to the weights, so `pipeline("audio-captioning", model=folder, trust_remote_code=True)` runs without `laac`.
+A model saved on its own (`model.save_pretrained`) carries no pipeline code. This file imports only torch /
+transformers / numpy / stdlib and its siblings.
 """
 
 import os
@@ -36,7 +38,6 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
 from .audio_laac import AudioInputError, AudioLimits, check_clip, iter_segments, segment_bounds
-from .configuration_laac import PIPELINE_TASK as TASK
 
 try:  # post-correction is the installed laac package's: it does not travel with checkpoints
     from laac.correction.post_corrector import CaptionPostProcessor, PostCorrection, PostCorrectionError
@@ -58,6 +59,8 @@ except ImportError:  # this file's copy next to a checkpoint, run without the pa
     CaptionPostProcessor = PostCorrection
 
 logger = logging.get_logger(__name__)
+
+TASK = "audio-captioning"
 
 # The span the model is captioned on at once; longer audio is cut into segments of this length.
 DEFAULT_SEGMENT_SECONDS = 30.0
@@ -179,6 +182,14 @@ class AudioCaptioningPipeline(ChunkPipeline):
             )
         # The base class's collate pads a batch's prompts with the tokenizer's pad token on its side, which the
         # processor set as it pads (left for a decoder-only text model; EOS where there is no pad token).
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """
+        `Pipeline.save_pretrained` (the model, this pipeline's code and its `custom_pipelines` entry in
+        config.json), plus the processor, which the base class does not save.
+        """
+        super().save_pretrained(save_directory, **kwargs)
+        self.processor.save_pretrained(save_directory, **kwargs)
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:
         """
@@ -313,8 +324,8 @@ class AudioCaptioningPipeline(ChunkPipeline):
         return {"caption": self.processor.decode_captions(output["sequences"], output["input_ids"])[0]}
 
 
-# The entry of `configuration_laac.CUSTOM_PIPELINES` (what config.json names), registered for this process; the
-# first copy registered wins.
+# Registered for this process (the first copy registered wins); `save_pretrained` writes the same entry into
+# config.json's `custom_pipelines`.
 if TASK not in PIPELINE_REGISTRY.get_supported_tasks():
     PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=AudioCaptioningPipeline, pt_model=AutoModel, type="multimodal")
 

@@ -32,6 +32,7 @@ from laac.configuration_laac import AUDIO_PLACEHOLDER, LaacConfig
 from laac.data.loaders import CaptionExamples, LaacDataCollator, load_sources
 from laac.training.lora import LaacLoraArguments, apply_lora, count_trainable_parameters, load_lora, merge_lora
 from laac.modeling_laac import LaacForConditionalGeneration
+from laac.pipeline_laac import AudioCaptioningPipeline
 from laac.processing_laac import DEFAULT_AUDIO_TOKEN, LaacProcessor, check_prompt_tokenization
 from laac.training.tokenizer_utils import build_word_tokenizer
 from laac.training.trainer import (  # the library half of training; its names stay importable from here
@@ -374,12 +375,15 @@ random {data_args.max_train_seconds}-s crops.
 def export_model(
     model: torch.nn.Module, processor: LaacProcessor, export_dir: str, card: str | None = None
 ) -> LaacForConditionalGeneration:
-    """Merge LoRA (if any) and save model + processor + code (+ README.md): loads with AutoModel, no peft."""
+    """
+    Merge LoRA (if any) and save model + processor + code, as a pipeline is saved (+ README.md): loads with
+    AutoModel or `pipeline(..., trust_remote_code=True)`, no peft and no laac needed.
+    """
     if isinstance(model, PeftModel):  # the adapters beside the merged weights: a next stage continues them
         model.save_pretrained(os.path.join(export_dir, ADAPTER_SUBFOLDER))
     merged = merge_lora(model) if isinstance(model, PeftModel) else model
-    merged.save_pretrained(export_dir)
-    processor.save_pretrained(export_dir)
+    # saved as a pipeline: the model, the processor and the pipeline's code, for `pipeline(..., trust_remote_code=True)`
+    AudioCaptioningPipeline(model=merged, processor=processor).save_pretrained(export_dir)
     if card is not None:
         with open(os.path.join(export_dir, "README.md"), "w", encoding="utf-8") as f:
             f.write(card)

@@ -193,13 +193,17 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
                 "model with `laac demo`"
             )
         model = DEMO_MODEL_DIR
-    import laac  # noqa: F401  registers the LAAC classes and the "audio-captioning" task
     import torch
     from transformers import pipeline
 
+    from ..pipeline_laac import AudioCaptioningPipeline  # importing laac registers its classes and the task
+
     dtype = getattr(torch, args.dtype) if args.dtype != "auto" else "auto"
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    captioner = pipeline("audio-captioning", model=model, device=device, dtype=dtype)
+    # the installed pipeline, also for a folder that names its own copy (a saved pipeline): no remote code runs
+    captioner = pipeline(
+        "audio-captioning", model=model, device=device, dtype=dtype, pipeline_class=AudioCaptioningPipeline
+    )
     if args.correct is not None:
         args.correct = _post_correction(args.correct, captioner.model.config.post_corrector)
     return captioner

@@ -13,6 +13,7 @@ import torch
 from laac.configuration_laac import PROMPT_I, LaacConfig
 from laac.correction.post_corrector import STRICT_ANSWER_RULES, CaptionCorrector
 from laac.modeling_laac import LaacForConditionalGeneration
+from laac.pipeline_laac import AudioCaptioningPipeline
 from laac.processing_laac import LaacProcessor
 from laac.training.tokenizer_utils import build_word_tokenizer
 
@@ -104,11 +105,18 @@ def load_strictly(model_class: Any, folder: Any, **kwargs: Any) -> Any:
     return model
 
 
-def save_tiny_model(folder: Path, config: LaacConfig = None, seed: int = 0) -> Path:
-    """A tiny model and its processor saved to `folder` (a checkpoint folder for pipeline/CLI/remote-code tests)."""
+def save_tiny_model(folder: Path, config: LaacConfig = None, seed: int = 0, with_pipeline: bool = False) -> Path:
+    """
+    A tiny model and its processor saved to `folder` (a checkpoint folder for pipeline/CLI/remote-code tests);
+    `with_pipeline`: saved as a pipeline is (`AudioCaptioningPipeline.save_pretrained`), with the pipeline's code.
+    """
     config = config or tiny_config()
-    tiny_model(config, seed).save_pretrained(folder)
-    tiny_processor(config).save_pretrained(folder)
+    model, processor = tiny_model(config, seed), tiny_processor(config)
+    if with_pipeline:
+        AudioCaptioningPipeline(model=model, processor=processor).save_pretrained(folder)
+    else:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
     return folder
 
 

@@ -276,7 +276,7 @@ REMOTE_SCRIPT = textwrap.dedent(
 
 def test_a_checkpoint_without_laac_installed_captions_and_names_the_package_for_correct(tmp_path):
     """The post-corrector does not travel: generate's hook is any callable, and correct= asks for the package."""
-    folder = save_tiny_model(tmp_path / "model")
+    folder = save_tiny_model(tmp_path / "model", with_pipeline=True)
     assert not list(folder.glob("*corrector*"))  # neither its code nor its settings sit next to the weights
     result = run_without_laac(REMOTE_SCRIPT, [str(folder)], tmp_path, OMP_NUM_THREADS="1")
     assert result.returncode == 0, result.stderr[-4000:]

@@ -223,16 +223,28 @@ def test_correct_applies_to_segments_and_accepts_a_callable(captioner):
     assert all(s["caption"] == s["raw_caption"].upper() and s["error_prob"] == 0.95 for s in result["segments"])
 
 
-def test_config_names_the_pipeline_as_pipeline_save_pretrained_does(captioner, tmp_path):
-    """config.json's custom_pipelines entry is transformers' own (Pipeline.save_pretrained writes the same)."""
-    default = json.loads(json.dumps(LaacConfig().to_dict()["custom_pipelines"]))
-    assert default == {"audio-captioning": {"impl": "pipeline_laac.AudioCaptioningPipeline", "pt": ["AutoModel"],
-                                            "type": "multimodal"}}
-    captioner.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "config.json").read_text())["custom_pipelines"] == default
-    assert (tmp_path / "pipeline_laac.py").read_bytes() == Path(laac.pipeline_laac.__file__).read_bytes()
-    # `import laac` registered the task, so pipeline() is not sent to the folder's copy (that needs remote code)
-    assert captioner.model.config.custom_pipelines == {}
+def test_a_saved_pipeline_carries_its_code_as_transformers_saves_it(folder, captioner, tmp_path):
+    """
+    A model saved on its own carries no pipeline code and names none; `captioner.save_pretrained` (transformers'
+    mechanism) writes the `custom_pipelines` entry, this file and the one it imports, and the processor. With
+    `laac` installed, such a folder runs the installed class when it is passed (transformers asks for
+    trust_remote_code=True otherwise, as for every Hub repository that names its own pipeline).
+    """
+    assert "custom_pipelines" not in json.loads((folder / "config.json").read_text())
+    assert not (folder / "pipeline_laac.py").exists() and "custom_pipelines" not in LaacConfig().to_dict()
+    saved = tmp_path / "saved"
+    pipeline("audio-captioning", model=str(folder), device="cpu").save_pretrained(saved)
+    assert json.loads((saved / "config.json").read_text())["custom_pipelines"] == {
+        "audio-captioning": {"impl": "pipeline_laac.AudioCaptioningPipeline", "pt": ["AutoModel"], "type": "multimodal"}
+    }
+    for module in (laac.pipeline_laac, laac.audio_laac):
+        assert (saved / Path(module.__file__).name).read_bytes() == Path(module.__file__).read_bytes()
+    assert (saved / "processor_config.json").is_file()
+    clip = make_audio(2.0, 5)
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        pipeline("audio-captioning", model=str(saved), device="cpu")
+    installed = pipeline("audio-captioning", model=str(saved), device="cpu", pipeline_class=AudioCaptioningPipeline)
+    assert installed(clip, sampling_rate=16000) == captioner(clip, sampling_rate=16000)
 
 
 REMOTE_SCRIPT = textwrap.dedent(
@@ -257,8 +269,9 @@ def test_pipeline_from_saved_folder_in_fresh_process(folder, captioner, tmp_path
     wav = tmp_path / "clip.wav"
     sf.write(wav, make_audio(2.5, 3), 16000, subtype="PCM_16")
     expected = [captioner(str(wav)), captioner(str(wav)), captioner([str(wav)] * 2, batch_size=2)]
-    assert (folder / "pipeline_laac.py").exists()
-    args = [str(folder), str(wav), json.dumps(expected)]
+    saved = tmp_path / "saved"
+    pipeline("audio-captioning", model=str(folder), device="cpu").save_pretrained(saved)
+    args = [str(saved), str(wav), json.dumps(expected)]
     result = run_without_laac(REMOTE_SCRIPT, args, tmp_path, OMP_NUM_THREADS="1")
     assert result.returncode == 0 and "REMOTE-PIPELINE-OK" in result.stdout, result.stderr[-4000:]
 

@@ -47,9 +47,12 @@ def test_folder_contents(saved):
     folder, model, _ = saved
     names = {p.name for p in folder.iterdir()}
     code = {n for n in names if n.endswith(".py")}
-    # what loading and running the captioner needs; the post-corrector and the tokenizer building are tooling
+    # what loading and running the captioner needs; the pipeline travels when a pipeline is saved, and the
+    # post-corrector and the tokenizer building are tooling
     assert code == {"configuration_ced.py", "configuration_laac.py", "modeling_ced.py", "modeling_laac.py",
-                    "feature_extraction_laac.py", "audio_laac.py", "processing_laac.py", "pipeline_laac.py"}, code
+                    "feature_extraction_laac.py", "audio_laac.py", "processing_laac.py"}, code
+    lines = sum(len((folder / name).read_text().splitlines()) for name in code)
+    assert lines <= 3000, f"{lines} lines of code travel with a checkpoint"
     for required in ("config.json", "model.safetensors", "generation_config.json", "processor_config.json",
                      "tokenizer.json"):
         assert required in names, f"{required} missing from {sorted(names)}"
@@ -168,5 +171,18 @@ def test_save_pretrained_push_to_hub_uploads_the_model_without_a_decoding_loop(s
     model.push_to_hub("someone/laac-push")  # PushToHubMixin.push_to_hub: a temporary folder, then the same upload
     assert len(hub_commits) == 2
     for files in hub_commits:
-        assert {"model.safetensors", "config.json", "modeling_laac.py", "pipeline_laac.py"} <= files
+        assert {"model.safetensors", "config.json", "modeling_laac.py", "configuration_laac.py"} <= files
         assert not any(name.startswith("custom_generate/") for name in files), sorted(files)
+
+
+def test_pipeline_push_to_hub_uploads_model_processor_and_pipeline_code(saved, hub_commits):
+    """`captioner.push_to_hub(repo)` (transformers' way to share a custom pipeline) commits one folder that
+    `pipeline(..., trust_remote_code=True)` can run: weights, processor, the pipeline's code and its config entry."""
+    from laac.pipeline_laac import AudioCaptioningPipeline
+
+    _, model, processor = saved
+    AudioCaptioningPipeline(model=model, processor=processor).push_to_hub("someone/laac-pipeline")
+    assert len(hub_commits) == 1
+    assert {"model.safetensors", "config.json", "processor_config.json", "tokenizer.json", "modeling_laac.py",
+            "processing_laac.py", "pipeline_laac.py", "audio_laac.py"} <= hub_commits[0], sorted(hub_commits[0])
+    assert model.config.custom_pipelines["audio-captioning"]["impl"] == "pipeline_laac.AudioCaptioningPipeline"

@@ -130,7 +130,7 @@ def test_evaluation_writes_metrics_and_the_export_loads_without_peft(runs, setup
     files = set(os.listdir(export))
     expected = {"config.json", "generation_config.json", "model.safetensors", "README.md", "processor_config.json"}
     expected |= {"tokenizer.json", "configuration_laac.py", "modeling_laac.py", "processing_laac.py"}
-    expected |= {"feature_extraction_laac.py", "configuration_ced.py", "modeling_ced.py"}
+    expected |= {"feature_extraction_laac.py", "configuration_ced.py", "modeling_ced.py", "pipeline_laac.py"}
     assert expected <= files and not any(name.startswith("adapter_") for name in files)
     card = (export / "README.md").read_text()
     assert "| cider_d |" in card and "| loss |" in card and "warm-up" in card and "clotho:csv=" in card
