@@ -2,7 +2,9 @@
 
 Each tests/fixtures/laac_<commit>/ was saved by the code of that commit (see tests/fixtures/make_old_checkpoint.py),
 with the logits, token ids and captions that code computed: e3750b6 (before the prompt's tokenization was a
-setting) and 25a5c43 (post-corrector settings in the config, the tokenizer module among the copied files). The
+setting), 25a5c43 (post-corrector settings in the config, the tokenizer module among the copied files) and ecc2b14
+(the report's `<AcousticTokens>` in processor_config.json's prompt, no caption_normalization setting, config.json
+naming the pipeline in `custom_pipelines` and the pipeline's code copied with every model). The
 current code must load each and reproduce them, and so must its own copied .py files through trust_remote_code in
 a process where `laac` is not importable.
 """
@@ -21,7 +23,7 @@ from tests.laac_tester import make_audio, run_without_laac
 from tests.numerics import FP32_KERNELS, assert_log_mel_close
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FOLDERS = [FIXTURES / "laac_e3750b6", FIXTURES / "laac_25a5c43"]
+FOLDERS = [FIXTURES / "laac_e3750b6", FIXTURES / "laac_25a5c43", FIXTURES / "laac_ecc2b14"]
 by_commit = pytest.mark.parametrize("folder", FOLDERS, ids=lambda folder: folder.name)
 INPUT_KEYS = ("input_features", "feature_attention_mask", "input_ids", "attention_mask")
 
@@ -44,6 +46,30 @@ def test_processor_saved_before_prompt_tokenization_loads_as_joint():
     # the ids its model was trained on
     assert "prompt_tokenization" not in json.loads((folder / "processor_config.json").read_text())
     assert LaacProcessor.from_pretrained(folder).prompt_tokenization == "joint"
+
+
+def test_processor_saved_with_the_report_marker_and_no_caption_setting():
+    """Its prompt holds `<AcousticTokens>` (read as the audio token) and its captions were normalised."""
+    folder = FIXTURES / "laac_ecc2b14"
+    saved = json.loads((folder / "processor_config.json").read_text())
+    assert "<AcousticTokens>" in saved["prompt_template"] and "caption_normalization" not in saved
+    processor = LaacProcessor.from_pretrained(folder)
+    assert processor.prompt_template == "Describe the detail of this audio:<|audio|>\n---\nDetailed: "
+    assert processor.caption_normalization == "original"
+
+
+def test_laac_caption_runs_the_installed_pipeline_on_a_folder_naming_its_own(tmp_path):
+    """config.json names the copied pipeline_laac.py; `laac caption` runs the installed class, no remote code."""
+    import soundfile as sf
+    from laac.cli import main as cli
+
+    folder = FIXTURES / "laac_ecc2b14"
+    assert "audio-captioning" in json.loads((folder / "config.json").read_text())["custom_pipelines"]
+    wav, out = tmp_path / "clip.wav", tmp_path / "captions.jsonl"
+    sf.write(wav, make_audio(1.0, 0), 16000)
+    assert cli.main(["caption", "-q", "-m", str(folder), "-o", str(out), str(wav)]) == 0
+    _, captions = expected_outputs(folder)
+    assert json.loads(out.read_text())["caption"] == captions[0]
 
 
 @by_commit
