@@ -475,8 +475,25 @@ def test_training_with_the_localization_loss_saves_a_fense_detector(tmp_path, lo
     )  # fmt: skip
     metrics = ted.train(args)
     assert metrics["train_steps"] == 2 and metrics["localization_weight"] == localization_weight
+    assert metrics["train_cpu_seconds"] > 0 and metrics["torch_threads"] >= 1
     scores = load_error_detector(str(tmp_path / "detector"))(["a dog barks", "a dog barks barks and"])
     assert len(scores) == 2 and all(0.0 <= score <= 1.0 for score in scores)
+
+
+def test_frozen_layers_keep_the_embeddings_and_lowest_layers_as_pretrained(tmp_path, clotho_csv):
+    """`frozen_layers`: the embeddings and that many of the lowest layers are saved as pretrained, the rest trained."""
+    from transformers import AutoModel
+
+    args = ted.DetectorTrainingArguments(
+        output_dir=str(tmp_path / "detector"), captions_csv=str(clotho_csv), synthetic_clips=5,
+        max_train_captions=16, max_eval_captions=5, epochs=1, batch_size=16, max_train_seconds=None, frozen_layers=2,
+    )  # fmt: skip
+    ted.train(args)
+    pretrained = AutoModel.from_pretrained(ted.minilm_model_dir()).state_dict()
+    trained = load_error_detector(str(tmp_path / "detector")).classifier.encoder.state_dict()
+    for name in ("embeddings.position_embeddings.weight", "encoder.layer.1.output.dense.weight"):
+        assert torch.equal(trained[name], pretrained[name]), name
+    assert not torch.equal(trained["encoder.layer.2.output.dense.weight"], pretrained["encoder.layer.2.output.dense.weight"])
 
 
 def test_negative_weight_scales_the_clean_terms_of_the_loss():
