@@ -19,9 +19,9 @@ resampled.
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -194,6 +194,28 @@ def check_samples(audio: np.ndarray, name: Any = None) -> None:
 
 def _subject(name: Any) -> str:
     return "the audio" if name is None else str(name)
+
+
+def check_clip(audio: Any, sampling_rate: Any, limits: AudioLimits | None = None, name: Any = None) -> np.ndarray:
+    """
+    The one check of an in-memory clip (array, tensor or list), where it comes in: its rate, length and channels
+    against `limits` from its shape, before anything is converted; then its samples as mono float (integer PCM
+    scaled, channels averaged; float64 stays float64, other floats become float32), checked by `check_samples`.
+    """
+    if not hasattr(audio, "shape"):
+        audio = _as_float_array(audio, name)  # a list: numpy first, for its shape
+    frames, channels = frames_and_channels(tuple(audio.shape), name)
+    (limits or AudioLimits()).check(sampling_rate, frames, channels, name)
+    mono = to_mono(_as_float_array(audio, name), name)
+    check_samples(mono, name)
+    return mono
+
+
+def _as_float_array(audio: Any, name: Any) -> np.ndarray:
+    try:
+        return to_float_array(audio)
+    except ValueError as error:
+        raise AudioInputError(str(error), name) from error
 
 
 def resample(audio: np.ndarray, orig_rate: float, target_rate: float) -> np.ndarray:
@@ -405,19 +427,51 @@ def segment_bounds(num_samples: int, segment_samples: int, hop_samples: int) -> 
     return [(start, start + segment_samples) for start in starts]
 
 
-def iter_file_segments(
-    source: AudioSource, segment_seconds: float, hop_seconds: float, limits: AudioLimits | None = None
-) -> Iterator[tuple[np.ndarray, int, int, int]]:
+class AudioSegment(NamedTuple):
+    """One span of a recording: mono float samples at the recording's rate, and where they lie in it."""
+
+    samples: np.ndarray  # (end - start,)
+    sampling_rate: int
+    start: int  # first sample
+    end: int  # one past the last sample
+    is_last: bool  # the recording's last segment
+
+
+def iter_segments(
+    source: AudioSource | np.ndarray,
+    segment_seconds: float,
+    hop_seconds: float,
+    limits: AudioLimits | None = None,
+    sampling_rate: int | None = None,
+) -> Iterator[AudioSegment]:
     """
-    (mono float32 audio, sampling rate, start sample, end sample) per segment of an audio file or its bytes. The
-    header is checked against `limits` first; then segments are decoded one at a time, so a recording of any length
-    needs memory for one segment (plus one read block) only.
+    The segments of one recording (`segment_bounds`), read lazily. A file or its bytes is opened with its header
+    checked against `limits`, then each segment is decoded (mono float32) and its samples checked as it is reached,
+    so a recording of any length needs memory for one segment (plus one read block). A mono array at
+    `sampling_rate` (already checked where it came in: `check_clip`) is sliced.
     """
+    if segment_seconds <= 0 or hop_seconds <= 0:
+        raise ValueError(f"segment_seconds and hop_seconds must be > 0, got {segment_seconds} and {hop_seconds}")
+    if isinstance(source, np.ndarray):
+        yield from _segments(source.shape[0], sampling_rate, segment_seconds, hop_seconds, lambda a, b: source[a:b])
+        return
     with AudioFile(source, limits) as audio_file:
-        rate = audio_file.sampling_rate
-        segment, hop = max(1, round(segment_seconds * rate)), max(1, round(hop_seconds * rate))
-        for start, end in segment_bounds(audio_file.frames, segment, hop):
-            yield audio_file.read(start, end - start, mono=True), rate, start, end
+
+        def read(start: int, end: int) -> np.ndarray:
+            samples = audio_file.read(start, end - start, mono=True)
+            check_samples(samples, audio_file.name)
+            return samples
+
+        yield from _segments(audio_file.frames, audio_file.sampling_rate, segment_seconds, hop_seconds, read)
+
+
+def _segments(
+    frames: int, rate: int, segment_seconds: float, hop_seconds: float, read: Callable[[int, int], np.ndarray]
+) -> Iterator[AudioSegment]:
+    segment, hop = max(1, round(segment_seconds * rate)), max(1, round(hop_seconds * rate))
+    bounds = segment_bounds(frames, segment, hop)
+    for number, (start, end) in enumerate(bounds):
+        yield AudioSegment(read(start, end), rate, start, end, number == len(bounds) - 1)
 
 
 __all__ = [
@@ -425,9 +479,11 @@ __all__ = [
     "AudioFile",
     "AudioInputError",
     "AudioLimits",
+    "AudioSegment",
+    "check_clip",
     "check_samples",
     "check_sampling_rate",
-    "iter_file_segments",
+    "iter_segments",
     "read_audio",
     "resample",
     "segment_bounds",

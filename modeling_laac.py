@@ -26,9 +26,8 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast, Seq2SeqLMOutput
 from transformers.utils import ModelOutput, can_return_tuple, logging
 
-from .configuration_laac import DEFAULT_GENERATION, LaacConfig, load_audio_config, num_windows
-from .modeling_ced import CedModel, DashengModel, StrictLoadingMixin, chunk_layout, num_freq_patches
-from .tokenization_laac import load_text_tokenizer
+from .configuration_laac import DEFAULT_GENERATION, LaacConfig, num_windows
+from .modeling_ced import CedModel, DashengModel, chunk_layout, num_freq_patches
 
 
 logger = logging.get_logger(__name__)
@@ -155,20 +154,19 @@ class LaacQFormer(nn.Module):
         return out.reshape(-1, out.shape[-1]), [n * n_queries for n in per_clip]
 
 
-class LaacPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
-    """Loading is strict by default: a LAAC checkpoint with missing or mis-shaped tensors is an error."""
-
-    _strict_loading_default = True
-    _strict_loading_hint = "the checkpoint was saved from a different LaacConfig"
+class LaacPreTrainedModel(PreTrainedModel):
     config_class = LaacConfig
     config: LaacConfig
     base_model_prefix = ""
     main_input_name = "input_ids"
     input_modalities = ("audio", "text")
     supports_gradient_checkpointing = True
+    # Lets `attn_implementation="sdpa"` through to the parts that choose: the Q-Former and the text model (CED
+    # always calls scaled_dot_product_attention).
     _supports_sdpa = True
-    _supports_flash_attn = False
-    _no_split_modules = ["CedBlock", "Blip2QFormerLayer", "LlamaDecoderLayer", "BartEncoderLayer", "BartDecoderLayer"]
+    # The Q-Former's layers; post_init adds those of the audio tower and the text model (e.g. CedBlock,
+    # LlamaDecoderLayer), whichever they are.
+    _no_split_modules = ["Blip2QFormerLayer"]
     _skip_keys_device_placement = ["cache"]
     # As BLIP-2: loaded in float16 (narrow range), the Q-Former and its queries stay in float32. Tokens enter it in
     # its dtype (Blip2QFormerModel casts them) and leave in the projection's (get_audio_features).
@@ -460,8 +458,8 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
 
         post_processor (callable, *optional*): called once after decoding as `post_processor(output, prompt_ids)`,
             `output` being what this call returns without it and `prompt_ids` the ids the sequences start with
-            (None for an encoder-decoder text model); its result is returned. `corrector_laac.CaptionPostProcessor`
-            decodes and post-corrects:
+            (None for an encoder-decoder text model); its result is returned. The installed package's
+            `laac.correction.post_corrector.CaptionPostProcessor` decodes and post-corrects:
 
             hook = PostCorrector.from_pretrained(model_dir).for_tokenizer(processor.tokenizer)
             out = model.generate(**inputs, post_processor=hook)  # out.sequences: the ids generate() gives alone
@@ -495,74 +493,19 @@ class LaacForConditionalGeneration(LaacPreTrainedModel, GenerationMixin):
         """
         Build a LAAC model from a pretrained audio encoder (a `mispeech/ced-*` / `mispeech/dasheng-*` id or folder)
         and a pretrained text model (a Hub id or folder, e.g. "meta-llama/Llama-2-7b-hf"); the Q-Former and the
-        projection start random. The audio placeholder token is added to the text vocabulary exactly as
-        `LaacProcessor.from_components(audio, text)` adds it, so the two agree on its id. Each part is held once:
-        the model is built on the meta device and the loaded encoder and text model take their places, so a
-        Llama 2-7B build peaks near the weights' own bytes (`benchmarks/build_memory.py`). `text` must hold the
-        model's tokenizer; a missing one, an audio token the tokenizer already uses, or a vocabulary that cannot
-        grow is a `ValueError` naming the folder.
+        projection start random, and the audio placeholder token is added to the text vocabulary exactly as
+        `LaacProcessor.from_components(audio, text)` adds it. The installed package's
+        `laac.conversion.components.build_model` does the work (checkpoints do not carry it).
 
             model = LaacForConditionalGeneration.from_components("mispeech/ced-base", "meta-llama/Llama-2-7b-hf")
         """
-        audio_config = load_audio_config(audio)
-        audio_tower = AUDIO_TOWER_CLASSES[audio_config.model_type].from_pretrained(audio, config=audio_config, dtype=dtype)
-        tokenizer = load_text_tokenizer(text, audio_token)
-        language_model = _load_text_model(text, dtype)
-        _make_room_for_audio_token(language_model, tokenizer, text)
-        config = LaacConfig(
-            audio_config=audio_tower.config,
-            text_config=language_model.config,
-            audio_token_id=tokenizer.convert_tokens_to_ids(audio_token),
-            **config_kwargs,
-        )
-        # Built on the meta device, the model allocates nothing: the loaded encoder and text model take the places
-        # of their empty twins, so a 7B text model is held once, and only the Q-Former and projection are new.
-        with torch.device("meta"):
-            model = cls(config)
-        model.audio_tower = audio_tower
-        model.language_model = language_model
-        for name in ("qformer", "language_projection"):
-            module = model.get_submodule(name).to_empty(device=language_model.device)
-            module.apply(model._init_weights)
-        if dtype is not None:
-            model.to(dtype)
-            if dtype == torch.float16:  # as from_pretrained does: `_keep_in_fp32_modules` stay in float32
-                for name in LaacPreTrainedModel._keep_in_fp32_modules:
-                    model.get_submodule(name).float()
-        return model.eval()  # as from_pretrained: dropout off until training asks for it
-
-
-def _load_text_model(text: str, dtype: Optional[torch.dtype]) -> PreTrainedModel:
-    """The pretrained text model at `text` (a causal LM, or an encoder-decoder such as BART), from safetensors."""
-    from transformers import AutoConfig
-
-    text_config = AutoConfig.from_pretrained(text)
-    text_auto = AutoModelForSeq2SeqLM if getattr(text_config, "is_encoder_decoder", False) else AutoModelForCausalLM
-    return text_auto.from_pretrained(text, dtype=dtype, use_safetensors=True)
-
-
-def _make_room_for_audio_token(language_model: PreTrainedModel, tokenizer: Any, text: str) -> None:
-    """
-    Grows the text model's embeddings (and output layer) to the tokenizer's size with the audio token, new rows
-    random. A vocabulary padded beyond the tokenizer already has room and is left as it is; a tokenizer larger than
-    the embeddings, or embeddings that cannot grow, are errors naming `text`.
-    """
-    try:
-        rows = language_model.get_input_embeddings().weight.shape[0]
-    except (NotImplementedError, AttributeError) as error:
-        raise ValueError(
-            f"the text model of {text} ({type(language_model).__name__}) cannot take one more token: it exposes no "
-            "input embeddings to grow; use a text model whose class implements get_input_embeddings (any "
-            "transformers causal LM or BART does)"
-        ) from error
-    text_tokens = len(tokenizer) - 1  # without the audio token
-    if text_tokens > rows:
-        raise ValueError(
-            f"the tokenizer of {text} has {text_tokens} tokens but its model's embeddings have {rows} rows: they are "
-            "not one model's parts; put the text model's own tokenizer next to its weights"
-        )
-    if len(tokenizer) > rows:
-        language_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        try:  # tooling of the installed package, not of checkpoints
+            from laac.conversion.components import build_model
+        except ImportError as error:
+            raise ImportError(
+                "from_components needs the laac package (laac.conversion.components): pip install the LAAC repository"
+            ) from error
+        return build_model(cls, audio, text, audio_token, dtype, **config_kwargs)
 
 
 # save_pretrained copies this file (and its siblings) next to the weights; LaacConfig.auto_map lists the entry points.

@@ -16,20 +16,14 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import logging
 
-from .configuration_laac import (
-    AUDIO_PLACEHOLDER,
-    PROMPT_I,
-    LaacConfig,
-    _build_audio_config,
-    load_audio_config,
-    num_audio_tokens,
-)
+from .configuration_laac import AUDIO_PLACEHOLDER, PROMPT_I, LaacConfig, _build_audio_config, num_audio_tokens
 from .feature_extraction_laac import LaacFeatureExtractor
-from .tokenization_laac import DEFAULT_AUDIO_TOKEN, add_audio_token, llama_tokenizer_from_gguf, load_text_tokenizer
 
 logger = logging.get_logger(__name__)
 
 IGNORE_INDEX = -100
+# The audio placeholder token added to the text vocabulary (`laac.conversion.text_tokenizer.add_audio_token`).
+DEFAULT_AUDIO_TOKEN = "<|audio|>"
 # How a decoder-only text model's prompt and caption become ids (see `LaacProcessor._prompt_ids`).
 SEPARATE, JOINT = "separate", "joint"
 PROMPT_TOKENIZATIONS = (SEPARATE, JOINT)
@@ -52,7 +46,7 @@ def decode_generated_captions(
     """
     Captions from `generate()` token ids: the prompt dropped (a decoder-only model returns it first: pass the
     `input_ids` that went in), every special token dropped, whitespace trimmed. `LaacProcessor.decode_captions` and
-    the post-correction hook (`corrector_laac.CaptionPostProcessor`) both decode with it.
+    the post-correction hook (`laac.correction.post_corrector.CaptionPostProcessor`) both decode with it.
     """
     if input_ids is not None and not is_encoder_decoder:
         sequences = sequences[:, input_ids.shape[1] :]
@@ -99,47 +93,6 @@ def _deprecated_prompt(text: Optional[Union[str, Sequence[str]]], prompt: Option
         raise ValueError("pass the prompt once: text= (prompt= is its deprecated old name), not both")
     warnings.warn("LaacProcessor(prompt=...) is deprecated; pass the prompt as text=", FutureWarning, stacklevel=3)
     return prompt
-
-
-def check_tokenizer_fits(tokenizer: Any, audio_token_id: int, config: LaacConfig, source: str) -> None:
-    """
-    The tokenizer (with its audio token) must fit the model's text vocabulary and give the audio token the id the
-    model's `config` expects; otherwise the processor would produce ids the model has no embedding for, or
-    splice the audio somewhere else.
-    """
-    rows = config.text_config.vocab_size
-    if len(tokenizer) > rows:
-        raise ValueError(
-            f"the text vocabulary of the model ({rows} tokens) cannot take one more token: the tokenizer of {source} "
-            f"has {len(tokenizer) - 1} tokens plus the audio token (id {audio_token_id}); build the model and the "
-            "processor from the same text model (LaacForConditionalGeneration.from_components, then "
-            "LaacProcessor.from_components(..., config=model.config)), or give the config "
-            f"text_config.vocab_size >= {len(tokenizer)}"
-        )
-    if audio_token_id != config.audio_token_id:
-        raise ValueError(
-            f"the tokenizer of {source} gives the audio token id {audio_token_id}, but the model's config expects "
-            f"audio_token_id {config.audio_token_id}; build the processor from the text model the model was built "
-            "from, with config=model.config"
-        )
-
-
-def _components_config(audio: Optional[str], text: str, vocab_size: int, audio_token_id: int) -> LaacConfig:
-    """
-    The config `LaacForConditionalGeneration.from_components(audio, text)` builds, as far as the processor needs
-    it: the text model's config with the vocabulary grown by the audio token, or, for a folder that holds only a
-    tokenizer, Submission 4's default text config (Llama 2-7B, 32,001 tokens).
-    """
-    from transformers import AutoConfig
-
-    audio_config = load_audio_config(audio) if audio else None
-    try:
-        text_config = AutoConfig.from_pretrained(text)
-    except (OSError, ValueError):
-        logger.info("%s has no model config; using LaacConfig's default text config (Llama 2-7B)", text)
-        return LaacConfig(audio_config=audio_config)
-    text_config.vocab_size = max(text_config.vocab_size, vocab_size)
-    return LaacConfig(audio_config=audio_config, text_config=text_config, audio_token_id=audio_token_id)
 
 
 def adds_dummy_prefix(tokenizer: Any) -> bool:
@@ -346,7 +299,7 @@ class LaacProcessor(ProcessorMixin):
         audio: Any = None,
         text: Optional[Union[str, Sequence[str]]] = None,
         text_target: Optional[Union[str, Sequence[str]]] = None,
-        sampling_rate: Optional[int] = None,
+        sampling_rate: Optional[Union[int, Sequence[int]]] = None,
         return_tensors: str = "pt",
         normalize: bool = True,
         prompt: Optional[str] = None,
@@ -360,7 +313,7 @@ class LaacProcessor(ProcessorMixin):
             text_target: optional captions, one per clip: the training targets (the transformers name for
                 sequence-to-sequence targets), made into the original code's targets by `normalize_caption_target`
                 unless `normalize=False` (then used as given).
-            sampling_rate: rate of `audio`; other rates are resampled to 16 kHz.
+            sampling_rate: rate of `audio`, or one rate per clip; other rates are resampled to 16 kHz.
             prompt: the former name of `text` (deprecated).
 
         Returns:
@@ -439,18 +392,18 @@ class LaacProcessor(ProcessorMixin):
     ) -> "LaacProcessor":
         """
         The processor matching `LaacForConditionalGeneration.from_components(audio, text)`: the text model's
-        tokenizer with the audio token added (same id as the model's), the default feature extractor, and the
-        token layout of `config` (default: one built from the audio encoder at `audio` and the text model's config,
-        or Submission 4's Llama 2-7B text config when `text` holds only a tokenizer). `text` may also be a `.gguf`
-        file holding the tokenizer. The tokenizer must fit `config` (`check_tokenizer_fits`). `prompt_tokenization`:
-        see the class docstring (unset: "separate" for Llama 2's tokenizer, "joint" for others).
+        tokenizer (`text` may also be a `.gguf` file holding it) with the audio token added (same id as the
+        model's), the default feature extractor, and the token layout of `config` (default: the one
+        `from_components` builds). `prompt_tokenization`: see the class docstring. The installed package's
+        `laac.conversion.components.build_processor` does the work (checkpoints do not carry it).
         """
-        tokenizer = load_text_tokenizer(text, audio_token)
-        audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
-        if config is None:
-            config = _components_config(audio, text, len(tokenizer), audio_token_id)
-        check_tokenizer_fits(tokenizer, audio_token_id, config, text)
-        return cls.from_config(config, tokenizer, audio_token, prompt_tokenization)
+        try:  # tooling of the installed package, not of checkpoints
+            from laac.conversion.components import build_processor
+        except ImportError as error:
+            raise ImportError(
+                "from_components needs the laac package (laac.conversion.components): pip install the LAAC repository"
+            ) from error
+        return build_processor(cls, audio, text, audio_token, config, prompt_tokenization)
 
     @classmethod
     def from_config(
@@ -484,14 +437,11 @@ __all__ = [
     "IGNORE_INDEX",
     "PROMPT_TOKENIZATIONS",
     "LaacProcessor",
-    "add_audio_token",
+    "DEFAULT_AUDIO_TOKEN",
     "adds_dummy_prefix",
     "check_prompt_tokenization",
-    "check_tokenizer_fits",
     "decode_generated_captions",
     "default_prompt_tokenization",
     "fense_normalize_caption",
-    "llama_tokenizer_from_gguf",
-    "load_text_tokenizer",
     "normalize_caption_target",
 ]

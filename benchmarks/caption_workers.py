@@ -1,11 +1,11 @@
 # Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
 """
 `laac caption` over a folder of generated clips, reading the audio in the main process (--num-workers 0) against
-reading, decoding, resampling and log-melling it in DataLoader workers: seconds and clips/s per worker count,
+reading, decoding, resampling and log-melling it in the pipeline's DataLoader worker: seconds and clips/s per worker count,
 the passes interleaved (`--repeats`, the best kept) so that a machine's changing load hits every setting alike, and
 whether every run wrote the same records.
 
-    python benchmarks/caption_workers.py --shape demo --clips 40 --workers 0 2 --repeats 2
+    python benchmarks/caption_workers.py --shape demo --clips 40 --workers 0 1 --repeats 2
 
 The model is a random one of `decode_benchmark`'s shapes, saved to a temporary folder; each run is a fresh
 `python -m laac.cli.main caption` process. The figures compared are those of its summary line (from expanding the
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--file_rate", type=int, default=44100, help="sampling rate of the written FLAC files")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from transformers import HfArgumentParser
 
-from laac.corrector_laac import DEFAULT_ERROR_THRESHOLD, PostCorrector
+from laac.correction.post_corrector import DEFAULT_ERROR_THRESHOLD, PostCorrector
 from laac.data.loaders import read_clotho_captions
 from laac.processing_laac import fense_normalize_caption
 from laac.correction.corruptions import corrupt_caption

@@ -22,7 +22,8 @@ compared on every clip (`same_ids`). `fast_qualifies_as_default` says whether th
 
 Weights are random (speed, not quality); random weights rarely emit EOS, so `--new_tokens N` fixes the caption
 length (min = max = N new tokens) for a like-for-like step count; by default the model's generation config applies.
-Prints one JSON object per line, the last one the summary with the ratios.
+Prints one JSON object per line as each step ends (build, clip writing, each pass of each phase, then the best pass
+of each phase), the last one the summary with the ratios.
 """
 
 import argparse
@@ -227,6 +228,12 @@ def mel_speed(processor: LaacProcessor, seconds: float, repeats: int) -> dict[st
 # -- main ----------------------------------------------------------------------------------------------------------
 
 
+def report(result: dict[str, Any]) -> dict[str, Any]:
+    """Print `result` (token ids left out) as one JSON line at once: a run stopped by a time limit keeps its lines."""
+    print(json.dumps({key: value for key, value in result.items() if key != "ids"}), flush=True)
+    return result
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
@@ -287,6 +294,7 @@ def run_phases(args: argparse.Namespace, model: Any, processor: LaacProcessor, p
                 caption_files(model, processor, files[:batch], batch, generate, settings)
             result = timed_pass(model, processor, files, batch, generate, settings, args.latency_runs)
             result = {"phase": name, **result}
+            report({**result, "pass": repeat + 1})
             if name not in best or result["clips_per_s"] > best[name]["clips_per_s"]:
                 best[name] = {**result, "latency_ms": min(result["latency_ms"], best.get(name, result)["latency_ms"])}
     return [best[name] for name, *_ in phases]
@@ -321,13 +329,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.threads:
         torch.set_num_threads(args.threads)
+    start = time.perf_counter()
     model, processor = build(args.shape, args.vocab_words, device)
+    report({"phase": "build", "seconds": round(time.perf_counter() - start, 1), "device": str(model.device)})
     with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
+        start = time.perf_counter()
         paths = write_clips(folder, args.clips, args.seconds, args.file_rate)
-        extra = [mel_speed(processor, args.seconds, 20), data_path_speed(paths, processor, args.workers)]
+        report({"phase": "write_clips", "clips": len(paths), "seconds": round(time.perf_counter() - start, 1)})
+        extra = [report(mel_speed(processor, args.seconds, 20)), report(data_path_speed(paths, processor, args.workers))]
         results = run_phases(args, model, processor, paths)
-    for result in results + extra:
-        print(json.dumps({k: v for k, v in result.items() if k != "ids"}), flush=True)
+    for result in results:
+        report(result)
     summary = summarize(args, model, results, extra)
     print(json.dumps(summary), flush=True)
     return summary

@@ -6,7 +6,7 @@ fresh process, runs the real path on each file and prints the process's peak RSS
 
 - `caption`: `pipeline("audio-captioning")` over the file, in 30-s segments (a tiny random LAAC model, greedy, so
   the figure is the reader's and the front end's, not a large model's);
-- `features`: the same file through `audio_laac.iter_file_segments` + `LaacFeatureExtractor` segment by segment;
+- `features`: the same file through `audio_laac.iter_segments` + `LaacFeatureExtractor` segment by segment;
 - `whole` (not run by default): the whole file decoded into one float32 array and given to `LaacFeatureExtractor`
   in one call, which computes the STFT in 60-s chunks (`MEL_CHUNK_FRAMES`); here memory grows with the length
   (the samples, their reflect-padded copy and the mel), and the figure shows what the front end adds to it.
@@ -78,7 +78,7 @@ def measure(path: str, mode: str, model_dir: str) -> dict:
     from transformers import pipeline
 
     import laac  # noqa: F401  registers the pipeline task
-    from laac.audio_laac import AudioLimits, iter_file_segments
+    from laac.audio_laac import AudioLimits, iter_segments
 
     captioner = pipeline("audio-captioning", model=model_dir)
     captioner(np.zeros(RATE, np.float32), sampling_rate=RATE, num_beams=1, max_new_tokens=3)  # warm-up
@@ -94,8 +94,8 @@ def measure(path: str, mode: str, model_dir: str) -> dict:
     else:
         extractor = captioner.processor.feature_extractor
         segments = 0
-        for audio, rate, _, _ in iter_file_segments(path, 30.0, 30.0, AudioLimits()):
-            extractor(audio, sampling_rate=rate, return_tensors="np")
+        for audio, rate, _, _, _ in iter_segments(path, 30.0, 30.0, AudioLimits()):
+            extractor.clip_log_mel(audio, rate)  # what the pipeline does per segment
             segments += 1
     return {
         "mode": mode, "segments": segments, "peak_rss_mib": round(peak_rss_mib(), 1),

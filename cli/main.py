@@ -25,7 +25,8 @@ from ..audio_laac import AUDIO_EXTENSIONS, MAX_CHANNELS, MAX_DURATION_SECONDS, M
 from .paths import DEMO_MODEL_DIR
 
 OUTPUT_FORMATS = (".jsonl", ".csv", ".srt")
-AUTO_WORKERS_FROM = 16  # inputs from which `laac caption` reads audio in DataLoader workers by default
+AUTO_WORKERS_FROM = 16  # inputs from which `laac caption` reads audio in a DataLoader worker by default
+MAX_WORKERS = 1  # transformers' ChunkPipeline reads its inputs in at most one DataLoader worker
 CSV_COLUMNS = ("path", "start", "end", "caption", "raw_caption", "error_prob", "error")
 # Commands run as `python -m <module> ARGS...` (their own parsers and --help).
 DELEGATED = {
@@ -200,19 +201,19 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     captioner = pipeline("audio-captioning", model=model, device=device, dtype=dtype)
     if args.correct is not None:
-        args.correct = _post_correction(args.correct, captioner.model.config.corrector)
+        args.correct = _post_correction(args.correct, captioner.model.config.post_corrector)
     return captioner
 
 
-def _post_correction(correct: Any, model_settings: dict[str, Any] | None) -> Any:
+def _post_correction(correct: Any, model_post_corrector: Any) -> Any:
     """
-    --correct (True or a gate mode), parsed once, as the model's corrector settings with a detector and an instruct
+    --correct (True or a gate mode), parsed once, as the model's post-corrector settings with a detector and an instruct
     LLM this machine can load: the configured ones, else their offline stand-ins, each swap said in one warning line.
     """
-    from ..corrector_laac import PostCorrection
+    from ..correction.post_corrector import PostCorrection
     from ..correction.correct_captions import available_settings
 
-    request = PostCorrection.parse(correct, model_settings)
+    request = PostCorrection.parse(correct, model_post_corrector)
     return PostCorrection(settings=available_settings(request.settings), device=request.device)
 
 
@@ -264,12 +265,15 @@ def caption_inputs(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None
     clips/s, the batch size asked for and the one it settled on after out-of-memory errors, DataLoader workers).
     The summary is None for an .srt output.
     """
+    from .captioning import BatchSizes
+
     inputs = expand_inputs(args.paths)
     if args.output and args.output.lower().endswith(".srt"):
         return _run_srt(args, inputs), None
     start = time.perf_counter()
+    sizes = BatchSizes(args.batch_size)
     writer = RecordWriter(args.output, args.resume, args.overwrite)
-    failures, settled, workers = 0, args.batch_size, 0
+    failures, workers = 0, 0
     try:
         todo = [(path, error) for path, error in inputs if path not in writer.done]
         for path, error in todo:  # known before any decoding: no model time spent on them
@@ -283,24 +287,24 @@ def caption_inputs(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None
         if paths:
             captioner = _load_pipeline(args)
             workers = num_workers(args, len(paths), captioner.device.type)
-            failures += _caption_paths(captioner, paths, writer, workers, args)
-            settled = captioner.batch_sizes.current
+            failures += _caption_paths(captioner, paths, writer, sizes, workers, args)
     finally:
         writer.close()
     seconds = time.perf_counter() - start
     return failures, {"inputs": len(todo), "failed": failures, "seconds": round(seconds, 2),
                       "clips_per_s": round(len(todo) / max(seconds, 1e-9), 3), "batch_size": args.batch_size,
-                      "settled_batch_size": settled, "num_workers": workers}  # fmt: skip
+                      "settled_batch_size": sizes.current, "num_workers": workers}  # fmt: skip
 
 
-def _caption_paths(captioner: Any, paths: list[str], writer: RecordWriter, workers: int, args: Any) -> int:
+def _caption_paths(
+    captioner: Any, paths: list[str], writer: RecordWriter, sizes: Any, workers: int, args: Any
+) -> int:
     """Write one record per path as it is captioned (or fails); returns the failures."""
+    from .captioning import caption_records
+
     failures = 0
     with _progress(len(paths), args.quiet) as bar:
-        records = captioner.iter_captions(
-            paths, batch_size=args.batch_size, on_error="record", num_workers=workers, **_caption_kwargs(args)
-        )
-        for index, record in records:
+        for index, record in caption_records(captioner, paths, sizes, workers, **_caption_kwargs(args)):
             writer.write({"path": paths[index], **record})
             failures += "error" in record
             bar.update(1)
@@ -310,19 +314,20 @@ def _caption_paths(captioner: Any, paths: list[str], writer: RecordWriter, worke
 
 def num_workers(args: argparse.Namespace, inputs: int, device_type: str) -> int:
     """
-    --num-workers, or by default: none when the model runs on the CPU (workers would take the cores it computes
-    on) or for fewer than `AUTO_WORKERS_FROM` inputs (starting workers costs more than it saves); else up to 4,
-    leaving one CPU of this process's share (launched processes split the CPUs) to the main process.
+    --num-workers (at most `MAX_WORKERS`: the pipeline's DataLoader reads in one worker), or by default: none when
+    the model runs on the CPU (the worker would take the cores it computes on) or for fewer than
+    `AUTO_WORKERS_FROM` inputs (starting it costs more than it saves); else one when this process's share of the
+    CPUs (launched processes split them) leaves one to the main process.
     """
     if args.num_workers is not None:
         if args.num_workers < 0:
             raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
-        return args.num_workers
+        return min(args.num_workers, MAX_WORKERS)
     if device_type == "cpu" or inputs < AUTO_WORKERS_FROM:
         return 0
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(4, cpus // processes - 1))
+    return max(0, min(MAX_WORKERS, cpus // processes - 1))
 
 
 def run_caption_sharded(args: argparse.Namespace, world: Any) -> int:
@@ -379,7 +384,10 @@ def _run_srt(args: argparse.Namespace, inputs: list[tuple[str, str | None]]) -> 
             return 0
         raise ValueError(f"{target} exists; pass --resume to keep it or --overwrite to replace it")
     if error is None:
-        _, record = next(iter(_load_pipeline(args).iter_captions([path], on_error="record", **_caption_kwargs(args))))
+        from .captioning import BatchSizes, caption_records
+
+        captioner = _load_pipeline(args)
+        _, record = next(caption_records(captioner, [path], BatchSizes(args.batch_size), **_caption_kwargs(args)))
         error = record.get("error")
     if error is not None:
         print(f"{path}: {error}", file=sys.stderr)
@@ -427,9 +435,10 @@ def add_caption_parser(subparsers: Any) -> None:
     parser.add_argument("--batch-size", "-b", type=int, default=8,
                         help="segments per model call (default: 8); halved while the device runs out of memory")
     parser.add_argument("--num-workers", "-j", type=int, default=None,
-                        help="DataLoader workers that read, decode, resample and log-mel the audio while the model "
-                        f"runs on a GPU; 0 reads in the main process (default: on a GPU, up to 4 from "
-                        f"{AUTO_WORKERS_FROM} inputs on, leaving one CPU to the main process; on the CPU 0)")
+                        help="1: a DataLoader worker reads, decodes, resamples and log-mels the audio while the model "
+                        f"runs (the pipeline uses at most {MAX_WORKERS}); 0 reads in the main process (default: on a "
+                        f"GPU 1 from {AUTO_WORKERS_FROM} inputs on, when a CPU is left to the main process; on the "
+                        "CPU 0)")
     parser.add_argument("--device", "-d", default="auto",
                         help="torch device: auto (the GPU when there is one, else cpu), cpu, cuda, cuda:1")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),

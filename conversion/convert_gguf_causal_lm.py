@@ -14,7 +14,7 @@ import argparse
 import os
 
 from laac.cli.paths import CACHE_DIR
-from laac.corrector_laac import offline_corrector_gguf
+from laac.correction.post_corrector import offline_corrector_gguf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 SMOLLM2_DIR = os.path.join(CACHE_DIR, "text_models", "smollm2-135m-instruct")

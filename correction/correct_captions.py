@@ -28,8 +28,8 @@ from typing import Any
 from transformers import HfArgumentParser
 from transformers.utils import logging
 
-from laac.configuration_laac import DEFAULT_CORRECTOR_MODEL, OFFLINE_CORRECTOR_MODEL, CorrectorSettings
-from laac.corrector_laac import FENSE_CHECKPOINTS, PostCorrector, fense_checkpoint_file
+from laac.correction.post_corrector import DEFAULT_CORRECTOR_MODEL, OFFLINE_CORRECTOR_MODEL, CorrectorSettings
+from laac.correction.post_corrector import FENSE_CHECKPOINTS, PostCorrector, fense_checkpoint_file
 from laac.correction.train_error_detector import ensure_error_detector
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 
-from laac.corrector_laac import FENSE_ERROR_TYPES
+from laac.correction.post_corrector import FENSE_ERROR_TYPES
 from laac.processing_laac import fense_normalize_caption
 
 RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is "any error"

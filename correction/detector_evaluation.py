@@ -9,7 +9,7 @@ import random
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from laac.corrector_laac import ErrorDetector
+from laac.correction.post_corrector import ErrorDetector
 from laac.evaluation.metrics import precision_recall_f1
 from laac.processing_laac import fense_normalize_caption
 

@@ -40,7 +40,7 @@ inside a long caption is learnt from fewer examples), and clean labels weighted 
 It prints, for the held-out captions, ROC-AUC, precision / recall at the report's 0.9 threshold and the clean
 captions above it, per error kind at each position (clean held-out captions as negatives), writes them to
 `metrics.json`, and saves `echecker.ckpt` + tokenizer
-files that `corrector_laac.load_error_detector` loads. Trained on Clotho-evaluation text: FENSE computed with this
+files that `correction.post_corrector.load_error_detector` loads. Trained on Clotho-evaluation text: FENSE computed with this
 detector on Clotho-evaluation predictions is not the official FENSE.
 
     OMP_NUM_THREADS=2 python -m laac.correction.train_error_detector --output_dir ~/.cache/laac/error_detector_minilm
@@ -77,7 +77,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
-from laac.corrector_laac import (
+from laac.correction.post_corrector import (
     CHECKPOINT_NAME,
     FENSE_ERROR_TYPES,
     FENSE_MAX_LENGTH,

@@ -28,7 +28,7 @@ import torch
 from transformers import BatchFeature
 from transformers.utils import logging
 
-from ..audio_laac import AUDIO_EXTENSIONS, AudioFile, AudioInputError, AudioLimits, check_samples, resample
+from ..audio_laac import AUDIO_EXTENSIONS, AudioFile, AudioInputError, AudioLimits, check_samples
 from ..processing_laac import LaacProcessor
 
 logger = logging.get_logger(__name__)
@@ -522,14 +522,8 @@ class LaacDataCollator:
         clips = [read_audio(example, self.max_seconds, random_crop=self.train) for example in examples]
         if self.silence:
             clips = [(np.zeros_like(samples), rate) for samples, rate in clips]
-        rates = {rate for _, rate in clips}
-        target = self.processor.feature_extractor.sampling_rate
-        if len(rates) == 1:
-            audio, rate = [samples for samples, _ in clips], rates.pop()
-        else:  # one sampling_rate per processor call: bring mixed-rate batches to the model's rate first
-            audio = [resample(s if s.ndim == 1 else s.mean(-1), r, target) for s, r in clips]
-            rate = target
-        return self.processor(audio, text_target=text, sampling_rate=rate)
+        audio, rates = [samples for samples, _ in clips], [rate for _, rate in clips]
+        return self.processor(audio, text_target=text, sampling_rate=rates)  # mixed rates: resampled per clip
 
     def _log_mel(self, example: dict[str, Any]) -> np.ndarray:
         """One clip's (n_mels, frames) log-mel, as the processor makes it; kept when the clip was read whole."""

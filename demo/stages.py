@@ -29,7 +29,7 @@ from ..training.tokenizer_utils import build_word_tokenizer
 from .recipe import EVENT_NAMES, DemoShape, fast_bf16
 
 if TYPE_CHECKING:
-    from ..corrector_laac import PostCorrector
+    from ..correction.post_corrector import PostCorrector
 
 logger = logging.get_logger(__name__)
 
@@ -185,7 +185,7 @@ def build_initial_model(corpus_dir: str, encoder_dir: str, out_dir: str, shape: 
         pad=tokenizer.pad_token_id,
     )
     model = LaacForConditionalGeneration(config)
-    encoder = CedForAudioClassification.from_pretrained(encoder_dir, strict=True)
+    encoder = CedForAudioClassification.from_pretrained(encoder_dir)
     model.audio_tower.load_state_dict(encoder.encoder.state_dict())
     processor = LaacProcessor.from_config(config, tokenizer)
     model.save_pretrained(out_dir)
@@ -372,7 +372,7 @@ def choose_detector(detector: str | None, no_correction: bool = False) -> Detect
     if not needs_training():
         return DetectorChoice(ERROR_DETECTOR_DIR, f"error detector: the offline one in {ERROR_DETECTOR_DIR}")
     reasons = [f"none cached in {ERROR_DETECTOR_DIR}"]
-    from ..corrector_laac import fense_checkpoint_file
+    from ..correction.post_corrector import fense_checkpoint_file
 
     try:
         fense_checkpoint_file(FENSE_DETECTOR)
@@ -414,7 +414,7 @@ def post_corrector(detector_dir: str) -> "PostCorrector":
     of 8 (the default), with the same rewrites.
     """
     from ..conversion.convert_gguf_causal_lm import smollm2_folder
-    from ..corrector_laac import PostCorrector
+    from ..correction.post_corrector import PostCorrector
 
     return PostCorrector(
         detector=detector_dir, corrector=smollm2_folder(), threshold=0.9, answer_rules="strict", batch_size=32

@@ -360,12 +360,12 @@ def load_echecker(
 ) -> tuple[torch.nn.Module, Any]:
     """The FENSE error detector's classifier and tokenizer for aac-metrics' `fer`, from local files only.
 
-    Loaded by the repository's one FENSE checker loader (`corrector_laac.load_error_detector`, which the
+    Loaded by the repository's one FENSE checker loader (`correction.post_corrector.load_error_detector`, which the
     post-corrector uses too): the classifier has aac-metrics' `BERTFlatClassifier` layout and call signature. The
     backbone's config and tokenizer come from `echecker_base_model`, a local folder (aac-metrics would download
     the name stored in the checkpoint).
     """
-    from ..corrector_laac import load_error_detector
+    from ..correction.post_corrector import load_error_detector
 
     base = str(echecker_base_model)
     detector = load_error_detector(str(echecker_path), tokenizer_path=base, encoder_config=base, device=device)

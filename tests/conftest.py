@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from laac.configuration_laac import PROMPT_I
-from laac.corrector_laac import FENSE_ERROR_TYPES, BertFlatClassifier, save_echecker_checkpoint
+from laac.correction.post_corrector import FENSE_ERROR_TYPES, BertFlatClassifier, save_echecker_checkpoint
 from laac.data import public_data
 from transformers import BertConfig, BertTokenizerFast
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from laac.configuration_laac import PROMPT_I, LaacConfig
-from laac.corrector_laac import STRICT_ANSWER_RULES, CaptionCorrector
+from laac.correction.post_corrector import STRICT_ANSWER_RULES, CaptionCorrector
 from laac.modeling_laac import LaacForConditionalGeneration
 from laac.processing_laac import LaacProcessor
 from laac.training.tokenizer_utils import build_word_tokenizer
@@ -85,6 +85,23 @@ def make_audio(seconds: float, seed: int = 0, rate: int = SAMPLING_RATE) -> np.n
     t = np.arange(int(seconds * rate)) / rate
     tone = 0.4 * np.sin(2 * np.pi * (300 + 200 * seed + 400 * t) * t)
     return (tone + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)
+
+
+LOADING_PROBLEMS = ("missing_keys", "unexpected_keys", "mismatched_keys")
+
+
+def loading_problems(model_class: Any, folder: Any, **kwargs: Any) -> tuple[Any, dict[str, list[str]]]:
+    """`model_class.from_pretrained(folder)` and the tensors that did not match, from transformers' loading info."""
+    model, info = model_class.from_pretrained(folder, output_loading_info=True, **kwargs)
+    problems = {kind: sorted(str(k[0] if isinstance(k, tuple) else k) for k in info[kind]) for kind in LOADING_PROBLEMS}
+    return model, {kind: keys for kind, keys in problems.items() if keys}
+
+
+def load_strictly(model_class: Any, folder: Any, **kwargs: Any) -> Any:
+    """`model_class.from_pretrained(folder)`, asserting that every tensor of checkpoint and model matched by name and shape."""
+    model, problems = loading_problems(model_class, folder, **kwargs)
+    assert not problems, f"{folder} does not match {model_class.__name__}: {problems}"
+    return model
 
 
 def save_tiny_model(folder: Path, config: LaacConfig = None, seed: int = 0) -> Path:

@@ -1,11 +1,12 @@
 """
-Captioning at scale: a batch that runs out of device memory is split and retried (the smaller size is kept and
-reported), and audio is read, decoded, resampled and log-melled in DataLoader workers with the captions and error
-records of the in-process path.
+Captioning at scale with `laac caption`'s loop over the pipeline (`laac.cli.captioning.caption_records`): a batch
+that runs out of device memory is split and retried (the smaller size is kept and reported), every input gets a
+record in input order, and audio read, decoded, resampled and log-melled in the pipeline's DataLoader worker gives
+the captions and error records of the in-process path.
 
 Out-of-memory is simulated on the CPU by a `generate` that raises `torch.OutOfMemoryError` (what
-`torch.cuda.OutOfMemoryError` is) for batches above a size: the control flow under test is the pipeline's, the
-error the one CUDA raises.
+`torch.cuda.OutOfMemoryError` is) for batches above a size: the control flow under test is the CLI's, the error the
+one CUDA raises.
 """
 
 import argparse
@@ -18,8 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from laac import pipeline_laac
 from laac.cli import main as cli
+from laac.cli.captioning import BatchSizes, caption_records
 from transformers import pipeline
 
 from tests.hostile_audio import hostile_one_hertz_wav, lying_wav, write_bad_files
@@ -74,28 +75,37 @@ def fit_at_most(monkeypatch, captioner, most, attempts=None, fails_alone=None, k
 # -- out of memory ---------------------------------------------------------------------------------------------------
 
 
+def records_of(captioner, items, batch_size, **kwargs):
+    """The CLI's loop over `items`: (records in input order, the batch sizes it ended with)."""
+    sizes = BatchSizes(batch_size)
+    indexed = list(caption_records(captioner, items, sizes, **kwargs))
+    assert [index for index, _ in indexed] == list(range(len(items)))  # every input once, in input order
+    return [record for _, record in indexed], sizes
+
+
 def test_out_of_memory_halves_the_batch_and_gives_the_unsplit_captions(captioner, monkeypatch):
     audio = clips()
     unsplit = captioner(audio, sampling_rate=16000, batch_size=8)
     in_twos = captioner(audio, sampling_rate=16000, batch_size=2)
     attempts = fit_at_most(monkeypatch, captioner, 2)
-    split = captioner(audio, sampling_rate=16000, batch_size=8)
-    # 7 clips: 7 fails, halves of 4 (fails) then 2, 2 | 2, 1: the batches of a batch-size-2 run, in the same order
+    with pytest.raises(torch.OutOfMemoryError):  # the pipeline itself raises: splitting is the CLI's
+        captioner(audio, sampling_rate=16000, batch_size=8)
+    attempts.clear()
+    split, sizes = records_of(captioner, audio, 8, sampling_rate=16000)
+    # 7 clips: 7 fails, 4 fails, then 2, 2, 2, 1: the batches of a batch-size-2 run, in the same order
     assert attempts == [7, 4, 2, 2, 2, 1]
     assert split == in_twos
     caption_loss = caption_loss_fn(captioner.model, captioner.processor, audio)
     assert_same_captions([r["caption"] for r in split], [r["caption"] for r in unsplit], caption_loss)
-    sizes = captioner.batch_sizes
     assert (sizes.requested, sizes.current, sizes.out_of_memory_errors) == (8, 2, 2)
 
 
 def test_the_smaller_batch_size_is_kept_for_the_following_batches(captioner, monkeypatch):
-    monkeypatch.setattr(pipeline_laac, "BUCKET_BATCHES", 1)  # buffers of 4 segments: three of them for 9 clips
     attempts = fit_at_most(monkeypatch, captioner, 1)
-    records = dict(captioner.iter_captions(clips(LENGTHS + (3.0, 5.0)), sampling_rate=16000, batch_size=4))
-    assert attempts == [4, 2, 1, 1, 1, 1] + [1] * 4 + [1]  # only the first buffer runs out of memory
-    assert sorted(records) == list(range(9)) and all("caption" in record for record in records.values())
-    assert captioner.batch_sizes.current == 1
+    records, sizes = records_of(captioner, clips(LENGTHS + (3.0, 5.0)), 4, sampling_rate=16000)
+    assert attempts == [4, 2] + [1] * 9  # out of memory at the first batch only; the rest start at the settled size
+    assert all("caption" in record for record in records)
+    assert sizes.current == 1
 
 
 def test_a_segment_that_does_not_fit_alone_gets_an_error_record(captioner, monkeypatch):
@@ -103,12 +113,27 @@ def test_a_segment_that_does_not_fit_alone_gets_an_error_record(captioner, monke
     expected = captioner(audio, sampling_rate=16000, batch_size=4)
     longest = 1 + 12 * 16000 // 160  # the mel frames of the 12-s clip (input 3)
     fit_at_most(monkeypatch, captioner, 4, fails_alone=longest)
-    records = dict(captioner.iter_captions(audio, sampling_rate=16000, batch_size=4, on_error="record"))
-    assert sorted(records) == list(range(len(audio)))
+    records, _ = records_of(captioner, audio, 4, sampling_rate=16000)
     assert "out of memory with this segment alone" in records[3]["error"]
     assert [records[i] for i in range(len(audio)) if i != 3] == [r for i, r in enumerate(expected) if i != 3]
-    with pytest.raises(torch.OutOfMemoryError, match="out of memory"):
-        captioner(audio, sampling_rate=16000, batch_size=4)
+
+
+def test_a_failing_input_is_found_and_the_others_captioned(captioner, monkeypatch):
+    """An error that names no input (here the model's, on one clip) is traced to its input by re-running its batch."""
+    audio = clips()
+    expected = captioner(audio, sampling_rate=16000, batch_size=3)
+    real = type(captioner.model).generate.__get__(captioner.model)
+    bad_frames = 1 + 6 * 16000 // 160  # the 6-s clip (input 1)
+
+    def generate(**inputs):
+        if bad_frames in inputs["feature_attention_mask"].sum(-1).tolist():
+            raise RuntimeError("the model cannot take this clip")
+        return real(**inputs)
+
+    monkeypatch.setattr(captioner.model, "generate", generate)
+    records, _ = records_of(captioner, audio, 3, sampling_rate=16000)
+    assert records[1] == {"error": "captioning failed: the model cannot take this clip"}
+    assert [records[i] for i in range(len(audio)) if i != 1] == [r for i, r in enumerate(expected) if i != 1]
 
 
 def write_clips(folder: Path, count: int, rates=(16000, 44100, 22050)) -> list[str]:
@@ -154,35 +179,44 @@ def test_cli_settles_on_a_batch_size_reports_it_and_resumes(model_dir, tmp_path,
 # -- DataLoader workers ----------------------------------------------------------------------------------------------
 
 
-def test_workers_give_the_in_process_records(captioner, tmp_path, monkeypatch):
-    """Files at several rates, bytes, arrays and a long recording read in 2 workers: the records of 0 workers."""
-    from_workers = []  # per batch: did its log-mels come from the workers?
+def test_a_worker_gives_the_in_process_records(captioner, tmp_path, monkeypatch):
+    """Files at several rates, bytes, arrays and a long recording read in the worker: the records of no worker."""
+    where = tmp_path / "where.txt"  # one line per input preprocessed: in a worker process or in this one
     original = captioner.preprocess
-    monkeypatch.setattr(captioner, "preprocess", lambda batch: from_workers.append(
-        all(segment.features is not None for segment in batch)) or original(batch))  # fmt: skip
-    paths = write_clips(tmp_path, 6)
+
+    def preprocess(inputs, **params):
+        with open(where, "a") as log:
+            log.write("worker\n" if torch.utils.data.get_worker_info() is not None else "main\n")
+        return original(inputs, **params)
+
+    monkeypatch.setattr(captioner, "preprocess", preprocess)
+    paths = write_clips(tmp_path / "clips", 6)
     long = tmp_path / "long.flac"
     sf.write(long, np.concatenate([make_audio(10.0, 1), make_audio(10.0, 2), make_audio(10.0, 3)]), 16000)
     items = [*paths[:3], str(long), Path(paths[3]).read_bytes(), {"array": make_audio(2.0, 4), "sampling_rate": 8000},
-             paths[4], "/nonexistent/clip.wav", paths[5]]  # fmt: skip
-    options = {"batch_size": 3, "on_error": "record", "segment_seconds": 10.0, "hop_seconds": 10.0}
-    in_process = dict(captioner.iter_captions(items, num_workers=0, **options))
-    assert from_workers and not any(from_workers)
-    from_workers.clear()
-    in_workers = dict(captioner.iter_captions(items, num_workers=2, **options))
-    assert from_workers and all(from_workers)
-    assert sorted(in_workers) == list(range(len(items)))
-    assert in_workers == in_process
-    assert len(in_workers[3]["segments"]) == 3 and "no such file" in in_workers[7]["error"]
+             paths[4], paths[5]]  # fmt: skip
+    options = {"batch_size": 3, "segment_seconds": 10.0, "hop_seconds": 10.0}
+    in_process = captioner(items, num_workers=0, **options)
+    assert set(where.read_text().split()) == {"main"}
+    where.unlink()
+    in_worker = captioner(items, num_workers=1, **options)
+    assert set(where.read_text().split()) == {"worker"}
+    assert in_worker == in_process and len(in_worker[3]["segments"]) == 3
+    # through the CLI's loop, a missing file among them: its error record (found again in this process), the same rest
+    with_missing = [*items[:7], "/nonexistent/clip.wav", items[7]]
+    records, _ = records_of(captioner, with_missing, 3, num_workers=1, segment_seconds=10.0, hop_seconds=10.0)
+    assert "no such file" in records[7]["error"] and records[7]["error"].startswith("/nonexistent/clip.wav")
+    assert records[:7] + records[8:] == in_process
 
 
-def test_workers_need_a_list_and_pass_on_errors_of_the_call(captioner):
-    with pytest.raises(TypeError, match="needs a list of inputs"):
-        list(captioner.iter_captions((make_audio(1.0) for _ in range(2)), sampling_rate=16000, num_workers=2))
-    with pytest.raises(ValueError, match="sampling_rate"):  # raised in a worker, re-raised here
-        captioner([make_audio(1.0), make_audio(2.0)], num_workers=2)
-    with pytest.raises(ValueError, match="num_workers must be >= 0"):
-        captioner([make_audio(1.0)], sampling_rate=16000, num_workers=-1)
+def test_a_worker_streams_a_generator_and_passes_on_errors_of_the_call(captioner):
+    audio = [make_audio(1.0), make_audio(2.0, 1)]
+    expected = captioner(audio, sampling_rate=16000)
+    assert list(captioner((clip for clip in audio), sampling_rate=16000, num_workers=1)) == expected
+    with pytest.raises(ValueError, match="sampling_rate"):  # raised in the worker, re-raised here
+        captioner(audio, num_workers=1)
+    with pytest.raises(ValueError, match="num_workers"):
+        captioner(audio, sampling_rate=16000, num_workers=-1)
 
 
 def test_cli_workers_record_each_bad_file_and_caption_the_rest(model_dir, tmp_path, capsys):
@@ -194,31 +228,33 @@ def test_cli_workers_record_each_bad_file_and_caption_the_rest(model_dir, tmp_pa
     bad[os.path.normpath(tmp_path / "bad" / "lying.wav")] = "truncated"
     inputs = [str(tmp_path / "good"), *bad]
     outputs = {}
-    for workers in ("0", "2"):
+    for workers in ("0", "1"):
         out = tmp_path / f"workers{workers}.jsonl"
         status = cli.main(["caption", "-q", "-m", model_dir, "-b", "3", "-j", workers, "-o", str(out), *inputs])
         assert status == len(bad)
         assert summary_line(capsys.readouterr().err)["num_workers"] == int(workers)
         outputs[workers] = {record["path"]: record for record in read_jsonl(out)}
         assert len(read_jsonl(out)) == len(good) + len(bad)
-    assert outputs["2"] == outputs["0"]
+    assert outputs["1"] == outputs["0"]
     for path, words in bad.items():
-        assert words in outputs["2"][path]["error"], outputs["2"][path]
-    assert all(outputs["2"][path]["caption"] for path in good)
+        assert words in outputs["1"][path]["error"], outputs["1"][path]
+    assert all(outputs["1"][path]["caption"] for path in good)
 
 
 def test_default_worker_count(monkeypatch):
     args = argparse.Namespace(num_workers=None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert cli.num_workers(args, 1000, "cuda") == 4
-    assert cli.num_workers(args, cli.AUTO_WORKERS_FROM - 1, "cuda") == 0  # few inputs: workers cost more than they save
-    assert cli.num_workers(args, 1000, "cpu") == 0  # the model computes on the cores the workers would take
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 launched processes share the 16 CPUs
     assert cli.num_workers(args, 1000, "cuda") == 1
+    assert cli.num_workers(args, cli.AUTO_WORKERS_FROM - 1, "cuda") == 0  # few inputs: a worker costs more than it saves
+    assert cli.num_workers(args, 1000, "cpu") == 0  # the model computes on the cores the worker would take
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 launched processes share the 16 CPUs: 2 each
+    assert cli.num_workers(args, 1000, "cuda") == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")  # 1 CPU each: none left for a worker
+    assert cli.num_workers(args, 1000, "cuda") == 0
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
     assert cli.num_workers(args, 1000, "cuda") == 0
-    assert cli.num_workers(argparse.Namespace(num_workers=3), 1, "cpu") == 3
+    assert cli.num_workers(argparse.Namespace(num_workers=3), 1, "cpu") == 1  # the pipeline reads in one worker at most
     with pytest.raises(ValueError, match="--num-workers must be >= 0"):
         cli.num_workers(argparse.Namespace(num_workers=-1), 10, "cuda")

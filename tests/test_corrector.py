@@ -10,9 +10,11 @@ import random
 
 import pytest
 import torch
-from laac import corrector_laac, processing_laac
+from laac import processing_laac
+from laac.configuration_laac import LaacConfig
+from laac.correction import post_corrector
 from laac.correction.correct_captions import main as correct_captions_main
-from laac.corrector_laac import (
+from laac.correction.post_corrector import (
     CORRECTION_SYSTEM_PROMPT,
     FENSE_ERROR_TYPES,
     TRUNCATION_MARK,
@@ -21,6 +23,7 @@ from laac.corrector_laac import (
     Correction,
     ErrorDetector,
     STRICT_ANSWER_RULES,
+    PostCorrection,
     PostCorrector,
     correction_problem,
     parse_corrected_caption,
@@ -180,7 +183,7 @@ def test_parse_corrected_caption(answer: str, expected: str):
 
 def test_correction_problem_strict_rules():
     def correction_problem(source, corrected):
-        return corrector_laac.correction_problem(source, corrected, STRICT_ANSWER_RULES)
+        return post_corrector.correction_problem(source, corrected, STRICT_ANSWER_RULES)
 
     assert correction_problem("a dog barks", "") == "empty_answer"
     assert correction_problem("a dog barks", " ".join(["a dog barks"] * 4)) == "answer_too_long"
@@ -193,7 +196,7 @@ def test_correction_problem_strict_rules():
                               "a person walking on gravel and then a glass of water") == "answer_adds_content"
     assert correction_problem("the machine hums and spins", "the machine is humming and spinning") is None
     # the corrector normalises with the processor's function (one normalisation: tests/test_processing_laac.py)
-    assert corrector_laac.fense_normalize_caption is processing_laac.fense_normalize_caption
+    assert post_corrector.fense_normalize_caption is processing_laac.fense_normalize_caption
 
 
 # ------------------------------------------------------------------------------------------------ corrector
@@ -391,7 +394,7 @@ def test_report_rules_take_the_revision_strict_rules_refuse_it():
                "a dog barks and": "The sentence is correct as it is.",
                "rain falls": ""}
     captions = list(answers)
-    report = ScriptedCorrector(answers, answer_rules=corrector_laac.REPORT_ANSWER_RULES)(captions)
+    report = ScriptedCorrector(answers, answer_rules=post_corrector.REPORT_ANSWER_RULES)(captions)
     strict = ScriptedCorrector(answers, answer_rules=STRICT_ANSWER_RULES)(captions)
     assert [r.reason for r in report] == ["corrected", "corrected", "empty_answer"]
     assert report[0].caption == "a man is speaking and then a door closes"
@@ -400,12 +403,12 @@ def test_report_rules_take_the_revision_strict_rules_refuse_it():
 
 
 def test_corrector_settings_answer_rules_and_presets():
-    from laac.configuration_laac import ANSWER_RULE_PRESETS, CorrectorSettings, LaacConfig
+    from laac.correction.post_corrector import ANSWER_RULE_PRESETS, CorrectorSettings
 
     assert CorrectorSettings().rules() == ANSWER_RULE_PRESETS["report"]  # Llama 3 8B Instruct: the report's
     assert CorrectorSettings(corrector_model="smollm2").rules() == STRICT_ANSWER_RULES
     assert CorrectorSettings(corrector_model="smollm2", answer_rules="report").rules() == ANSWER_RULE_PRESETS["report"]
-    assert LaacConfig().corrector == CorrectorSettings().to_dict()
+    assert PostCorrection.parse(True, LaacConfig().post_corrector).settings == CorrectorSettings()  # the report's
     with pytest.raises(ValueError, match="answer_rules must be"):
         CorrectorSettings(answer_rules="lenient")
     post = PostCorrector.from_settings({"corrector_model": "smollm2", "mode": "never"})
@@ -455,7 +458,7 @@ def test_laac_correct_falls_back_to_the_offline_detector(monkeypatch: pytest.Mon
     import urllib.error
 
     from laac.correction import correct_captions
-    from laac.configuration_laac import CorrectorSettings
+    from laac.correction.post_corrector import CorrectorSettings
 
     def no_network(name):
         raise urllib.error.URLError("no network")
@@ -588,7 +591,7 @@ def _no_network(name):
 
 def test_the_corrector_llm_falls_back_to_smollm2_at_once_when_the_hub_is_out_of_reach(monkeypatch, caplog):
     """Llama 3 neither cached nor reachable: one quick probe, one warning line, SmolLM2 with its strict rules."""
-    from laac.configuration_laac import DEFAULT_CORRECTOR_MODEL, CorrectorSettings
+    from laac.correction.post_corrector import DEFAULT_CORRECTOR_MODEL, CorrectorSettings
     from laac.correction import correct_captions
 
     asked = _probe(monkeypatch, _NoHub("[Errno -2] Name or service not known"))
@@ -618,7 +621,7 @@ def test_the_corrector_llm_falls_back_to_smollm2_at_once_when_the_hub_is_out_of_
 
 def test_another_corrector_llm_that_cannot_be_had_stops_at_once(monkeypatch):
     """Only the default LLM is swapped for the stand-in; a model the user named stops, naming the offline alias."""
-    from laac.configuration_laac import CorrectorSettings
+    from laac.correction.post_corrector import CorrectorSettings
     from laac.correction import correct_captions
 
     asked = _probe(monkeypatch, _NoHub("[Errno -2] Name or service not known"))
@@ -652,7 +655,7 @@ def test_hf_hub_offline_in_the_environment(tmp_path, fake_hub: FakeHub):
     import subprocess
     import sys
 
-    code = ("from laac.configuration_laac import CorrectorSettings\n"
+    code = ("from laac.correction.post_corrector import CorrectorSettings\n"
             "from laac.correction.correct_captions import corrector_fallback\n"
             "print(corrector_fallback(CorrectorSettings()).corrector_model)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": fake_hub.endpoint, "HF_HOME": str(tmp_path / "hf")}
@@ -697,7 +700,7 @@ def test_the_real_probe_asks_once_and_waits_a_few_seconds_at_most(fake_hub: Fake
 @pytest.mark.parametrize("status, error_code", [(403, "GatedRepo"), (401, "GatedRepo"), (401, None), (403, None)])
 def test_a_gated_corrector_llm_stops_at_once_naming_both_fixes(fake_hub: FakeHub, status, error_code):
     """The Hub refusing access (licence not accepted, not logged in) is said at once, never swapped silently."""
-    from laac.configuration_laac import CorrectorSettings
+    from laac.correction.post_corrector import CorrectorSettings
     from laac.correction import correct_captions
 
     fake_hub.answer, fake_hub.error_code = status, error_code
@@ -730,7 +733,7 @@ def test_laac_correct_with_default_settings_offline(tmp_path, offline_detector_d
     from laac.correction import train_error_detector
 
     # `laac correct` runs the module afresh (runpy), so its names are patched where it imports them from
-    monkeypatch.setattr(corrector_laac, "fense_checkpoint_file", _no_network)
+    monkeypatch.setattr(post_corrector, "fense_checkpoint_file", _no_network)
     monkeypatch.setattr(train_error_detector, "ensure_error_detector", lambda path: offline_detector_dir)
     loaded = _corrector_spy(monkeypatch, ScriptedCorrector({"a dog barks and": "a dog barks"}))
     source, out = tmp_path / "captions.csv", tmp_path / "out.csv"

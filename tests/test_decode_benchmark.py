@@ -12,8 +12,12 @@ def test_tiny_shape_runs_every_phase_with_equal_ids(capsys):
          "--workers", "0", "--original_clips", "2", "--static"]
     )  # fmt: skip
     assert summary["same_ids"] is True and summary["static_same_ids"] is True
-    lines = capsys.readouterr().out.strip().splitlines()
-    phases = {record["phase"]: record for record in map(json.loads, lines[:4])}
+    records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    # each step printed as it ended (a run stopped by a time limit keeps them), then the best pass of each phase
+    steps = [record["phase"] for record in records[:-1]]
+    assert steps[:4] == ["build", "write_clips", "log_mel_one_thread", "data_path"]
+    assert [(r["phase"], r["pass"]) for r in records[4:8]] == [(n, 1) for n in ("original", "reference", "fast", "static")]
+    phases = {record["phase"]: record for record in records[8:-1]}
     assert list(phases) == ["original", "reference", "fast", "static"]
     # the ratios are those of the printed phases (one repeat: the best run is the only one)
     assert {name: phase["clips"] for name, phase in phases.items()} == {"original": 2, "reference": 4, "fast": 4, "static": 4}

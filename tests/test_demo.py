@@ -143,7 +143,7 @@ def test_the_demo_chooses_its_error_detector_in_order(monkeypatch, tmp_path):
     else none (the demo runs without post-correction and its report says why)."""
     import urllib.error
 
-    from laac import corrector_laac
+    from laac.correction import post_corrector
     from laac.correction import train_error_detector
     from laac.data import public_data
 
@@ -152,13 +152,13 @@ def test_the_demo_chooses_its_error_detector_in_order(monkeypatch, tmp_path):
     monkeypatch.setattr(train_error_detector, "needs_training", lambda: False)
     assert demo_stages.choose_detector(None).detector == demo_stages.ERROR_DETECTOR_DIR
     monkeypatch.setattr(train_error_detector, "needs_training", lambda: True)
-    monkeypatch.setattr(corrector_laac, "fense_checkpoint_file", lambda name: f"/hub/{name}.ckpt")
+    monkeypatch.setattr(post_corrector, "fense_checkpoint_file", lambda name: f"/hub/{name}.ckpt")
     assert demo_stages.choose_detector(None).detector == "echecker_clotho_audiocaps_base"
 
     def offline(name):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(corrector_laac, "fense_checkpoint_file", offline)
+    monkeypatch.setattr(post_corrector, "fense_checkpoint_file", offline)
     monkeypatch.setattr(public_data, "clotho_captions_csv", lambda: "/data/clotho.csv")
     choice = demo_stages.choose_detector(None)
     assert choice.train and choice.note == "error detector: the offline one, trained in this run on /data/clotho.csv"

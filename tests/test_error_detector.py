@@ -12,7 +12,7 @@ import pytest
 import torch
 from laac.correction import corruptions, detector_evaluation
 from laac.correction import train_error_detector as ted
-from laac.corrector_laac import FENSE_ERROR_TYPES, load_error_detector
+from laac.correction.post_corrector import FENSE_ERROR_TYPES, load_error_detector
 
 from tests.laac_tester import unavailable
 
@@ -440,7 +440,7 @@ def test_localization_labels_cover_every_piece_of_a_marked_word():
 def test_localizing_classifier_adds_the_weighted_token_loss_and_saves_fense_keys_only(tmp_path):
     """The wrapper's loss: the classifier's (clean terms weighted) plus `weight` x the token loss; saved: FENSE's."""
     import torch
-    from laac.corrector_laac import CHECKPOINT_NAME, BertFlatClassifier, save_echecker_checkpoint
+    from laac.correction.post_corrector import CHECKPOINT_NAME, BertFlatClassifier, save_echecker_checkpoint
     from transformers import BertConfig
 
     torch.manual_seed(0)

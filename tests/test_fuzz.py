@@ -26,10 +26,11 @@ import soundfile as sf
 import torch
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from laac import corrector_laac
+from laac.correction import post_corrector
 from laac.cli import main as cli
+from laac.cli.captioning import BatchSizes, caption_records
 from laac.evaluation import metrics as metrics_laac
-from laac.audio_laac import AudioInputError, AudioLimits, iter_file_segments, read_audio
+from laac.audio_laac import AudioInputError, AudioLimits, iter_segments, read_audio
 from laac.data.loaders import CaptionExamples, LaacDataCollator, load_manifest
 from laac.feature_extraction_laac import LaacFeatureExtractor
 
@@ -207,10 +208,10 @@ def test_fuzz_file_reading():
         else:
             _samples_are_valid(samples, rate)
         try:
-            segments = list(iter_file_segments(data, 0.1, 0.1))
+            segments = list(iter_segments(data, 0.1, 0.1))
         except AudioInputError:
             return
-        for audio, rate, start, end in segments:
+        for audio, rate, start, end, _ in segments:
             assert audio.dtype == np.float32 and audio.shape == (end - start,) and 0 <= start <= end
 
     assert fuzz(FILE_BYTES, check, 1000) >= 1000
@@ -252,9 +253,8 @@ def test_fuzz_pipeline(captioner, tmp_path_factory):
     captioned = []
 
     def check(items: list[Any]) -> None:
-        records = dict(captioner.iter_captions(items, batch_size=4, on_error="record", segment_seconds=0.2,
-                                               **CHEAP_GENERATION))
-        assert sorted(records) == list(range(len(items)))
+        records = dict(caption_records(captioner, items, BatchSizes(4), segment_seconds=0.2, **CHEAP_GENERATION))
+        assert list(records) == list(range(len(items)))  # every input once, in input order
         for record in records.values():
             _record_is_valid(record)
         captioned.extend("caption" in record for record in records.values())
@@ -349,24 +349,24 @@ ANSWER_PROBLEMS = {None, "empty_answer", "answer_too_long", "answer_no_overlap",
 
 def test_fuzz_post_corrector_inputs():
     """Input checks of the corrector (no LLM runs): per-caption verdicts, pass-through records, answer parsing."""
-    gate = corrector_laac.PostCorrector(mode="never")
+    gate = post_corrector.PostCorrector(mode="never")
     cases = st.tuples(st.lists(CAPTION, max_size=6), st.text(max_size=300), st.text(max_size=80))
 
     def check(case: tuple[list, str, str]) -> None:
         captions, answer, source = case
-        assert {corrector_laac.caption_input_problem(c) for c in captions} <= INPUT_PROBLEMS
+        assert {post_corrector.caption_input_problem(c) for c in captions} <= INPUT_PROBLEMS
         records = gate(captions)
         assert len(records) == len(captions)
         for caption, record in zip(captions, records):
             assert record["raw_caption"] is caption and record["corrected"] is False and record["error_prob"] is None
             assert record["reason"] in INPUT_PROBLEMS - {None} | {"gate_never"}
-        parsed = corrector_laac.parse_corrected_caption(answer)
+        parsed = post_corrector.parse_corrected_caption(answer)
         assert isinstance(parsed, str) and parsed == parsed.strip()
-        assert corrector_laac.correction_problem(source, parsed) in ANSWER_PROBLEMS
+        assert post_corrector.correction_problem(source, parsed) in ANSWER_PROBLEMS
 
     assert fuzz(cases, check, 1000) >= 1000
     with pytest.raises(ValueError, match="mode must be one of"):
-        corrector_laac.PostCorrector(mode="sometimes")
+        post_corrector.PostCorrector(mode="sometimes")
 
 
 # -- train.py's data sources -----------------------------------------------------------------------------------------

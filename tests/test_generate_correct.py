@@ -17,12 +17,13 @@ import pytest
 import soundfile as sf
 import torch
 from laac.cli import main as cli
-from laac.configuration_laac import CorrectorSettings
+from laac.cli.captioning import BatchSizes, caption_records
 from laac import FAST_DECODING
-from laac.corrector_laac import (
+from laac.correction.post_corrector import (
     REPORT_ANSWER_RULES,
     CaptionCorrector,
     CaptionPostProcessor,
+    CorrectorSettings,
     ErrorDetector,
     LaacGenerateCorrectedOutput,
     PostCorrection,
@@ -233,10 +234,17 @@ def test_post_corrector_saves_and_loads_its_own_config(tmp_path, detector_folder
     assert loaded.to_settings() == post_corrector.to_settings() and loaded.device == "cpu"
     assert loaded.settings.detector == str(detector_folder) and loaded.settings.corrector_model == "some/instruct-llm"
     assert PostCorrector.from_pretrained(path, mode="never").mode == "never"  # the file itself; overrides win
-    model_dir = save_tiny_model(tmp_path / "model", tiny_config("llama", corrector={"threshold": 0.75}))
-    assert PostCorrector.from_pretrained(model_dir).threshold == 0.75  # a model folder: its config.corrector
+    # a model folder: the post-corrector its config names, a saved one or (configs saved before) its settings
+    model_dir = save_tiny_model(tmp_path / "model", tiny_config("llama", post_corrector=str(tmp_path / "corrector")))
+    assert PostCorrector.from_pretrained(model_dir).to_settings() == post_corrector.to_settings()
+    assert PostCorrection.parse(True, str(tmp_path / "corrector")).settings == post_corrector.settings
+    old_dir = save_tiny_model(tmp_path / "old", tiny_config("llama", corrector={"threshold": 0.75}))
+    assert PostCorrector.from_pretrained(old_dir).threshold == 0.75
+    assert PostCorrector.from_pretrained(save_tiny_model(tmp_path / "plain")).to_settings() == CorrectorSettings().to_dict()
     with pytest.raises(ValueError, match="no post-corrector settings at"):
         PostCorrector.from_pretrained(tmp_path / "empty")
+    with pytest.raises(PostCorrectionError, match="default post-corrector .* cannot be read"):
+        PostCorrection.parse(True, str(tmp_path / "empty"))
 
 
 REMOTE_SCRIPT = textwrap.dedent(
@@ -244,37 +252,38 @@ REMOTE_SCRIPT = textwrap.dedent(
     import json, sys
     sys.modules["laac"] = None  # everything comes from the folder
     import numpy as np
-    from transformers import AutoModel, AutoProcessor
-    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+    from transformers import AutoModel, AutoProcessor, pipeline
     folder = sys.argv[1]
     model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    hook_class = get_class_from_dynamic_module("corrector_laac.CaptionPostProcessor", folder)
-    corrector_class = get_class_from_dynamic_module("corrector_laac.PostCorrector", folder)
     rng = np.random.default_rng(0)
     inputs = processor([(0.1 * rng.standard_normal(s * 16000)).astype(np.float32) for s in (2, 5)], sampling_rate=16000)
     ids = model.generate(**inputs)
-    shout = lambda captions: [{"caption": c.upper(), "error_prob": 0.95, "corrected": True} for c in captions]
-    hooked = model.generate(**inputs, post_processor=hook_class(processor.tokenizer, shout))
-    never = corrector_class.from_pretrained(folder, mode="never").for_tokenizer(processor)
-    stock = type(model).generate(model, **inputs, post_processor=never)
-    print(json.dumps({"module": type(hooked).__module__, "same_ids": hooked.sequences.tolist() == ids.tolist(),
-                      "hooked": hooked.records(), "stock": stock.records(), "ids_type": type(ids).__name__}))
+    hooked = model.generate(**inputs, post_processor=lambda out, prompt_ids: (out, processor.decode_captions(out, prompt_ids)))
+    captioner = pipeline("audio-captioning", model=folder, trust_remote_code=True, device="cpu")
+    clip = (0.1 * rng.standard_normal(32000)).astype(np.float32)
+    plain = captioner(clip, sampling_rate=16000, correct=False)
+    try:
+        captioner(clip, sampling_rate=16000, correct=True)
+        error = None
+    except ValueError as raised:
+        error = f"{type(raised).__name__}: {raised}"
+    print(json.dumps({"same_ids": hooked[0].tolist() == ids.tolist(), "captions": hooked[1],
+                      "decoded": processor.decode_captions(ids, inputs["input_ids"]), "plain": plain, "error": error}))
     """
 )
 
 
-def test_a_checkpoint_post_corrects_in_generate_without_laac_installed(tmp_path):
+def test_a_checkpoint_without_laac_installed_captions_and_names_the_package_for_correct(tmp_path):
+    """The post-corrector does not travel: generate's hook is any callable, and correct= asks for the package."""
     folder = save_tiny_model(tmp_path / "model")
-    assert (folder / "corrector_laac.py").is_file()  # copied with the pipeline code that imports it
+    assert not list(folder.glob("*corrector*"))  # neither its code nor its settings sit next to the weights
     result = run_without_laac(REMOTE_SCRIPT, [str(folder)], tmp_path, OMP_NUM_THREADS="1")
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["module"].startswith("transformers_modules") and report["ids_type"] == "Tensor"
-    assert report["same_ids"]
-    assert [r["caption"] for r in report["hooked"]] == [r["raw_caption"].upper() for r in report["hooked"]]
-    assert [r["raw_caption"] for r in report["stock"]] == [r["raw_caption"] for r in report["hooked"]]
-    assert all(r["reason"] == "gate_never" and r["caption"] == r["raw_caption"] for r in report["stock"])
+    assert report["same_ids"] and report["captions"] == report["decoded"]
+    assert set(report["plain"]) == {"caption"}
+    assert report["error"].startswith("PostCorrectionError: correct=True needs the laac package")
 
 
 # -- pipeline and CLI ------------------------------------------------------------------------------------------------
@@ -282,9 +291,12 @@ def test_a_checkpoint_post_corrects_in_generate_without_laac_installed(tmp_path)
 
 @pytest.fixture(scope="module")
 def corrector_model_dir(tmp_path_factory, detector_folder):
-    """A tiny model whose config.corrector gates with the tiny detector at threshold 0 (everything is rewritten)."""
-    settings = {"detector": str(detector_folder), "threshold": 0.0, "corrector_model": "appending-stand-in"}
-    return save_tiny_model(tmp_path_factory.mktemp("laac-correct"), tiny_config("llama", corrector=settings))
+    """A tiny model whose post-corrector gates with the tiny detector at threshold 0 (everything is rewritten)."""
+    root = tmp_path_factory.mktemp("laac-correct")
+    PostCorrector(threshold=0.0, detector=str(detector_folder), corrector="appending-stand-in").save_pretrained(
+        root / "post-corrector"
+    )
+    return save_tiny_model(root / "model", tiny_config("llama", post_corrector=str(root / "post-corrector")))
 
 
 @pytest.fixture
@@ -302,7 +314,9 @@ def test_pipeline_correct_goes_through_generate(corrector_model_dir, appending_l
     calls = _spy_on_the_hook(monkeypatch)
     results = captioner(clips, sampling_rate=16000, batch_size=3, correct=True)
     assert len(calls) == 1 and isinstance(calls[0]["corrector"], PostCorrector)
-    assert calls[0]["corrector"].to_settings() == captioner.model.config.corrector  # True: the model's settings
+    # True: the post-corrector the model's config names
+    assert calls[0]["corrector"].to_settings() == PostCorrector.from_pretrained(corrector_model_dir).to_settings()
+    assert calls[0]["corrector"].threshold == 0.0
     assert calls[0]["hook"].tokenizer is captioner.processor.tokenizer
     assert [r["raw_caption"] for r in results] == raw
     assert [r["caption"] for r in results] == [f"{c} loudly" for c in raw]
@@ -319,8 +333,8 @@ def test_pipeline_raises_a_corrector_failure_even_when_recording_errors(correcto
     captioner = pipeline("audio-captioning", model=str(corrector_model_dir), device="cpu")
     broken = {"detector": str(corrector_model_dir / "no-such-detector.ckpt")}
     with pytest.raises(PostCorrectionError, match="post-correction failed"):
-        list(captioner.iter_captions([make_audio(1.0), make_audio(2.0)], sampling_rate=16000, on_error="record",
-                                     correct=broken))
+        list(caption_records(captioner, [make_audio(1.0), make_audio(2.0)], BatchSizes(2), sampling_rate=16000,
+                             correct=broken))
 
 
 def test_cli_caption_correct_goes_through_generate(corrector_model_dir, appending_llm, monkeypatch, tmp_path):
@@ -369,7 +383,7 @@ def test_trainer_builds_its_eval_corrector_once(setup):
     trainer = SimpleNamespace(args=SimpleNamespace(eval_correct="never"), model=model)  # what the method reads
     corrector = LaacTrainer._eval_post_corrector(trainer)
     assert isinstance(corrector, PostCorrector) and corrector.mode == "never"
-    assert corrector.threshold == model.config.corrector["threshold"]
+    assert corrector.threshold == CorrectorSettings().threshold  # config.post_corrector None: the report's
     assert LaacTrainer._eval_post_corrector(trainer) is corrector  # every later evaluation: the same object
     off = SimpleNamespace(args=SimpleNamespace(eval_correct=None), model=model)
     assert LaacTrainer._eval_post_corrector(off) is None
@@ -414,8 +428,8 @@ def test_train_eval_correct_reports_corrected_metrics(corrector_model_dir, corpu
         "--eval_sources", source, "--eval_metrics", "bleu_1", "--generation_max_new_tokens", "8",
         "--eval_correct", "true", "--report_to", "none",
     ])  # fmt: skip
-    assert calls and all(call["corrector"].to_settings() == json.loads(
-        (corrector_model_dir / "config.json").read_text())["corrector"] for call in calls)  # fmt: skip
+    named = PostCorrector.from_pretrained(json.loads((corrector_model_dir / "config.json").read_text())["post_corrector"])
+    assert calls and all(call["corrector"].to_settings() == named.to_settings() for call in calls)
     assert len({id(call["corrector"]) for call in calls}) == 1  # one corrector for the run: its models load once
     metrics = results["eval"]
     names = [name for name in metrics if name.endswith("bleu_1")]

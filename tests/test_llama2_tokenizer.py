@@ -15,10 +15,9 @@ from laac.processing_laac import (
     IGNORE_INDEX,
     LaacProcessor,
     adds_dummy_prefix,
-    load_text_tokenizer,
     normalize_caption_target,
 )
-from laac.training.tokenizer_utils import llama_tokenizer_from_gguf
+from laac.conversion.text_tokenizer import llama_tokenizer_from_gguf, load_text_tokenizer
 
 from laac.data.public_data import CLOTHO_CAPTIONS, LLAMA2_TOKENIZER
 

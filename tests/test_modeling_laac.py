@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from laac.configuration_laac import LaacConfig, num_audio_tokens
+from laac.correction.post_corrector import CorrectorSettings
 from laac.modeling_laac import (
     LaacAudioFeaturesOutput,
     LaacCausalLMOutputWithPast,
@@ -39,14 +40,35 @@ def test_default_config_is_submission_4():
     assert (config.window_size, config.queries_per_window, config.token_order, config.last_window) == (
         17, 1, "frequency", "drop")
     assert config.prompt_template == "Describe the detail of this audio:<AcousticTokens>\n---\nDetailed: "
-    assert config.corrector["threshold"] == 0.9
-    assert config.corrector["corrector_model"] == "meta-llama/Meta-Llama-3-8B-Instruct"
-    assert config.corrector["system_prompt"] == (
+    # the post-corrector is its own artifact: the config names one (None: the report's settings), never its settings
+    assert config.post_corrector is None
+    report = CorrectorSettings()
+    assert (report.threshold, report.corrector_model) == (0.9, "meta-llama/Meta-Llama-3-8B-Instruct")
+    assert report.system_prompt == (
         "You are a language specialist who can revise the sentence to make it more correct and idiomatic! "
         "You should follow the below format: rain is falling on a tin roof ==> rain is falling on the tin roof"
     )
-    for forbidden in ("learning_rate", "output_dir", "device"):
+    for forbidden in ("learning_rate", "output_dir", "device", "corrector", "threshold", "batch_size"):
         assert forbidden not in config.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("text", "text_layers"),
+    [("llama", {"LlamaDecoderLayer"}), ("bart", {"BartEncoderLayer", "BartDecoderLayer"})],
+)
+def test_no_split_modules_come_from_the_parts(text, text_layers):
+    """device_map / FSDP units: the Q-Former's layer, plus whatever the audio tower and the text model declare."""
+    model = tiny_model(tiny_config(text, audio="dasheng" if text == "bart" else "ced"))
+    assert set(model._no_split_modules) == {"Blip2QFormerLayer", "CedBlock", *text_layers}
+
+
+def test_config_saved_with_corrector_settings_keeps_them_as_its_post_corrector():
+    """Configs written before the post-corrector was its own artifact held its settings under `corrector`."""
+    config = LaacConfig(corrector={"threshold": 0.5})
+    assert config.post_corrector == {"threshold": 0.5} and "corrector" not in config.to_dict()
+    assert LaacConfig(post_corrector="org/post-corrector").post_corrector == "org/post-corrector"
+    with pytest.raises(ValueError, match="post_corrector must be the folder or Hub id"):
+        LaacConfig(post_corrector=0.5)
 
 
 @pytest.mark.parametrize("seconds,tokens", [(10, 14), (30, 44), (1, 1), (20, 29)])

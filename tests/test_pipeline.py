@@ -11,11 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 from laac.configuration_laac import LaacConfig
-from laac.corrector_laac import ErrorDetector
+from laac.cli.captioning import BatchSizes, caption_records
+from laac.correction.post_corrector import ErrorDetector
 from laac.pipeline_laac import (
     AudioCaptioningPipeline,
     AudioInputError,
-    iter_file_segments,
+    iter_segments,
     overall_caption,
     segment_bounds,
 )
@@ -84,17 +85,40 @@ def test_batching_gives_the_captions_of_batch_size_one(captioner):
         assert_same_captions(batched, one, caption_loss)
 
 
-def test_batches_are_bucketed_by_length(captioner, monkeypatch):
+def test_a_batch_is_the_processors_batch(captioner, monkeypatch):
+    """The base class's collate of one-segment model inputs gives what the processor makes of the clips at once."""
+    audio = clips((8.0, 0.5, 3.0))
     seen = []
-    original = captioner.preprocess
+    real = type(captioner.model).generate.__get__(captioner.model)
+    monkeypatch.setattr(captioner.model, "generate", lambda **inputs: seen.append(inputs) or real(**inputs))
+    captioner(audio, sampling_rate=16000, batch_size=3)
+    expected = captioner.processor(audio, sampling_rate=16000)
+    assert len(seen) == 1
+    for key in ("input_features", "feature_attention_mask", "input_ids", "attention_mask"):
+        assert torch.equal(seen[0][key], expected[key]), key
 
-    def spy(segments):
-        seen.append([round(len(s.audio) / s.sampling_rate, 2) for s in segments])
-        return original(segments)
 
-    monkeypatch.setattr(captioner, "preprocess", spy)
-    captioner(clips((8.0, 0.5, 8.0, 0.5)), sampling_rate=16000, batch_size=2)
-    assert seen == [[0.5, 0.5], [8.0, 8.0]]
+def test_segments_of_several_inputs_share_batches_in_input_order(captioner, monkeypatch):
+    sizes = []
+    real = type(captioner.model).generate.__get__(captioner.model)
+    monkeypatch.setattr(captioner.model, "generate",
+                        lambda **inputs: sizes.append(inputs["feature_attention_mask"].sum(-1).tolist()) or real(**inputs))
+    audio = clips((25.0, 1.0, 12.0))  # segments of 10 s: 3, 1 and 2 (the last ones shifted to end with the audio)
+    records = captioner(audio, sampling_rate=16000, batch_size=4, segment_seconds=10, hop_seconds=10)
+    assert sizes == [[1001, 1001, 1001, 101], [1001, 1001]]
+    assert [len(record.get("segments", [])) for record in records] == [3, 0, 2]
+    alone = [captioner(clip, sampling_rate=16000, segment_seconds=10, hop_seconds=10) for clip in audio]
+    assert records == alone
+
+
+def test_call_forms(captioner):
+    """A tuple is a list; an empty list gives an empty list; a generator streams the records in input order."""
+    audio = clips((1.0, 2.0, 0.5))
+    expected = captioner(audio, sampling_rate=16000)
+    assert captioner(tuple(audio), sampling_rate=16000) == expected
+    assert captioner([], sampling_rate=16000) == []
+    streamed = captioner((clip for clip in audio), sampling_rate=16000, batch_size=2)
+    assert not isinstance(streamed, list) and list(streamed) == expected
 
 
 def test_generation_kwargs_and_dtype(folder, captioner):
@@ -144,7 +168,7 @@ def test_long_file_is_read_in_bounded_memory(tmp_path):
             out.write(np.full(16000 * 30, 0.01, dtype=np.float32))
     tracemalloc.start()
     count = 0
-    for audio, rate, start, end in iter_file_segments(str(path), 30.0, 30.0):
+    for audio, rate, start, end, _ in iter_segments(str(path), 30.0, 30.0):
         assert audio.shape == (end - start,) and rate == 16000
         count += 1
     peak = tracemalloc.get_traced_memory()[1]
@@ -165,8 +189,9 @@ def test_long_file_is_read_in_bounded_memory(tmp_path):
 def test_bad_inputs_raise_or_are_recorded(captioner, bad, message):
     with pytest.raises(AudioInputError, match=message):
         captioner(bad, sampling_rate=16000)
-    records = dict(captioner.iter_captions([make_audio(1.0), bad], sampling_rate=16000, on_error="record"))
-    assert message in records[1]["error"] and "caption" in records[0]
+    # `laac caption`'s loop turns it into the input's error record; the others are captioned
+    records = dict(caption_records(captioner, [make_audio(1.0), bad, make_audio(2.0)], BatchSizes(2), sampling_rate=16000))
+    assert message in records[1]["error"] and "caption" in records[0] and "caption" in records[2]
 
 
 def test_arrays_need_a_rate(captioner):
@@ -247,3 +272,20 @@ def test_fast_decoding_needs_the_loop_beside_the_code(monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline_module, "FAST_DECODING", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="pass fast_decoding='<folder or Hub repo"):
         pipeline_module.fast_decoding_source(True)
+
+
+def test_readme_caption_files_snippet_runs(folder, captioner, tmp_path, monkeypatch, capsys):
+    """README's "Caption files" block, on the tiny checkpoint and files of those names (its `correct=True` line needs
+    the report's detector and LLM: test_generate_correct.py runs that call with stand-ins)."""
+    readme = (Path(laac.__file__).parent / "README.md").read_text()
+    block = readme.split("## Caption files", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    for seed, (name, seconds) in enumerate([("rain.flac", 2.0), ("a.wav", 1.0), ("b.mp3", 3.0), ("meeting.flac", 70.0)]):
+        sf.write(name, make_audio(seconds, seed), 16000)
+    lines = [line for line in block.splitlines() if "correct=True" not in line]
+    assert len(lines) == len(block.splitlines()) - 1
+    namespace = {}
+    exec("\n".join(lines).replace("path/to/laac-checkpoint", str(folder)), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [record["caption"] for record in captioner(["a.wav", "b.mp3"])]
+    assert len(namespace["captioner"]("meeting.flac", segment_seconds=30, hop_seconds=30)["segments"]) == 3

@@ -5,7 +5,7 @@ Captions use a few hundred words; a vocabulary of exactly those words makes a sm
 than a 32k-50k subword vocabulary (the softmax dominates), which is what the embedded demo and the tests need.
 Llama 2's own SentencePiece tokenizer comes offline as a GGUF file (llama.cpp's test vocabularies); loaded as
 Meta's `tokenizer.json` would load, it is the tokenizer of Submission 4's text model. Its loader,
-`llama_tokenizer_from_gguf`, lives in `tokenization_laac` (a Hub file: `from_components` given a bare `.gguf` uses
+`llama_tokenizer_from_gguf`, lives in `laac.conversion.text_tokenizer` (`from_components` given a bare `.gguf` uses
 it) and is importable from here as before.
 """
 
@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from ..tokenization_laac import DEFAULT_AUDIO_TOKEN, llama_tokenizer_from_gguf  # the loader lives with the Hub files
+from ..conversion.text_tokenizer import llama_tokenizer_from_gguf
+from ..processing_laac import DEFAULT_AUDIO_TOKEN
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 

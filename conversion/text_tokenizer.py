@@ -1,8 +1,9 @@
 # Copyright 2024 The LAAC authors. Licensed under the Apache License, Version 2.0.
 """
 The text tokenizer of a LAAC model: the text model's own, with the audio placeholder added after its vocabulary.
-`LaacProcessor.from_components` and `LaacForConditionalGeneration.from_components` both load it here, so the two
-agree on the placeholder's id. A Llama 1/2 `.gguf` file tokenises as SentencePiece does.
+`LaacProcessor.from_components` and `LaacForConditionalGeneration.from_components` both load it here
+(`laac.conversion.components`), so the two agree on the placeholder's id. A Llama 1/2 `.gguf` file tokenises as
+SentencePiece does. A saved checkpoint holds the resulting tokenizer files; this module does not travel with it.
 """
 
 import os
@@ -10,8 +11,7 @@ from typing import Any
 
 from tokenizers import models, normalizers, pre_tokenizers
 
-
-DEFAULT_AUDIO_TOKEN = "<|audio|>"
+from ..processing_laac import DEFAULT_AUDIO_TOKEN
 
 
 def _tokenizer_load_fix(is_gguf: bool) -> str:
