@@ -387,7 +387,7 @@ class DetectorTrainingArguments:
     frozen_layers: int = field(
         default=0,
         metadata={"help": "Keep the embeddings and this many of the lowest encoder layers as pretrained (2: steps a "
-                  "third faster)."},
+                  "third faster, but doubled words are missed more often; docs/post-correction.md)."},
     )
     paired_batches: bool = field(
         default=True, metadata={"help": "Keep each clean caption and its corruption in one batch (else shuffle all)."}
