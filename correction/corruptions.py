@@ -19,7 +19,7 @@ from laac.processing_laac import fense_normalize_caption
 RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is "any error"
 # Raised whenever the corruption rules change what they make: `ensure_error_detector` retrains a cached detector
 # made under another version (its recorded arguments alone would not show the change).
-RULES_VERSION = 5
+RULES_VERSION = 6
 
 # ---------------------------------------------------------------------------------------------------------------
 # FENSE corruption rules (facts from the FENSE paper / experiment notebook; implemented here)
@@ -283,14 +283,43 @@ def repeat_event(words: list[str], source: str, rng: random.Random, anywhere: bo
     return text.replace(f" {event} ", f" {joined} ", 1).strip()
 
 
-def repeat_word(words: list[str], source: str, rng: random.Random, anywhere: bool) -> str | None:
+def repeat_word(
+    words: list[str], source: str, rng: random.Random, anywhere: bool, by_word_class: bool = False
+) -> str | None:
     """A word doubled or tripled ("a man speaking speaking"): the last word that can be (FENSE's end), or any. Adverbs
-    are `repeat_adv`'s; words people double on purpose (`INTENDED_REPEATS`) are never doubled."""
+    are `repeat_adv`'s; words people double on purpose (`INTENDED_REPEATS`) are never doubled. With `by_word_class`
+    (training only), anywhere draws a `repeat_class` first, then a word of it."""
     def repeatable(i: int) -> bool:
         return words[i] not in INTENDED_REPEATS and not is_adverb(words[i]) and not words[i].isdigit()
 
-    index = _qualifying(words, repeatable, rng, anywhere)
+    if anywhere and by_word_class:
+        classes: dict[str, list[int]] = {}
+        for i in range(len(words)):
+            if repeatable(i):
+                classes.setdefault(repeat_class(words, i), []).append(i)
+        index = rng.choice(classes[rng.choice(sorted(classes))]) if classes else None
+    else:
+        index = _qualifying(words, repeatable, rng, anywhere)
     return None if index is None else _repeated(words, index, rng)
+
+
+# The classes `repeat_word(..., by_word_class=True)` draws from evenly. Drawn by position instead, most doubled words
+# are "a", "the", "in", "of": the detector trained so missed "while while", "then then", "two two women" and a noun
+# doubled before a conjunction ("a keyboard keyboard while"), each rare among a caption's words.
+REPEAT_CLASSES = ("conjunction", "function", "phrase_end", "verb", "other")
+
+
+def repeat_class(words: list[str], index: int) -> str:
+    """Which of `REPEAT_CLASSES` `words[index]` falls in: a conjunction; an article, determiner, preposition or
+    auxiliary; the last word of a phrase (before a conjunction or preposition); a verb; any other word."""
+    word, following = words[index], _word_at(words, index + 1)
+    if word in CONJUNCTION_WORDS:
+        return "conjunction"
+    if word in DETERMINERS or word in PREPOSITIONS or word in AUXILIARIES:
+        return "function"
+    if following in CONJUNCTION_WORDS or following in PREPOSITIONS:
+        return "phrase_end"
+    return "verb" if is_verb(word) else "other"
 
 
 def repeat_adv(words: list[str], source: str, rng: random.Random, anywhere: bool) -> str | None:
@@ -328,17 +357,22 @@ CORRUPTIONS = {
 }  # fmt: skip
 
 
-def apply_rule(rule: str, text: str, source: str, rng: random.Random, position: str = "fense") -> str | None:
+def apply_rule(
+    rule: str, text: str, source: str, rng: random.Random, position: str = "fense", by_word_class: bool = False
+) -> str | None:
     """
     Apply one error kind (`ERROR_KINDS`) to `text` (perhaps already corrupted; `source` is the clean caption) at
     FENSE's position or, with `position="random"`, anywhere it can fall. None where the kind does not apply or would
     leave a well-formed caption (a removal is made only where `conjunction_removal_is_error` /
-    `verb_removal_is_error` say the result is broken).
+    `verb_removal_is_error` say the result is broken). `by_word_class` (training only; the evaluation draws by
+    position): a word doubled anywhere is drawn by `repeat_class` first.
     """
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
     if rule not in CORRUPTIONS:
         raise ValueError(f"unknown error kind {rule!r}; expected one of {tuple(CORRUPTIONS)}")
+    if by_word_class and rule == "repeat_word":
+        return repeat_word(text.split(), source, rng, position == "random", by_word_class=True)
     return CORRUPTIONS[rule](text.split(), source, rng, position == "random")
 
 
@@ -370,18 +404,20 @@ def corrupt_caption(caption: str, rng: random.Random, ensure_error: bool = True)
 
 
 def single_rule_corruption(
-    caption: str, rng: random.Random, counts: list[int] | None = None, random_position_share: float = 0.5
+    caption: str, rng: random.Random, counts: list[int] | None = None, random_position_share: float = 0.5,
+    by_word_class: bool = False,
 ) -> tuple[str, list[int]] | None:
     """
     `caption` corrupted by one error kind among those that apply to it (None when none does), at a random position
     with probability `random_position_share`, else at FENSE's. The kind is drawn uniformly, or, with `counts` (uses
     so far per kind, updated here), the one least used relative to `SINGLE_RULE_WEIGHTS`, so that kinds that apply
-    to few captions (a repeated adverb needs an adverb) are trained on as often as intended.
+    to few captions (a repeated adverb needs an adverb) are trained on as often as intended. `by_word_class`: see
+    `apply_rule`.
     """
     clean = fense_normalize_caption(caption)
     kinds = list(ERROR_KINDS)
     position = "random" if rng.random() < random_position_share else "fense"
-    applied = {index: apply_rule(kind, clean, clean, rng, position) for index, kind in enumerate(kinds)}
+    applied = {index: apply_rule(kind, clean, clean, rng, position, by_word_class) for index, kind in enumerate(kinds)}
     applied = {index: text for index, text in applied.items() if text is not None and text != clean}
     if not applied:
         return None

@@ -90,11 +90,19 @@ def held_out_corruptions(captions: list[str], seed: int) -> dict[str, list[str]]
     return {name: texts for name, texts in rows.items() if texts}
 
 
+def detector_scores(detector: ErrorDetector, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """`detector(texts)` in batches of captions of similar length (less padding: the same scores, faster)."""
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+    scores = np.empty(len(texts))
+    scores[order] = detector([texts[index] for index in order], batch_size=batch_size)
+    return scores
+
+
 def evaluate_detector(detector: ErrorDetector, captions: list[str], seed: int) -> dict[str, dict]:
     """Error probabilities of the held-out clean captions (negatives) against their `held_out_corruptions`."""
-    clean = np.array(detector([fense_normalize_caption(caption) for caption in captions], batch_size=64))
+    clean = detector_scores(detector, [fense_normalize_caption(caption) for caption in captions])
     corrupted = held_out_corruptions(captions, seed)
-    scored = {name: np.array(detector(texts, batch_size=64)) for name, texts in corrupted.items()}
+    scored = {name: detector_scores(detector, texts) for name, texts in corrupted.items()}
     return score_rows(clean, scored, GATE_THRESHOLD)
 
 
