@@ -458,10 +458,14 @@ class ErrorDetector:
         for caption in captions:
             if not isinstance(caption, str):
                 raise ValueError(f"ErrorDetector expects strings, got {type(caption).__name__}: {caption!r}.")
-        probabilities: list[float] = []
-        for start in range(0, len(captions), batch_size):
-            logits = self.classifier(**self.tokenize(captions[start : start + batch_size]))  # (B, num_classes)
-            probabilities.extend(torch.sigmoid(logits[:, -1].float()).tolist())
+        # Batches of captions of similar length: less padding, the same probabilities, in the callers' order.
+        order = sorted(range(len(captions)), key=lambda index: len(captions[index]))
+        probabilities = [0.0] * len(captions)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            logits = self.classifier(**self.tokenize([captions[index] for index in batch]))  # (B, num_classes)
+            for index, probability in zip(batch, torch.sigmoid(logits[:, -1].float()).tolist()):
+                probabilities[index] = probability
         return probabilities
 
 

@@ -496,6 +496,21 @@ def test_frozen_layers_keep_the_embeddings_and_lowest_layers_as_pretrained(tmp_p
     assert not torch.equal(trained["encoder.layer.2.output.dense.weight"], pretrained["encoder.layer.2.output.dense.weight"])
 
 
+def test_dropout_is_the_encoder_s_own_unless_set(tmp_path):
+    """`dropout`: None trains with the encoder's 0.1; 0 trains without dropout, so a training-mode forward pass is the
+    evaluation-mode one."""
+    captions = ["a dog barks while a car passes by", "rain falls on a tin roof and thunder rumbles"] * 4
+    for dropout, expected in ((None, 0.1), (0.0, 0.0)):
+        args = ted.DetectorTrainingArguments(
+            output_dir=str(tmp_path / str(dropout)), epochs=1, batch_size=16, max_train_seconds=None, dropout=dropout
+        )
+        classifier = ted.fit(args, captions)[0]
+        assert {module.p for module in classifier.modules() if isinstance(module, torch.nn.Dropout)} == {expected}
+        input_ids = torch.tensor([[101, 1037, 3899, 102]])
+        if dropout == 0.0:
+            torch.testing.assert_close(classifier.train()(input_ids), classifier.eval()(input_ids), rtol=0, atol=0)
+
+
 def test_negative_weight_scales_the_clean_terms_of_the_loss():
     """`negative_weight` multiplies the loss of outputs labelled 0; 1 is plain binary cross-entropy."""
     import torch
