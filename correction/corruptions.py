@@ -32,9 +32,10 @@ RULE_PROBABILITIES = {"add_tail": 0.2, "repeat_event": 0.4, "repeat_adv": 0.1, "
                       "remove_verb": 0.15}
 # How often the "balanced" mix applies each error kind (`ERROR_KINDS`) alone, relative to the others: tails and
 # appended events, which FENSE's mix applies most and the detector learns first, less; doubled words and removals,
-# which it learns last, more.
+# which it learns last, more; a removed conjunction most, as it reads like the run-ons that FENSE's cleaning makes of
+# clean captions with commas.
 SINGLE_RULE_WEIGHTS = {"add_tail": 0.3, "dangling_clause": 0.15, "repeat_event": 0.75, "repeat_word": 3.5,
-                       "repeat_adv": 1.0, "remove_conj": 3.5, "remove_verb": 3.0}
+                       "repeat_adv": 1.0, "remove_conj": 5.0, "remove_verb": 3.0}
 CONJUNCTION_WORDS = {"and", "while", "as", "but", "or", "then", "before", "after", "until", "when", "because"}
 AUXILIARIES = {"is", "are", "was", "were", "be", "being", "been"}
 EXTRA_ADVERBS = {"again", "away", "together", "often", "very", "too", "still", "quite", "almost"}
