@@ -32,7 +32,8 @@ verb or another word, evenly), not by position, where "a" and "the" would domina
 length (`--length_batches`): at random, half of what the encoder reads would be padding, so the same training
 minutes see about 1.5 times as many captions. Batches of 16 (twice the updates of 32 for the same compute) and the
 word-embedding matrix kept as pretrained (`--freeze_word_embeddings`: no gradient or Adam state for its 11.7 M
-weights, a fifth less time per step). Two training-only additions (the saved checkpoint is FENSE's classifier
+weights, a fifth less time per step), no dropout (`--dropout 0`: the detector underfits, and the masks cost a tenth
+of each step). Two training-only additions (the saved checkpoint is FENSE's classifier
 alone): a per-token head that learns which words a corruption touched (`--localization_weight`; a removed word
 inside a long caption is learnt from fewer examples), and clean labels weighted up in the loss
 (`--negative_weight`), so fewer clean captions pass the 0.9 gate.
