@@ -23,8 +23,9 @@ import torch
 
 # outputs of a model (hidden states, logits, probabilities) computed by two instances, batches or processes
 FP32_KERNELS = {"rtol": 1.3e-6, "atol": 1e-5}
-# log-mel features (dB, values around -100..+40) computed by two extractor instances or two read paths
-LOG_MEL_DB = {"rtol": 0.0, "atol": 1e-4}
+# log-mel features (dB, values around -100..+40) computed by two extractor instances, two read paths or two machines
+# (stored inputs made on an AMD EPYC, recomputed on an Intel Xeon: at most 1.05e-4 dB apart, 7 of 25,728 above 5e-5)
+LOG_MEL_DB = {"rtol": 0.0, "atol": 3e-4}
 
 
 def assert_kernel_close(actual: torch.Tensor, expected: torch.Tensor, **overrides: Any) -> None:
