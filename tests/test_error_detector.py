@@ -511,6 +511,19 @@ def test_dropout_is_the_encoder_s_own_unless_set(tmp_path):
             torch.testing.assert_close(classifier.train()(input_ids), classifier.eval()(input_ids), rtol=0, atol=0)
 
 
+def test_the_same_seed_trains_the_same_detector(tmp_path):
+    """`seed` fixes the new heads' initial weights as well as the corruptions and the order: two fits in one process,
+    with the global random state moved between them, give the same weights (the same kernels on the same data)."""
+    captions = ["a dog barks while a car passes by", "rain falls on a tin roof and thunder rumbles"] * 4
+    weights = []
+    for run in range(2):
+        torch.manual_seed(run)  # what other code did to the global random state before
+        args = ted.DetectorTrainingArguments(output_dir=str(tmp_path / str(run)), epochs=1, max_train_seconds=None)
+        weights.append(ted.fit(args, captions)[0].state_dict())
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name
+
+
 def test_negative_weight_scales_the_clean_terms_of_the_loss():
     """`negative_weight` multiplies the loss of outputs labelled 0; 1 is plain binary cross-entropy."""
     import torch
