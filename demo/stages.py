@@ -448,13 +448,11 @@ def correction_check(
     top-level figures are the "mixture (random)" row: one kind per caption, anywhere), and how many of the first
     `rewrite` of that mixture get rewritten (the LLM is the slow part).
     """
-    import numpy as np
-
-    from ..correction.detector_evaluation import score_rows
+    from ..correction.detector_evaluation import detector_scores, score_rows
 
     clean, corrupted = corrupted_references(corpus_dir, split, count, seed)
-    probabilities = np.array(corrector.detector(clean, batch_size=64))
-    scored = {name: np.array(corrector.detector(texts, batch_size=64)) for name, texts in corrupted.items()}
+    probabilities = detector_scores(corrector.detector, clean)
+    scored = {name: detector_scores(corrector.detector, texts) for name, texts in corrupted.items()}
     kinds = score_rows(probabilities, scored, corrector.threshold)
     mixture = kinds["mixture (random)"]
     records = corrector(corrupted["mixture (random)"][:rewrite])

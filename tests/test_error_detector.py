@@ -496,15 +496,18 @@ def test_frozen_layers_keep_the_embeddings_and_lowest_layers_as_pretrained(tmp_p
     assert not torch.equal(trained["encoder.layer.2.output.dense.weight"], pretrained["encoder.layer.2.output.dense.weight"])
 
 
+# Captions for the `fit` tests: two of each length, so a batch of 16 holds them all.
+FIT_CAPTIONS = ["a dog barks while a car passes by", "rain falls on a tin roof and thunder rumbles"] * 4
+
+
 def test_dropout_is_the_encoder_s_own_unless_set(tmp_path):
     """`dropout`: None trains with the encoder's 0.1; 0 trains without dropout, so a training-mode forward pass is the
     evaluation-mode one."""
-    captions = ["a dog barks while a car passes by", "rain falls on a tin roof and thunder rumbles"] * 4
     for dropout, expected in ((None, 0.1), (0.0, 0.0)):
         args = ted.DetectorTrainingArguments(
             output_dir=str(tmp_path / str(dropout)), epochs=1, batch_size=16, max_train_seconds=None, dropout=dropout
         )
-        classifier = ted.fit(args, captions)[0]
+        classifier = ted.fit(args, FIT_CAPTIONS)[0]
         assert {module.p for module in classifier.modules() if isinstance(module, torch.nn.Dropout)} == {expected}
         input_ids = torch.tensor([[101, 1037, 3899, 102]])
         if dropout == 0.0:
@@ -514,12 +517,11 @@ def test_dropout_is_the_encoder_s_own_unless_set(tmp_path):
 def test_the_same_seed_trains_the_same_detector(tmp_path):
     """`seed` fixes the new heads' initial weights as well as the corruptions and the order: two fits in one process,
     with the global random state moved between them, give the same weights (the same kernels on the same data)."""
-    captions = ["a dog barks while a car passes by", "rain falls on a tin roof and thunder rumbles"] * 4
     weights = []
     for run in range(2):
         torch.manual_seed(run)  # what other code did to the global random state before
         args = ted.DetectorTrainingArguments(output_dir=str(tmp_path / str(run)), epochs=1, max_train_seconds=None)
-        weights.append(ted.fit(args, captions)[0].state_dict())
+        weights.append(ted.fit(args, FIT_CAPTIONS)[0].state_dict())
     for name, tensor in weights[0].items():
         assert torch.equal(tensor, weights[1][name]), name
 
