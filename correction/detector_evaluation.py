@@ -95,12 +95,19 @@ def detector_scores(detector: ErrorDetector, texts: list[str], batch_size: int =
     return np.asarray(detector(texts, batch_size=batch_size), dtype=float)
 
 
+def score_detector(
+    detector: ErrorDetector, captions: list[str], corrupted: dict[str, list[str]], threshold: float = GATE_THRESHOLD
+) -> dict[str, dict]:
+    """`score_rows` of the detector's error probabilities: clean `captions` (negatives) against each row of
+    `corrupted`."""
+    clean = detector_scores(detector, [fense_normalize_caption(caption) for caption in captions])
+    scored = {name: detector_scores(detector, texts) for name, texts in corrupted.items()}
+    return score_rows(clean, scored, threshold)
+
+
 def evaluate_detector(detector: ErrorDetector, captions: list[str], seed: int) -> dict[str, dict]:
     """Error probabilities of the held-out clean captions (negatives) against their `held_out_corruptions`."""
-    clean = detector_scores(detector, [fense_normalize_caption(caption) for caption in captions])
-    corrupted = held_out_corruptions(captions, seed)
-    scored = {name: detector_scores(detector, texts) for name, texts in corrupted.items()}
-    return score_rows(clean, scored, GATE_THRESHOLD)
+    return score_detector(detector, captions, held_out_corruptions(captions, seed))
 
 
 def quality_problems(rows: dict[str, dict]) -> list[str]:

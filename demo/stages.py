@@ -448,12 +448,10 @@ def correction_check(
     top-level figures are the "mixture (random)" row: one kind per caption, anywhere), and how many of the first
     `rewrite` of that mixture get rewritten (the LLM is the slow part).
     """
-    from ..correction.detector_evaluation import detector_scores, score_rows
+    from ..correction.detector_evaluation import score_detector
 
     clean, corrupted = corrupted_references(corpus_dir, split, count, seed)
-    probabilities = detector_scores(corrector.detector, clean)
-    scored = {name: detector_scores(corrector.detector, texts) for name, texts in corrupted.items()}
-    kinds = score_rows(probabilities, scored, corrector.threshold)
+    kinds = score_detector(corrector.detector, clean, corrupted, corrector.threshold)
     mixture = kinds["mixture (random)"]
     records = corrector(corrupted["mixture (random)"][:rewrite])
     return {
