@@ -516,14 +516,15 @@ def test_dropout_is_the_encoder_s_own_unless_set(tmp_path):
 
 def test_the_same_seed_trains_the_same_detector(tmp_path):
     """`seed` fixes the new heads' initial weights as well as the corruptions and the order: two fits in one process,
-    with the global random state moved between them, give the same weights (the same kernels on the same data)."""
+    with the global random state moved between them, give the same weights. Up to 1e-4: room for a kernel that sums
+    in another order, none for unseeded heads (FENSE's classifier head then differed by 0.1 after this fit)."""
     weights = []
     for run in range(2):
         torch.manual_seed(run)  # what other code did to the global random state before
         args = ted.DetectorTrainingArguments(output_dir=str(tmp_path / str(run)), epochs=1, max_train_seconds=None)
         weights.append(ted.fit(args, FIT_CAPTIONS)[0].state_dict())
     for name, tensor in weights[0].items():
-        assert torch.equal(tensor, weights[1][name]), name
+        torch.testing.assert_close(tensor, weights[1][name], rtol=0.0, atol=1e-4, msg=name)
 
 
 def test_negative_weight_scales_the_clean_terms_of_the_loss():
