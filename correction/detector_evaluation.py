@@ -21,6 +21,10 @@ MIN_ROC_AUC = 0.97
 MIN_PRECISION = 0.95
 MAX_CLEAN_FLAGGED = 0.02
 GATE_THRESHOLD = 0.9
+# The clean captions `evaluate_detector_by_clean_subset` scores the corrupted rows against: all, or those written
+# without commas.
+ALL_CLEAN = "all clean captions"
+WITHOUT_COMMAS = "clean captions without commas"
 
 
 def binary_scores(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
@@ -107,7 +111,26 @@ def score_detector(
 
 def evaluate_detector(detector: ErrorDetector, captions: list[str], seed: int) -> dict[str, dict]:
     """Error probabilities of the held-out clean captions (negatives) against their `held_out_corruptions`."""
-    return score_detector(detector, captions, held_out_corruptions(captions, seed))
+    return evaluate_detector_by_clean_subset(detector, captions, seed)[ALL_CLEAN]
+
+
+def evaluate_detector_by_clean_subset(
+    detector: ErrorDetector, captions: list[str], seed: int, threshold: float = GATE_THRESHOLD
+) -> dict[str, dict[str, dict]]:
+    """
+    `evaluate_detector`'s rows (`ALL_CLEAN`) and, where some captions hold a comma, the same corruptions against
+    only the clean captions written without one (`WITHOUT_COMMAS`). FENSE's cleaning strips punctuation, so a
+    caption of two clauses joined by a comma ("a clock ticks loudly, an alarm goes off") reaches the detector as the
+    run-on a removed conjunction leaves ("a clock ticks loudly an alarm goes off"); the second table shows how much
+    of a row's shortfall those captions make. Each text is scored once.
+    """
+    clean = detector_scores(detector, [fense_normalize_caption(caption) for caption in captions])
+    scored = {name: detector_scores(detector, texts) for name, texts in held_out_corruptions(captions, seed).items()}
+    tables = {ALL_CLEAN: score_rows(clean, scored, threshold)}
+    without_commas = np.array(["," not in caption for caption in captions], dtype=bool)
+    if 0 < without_commas.sum() < len(captions):
+        tables[WITHOUT_COMMAS] = score_rows(clean[without_commas], scored, threshold)
+    return tables
 
 
 def quality_problems(rows: dict[str, dict]) -> list[str]:

@@ -102,7 +102,7 @@ from .corruptions import (
     single_rule_corruption,
     with_intended_repeat,
 )
-from .detector_evaluation import evaluate_detector, format_table, quality_problems
+from .detector_evaluation import ALL_CLEAN, evaluate_detector_by_clean_subset, format_table, quality_problems
 
 
 logger = logging.get_logger(__name__)
@@ -493,7 +493,10 @@ def train(args: DetectorTrainingArguments) -> dict:
     save_echecker_checkpoint(classifier, os.path.join(args.output_dir, CHECKPOINT_NAME), args.model_type)
     tokenizer.save_pretrained(args.output_dir)
     detector = load_error_detector(args.output_dir)  # the saved files, as users load them
-    held_out_rows = {name: evaluate_detector(detector, captions, args.seed + 1) for name, captions in held_out.items()}
+    held_out_rows = {}
+    for name, captions in held_out.items():
+        for subset, rows in evaluate_detector_by_clean_subset(detector, captions, args.seed + 1).items():
+            held_out_rows[name if subset == ALL_CLEAN else f"{name}, {subset}"] = rows
     metrics = {
         "held_out": held_out_rows,
         "quality_problems": quality_problems(held_out_rows.get("clotho", {})),
@@ -569,7 +572,7 @@ def main(argv: list[str] | None = None) -> dict:
         (args,) = parser.parse_args_into_dataclasses(args=argv)
     metrics = train(args)
     for name, rows in metrics["held_out"].items():
-        print(f"held-out {name} captions ({metrics['train_seconds']:.0f} s of training):\n{format_table(rows)}")
+        print(f"held-out {name} ({metrics['train_seconds']:.0f} s of training):\n{format_table(rows)}")
     for problem in metrics["quality_problems"]:
         logger.warning("below target: %s", problem)
     return metrics

@@ -44,6 +44,30 @@ def test_quality_check_fails_a_detector_that_does_not_detect():
     assert detector_evaluation.quality_problems(good) == [] and good["mixture (fense)"]["clean_flagged"] == 0
 
 
+def test_rows_are_also_scored_against_the_clean_captions_written_without_commas():
+    """A comma-joined clean caption reads, cleaned as FENSE does, like a removed conjunction: the second table scores
+    the same corruptions against the other clean captions only."""
+    captions = ["A clock ticks loudly, an alarm goes off.", "A dog barks while rain falls on a roof.",
+                "Birds sing in the trees and a car passes by.", "A man speaks and a door closes slowly."]  # fmt: skip
+    comma_caption = corruptions.fense_normalize_caption(captions[0])
+    clean = {corruptions.fense_normalize_caption(caption) for caption in captions}
+
+    def detector(texts, batch_size=32):  # the comma-joined clean caption above every corruption, the others below
+        return [1.0 if text == comma_caption else 0.0 if text in clean else 0.6 for text in texts]
+
+    tables = detector_evaluation.evaluate_detector_by_clean_subset(detector, captions, seed=0)
+    every, without = tables[detector_evaluation.ALL_CLEAN], tables[detector_evaluation.WITHOUT_COMMAS]
+    assert set(every) == set(without) and "remove_conj (fense)" in every
+    for name, row in every.items():
+        assert row["negatives"] == 4 and without[name]["negatives"] == 3
+        assert without[name]["positives"] == row["positives"]
+        assert row["roc_auc"] == pytest.approx(0.75) and without[name]["roc_auc"] == 1.0
+        assert row["clean_flagged"] == 1 and without[name]["clean_flagged"] == 0
+    assert detector_evaluation.evaluate_detector(detector, captions, seed=0) == every
+    no_commas = detector_evaluation.evaluate_detector_by_clean_subset(detector, captions[1:], seed=0)
+    assert list(no_commas) == [detector_evaluation.ALL_CLEAN]  # the second table would repeat the first
+
+
 def test_single_rule_corruptions_change_each_caption_by_one_kind():
     captions = ["A dog barks loudly while a car is passing by.", "rain falls"]
     corrupted = detector_evaluation.single_rule_corruptions(captions, seed=0)
@@ -221,9 +245,9 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     """The whole training path (real Clotho captions + synthetic ones, split by clip) on a slice: seconds, not minutes."""
     args = ted.DetectorTrainingArguments(
         output_dir=str(tmp_path / "detector"), captions_csv=str(clotho_csv), synthetic_clips=10,
-        max_train_captions=48, max_eval_captions=15, epochs=1, batch_size=16, max_train_seconds=None,
+        max_train_captions=48, max_eval_captions=30, epochs=1, batch_size=16, max_train_seconds=None,
     )  # fmt: skip
-    train_captions, held_out = ted.split_captions(args)
+    train_captions, held_out = ted.split_captions(args)  # 30 held out: 4 of them hold a comma
     clotho = ted.read_clotho_captions(clotho_csv)
     assert sum(map(len, clotho.values())) == 5225  # the 1,045 clips x 5 captions of Clotho's evaluation split
     by_caption = {c: name for name, captions in clotho.items() for c in captions}
@@ -235,6 +259,12 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     assert {"repeat_word (random)", "remove_conj (fense)", "mixture (fense)", "mixture (random)"} <= set(rows)
     assert set(rows) <= {f"{kind} ({position})" for kind in [*corruptions.ERROR_KINDS, "mixture"] for position in corruptions.POSITIONS}
     assert json.loads((tmp_path / "detector" / "metrics.json").read_text())["held_out"] == metrics["held_out"]
+    without_commas = metrics["held_out"]["clotho, clean captions without commas"]
+    assert {name: row["positives"] for name, row in without_commas.items()} == {
+        name: row["positives"] for name, row in rows.items()
+    }
+    assert {row["negatives"] for row in without_commas.values()} == {sum("," not in c for c in held_out["clotho"])}
+    assert metrics["quality_problems"] == detector_evaluation.quality_problems(rows)  # judged on all clean captions
     detector = load_error_detector(str(tmp_path / "detector"))
     assert len(detector(["a dog barks", "a dog barks barks and"])) == 2
     # the word-embedding matrix is kept as pretrained (`freeze_word_embeddings`); the layers above it are trained
