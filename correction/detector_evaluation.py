@@ -104,9 +104,16 @@ def score_detector(
 ) -> dict[str, dict]:
     """`score_rows` of the detector's error probabilities: clean `captions` (negatives) against each row of
     `corrupted`."""
+    return score_rows(*error_probabilities(detector, captions, corrupted), threshold)
+
+
+def error_probabilities(
+    detector: ErrorDetector, captions: list[str], corrupted: dict[str, list[str]]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The detector's error probabilities of the clean `captions` (cleaned as FENSE does) and of each row of
+    `corrupted`."""
     clean = detector_scores(detector, [fense_normalize_caption(caption) for caption in captions])
-    scored = {name: detector_scores(detector, texts) for name, texts in corrupted.items()}
-    return score_rows(clean, scored, threshold)
+    return clean, {name: detector_scores(detector, texts) for name, texts in corrupted.items()}
 
 
 def evaluate_detector(detector: ErrorDetector, captions: list[str], seed: int) -> dict[str, dict]:
@@ -124,8 +131,7 @@ def evaluate_detector_by_clean_subset(
     run-on a removed conjunction leaves ("a clock ticks loudly an alarm goes off"); the second table shows how much
     of a row's shortfall those captions make. Each text is scored once.
     """
-    clean = detector_scores(detector, [fense_normalize_caption(caption) for caption in captions])
-    scored = {name: detector_scores(detector, texts) for name, texts in held_out_corruptions(captions, seed).items()}
+    clean, scored = error_probabilities(detector, captions, held_out_corruptions(captions, seed))
     tables = {ALL_CLEAN: score_rows(clean, scored, threshold)}
     without_commas = np.array(["," not in caption for caption in captions], dtype=bool)
     if 0 < without_commas.sum() < len(captions):
