@@ -409,8 +409,8 @@ class DetectorTrainingArguments:
     max_eval_captions: int | None = field(default=None, metadata={"help": "Cap on held-out captions scored."})
     max_train_seconds: float | None = field(
         default=3000.0,
-        metadata={"help": "Stop training after this long (a guard; the default 1,680 steps took 295-296 s at 2 "
-                  "threads on a quiet 2-core EPYC Zen 4, 194-257 s on a 2-core Xeon)."},
+        metadata={"help": "Stop training after this long (a guard; the default 1,680 steps took 216 s at 2 threads "
+                  "on a quiet 2-core Xeon; docs/post-correction.md)."},
     )
     seed: int = field(
         default=2021,

@@ -210,12 +210,15 @@ def test_rules_make_genuine_errors(rule, caption, expected):
         ("remove_verb", "a group of chatting people walk by"),  # -> "a group of people walk by"
         ("remove_verb", "a car is moving very fast"),  # -> "a car is very fast"
         ("remove_verb", "someone puts money in a machine and gets a snack"),  # -> "... a machine and a snack"
+        ("remove_verb", "a train slows before reaching the station"),  # -> "slows before the station"
+        ("remove_verb", "a ball rolls after hitting a wall"),  # -> "rolls after a wall"
         ("remove_conj", "a loud and clear voice"),  # -> "a loud clear voice"
         ("remove_conj", "the pages are then followed by a thud"),  # -> "the pages are followed by a thud"
         ("remove_conj", "a machine bangs before slowly coming to a stop"),  # -> "bangs slowly coming": a participle
         ("remove_conj", "a dog barks and then a cat meows"),  # either word alone still links the clauses
         ("remove_conj", "a man whistles while walking"),  # -> "a man whistles walking": a participle phrase
         ("remove_conj", "a dog barks and"),  # removing a dangling last word would mend the caption
+        ("remove_conj", "water is falling and making a gurgling sound"),  # -> "falling making a ...": a participle
         ("repeat_adv", "rain falls"),  # no adverb to repeat
     ],
 )
@@ -229,6 +232,16 @@ def test_verb_removal_after_to_depends_on_what_comes_before():
     assert not corruptions.verb_removal_is_error("someone uses a key to open the door".split(), 5)
     assert corruptions.verb_removal_is_error("a man begins to open the door".split(), 4)
     assert corruptions.verb_removal_is_error("a dog is barking very loudly".split(), 3)  # "is very loudly": no adjective
+
+
+def test_removals_beside_a_participle_depend_on_the_words_around_it():
+    """A participle phrase of result ("falling making a sound") or an -ing clause after "before" ("before the
+    station") reads well without the removed word; a shared object or a clause after "while" does not."""
+    assert not corruptions.conjunction_removal_is_error("water is falling and making a sound".split(), 3)
+    assert corruptions.conjunction_removal_is_error("someone is opening and closing a door".split(), 3)
+    assert corruptions.conjunction_removal_is_error("water is falling and splashing on rocks".split(), 3)
+    assert not corruptions.verb_removal_is_error("a train slows before reaching the station".split(), 4)
+    assert corruptions.verb_removal_is_error("a train slows while reaching the station".split(), 4)
 
 
 def test_removal_rules_find_genuine_errors_in_human_captions(clotho_csv):
