@@ -19,7 +19,7 @@ from laac.processing_laac import fense_normalize_caption
 RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is "any error"
 # Raised whenever the corruption rules change what they make: `ensure_error_detector` retrains a cached detector
 # made under another version (its recorded arguments alone would not show the change).
-RULES_VERSION = 7
+RULES_VERSION = 8
 
 # ---------------------------------------------------------------------------------------------------------------
 # FENSE corruption rules (facts from the FENSE paper / experiment notebook; implemented here)
@@ -34,9 +34,10 @@ RULE_PROBABILITIES = {"add_tail": 0.2, "repeat_event": 0.4, "repeat_adv": 0.1, "
 # FENSE's mix applies most and the detector learns first, least; doubled words and events, the errors captioners
 # make, and removals, which it learns last, more; a removed conjunction most, as it reads like the run-ons that
 # FENSE's cleaning makes of clean captions with commas. An event doubled with "and" between the copies ("a dog barks
-# and a dog barks") was missed with repeat_event weighted 0.75 (docs/post-correction.md).
+# and a dog barks") was missed with repeat_event weighted 0.75; a removed verb weighs 4 since it may leave a word
+# hanging in more ways (`verb_removal_is_error`) (docs/post-correction.md).
 SINGLE_RULE_WEIGHTS = {"add_tail": 0.3, "dangling_clause": 0.15, "repeat_event": 2.5, "repeat_word": 4.5,
-                       "repeat_adv": 1.0, "remove_conj": 5.0, "remove_verb": 3.0}
+                       "repeat_adv": 1.0, "remove_conj": 5.0, "remove_verb": 4.0}
 CONJUNCTION_WORDS = {"and", "while", "as", "but", "or", "then", "before", "after", "until", "when", "because"}
 AUXILIARIES = {"is", "are", "was", "were", "be", "being", "been"}
 EXTRA_ADVERBS = {"again", "away", "together", "often", "very", "too", "still", "quite", "almost"}
@@ -117,6 +118,11 @@ RESULT_PARTICIPLES = {"making", "causing", "creating", "producing", "emitting", 
 # Words that take an -ing clause as a preposition takes a noun phrase: without the -ing verb, its object follows
 # them and reads well ("before reaching a steady pace" -> "before a steady pace").
 PREPOSITIONS_BEFORE_ING = {"before", "after", "without", "until", "upon"}
+# Subjects that cannot stand as a caption of their own: without its verb, what follows them is left hanging
+# ("someone chops vegetables" -> "someone vegetables", "it gets louder" -> "it louder").
+BARE_SUBJECTS = {"someone", "somebody", "something", "everyone", "everybody", "it", "he", "she"}
+# How often an event happens: after a verb only ("a dog barks twice" -> "a dog twice").
+COUNT_WORDS = {"once", "twice", "thrice", "five", "six", "seven", "eight", "nine", "ten"}
 
 
 def _word_at(words: list[str], index: int) -> str | None:
@@ -152,8 +158,9 @@ def _adverb_ends_clause(word: str | None, after: str | None) -> bool:
 def verb_removal_is_error(words: list[str], index: int) -> bool:
     """
     Whether deleting the verb `words[index]` leaves a caption missing its verb ("a dog is", "a man a door", "a dog
-    loudly"), not a noun phrase that reads well on its own ("people talking" -> "people", "birds chirping in the
-    background" -> "birds in the background", "a dog is barking at a cat" -> "a dog is at a cat").
+    loudly", "someone vegetables", "play and in a yard"), not a noun phrase that reads well on its own ("people
+    talking" -> "people", "birds chirping in the background" -> "birds in the background", "a dog is barking at a
+    cat" -> "a dog is at a cat").
     """
     previous, following, after = _word_at(words, index - 1), _word_at(words, index + 1), _word_at(words, index + 2)
     if previous is None or (previous in DETERMINERS and words[index].endswith("ing")):
@@ -172,7 +179,32 @@ def verb_removal_is_error(words: list[str], index: int) -> bool:
         return clause_ends or particle_ends or object_left
     if previous in {"and", "or"} and following in DETERMINERS and not _ends_verb_phrase(before):
         return False  # "puts money in a machine and gets a snack" -> "... a machine and a snack": two objects
+    if previous in COORDINATORS and following in PREPOSITIONS:
+        # "children play and run in a yard" -> "play and in a yard": "and" links nothing; but after a phrase of place
+        # it links two ("rolls down the stairs and bounces into a wall" -> "down the stairs and into a wall")
+        return not _place_phrase_before(words, index - 1)
+    hanging = following in COUNT_WORDS or (
+        previous in BARE_SUBJECTS and not _ends_phrase(following) and not _ends_verb_phrase(following)
+    )  # "then it gets opened again" -> "then it opened again" has a verb
+    if _is_finite(words[index]) and hanging:
+        return True  # "a dog barks twice" -> "a dog twice"; "someone chops vegetables" -> "someone vegetables"
     return following is not None and (following in CLAUSE_OPENERS or _adverb_ends_clause(following, after))
+
+
+def _place_phrase_before(words: list[str], index: int) -> bool:
+    """A preposition or particle stands between the last verb before `words[index]` and it ("rolls down the
+    stairs", "scuff on dry leaves")."""
+    for word in reversed(words[:index]):
+        if word in PREPOSITIONS or word in VERB_PARTICLES:
+            return True
+        if is_verb(word):
+            return False
+    return False
+
+
+def _is_finite(word: str) -> bool:
+    """`word` is the -s form of a verb in `VERB_STEMS` ("chops", "gets"; not "hiss", which is its stem)."""
+    return word not in VERB_STEMS and any(word[: -len(end)] in VERB_STEMS for end in ("s", "es") if word.endswith(end))
 
 
 def _ends_verb_phrase(word: str | None) -> bool:
