@@ -69,11 +69,15 @@ def is_adverb(word: str) -> bool:
     return word in EXTRA_ADVERBS or (word.endswith("ly") and len(word) > 4 and word not in NOT_ADVERBS)
 
 
+def _inflects_stem(word: str, suffixes: tuple[str, ...]) -> bool:
+    """`word` is a verb of `VERB_STEMS` with one of `suffixes` added ("barks", "chopped")."""
+    return any(word[: -len(suffix)] in VERB_STEMS for suffix in suffixes if word.endswith(suffix))
+
+
 def is_verb(word: str) -> bool:
     if word in AUXILIARIES or word in COMMON_VERBS:
         return True
-    stems = [word[: -len(suffix)] for suffix in ("s", "es", "d", "ed") if word.endswith(suffix)]
-    if any(stem in VERB_STEMS for stem in [word, *stems]):
+    if word in VERB_STEMS or _inflects_stem(word, ("s", "es", "d", "ed")):
         return True
     return word.endswith("ing") and len(word) > 4 and word not in NOT_VERBS_ING
 
@@ -204,7 +208,7 @@ def _place_phrase_before(words: list[str], index: int) -> bool:
 
 def _is_finite(word: str) -> bool:
     """`word` is the -s form of a verb in `VERB_STEMS` ("chops", "gets"; not "hiss", which is its stem)."""
-    return word not in VERB_STEMS and any(word[: -len(end)] in VERB_STEMS for end in ("s", "es") if word.endswith(end))
+    return word not in VERB_STEMS and _inflects_stem(word, ("s", "es"))
 
 
 def _ends_verb_phrase(word: str | None) -> bool:
