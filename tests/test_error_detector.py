@@ -652,7 +652,7 @@ def test_the_default_detector_flags_the_independent_corruptions():
     scored = {k: np.array(detector(v, batch_size=64)) for k, v in corrupted.items()}
     rows = detector_evaluation.score_rows(negatives, {**scored, "all kinds": np.concatenate(list(scored.values()))}, 0.9)
     print("\n" + detector_evaluation.format_table(rows))
-    assert rows["all kinds"]["clean_flagged"] <= 3  # of 42, five with words repeated on purpose (2 measured)
+    assert rows["all kinds"]["clean_flagged"] <= 3  # of 42, five with words repeated on purpose (0-2 measured)
     for kind, row in rows.items():
         assert row["roc_auc"] >= 0.8, (kind, row)
     assert rows["all kinds"]["roc_auc"] >= 0.93 and rows["all kinds"]["precision"] >= 0.9
