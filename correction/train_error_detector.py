@@ -28,13 +28,13 @@ Each clean caption is trained next to one corruption of it (`--corruptions_per_c
 default ("balanced") most corruptions are one error kind alone, drawn by `SINGLE_RULE_WEIGHTS` and placed anywhere
 75% of the time (`--random_position_share`), the rest FENSE's random mix at FENSE's positions; a word doubled
 anywhere is drawn by word class (`--repeats_by_word_class`: a conjunction, a word of quantity, a function word, a
-phrase's last word, a verb or another word, evenly), not by position, where "a" and "the" would dominate. Batches hold captions of similar
-length (`--length_batches`): at random, half of what the encoder reads would be padding, so the same training
-minutes see about 1.5 times as many captions. Batches of 16 (twice the updates of 32 for the same compute) and the
-word-embedding matrix kept as pretrained (`--freeze_word_embeddings`: no gradient or Adam state for its 11.7 M
-weights, a fifth less time per step), no dropout (`--dropout 0`: the detector underfits, and the masks cost a tenth
-of each step). Two training-only additions (the saved checkpoint is FENSE's classifier
-alone): a per-token head that learns which words a corruption touched (`--localization_weight`; a removed word
+phrase's last word, a verb or another word, evenly), not by position, where "a" and "the" would dominate. Batches
+hold captions of similar length (`--length_batches`): at random, half of what the encoder reads would be padding, so
+the same training minutes see about 1.5 times as many captions. Batches of 16 (twice the updates of 32 for the same
+compute) and the word-embedding matrix kept as pretrained (`--freeze_word_embeddings`: no gradient or Adam state for
+its 11.7 M weights, a fifth less time per step), no dropout (`--dropout 0`: the detector underfits, and the masks
+cost a tenth of each step). Two training-only additions (the saved checkpoint is FENSE's classifier alone): a
+per-token head that learns which words a corruption touched (`--localization_weight`; a removed word
 inside a long caption is learnt from fewer examples), and clean labels weighted up in the loss
 (`--negative_weight`), so fewer clean captions pass the 0.9 gate.
 
