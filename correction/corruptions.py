@@ -19,7 +19,7 @@ from laac.processing_laac import fense_normalize_caption
 RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is "any error"
 # Raised whenever the corruption rules change what they make: `ensure_error_detector` retrains a cached detector
 # made under another version (its recorded arguments alone would not show the change).
-RULES_VERSION = 9
+RULES_VERSION = 10
 
 # ---------------------------------------------------------------------------------------------------------------
 # FENSE corruption rules (facts from the FENSE paper / experiment notebook; implemented here)
@@ -127,6 +127,14 @@ PREPOSITIONS_BEFORE_ING = {"before", "after", "without", "until", "upon"}
 BARE_SUBJECTS = {"someone", "somebody", "something", "everyone", "everybody", "it", "he", "she"}
 # How often an event happens: after a verb only ("a dog barks twice" -> "a dog twice").
 COUNT_WORDS = {"once", "twice", "thrice", "five", "six", "seven", "eight", "nine", "ten"}
+# Verbs and adjectives that take "to" + a verb and never "to" + a place: without the verb, "to" meets the object and
+# the caption is broken ("begins to open the door" -> "begins to the door"). After other words "to" reads as a
+# preposition ("drips to hit something" -> "drips to something", "is used to move grain" -> "is used to grain").
+INFINITIVE_TAKERS = {
+    "begin", "start", "decide", "try", "tries", "tried", "want", "need", "seem", "appear", "attempt", "fail",
+    "manage", "refuse", "tend", "continue", "proceed", "plan", "learn", "prepare", "going", "able", "about",
+    "began", "begun", "cease", "struggle",
+}
 
 
 def _word_at(words: list[str], index: int) -> str | None:
@@ -161,10 +169,12 @@ def _adverb_ends_clause(word: str | None, after: str | None) -> bool:
 
 def verb_removal_is_error(words: list[str], index: int) -> bool:
     """
-    Whether deleting the verb `words[index]` leaves a caption missing its verb ("a dog is", "a man a door", "a dog
-    loudly", "someone vegetables", "play and in a yard"), not a noun phrase that reads well on its own ("people
-    talking" -> "people", "birds chirping in the background" -> "birds in the background", "a dog is barking at a
-    cat" -> "a dog is at a cat").
+    Whether deleting the verb `words[index]` leaves a caption or one of its clauses missing its verb ("a dog is", "a
+    man a door", "a dog loudly", "someone vegetables", "play and in a yard", "while waves on a beach", "a motor and
+    runs"), not a noun phrase that reads well on its own ("people talking" -> "people", "birds chirping in the
+    background" -> "birds in the background", "a dog is barking at a cat" -> "a dog is at a cat") nor a caption that
+    keeps a verb there ("starts chopping rapidly" -> "starts rapidly", "drips to hit something" -> "drips to
+    something").
     """
     previous, following, after = _word_at(words, index - 1), _word_at(words, index + 1), _word_at(words, index + 2)
     if previous is None or (previous in DETERMINERS and words[index].endswith("ing")):
@@ -172,6 +182,25 @@ def verb_removal_is_error(words: list[str], index: int) -> bool:
     if previous in PREPOSITIONS_BEFORE_ING and words[index].endswith("ing") and following in DETERMINERS:
         return False  # "passes before reaching a steady pace" -> "passes before a steady pace"
     before = _word_at(words, index - 2)
+    if _is_inflected_verb(previous) or (previous in VERB_PARTICLES and _is_inflected_verb(before)):
+        # A verb is left beside what follows: "starts chopping rapidly" -> "starts rapidly", "bird chirps fill the
+        # air" -> "bird chirps the air", "passes by sounding its horn" -> "passes by its horn"
+        return False
+    word = words[index]
+    finite = _is_finite(word) or (word in VERB_STEMS and previous.endswith("s") and not previous.endswith("ss"))
+    clause_ends = following is None or following in CONJUNCTION_WORDS
+    after_subject = not (previous in AUXILIARIES or is_adverb(previous) or previous in CONJUNCTION_WORDS)
+    if after_subject and following in {"and", "or"} and after is not None and not _opens_predicate(words, index + 2):
+        return False  # "while dogs bark and crickets sing" -> "while dogs and crickets sing": two subjects, one verb
+    if previous in COORDINATORS and clause_ends and following != "then":  # "repeats and fades then": "and then"
+        return True  # "people yelled and whistled while" -> "yelled and while"; "opens and closes" -> "opens and"
+    if is_adverb(previous) and clause_ends and _word_at(words, index - 2) in AUXILIARIES:
+        return True  # "birds are continuously chirping and then" -> "are continuously and then"
+    if finite and (_subordinate_subject_before(words, index) or (is_adverb(previous) and not _ends_verb_phrase(before))):
+        return True  # "while waves crash on a beach" -> "while waves on a beach"; "a faucet rapidly drips water"
+    particle_then_end = following in VERB_PARTICLES and (after is None or after in CONJUNCTION_WORDS)
+    if finite and (following in COORDINATORS or particle_then_end) and _determiner_subject_before(words, index):
+        return True  # "a motor starts and runs" -> "a motor and runs"; "a car drives by and" -> "a car by and"
     if previous in AUXILIARIES or previous == "to":
         graded = following in DEGREE_ADVERBS and after is not None and not is_adverb(after)
         if previous in AUXILIARIES and graded and _ends_phrase(_word_at(words, index + 3)):
@@ -179,7 +208,7 @@ def verb_removal_is_error(words: list[str], index: int) -> bool:
         clause_ends = following is None or following in CONJUNCTION_WORDS or _adverb_ends_clause(following, after)
         particle_ends = following in CLAUSE_FINAL_PARTICLES and (after is None or after in CONJUNCTION_WORDS)
         # "decides to start the motor" -> "decides to the motor"; but "a key to open the door" -> "a key to the door"
-        object_left = previous == "to" and following in CLAUSE_OPENERS and _ends_verb_phrase(before)
+        object_left = previous == "to" and following in CLAUSE_OPENERS and _takes_infinitive(before)
         return clause_ends or particle_ends or object_left
     if previous in {"and", "or"} and following in DETERMINERS and not _ends_verb_phrase(before):
         return False  # "puts money in a machine and gets a snack" -> "... a machine and a snack": two objects
@@ -195,6 +224,41 @@ def verb_removal_is_error(words: list[str], index: int) -> bool:
     return following is not None and (following in CLAUSE_OPENERS or _adverb_ends_clause(following, after))
 
 
+def _opens_predicate(words: list[str], index: int) -> bool:
+    """`words[index]` begins a verb phrase ("runs", "slowly fades", "then accelerates"), not a noun phrase."""
+    word = words[index]
+    if word == "then":
+        return index + 1 < len(words) and _opens_predicate(words, index + 1)
+    return is_verb(word) or is_adverb(word)
+
+
+SUBORDINATORS = {"while", "as", "when", "because", "until", "whilst", "although", "though", "once"}
+
+
+def _subordinate_subject_before(words: list[str], index: int) -> bool:
+    """Only a subject stands between a subordinating conjunction and `words[index]` ("while waves", "as a soft
+    wind"): without the verb, the clause it opens has none."""
+    for back in range(index - 1, max(-1, index - 5), -1):
+        word = words[back]
+        if word in SUBORDINATORS:
+            return back < index - 1
+        if is_verb(word) or is_adverb(word) or word in CONJUNCTION_WORDS or word in PREPOSITIONS:
+            return False
+    return False
+
+
+def _determiner_subject_before(words: list[str], index: int) -> bool:
+    """A determiner opens the noun phrase just before `words[index]` ("a motor", "the old door"), with no verb
+    between."""
+    for back in range(index - 1, max(-1, index - 5), -1):
+        word = words[back]
+        if word in DETERMINERS and word != "of":
+            return back < index - 1
+        if is_verb(word) or is_adverb(word) or word in CONJUNCTION_WORDS or word in PREPOSITIONS:
+            return False
+    return False
+
+
 def _place_phrase_before(words: list[str], index: int) -> bool:
     """A preposition or particle stands between the last verb before `words[index]` and it ("rolls down the
     stairs", "scuff on dry leaves")."""
@@ -204,6 +268,22 @@ def _place_phrase_before(words: list[str], index: int) -> bool:
         if is_verb(word):
             return False
     return False
+
+
+def _is_inflected_verb(word: str | None) -> bool:
+    """`word` is a verb form that can head a clause ("chirps", "starts", "passed", "playing"), not an auxiliary nor a
+    bare stem, which may be a noun ("a porch swing creaks", "a low growl rumbles")."""
+    return word is not None and is_verb(word) and word not in AUXILIARIES and word not in VERB_STEMS
+
+
+def _takes_infinitive(word: str | None) -> bool:
+    """`word` is a form of `INFINITIVE_TAKERS` ("begins", "starting", "decided")."""
+    if word is None:
+        return False
+    stems = [word] + [word[: -len(suffix)] + extra for suffix in ("s", "es", "ed", "d", "ing") if word.endswith(suffix)
+                      for extra in ("", "e")]  # fmt: skip
+    stems += [stem[:-1] for stem in stems if len(stem) > 3 and stem[-1] == stem[-2]]  # "beginning" -> "begin"
+    return any(stem in INFINITIVE_TAKERS for stem in stems)
 
 
 def _is_finite(word: str) -> bool:

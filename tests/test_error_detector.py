@@ -193,7 +193,8 @@ def test_events_are_repeated_where_they_stand():
         ("remove_verb", "a dog is barking", "a dog is"),  # an auxiliary left without its verb
         ("remove_verb", "a man opens a door", "a man a door"),  # subject and object with no verb between
         ("remove_verb", "birds chirping loudly", "birds loudly"),
-        ("remove_verb", "a train begins to move slowly and stops", "a train begins to slowly and stops"),
+        ("remove_verb", "a train begins to move slowly", "a train begins to slowly"),
+        ("remove_verb", "a train begins to move slowly and stops", "a train begins to move slowly and"),  # the last
         ("remove_conj", "a dog barks while rain falls", "a dog barks rain falls"),  # two clauses run together
         ("remove_conj", "a man and a woman talk", "a man a woman talk"),
         ("remove_conj", "a dog barks and growls", "a dog barks growls"),
@@ -236,11 +237,30 @@ def test_rules_that_would_leave_a_well_formed_caption_return_none(rule, caption)
 
 
 def test_verb_removal_after_to_depends_on_what_comes_before():
-    """Removing a verb after "to": "a key to open the door" -> "a key to the door" reads well, "begins to open the
-    door" -> "begins to the door" does not."""
+    """Removing a verb after "to": "a key to open the door" -> "a key to the door" and "drips to hit something" ->
+    "drips to something" read well ("to" is a preposition there), "begins to open the door" -> "begins to the door"
+    does not: only a verb that takes "to" + a verb leaves "to" + the object broken."""
     assert not corruptions.verb_removal_is_error("someone uses a key to open the door".split(), 5)
+    assert not corruptions.verb_removal_is_error("a small amount of liquid drips to hit something".split(), 7)
+    assert not corruptions.verb_removal_is_error("a blender is being run continuously to make a mixture".split(), 7)
+    assert not corruptions.verb_removal_is_error("a small shovel is used to move some grain".split(), 6)
     assert corruptions.verb_removal_is_error("a man begins to open the door".split(), 4)
+    assert corruptions.verb_removal_is_error("a water faucet starts to fill a container".split(), 5)
+    assert corruptions.verb_removal_is_error("someone decided to start the motor".split(), 3)
+    assert corruptions.verb_removal_is_error("the dog continues to bark".split(), 4)  # "continues to": nothing follows
     assert corruptions.verb_removal_is_error("a dog is barking very loudly".split(), 3)  # "is very loudly": no adjective
+
+
+def test_a_verb_removed_beside_another_verb_is_not_an_error():
+    """Where the word before is a verb form that heads a clause ("starts", "chirps", "passes by"), the caption keeps
+    a verb without the removed one; a bare stem before it may be a noun ("a porch swing"), and the removal counts."""
+    assert not corruptions.verb_removal_is_error("a machine starts chopping rapidly".split(), 3)  # "starts rapidly"
+    assert not corruptions.verb_removal_is_error("bird chirps fill the air".split(), 2)  # "bird chirps the air"
+    assert not corruptions.verb_removal_is_error("the train passes by sounding its horn".split(), 4)  # "by its horn"
+    assert not corruptions.verb_removal_is_error("a vehicle passes followed closely by another".split(), 3)
+    assert corruptions.verb_removal_is_error("a porch swing creaks gently".split(), 3)  # "a porch swing gently"
+    assert corruptions.verb_removal_is_error("a train whistle blows four times".split(), 3)
+    assert corruptions.apply_rule("remove_verb", "bird chirps fill the air", "", random.Random(0)) is None
 
 
 def test_removals_beside_a_participle_depend_on_the_words_around_it():
@@ -251,6 +271,24 @@ def test_removals_beside_a_participle_depend_on_the_words_around_it():
     assert corruptions.conjunction_removal_is_error("water is falling and splashing on rocks".split(), 3)
     assert not corruptions.verb_removal_is_error("a train slows before reaching the station".split(), 4)
     assert corruptions.verb_removal_is_error("a train slows while reaching the station".split(), 4)
+
+
+def test_verb_removals_that_leave_a_clause_without_its_verb_are_errors():
+    """A clause opened by "while" / "as" or led by its subject before "and", an adverb after its subject or an
+    auxiliary, and a verb between "and" and the next clause: without the verb, each clause is left without one. "and
+    then" still links ("repeats and reverberates then fades" -> "repeats and then fades")."""
+    assert corruptions.verb_removal_is_error("rain falls while thunder crashes in the distance".split(), 4)
+    assert corruptions.verb_removal_is_error("the floor creaks as water runs into the sink".split(), 5)
+    assert corruptions.verb_removal_is_error("a man whistles as he walks".split(), 5)
+    assert corruptions.verb_removal_is_error("a motor starts and runs at a high speed".split(), 2)  # "a motor and runs"
+    assert corruptions.verb_removal_is_error("a car drives by and a bird chirps".split(), 2)  # "a car by and"
+    assert corruptions.verb_removal_is_error("a fan continually blows at a high speed".split(), 3)
+    assert corruptions.verb_removal_is_error("birds are continuously chirping and then a woman talks".split(), 3)
+    assert corruptions.verb_removal_is_error("people yelled and whistled while a helicopter flew overhead".split(), 3)
+    assert not corruptions.verb_removal_is_error("a pulse repeats and reverberates then fades".split(), 4)
+    assert not corruptions.verb_removal_is_error("a car drives by the house".split(), 2)  # "a car by the house"
+    assert not corruptions.verb_removal_is_error("a dog barks as well as a cat".split(), 2)
+    assert not corruptions.verb_removal_is_error("while walking on gravel a man whistles".split(), 1)
 
 
 def test_verb_removals_that_leave_a_word_hanging_are_errors():
