@@ -127,6 +127,8 @@ PREPOSITIONS_BEFORE_ING = {"before", "after", "without", "until", "upon"}
 BARE_SUBJECTS = {"someone", "somebody", "something", "everyone", "everybody", "it", "he", "she"}
 # How often an event happens: after a verb only ("a dog barks twice" -> "a dog twice").
 COUNT_WORDS = {"once", "twice", "thrice", "five", "six", "seven", "eight", "nine", "ten"}
+# Conjunctions that open a clause of its own: its subject alone is left without the verb ("while waves on a beach").
+SUBORDINATORS = {"while", "as", "when", "because", "until", "whilst", "although", "though", "once"}
 # Verbs and adjectives that take "to" + a verb and never "to" + a place: without the verb, "to" meets the object and
 # the caption is broken ("begins to open the door" -> "begins to the door"). After other words "to" reads as a
 # preposition ("drips to hit something" -> "drips to something", "is used to move grain" -> "is used to grain").
@@ -192,14 +194,16 @@ def verb_removal_is_error(words: list[str], index: int) -> bool:
     after_subject = not (previous in AUXILIARIES or is_adverb(previous) or previous in CONJUNCTION_WORDS)
     if after_subject and following in {"and", "or"} and after is not None and not _opens_predicate(words, index + 2):
         return False  # "while dogs bark and crickets sing" -> "while dogs and crickets sing": two subjects, one verb
-    if previous in COORDINATORS and clause_ends and following != "then":  # "repeats and fades then": "and then"
+    if previous in COORDINATORS and clause_ends and following != "then":  # "repeats and [fades] then": "and then"
         return True  # "people yelled and whistled while" -> "yelled and while"; "opens and closes" -> "opens and"
     if is_adverb(previous) and clause_ends and _word_at(words, index - 2) in AUXILIARIES:
         return True  # "birds are continuously chirping and then" -> "are continuously and then"
-    if finite and (_subordinate_subject_before(words, index) or (is_adverb(previous) and not _ends_verb_phrase(before))):
+    subject_alone = _noun_phrase_after(words, index, SUBORDINATORS)  # "while waves crash" -> "while waves"
+    if finite and (subject_alone or (is_adverb(previous) and not _ends_verb_phrase(before))):
         return True  # "while waves crash on a beach" -> "while waves on a beach"; "a faucet rapidly drips water"
     particle_then_end = following in VERB_PARTICLES and (after is None or after in CONJUNCTION_WORDS)
-    if finite and (following in COORDINATORS or particle_then_end) and _determiner_subject_before(words, index):
+    led_by_subject = _noun_phrase_after(words, index, DETERMINERS - {"of"})
+    if finite and (following in COORDINATORS or particle_then_end) and led_by_subject:
         return True  # "a motor starts and runs" -> "a motor and runs"; "a car drives by and" -> "a car by and"
     if previous in AUXILIARIES or previous == "to":
         graded = following in DEGREE_ADVERBS and after is not None and not is_adverb(after)
@@ -232,27 +236,12 @@ def _opens_predicate(words: list[str], index: int) -> bool:
     return is_verb(word) or is_adverb(word)
 
 
-SUBORDINATORS = {"while", "as", "when", "because", "until", "whilst", "although", "though", "once"}
-
-
-def _subordinate_subject_before(words: list[str], index: int) -> bool:
-    """Only a subject stands between a subordinating conjunction and `words[index]` ("while waves", "as a soft
-    wind"): without the verb, the clause it opens has none."""
+def _noun_phrase_after(words: list[str], index: int, openers: set[str]) -> bool:
+    """Within the four words before `words[index]`, one of `openers` and after it a noun phrase alone (no verb,
+    adverb, conjunction or preposition): "while waves", "as a soft wind", "a motor"."""
     for back in range(index - 1, max(-1, index - 5), -1):
         word = words[back]
-        if word in SUBORDINATORS:
-            return back < index - 1
-        if is_verb(word) or is_adverb(word) or word in CONJUNCTION_WORDS or word in PREPOSITIONS:
-            return False
-    return False
-
-
-def _determiner_subject_before(words: list[str], index: int) -> bool:
-    """A determiner opens the noun phrase just before `words[index]` ("a motor", "the old door"), with no verb
-    between."""
-    for back in range(index - 1, max(-1, index - 5), -1):
-        word = words[back]
-        if word in DETERMINERS and word != "of":
+        if word in openers:
             return back < index - 1
         if is_verb(word) or is_adverb(word) or word in CONJUNCTION_WORDS or word in PREPOSITIONS:
             return False
