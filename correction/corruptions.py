@@ -109,6 +109,7 @@ DETERMINERS = {
     "a", "an", "the", "some", "several", "many", "multiple", "two", "three", "four", "this", "these", "those",
     "his", "her", "their", "its", "my", "your", "our", "each", "every", "of",
 }
+NOUN_PHRASE_OPENERS = DETERMINERS - {"of"}  # "a motor", "the old door", "their steps"
 # Adverbs that grade an adjective: "is moving very fast" -> "is very fast", "is emitting mostly static".
 DEGREE_ADVERBS = {"very", "mostly", "quite", "too", "almost", "really", "extremely", "fairly", "slightly", "so",
                   "rather", "pretty", "increasingly", "somewhat", "barely", "mainly", "largely", "completely"}
@@ -178,33 +179,32 @@ def verb_removal_is_error(words: list[str], index: int) -> bool:
     keeps a verb there ("starts chopping rapidly" -> "starts rapidly", "drips to hit something" -> "drips to
     something").
     """
+    word = words[index]
     previous, following, after = _word_at(words, index - 1), _word_at(words, index + 1), _word_at(words, index + 2)
-    if previous is None or (previous in DETERMINERS and words[index].endswith("ing")):
+    if previous is None or (previous in DETERMINERS and word.endswith("ing")):
         return False  # "running water splashes" -> "water splashes"; "a group of chatting people" -> "of people"
-    if previous in PREPOSITIONS_BEFORE_ING and words[index].endswith("ing") and following in DETERMINERS:
+    if previous in PREPOSITIONS_BEFORE_ING and word.endswith("ing") and following in DETERMINERS:
         return False  # "passes before reaching a steady pace" -> "passes before a steady pace"
     before = _word_at(words, index - 2)
     if _is_inflected_verb(previous) or (previous in VERB_PARTICLES and _is_inflected_verb(before)):
         # A verb is left beside what follows: "starts chopping rapidly" -> "starts rapidly", "bird chirps fill the
         # air" -> "bird chirps the air", "passes by sounding its horn" -> "passes by its horn"
         return False
-    word = words[index]
     finite = _is_finite(word) or (word in VERB_STEMS and previous.endswith("s") and not previous.endswith("ss"))
-    clause_ends = following is None or following in CONJUNCTION_WORDS
+    conjunction_or_end = following is None or following in CONJUNCTION_WORDS
     after_subject = not (previous in AUXILIARIES or is_adverb(previous) or previous in CONJUNCTION_WORDS)
     if after_subject and following in {"and", "or"} and after is not None and not _opens_predicate(words, index + 2):
         return False  # "while dogs bark and crickets sing" -> "while dogs and crickets sing": two subjects, one verb
-    if previous in COORDINATORS and clause_ends and following != "then":  # "repeats and [fades] then": "and then"
+    if previous in COORDINATORS and conjunction_or_end and following != "then":  # "repeats and [fades] then"
         return True  # "people yelled and whistled while" -> "yelled and while"; "opens and closes" -> "opens and"
-    if is_adverb(previous) and clause_ends and _word_at(words, index - 2) in AUXILIARIES:
+    if is_adverb(previous) and conjunction_or_end and before in AUXILIARIES:
         return True  # "birds are continuously chirping and then" -> "are continuously and then"
-    subject_alone = _noun_phrase_after(words, index, SUBORDINATORS)  # "while waves crash" -> "while waves"
-    if finite and (subject_alone or (is_adverb(previous) and not _ends_verb_phrase(before))):
-        return True  # "while waves crash on a beach" -> "while waves on a beach"; "a faucet rapidly drips water"
-    particle_then_end = following in VERB_PARTICLES and (after is None or after in CONJUNCTION_WORDS)
-    led_by_subject = _noun_phrase_after(words, index, DETERMINERS - {"of"})
-    if finite and (following in COORDINATORS or particle_then_end) and led_by_subject:
-        return True  # "a motor starts and runs" -> "a motor and runs"; "a car drives by and" -> "a car by and"
+    if finite:
+        if (is_adverb(previous) and not _ends_verb_phrase(before)) or _noun_phrase_after(words, index, SUBORDINATORS):
+            return True  # "a faucet rapidly drips water"; "while waves crash on a beach" -> "while waves on a beach"
+        particle_then_end = following in VERB_PARTICLES and (after is None or after in CONJUNCTION_WORDS)
+        if (following in COORDINATORS or particle_then_end) and _noun_phrase_after(words, index, NOUN_PHRASE_OPENERS):
+            return True  # "a motor starts and runs" -> "a motor and runs"; "a car drives by and" -> "a car by and"
     if previous in AUXILIARIES or previous == "to":
         graded = following in DEGREE_ADVERBS and after is not None and not is_adverb(after)
         if previous in AUXILIARIES and graded and _ends_phrase(_word_at(words, index + 3)):
@@ -223,7 +223,7 @@ def verb_removal_is_error(words: list[str], index: int) -> bool:
     hanging = following in COUNT_WORDS or (
         previous in BARE_SUBJECTS and not _ends_phrase(following) and not _ends_verb_phrase(following)
     )  # "then it gets opened again" -> "then it opened again" has a verb
-    if _is_finite(words[index]) and hanging:
+    if _is_finite(word) and hanging:
         return True  # "a dog barks twice" -> "a dog twice"; "someone chops vegetables" -> "someone vegetables"
     return following is not None and (following in CLAUSE_OPENERS or _adverb_ends_clause(following, after))
 
@@ -313,8 +313,8 @@ DANGLING_CLAUSES = ("and then it", "and it", "then it", "while it", "as it", "be
                     "while the", "as the", "and then a", "and then there")
 # Words a caption cannot end on: articles and other determiners, conjunctions, and prepositions that take an object.
 # Particles that often end a fluent caption ("passes by", "turns on", "fades out") are not among them.
-CUT_AFTER = (DETERMINERS - {"of"}) | {"and", "or", "but", "while", "as", "before", "after", "until", "when",
-                                     "because", "of", "with", "from", "into", "onto", "to", "at", "for", "the"}
+CUT_AFTER = NOUN_PHRASE_OPENERS | {"and", "or", "but", "while", "as", "before", "after", "until", "when",
+                                   "because", "of", "with", "from", "into", "onto", "to", "at", "for", "the"}
 # Words people double on purpose ("very very loud", "knock knock", "beep beep"): never doubled as an error, and
 # doubled in some clean training captions (`with_intended_repeat`) so that the detector does not flag them.
 INTENDED_REPEATS = {
