@@ -187,6 +187,21 @@ def test_events_are_repeated_where_they_stand():
     assert fense.startswith(caption + " ")  # FENSE: after the caption, behind a conjunction
 
 
+def test_a_predicate_is_doubled_where_it_stands():
+    """ "people are talking are talking as": a predicate doubled without its subject, as captioners double it."""
+    caption = "people are talking as a car passes"
+    drawn = {corruptions.apply_rule("repeat_event", caption, caption, random.Random(seed), "random") for seed in range(200)}
+    predicates = {text for text in drawn if text.count("people") == 1 and text.count("car") == 1}
+    assert predicates == {
+        "people are talking are talking as a car passes", "people are talking are talking are talking as a car passes",
+        "people are talking and are talking as a car passes",
+        "people are talking and are talking and are talking as a car passes",
+    }  # fmt: skip
+    # a one-word predicate is `repeat_word`'s: "a dog barks barks" is not made here
+    assert not any("barks barks" in corruptions.apply_rule("repeat_event", "a dog barks", "a dog barks",
+                                                           random.Random(seed), "random") for seed in range(50))  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("rule", "caption", "expected"),
     [
