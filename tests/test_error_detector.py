@@ -713,3 +713,18 @@ def test_the_default_detector_flags_the_independent_corruptions():
     # a verb removed so that a word is left hanging ("someone vegetables"): 0.988 and 0.998 in two trainings of the
     # recipe, 0.91 before the removal rules made such errors
     assert rows["remove_verb"]["roc_auc"] >= 0.95
+
+
+def test_detector_probes_double_what_they_name():
+    """benchmarks/detector_probes.py: a word of quantity, an event phrase with "and", a predicate in place."""
+    from laac.benchmarks import detector_probes as probes
+
+    assert probes.quantity_doubled("two women and a man talk") == "two two women and a man talk"
+    assert probes.quantity_doubled("a dog barks") is None
+    assert probes.event_doubled_with_and("a dog barks while rain falls") == "a dog barks and a dog barks while rain falls"
+    doubled = {probes.predicate_doubled("people are talking as a car passes", random.Random(seed)) for seed in range(20)}
+    assert doubled == {  # from "are" or "passes", up to a conjunction; never from the first word or an -ing form
+        ("people are talking are talking as a car passes", "people are talking and are talking as a car passes"),
+        ("people are talking as a car passes passes", "people are talking as a car passes and passes"),
+    }
+    assert probes.predicate_doubled("birds chirping", random.Random(0)) is None
