@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
+from laac.cli.paths import ERROR_DETECTOR_DIR
 from laac.correction.corruptions import AUXILIARIES, CONJUNCTION_WORDS, QUANTITY_WORDS, event_phrases, is_verb
 from laac.correction.detector_evaluation import GATE_THRESHOLD, detector_scores, score_rows
 from laac.correction.post_corrector import load_error_detector
-from laac.cli.paths import ERROR_DETECTOR_DIR
 from laac.correction.train_error_detector import DetectorTrainingArguments, split_captions
 from laac.processing_laac import fense_normalize_caption
 

@@ -396,9 +396,10 @@ def repeat_event(words: list[str], source: str, rng: random.Random, anywhere: bo
     if not events:
         return None
     event = rng.choice(events)
-    predicate = _predicate_start(event.split())
+    event_words = event.split()
+    predicate = _predicate_start(event_words)
     if predicate is not None and rng.random() < PREDICATE_REPEAT_SHARE:
-        return text.replace(f" {event} ", f" {_doubled_predicate(event.split(), predicate, rng)} ", 1).strip()
+        return text.replace(f" {event} ", f" {_doubled_predicate(event_words, predicate, rng)} ", 1).strip()
     copies = [vary_event(event, rng) for _ in range(rng.choice(REPEAT_COUNTS) - 1)]
     joined = event + "".join(f" {rng.choice(('', 'and ', 'and then ', 'while '))}{copy}" for copy in copies)
     return text.replace(f" {event} ", f" {joined} ", 1).strip()
