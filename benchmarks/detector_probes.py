@@ -1,8 +1,9 @@
-"""How well does an error detector catch three errors that the held-out table mixes into larger rows?
+"""How well does an error detector catch four errors that the held-out table mixes into larger rows?
 
 Each probe corrupts every held-out Clotho caption it can (the held-out fifth of `--seed`, the split a training of
 that seed left out) once, and scores the corrupted captions against the clean ones: ROC-AUC and recall at the 0.9
-gate.
+gate, for the detector and for its classifier alone (every probe doubles a phrase in place, which a detector that
+flags doubled phrases, `correction.post_corrector.doubled_phrase`, scores 1.0 whatever its classifier says).
 
 - "quantity doubled": the caption's first word of quantity doubled ("two two women", "a few few times");
 - "event doubled with and": its first event phrase of two words or more doubled with "and" between the copies ("a dog
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Optional
 
 from transformers import HfArgumentParser
 
 from laac.cli.paths import ERROR_DETECTOR_DIR
 from laac.correction.corruptions import AUXILIARIES, CONJUNCTION_WORDS, QUANTITY_WORDS, event_phrases, is_verb
-from laac.correction.detector_evaluation import GATE_THRESHOLD, detector_scores, score_rows
+from laac.correction.detector_evaluation import GATE_THRESHOLD, classifier_and_detector_scores, score_rows
 from laac.correction.post_corrector import load_error_detector
 from laac.correction.train_error_detector import DetectorTrainingArguments, split_captions
 from laac.processing_laac import fense_normalize_caption
@@ -84,24 +86,33 @@ class ProbeArguments:
     detector: str = field(default=ERROR_DETECTOR_DIR, metadata={"help": "Error detector folder."})
     seed: int = field(default=2021, metadata={"help": "The training seed whose held-out captions are probed."})
     show: int = field(default=0, metadata={"help": "Print this many of each probe's lowest-scored captions."})
+    flag_doubled_phrases: Optional[bool] = field(
+        default=None, metadata={"help": "Whether the detector flags doubled phrases (unset: its checkpoint's choice)."}
+    )
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict]:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, dict]]:
+    """Print and return each probe's row for the detector (`"detector"`) and its classifier (`"classifier alone"`)."""
     (args,) = HfArgumentParser(ProbeArguments).parse_args_into_dataclasses(argv)
     _, held_out = split_captions(DetectorTrainingArguments(output_dir=args.detector, seed=args.seed))
     captions = [fense_normalize_caption(caption) for caption in held_out["clotho"]]
-    detector = load_error_detector(args.detector)
+    detector = load_error_detector(args.detector, flag_doubled_phrases=args.flag_doubled_phrases)
     probes = probe_corruptions(captions)
-    scored = {name: detector_scores(detector, texts) for name, texts in probes.items()}
-    rows = score_rows(detector_scores(detector, captions), scored, GATE_THRESHOLD)
-    print(f"{args.detector}, seed {args.seed}: {len(captions)} held-out clean captions")
-    for name, row in rows.items():
-        print(f"{name}: {row['positives']} captions, ROC-AUC {row['roc_auc']:.3f}, recall {row['recall']:.3f} at "
-              f"{GATE_THRESHOLD}")  # fmt: skip
-        for score, text in sorted(zip(scored[name], probes[name]))[: args.show]:
+    alone, gate = {}, {}
+    for name, texts in {"clean": held_out["clotho"], **probes}.items():  # clean captions as written
+        alone[name], gate[name] = classifier_and_detector_scores(detector, texts)
+    tables = {"detector": score_rows(gate.pop("clean"), gate, GATE_THRESHOLD),
+              "classifier alone": score_rows(alone.pop("clean"), alone, GATE_THRESHOLD)}  # fmt: skip
+    print(f"{args.detector}, seed {args.seed}: {len(captions)} held-out clean captions; ROC-AUC and recall at "
+          f"{GATE_THRESHOLD}, the detector (flag_doubled_phrases={detector.flag_doubled_phrases}) / its classifier "
+          "alone")  # fmt: skip
+    for name, row in tables["detector"].items():
+        other = tables["classifier alone"][name]
+        print(f"{name}: {row['positives']} captions, ROC-AUC {row['roc_auc']:.3f} / {other['roc_auc']:.3f}, recall "
+              f"{row['recall']:.3f} / {other['recall']:.3f}")  # fmt: skip
+        for score, text in sorted(zip(alone[name], probes[name]))[: args.show]:  # the classifier's lowest
             print(f"    {score:.3f} {text}")
-    return rows
-
+    return tables
 
 if __name__ == "__main__":
     main()

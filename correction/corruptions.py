@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 
-from laac.correction.post_corrector import FENSE_ERROR_TYPES
+from laac.correction.post_corrector import FENSE_ERROR_TYPES, INTENDED_REPEATS
 from laac.processing_laac import fense_normalize_caption
 
 RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is "any error"
@@ -315,14 +315,6 @@ DANGLING_CLAUSES = ("and then it", "and it", "then it", "while it", "as it", "be
 # Particles that often end a fluent caption ("passes by", "turns on", "fades out") are not among them.
 CUT_AFTER = NOUN_PHRASE_OPENERS | {"and", "or", "but", "while", "as", "before", "after", "until", "when",
                                    "because", "of", "with", "from", "into", "onto", "to", "at", "for", "the"}
-# Words people double on purpose ("very very loud", "knock knock", "beep beep"): never doubled as an error, and
-# doubled in some clean training captions (`with_intended_repeat`) so that the detector does not flag them.
-INTENDED_REPEATS = {
-    "very", "really", "so", "far", "bye", "ha", "ho", "la", "na", "blah", "hey", "oh", "ah", "uh",
-    "knock", "tick", "tock", "ding", "dong", "beep", "boop", "honk", "toot", "choo", "chug", "tap", "bang", "boom",
-    "clink", "clank", "clack", "click", "buzz", "woof", "bow", "wow", "meow", "moo", "baa", "quack", "tweet", "cuckoo",
-    "drip", "thump", "chop", "pitter", "patter",
-}
 # Words that do not end a phrase before the preposition after them ("next to", "in front of", "out of").
 BOUND_TO_PREPOSITION = {"next", "close", "front", "out", "ahead", "top", "because", "instead", "away", "up"}
 REPEAT_COUNTS = (2, 2, 3)  # a word or phrase doubled (two times in three) or tripled

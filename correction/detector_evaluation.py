@@ -25,6 +25,8 @@ GATE_THRESHOLD = 0.9
 # without commas.
 ALL_CLEAN = "all clean captions"
 WITHOUT_COMMAS = "clean captions without commas"
+# The same rows scored by the classifier alone, where the detector flags doubled phrases (`flag_doubled_phrases`).
+CLASSIFIER_ALONE = "the classifier alone"
 
 
 def binary_scores(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
@@ -99,6 +101,16 @@ def detector_scores(detector: ErrorDetector, texts: list[str], batch_size: int =
     return np.asarray(detector(texts, batch_size=batch_size), dtype=float)
 
 
+def classifier_and_detector_scores(
+    detector: ErrorDetector, texts: list[str], batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's error probabilities of `texts` alone and the detector's (with its doubled-phrase rule where
+    `detector.flag_doubled_phrases`), the classifier run once."""
+    alone = detector.classifier_probabilities(texts, batch_size=batch_size)
+    gate = detector.with_doubled_phrases(texts, alone) if detector.flag_doubled_phrases else alone
+    return np.asarray(alone, dtype=float), np.asarray(gate, dtype=float)
+
+
 def score_detector(
     detector: ErrorDetector, captions: list[str], corrupted: dict[str, list[str]], threshold: float = GATE_THRESHOLD
 ) -> dict[str, dict]:
@@ -110,9 +122,9 @@ def score_detector(
 def error_probabilities(
     detector: ErrorDetector, captions: list[str], corrupted: dict[str, list[str]]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The detector's error probabilities of the clean `captions` (cleaned as FENSE does) and of each row of
-    `corrupted`."""
-    clean = detector_scores(detector, [fense_normalize_caption(caption) for caption in captions])
+    """The detector's error probabilities of the clean `captions`, as written (the detector cleans them as FENSE does;
+    its doubled-phrase rule reads their punctuation), and of each row of `corrupted`."""
+    clean = detector_scores(detector, list(captions))
     return clean, {name: detector_scores(detector, texts) for name, texts in corrupted.items()}
 
 
@@ -129,13 +141,21 @@ def evaluate_detector_by_clean_subset(
     only the clean captions written without one (`WITHOUT_COMMAS`). FENSE's cleaning strips punctuation, so a
     caption of two clauses joined by a comma ("a clock ticks loudly, an alarm goes off") reaches the detector as the
     run-on a removed conjunction leaves ("a clock ticks loudly an alarm goes off"); the second table shows how much
-    of a row's shortfall those captions make. Each text is scored once.
+    of a row's shortfall those captions make. A detector that flags doubled phrases gets a third table, all clean
+    captions against every row scored by its classifier alone (`CLASSIFIER_ALONE`). Each text is scored once.
     """
-    clean, scored = error_probabilities(detector, captions, held_out_corruptions(captions, seed))
-    tables = {ALL_CLEAN: score_rows(clean, scored, threshold)}
+    rows = {"clean": list(captions)}  # as written, as `error_probabilities` scores them
+    rows.update(held_out_corruptions(captions, seed))
+    alone, gate = {}, {}
+    for name, texts in rows.items():
+        alone[name], gate[name] = classifier_and_detector_scores(detector, texts)
+    clean = gate.pop("clean")
+    tables = {ALL_CLEAN: score_rows(clean, gate, threshold)}
     without_commas = np.array(["," not in caption for caption in captions], dtype=bool)
     if 0 < without_commas.sum() < len(captions):
-        tables[WITHOUT_COMMAS] = score_rows(clean[without_commas], scored, threshold)
+        tables[WITHOUT_COMMAS] = score_rows(clean[without_commas], gate, threshold)
+    if detector.flag_doubled_phrases:
+        tables[CLASSIFIER_ALONE] = score_rows(alone.pop("clean"), alone, threshold)
     return tables
 
 

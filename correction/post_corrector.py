@@ -99,6 +99,10 @@ class CorrectorSettings:
     detector: str = field(default=DEFAULT_DETECTOR, metadata={"help": "echecker .ckpt, folder, FENSE name or Hub id."})
     detector_tokenizer: Optional[str] = field(default=None, metadata={"help": "Tokenizer folder for the detector."})
     detector_config: Optional[str] = field(default=None, metadata={"help": "Encoder config for the detector."})
+    flag_doubled_phrases: Optional[bool] = field(
+        default=None,
+        metadata={"help": "Flag a phrase doubled in place (error_prob 1.0); unset: the detector checkpoint's choice."},
+    )
     corrector_model: str = field(
         default=DEFAULT_CORRECTOR_MODEL, metadata={"help": f"Hub id, folder, .gguf or {OFFLINE_CORRECTOR_MODEL}."}
     )
@@ -325,13 +329,17 @@ def load_echecker_checkpoint(path: str, trust_pickled_checkpoint: bool = False) 
     return checkpoint
 
 
-def save_echecker_checkpoint(classifier: BertFlatClassifier, path: str, model_type: str) -> None:
-    """Save `classifier` in the FENSE echecker format; `encoder_config` is an extra key FENSE ignores."""
+def save_echecker_checkpoint(
+    classifier: BertFlatClassifier, path: str, model_type: str, flag_doubled_phrases: bool = False
+) -> None:
+    """Save `classifier` in the FENSE echecker format; `encoder_config` and `flag_doubled_phrases` (what
+    `ErrorDetector.from_pretrained` turns on by default) are extra keys FENSE ignores."""
     checkpoint = {
         "model_type": model_type,
         "num_classes": classifier.num_classes,
         "state_dict": {name: tensor.detach().cpu() for name, tensor in classifier.state_dict().items()},
         "encoder_config": classifier.encoder.config.to_dict(),
+        "flag_doubled_phrases": flag_doubled_phrases,
     }
     torch.save(checkpoint, path)
 
@@ -401,10 +409,64 @@ def _load_classifier_weights(classifier: BertFlatClassifier, state_dict: Mapping
         )
 
 
+# Words people double on purpose ("very very loud", "knock knock", "beep beep"): a phrase of them written twice is
+# not an error for `doubled_phrase`; the detector's training never doubles them as an error, and doubles them in
+# some clean captions (`correction.corruptions.with_intended_repeat`).
+INTENDED_REPEATS = {
+    "very", "really", "so", "far", "bye", "ha", "ho", "la", "na", "blah", "hey", "oh", "ah", "uh",
+    "knock", "tick", "tock", "ding", "dong", "beep", "boop", "honk", "toot", "choo", "chug", "tap", "bang", "boom",
+    "clink", "clank", "clack", "click", "buzz", "woof", "bow", "wow", "meow", "moo", "baa", "quack", "tweet", "cuckoo",
+    "drip", "thump", "chop", "pitter", "patter",
+}
+# What may stand between a phrase and its copy in `doubled_phrase` ("a woman laughs and a woman laughs").
+REPEAT_LINKS = (("and",), ("and", "then"), ("then",), ("while",), ("as",), ("or",))
+DOUBLED_PHRASE_MAX_WORDS = 12
+# Marks that end a stretch of `doubled_phrase`'s search: "Outdoors, bicycle, bicycle bells" is a list.
+_PUNCTUATION_BREAKS = re.compile(r"[,;:.!?()]")
+
+
+def doubled_phrase(caption: str) -> str | None:
+    """
+    The first phrase that `caption` doubles in place, or None: up to `DOUBLED_PHRASE_MAX_WORDS` words written twice in
+    a row ("near a pond pond at night", "revs its engine revs its engine"), or two words or more written again after
+    one of `REPEAT_LINKS` ("a woman laughs and a woman laughs"), with no punctuation between the copies; the phrase
+    cleaned as FENSE does. Not counted: a phrase of words people double on purpose (`INTENDED_REPEATS`: "tick tock
+    tick tock"), a word linked to itself by "and" ("louder and louder", "over and over and over") and a phrase with
+    "and" inside it ("three golf swings and then six golf swings and then six more").
+
+        >>> doubled_phrase("Frogs croak near a pond pond at night.")
+        'pond'
+        >>> doubled_phrase("a woman laughs and a woman laughs and a man answers")
+        'a woman laughs and a woman laughs'
+        >>> doubled_phrase("Outdoors, bicycle, bicycle bells and louder and louder horns") is None
+        True
+    """
+    for stretch in _PUNCTUATION_BREAKS.split(caption):
+        words = fense_normalize_caption(stretch).split()
+        for size in range(1, DOUBLED_PHRASE_MAX_WORDS + 1):
+            for start in range(len(words) - 2 * size + 1):
+                phrase = words[start : start + size]
+                linked = "and" in (phrase if size == 2 else phrase[1:-1])  # "louder and louder and", a series
+                on_purpose = linked or all(word in INTENDED_REPEATS for word in phrase)
+                if phrase == words[start + size : start + 2 * size] and not on_purpose:
+                    return " ".join(phrase)
+            for link in REPEAT_LINKS if size > 1 else ():
+                for start in range(len(words) - 2 * size - len(link) + 1):
+                    end = start + 2 * size + len(link)
+                    copied = words[start : start + size] == words[end - size : end]
+                    if copied and tuple(words[start + size : end - size]) == link:
+                        return " ".join(words[start:end])
+    return None
+
+
 class ErrorDetector:
     """FENSE error detector: `detector(captions) -> [error probability]` (sigmoid of the last logit).
 
-    Captions are pre-processed as FENSE does (lower-cased, punctuation stripped, at most 64 tokens).
+    Captions are pre-processed as FENSE does (lower-cased, punctuation stripped, at most 64 tokens). With
+    `flag_doubled_phrases`, a caption that doubles a phrase in place (`doubled_phrase`: "a pond pond", "revs its
+    engine revs its engine") scores 1.0 whatever the classifier says; `classifier_probabilities` is the classifier
+    alone. Detectors trained by `laac.correction.train_error_detector` turn it on (a key of their checkpoint); FENSE's
+    own checkpoints leave it off, as the report's system ran them.
     """
 
     def __init__(
@@ -414,12 +476,14 @@ class ErrorDetector:
         max_length: int = FENSE_MAX_LENGTH,
         device: str | torch.device | None = None,
         name_or_path: str | None = None,
+        flag_doubled_phrases: bool = False,
     ) -> None:
         self.name_or_path = name_or_path
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.classifier = classifier.to(self.device).eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.flag_doubled_phrases = flag_doubled_phrases
 
     @classmethod
     def from_pretrained(
@@ -429,12 +493,14 @@ class ErrorDetector:
         encoder_config: str | PretrainedConfig | None = None,
         device: str | torch.device | None = None,
         trust_pickled_checkpoint: bool = False,
+        flag_doubled_phrases: bool | None = None,
     ) -> ErrorDetector:
         """Load a FENSE-format checkpoint from a `.ckpt` file, a folder holding one, a FENSE name or a Hub repo.
 
         The tokenizer comes from `tokenizer_path`, else tokenizer files next to the checkpoint, else the
         checkpoint's `model_type` (e.g. "bert-base-uncased", which needs the Hub). Offline, pass a local
         `tokenizer_path` and `encoder_config` (a folder with config.json) for the original FENSE files.
+        `flag_doubled_phrases` None takes the checkpoint's `flag_doubled_phrases` key (absent: off).
         """
         checkpoint_file, folder = _resolve_detector_file(name_or_path)
         checkpoint = load_echecker_checkpoint(checkpoint_file, trust_pickled_checkpoint)
@@ -443,7 +509,11 @@ class ErrorDetector:
         if tokenizer_path is None:
             tokenizer_path = folder if _has_tokenizer_files(folder) else checkpoint["model_type"]
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-        return cls(classifier, tokenizer, device=device, name_or_path=name_or_path)
+        if flag_doubled_phrases is None:
+            flag_doubled_phrases = bool(checkpoint.get("flag_doubled_phrases", False))
+        return cls(
+            classifier, tokenizer, device=device, name_or_path=name_or_path, flag_doubled_phrases=flag_doubled_phrases
+        )
 
     def tokenize(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
         """FENSE pre-processing: normalise the text, truncate to `max_length` tokens, pad to the batch's longest."""
@@ -453,8 +523,19 @@ class ErrorDetector:
         )
         return {name: tensor.to(self.device) for name, tensor in batch.items()}
 
-    @torch.no_grad()
     def __call__(self, captions: Sequence[str], batch_size: int = 32) -> list[float]:
+        """Each caption's error probability: the classifier's, or 1.0 for a doubled phrase (`flag_doubled_phrases`)."""
+        probabilities = self.classifier_probabilities(captions, batch_size)
+        return self.with_doubled_phrases(captions, probabilities) if self.flag_doubled_phrases else probabilities
+
+    @staticmethod
+    def with_doubled_phrases(captions: Sequence[str], probabilities: Sequence[float]) -> list[float]:
+        """`probabilities` with 1.0 for each caption that doubles a phrase in place (`doubled_phrase`)."""
+        return [1.0 if doubled_phrase(caption) else value for caption, value in zip(captions, probabilities)]
+
+    @torch.no_grad()
+    def classifier_probabilities(self, captions: Sequence[str], batch_size: int = 32) -> list[float]:
+        """The classifier's error probability of each caption (sigmoid of its last logit), whatever it doubles."""
         for caption in captions:
             if not isinstance(caption, str):
                 raise ValueError(f"ErrorDetector expects strings, got {type(caption).__name__}: {caption!r}.")
@@ -474,12 +555,15 @@ def load_error_detector(
     tokenizer_path: str | None = None,
     encoder_config: str | PretrainedConfig | None = None,
     device: str | torch.device | None = None,
+    flag_doubled_phrases: bool | None = None,
 ) -> ErrorDetector:
     """
     The one FENSE checker loader: the post-corrector's gate, the FER/FENSE metrics (`evaluation.metrics.load_echecker`)
     and the detector training all load a FENSE-format checkpoint through it. See `ErrorDetector.from_pretrained`.
     """
-    return ErrorDetector.from_pretrained(name_or_path, tokenizer_path, encoder_config, device=device)
+    return ErrorDetector.from_pretrained(
+        name_or_path, tokenizer_path, encoder_config, device=device, flag_doubled_phrases=flag_doubled_phrases
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -720,8 +804,9 @@ class PostCorrector:
         if not isinstance(self._detector, ErrorDetector):
             logger.info("Loading error detector %s", self._detector)
             self._detector = load_error_detector(
-                self._detector, self.settings.detector_tokenizer, self.settings.detector_config, device=self.device
-            )
+                self._detector, self.settings.detector_tokenizer, self.settings.detector_config, device=self.device,
+                flag_doubled_phrases=self.settings.flag_doubled_phrases,
+            )  # fmt: skip
         return self._detector
 
     @property

@@ -399,6 +399,12 @@ class DetectorTrainingArguments:
     paired_batches: bool = field(
         default=True, metadata={"help": "Keep each clean caption and its corruption in one batch (else shuffle all)."}
     )
+    flag_doubled_phrases: bool = field(
+        default=True,
+        metadata={"help": "Save the detector so that it scores a phrase doubled in place (\"a pond pond\") 1.0 "
+                  "whatever its classifier says (`correction.post_corrector.doubled_phrase`; metrics.json then "
+                  "holds the classifier alone too)."},
+    )
     encoder: str | None = field(default=None, metadata={"help": "Pretrained BERT (dir or id); default MiniLM-L6."})
     model_type: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Recorded name."})
     held_out_fraction: float = field(default=0.2)
@@ -490,7 +496,8 @@ def train(args: DetectorTrainingArguments) -> dict:
     classifier, tokenizer, trainer = fit(args, train_captions)
     train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     os.makedirs(args.output_dir, exist_ok=True)
-    save_echecker_checkpoint(classifier, os.path.join(args.output_dir, CHECKPOINT_NAME), args.model_type)
+    checkpoint = os.path.join(args.output_dir, CHECKPOINT_NAME)
+    save_echecker_checkpoint(classifier, checkpoint, args.model_type, args.flag_doubled_phrases)
     tokenizer.save_pretrained(args.output_dir)
     detector = load_error_detector(args.output_dir)  # the saved files, as users load them
     held_out_rows = {}

@@ -136,6 +136,29 @@ def test_detector_round_trip_via_save_echecker_checkpoint(tmp_path, tiny_fense_c
     assert torch.load(tmp_path / "echecker.ckpt", weights_only=True)["model_type"] == "tiny-bert"
 
 
+def test_a_detector_that_flags_doubled_phrases_scores_them_one(tmp_path, tiny_fense_checkpoint: dict,
+                                                              tiny_detector: ErrorDetector):
+    """A phrase doubled in place scores 1.0 where the checkpoint says so (detectors trained by laac) or where asked
+    (also of FENSE's own checkpoints, which leave it off); every other caption keeps its classifier's probability."""
+    captions = ["a dog barks barks while rain falls", "rain falls on a roof", "the whistle gets louder and louder"]
+    alone = tiny_detector(captions)
+    assert not tiny_detector.flag_doubled_phrases and max(alone) < 1.0
+    save_echecker_checkpoint(tiny_detector.classifier, str(tmp_path / "echecker.ckpt"), "tiny-bert", True)
+    tiny_fense_checkpoint["hf_tokenizer"].save_pretrained(tmp_path)
+    flagging = ErrorDetector.from_pretrained(str(tmp_path))
+    assert flagging.flag_doubled_phrases
+    assert flagging(captions) == pytest.approx([1.0, *alone[1:]], abs=1e-6)
+    assert flagging.classifier_probabilities(captions) == pytest.approx(alone, abs=1e-6)
+    assert not ErrorDetector.from_pretrained(str(tmp_path), flag_doubled_phrases=False).flag_doubled_phrases
+    fense = tiny_fense_checkpoint["file"], tiny_fense_checkpoint["tokenizer"], tiny_fense_checkpoint["config"]
+    assert ErrorDetector.from_pretrained(*fense, flag_doubled_phrases=True)(captions)[0] == 1.0
+    # as the post-corrector's setting (`laac correct --flag_doubled_phrases true`)
+    post = PostCorrector(detector=fense[0], detector_tokenizer=fense[1], detector_config=fense[2],
+                         flag_doubled_phrases=True, corrector="/nonexistent/llm")  # fmt: skip
+    assert post.detector.flag_doubled_phrases and post.to_settings()["flag_doubled_phrases"] is True
+    assert not PostCorrector(detector=fense[0], detector_tokenizer=fense[1], detector_config=fense[2]).detector.flag_doubled_phrases
+
+
 def test_detector_refuses_pickled_objects_unless_trusted(tmp_path, tiny_fense_checkpoint: dict):
     checkpoint = torch.load(tiny_fense_checkpoint["file"], weights_only=True)
     checkpoint["hparams"] = argparse.Namespace(lr=1e-4)  # an arbitrary Python object
