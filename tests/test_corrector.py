@@ -374,6 +374,16 @@ def test_cli_on_csv_and_jsonl(tmp_path, tiny_fense_checkpoint: dict, smollm2_cor
     assert [r["caption"] for r in written] == CAPTIONS
     assert {r["reason"] for r in written} == {"gate_never"} and not any(r["corrected"] for r in written)
 
+    # --flag_doubled_phrases true: a phrase doubled in place goes to the LLM whatever the classifier says
+    doubled = tmp_path / "doubled.jsonl"
+    doubled.write_text("".join(json.dumps({"caption": c}) + "\n" for c in ["a dog barks barks", "rain falls on a roof"]))
+    out_doubled = tmp_path / "out_doubled.jsonl"
+    correct_captions_main(["--input", str(doubled), "--output", str(out_doubled), "--threshold", "0.99",
+                           "--flag_doubled_phrases", "true", *common])  # fmt: skip
+    written = [json.loads(line) for line in out_doubled.read_text().splitlines()]
+    assert written[0]["error_prob"] == 1.0 and written[0]["reason"] != "below_threshold"
+    assert written[1]["error_prob"] < 0.99 and written[1]["reason"] == "below_threshold"
+
     # --post_corrector: the settings a PostCorrector saved (threshold 0); a flag off its default overrides them
     saved = PostCorrector.from_settings(
         {"threshold": 0.0, "detector": tiny_fense_checkpoint["file"], "corrector_model": "smollm2",
