@@ -376,7 +376,8 @@ def test_cli_on_csv_and_jsonl(tmp_path, tiny_fense_checkpoint: dict, smollm2_cor
 
     # --flag_doubled_phrases true: a phrase doubled in place goes to the LLM whatever the classifier says
     doubled = tmp_path / "doubled.jsonl"
-    doubled.write_text("".join(json.dumps({"caption": c}) + "\n" for c in ["a dog barks barks", "rain falls on a roof"]))
+    captions = ["a dog barks barks", "rain falls on a roof"]
+    doubled.write_text("".join(json.dumps({"caption": caption}) + "\n" for caption in captions))
     out_doubled = tmp_path / "out_doubled.jsonl"
     correct_captions_main(["--input", str(doubled), "--output", str(out_doubled), "--threshold", "0.99",
                            "--flag_doubled_phrases", "true", *common])  # fmt: skip
