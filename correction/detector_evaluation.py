@@ -104,10 +104,8 @@ def detector_scores(detector: ErrorDetector, texts: list[str], batch_size: int =
 def classifier_and_detector_scores(
     detector: ErrorDetector, texts: list[str], batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The classifier's error probabilities of `texts` alone and the detector's (with its doubled-phrase rule where
-    `detector.flag_doubled_phrases`), the classifier run once."""
-    alone = detector.classifier_probabilities(texts, batch_size=batch_size)
-    gate = detector.with_doubled_phrases(texts, alone) if detector.flag_doubled_phrases else alone
+    """`detector.probabilities(texts)` as arrays: the classifier's alone and the detector's."""
+    alone, gate = detector.probabilities(texts, batch_size=batch_size)
     return np.asarray(alone, dtype=float), np.asarray(gate, dtype=float)
 
 

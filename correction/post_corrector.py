@@ -525,13 +525,15 @@ class ErrorDetector:
 
     def __call__(self, captions: Sequence[str], batch_size: int = 32) -> list[float]:
         """Each caption's error probability: the classifier's, or 1.0 for a doubled phrase (`flag_doubled_phrases`)."""
-        probabilities = self.classifier_probabilities(captions, batch_size)
-        return self.with_doubled_phrases(captions, probabilities) if self.flag_doubled_phrases else probabilities
+        return self.probabilities(captions, batch_size)[1]
 
-    @staticmethod
-    def with_doubled_phrases(captions: Sequence[str], probabilities: Sequence[float]) -> list[float]:
-        """`probabilities` with 1.0 for each caption that doubles a phrase in place (`doubled_phrase`)."""
-        return [1.0 if doubled_phrase(caption) else value for caption, value in zip(captions, probabilities)]
+    def probabilities(self, captions: Sequence[str], batch_size: int = 32) -> tuple[list[float], list[float]]:
+        """Each caption's error probability by the classifier alone and by the detector (1.0 for a caption that
+        doubles a phrase in place where `flag_doubled_phrases`), the classifier run once."""
+        alone = self.classifier_probabilities(captions, batch_size)
+        if not self.flag_doubled_phrases:
+            return alone, alone
+        return alone, [1.0 if doubled_phrase(caption) else value for caption, value in zip(captions, alone)]
 
     @torch.no_grad()
     def classifier_probabilities(self, captions: Sequence[str], batch_size: int = 32) -> list[float]:

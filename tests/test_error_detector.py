@@ -71,16 +71,14 @@ def test_rows_are_also_scored_against_the_clean_captions_written_without_commas(
 
 
 class FakeDetector:
-    """An `ErrorDetector` stand-in whose classifier is `score`."""
+    """An `ErrorDetector` stand-in whose classifier is `score` (its doubled-phrase rule is `ErrorDetector`'s)."""
+
+    __call__ = ErrorDetector.__call__
+    probabilities = ErrorDetector.probabilities
 
     def __init__(self, score, flag_doubled_phrases: bool = False):
         self.classifier_probabilities = score
         self.flag_doubled_phrases = flag_doubled_phrases
-        self.with_doubled_phrases = ErrorDetector.with_doubled_phrases
-
-    def __call__(self, texts, batch_size=32):
-        probabilities = self.classifier_probabilities(texts, batch_size)
-        return self.with_doubled_phrases(texts, probabilities) if self.flag_doubled_phrases else probabilities
 
 
 def test_a_detector_that_flags_doubled_phrases_is_also_scored_by_its_classifier_alone():
