@@ -128,6 +128,9 @@ PREPOSITIONS_BEFORE_ING = {"before", "after", "without", "until", "upon"}
 BARE_SUBJECTS = {"someone", "somebody", "something", "everyone", "everybody", "it", "he", "she"}
 # How often an event happens: after a verb only ("a dog barks twice" -> "a dog twice").
 COUNT_WORDS = {"once", "twice", "thrice", "five", "six", "seven", "eight", "nine", "ten"}
+# Marks after which a conjunction is kept where a caption is read as written: without it, "a door closes, and someone
+# walks in" reads as the clean captions that join two clauses with a comma do ("a door closes, someone walks in").
+CLAUSE_MARKS = ",;:"
 # Conjunctions that open a clause of its own: its subject alone is left without the verb ("while waves on a beach").
 SUBORDINATORS = {"while", "as", "when", "because", "until", "whilst", "although", "though", "once"}
 # Verbs and adjectives that take "to" + a verb and never "to" + a place: without the verb, "to" meets the object and
@@ -163,6 +166,32 @@ def conjunction_removal_is_error(words: list[str], index: int) -> bool:
     if is_verb(following):  # "barks and growls" -> "barks growls"; "while walking" -> "walking" is a participle phrase
         return words[index] in COORDINATORS and (is_verb(previous) or is_adverb(previous))
     return after is not None and is_verb(after)  # "and dogs barking" / "while rain falls": a new clause's subject
+
+
+def conjunctions_after_marks(written: str) -> frozenset[tuple[str, str, str]]:
+    """
+    Each conjunction that `written` (a caption with its punctuation) puts after a comma, semicolon or colon, as the
+    words before it, it and the word after it, cleaned as FENSE cleans them: `remove_conj` keeps these, as "a door
+    closes, and someone walks in" without its "and" joins two clauses with a comma, as clean captions do.
+
+        >>> sorted(conjunctions_after_marks("A door closes, and someone walks in; then it shuts."))
+        [('closes', 'and', 'someone'), ('in', 'then', 'it')]
+    """
+    words, after_mark, gap = [], [], ""
+    for token in written.split():
+        word = fense_normalize_caption(token)
+        if not word:
+            gap += token
+            continue
+        lead = re.match(r"[^\w]*", token).group()
+        words.append(word)
+        after_mark.append(any(mark in gap + lead for mark in CLAUSE_MARKS))
+        gap = token[len(token.rstrip(CLAUSE_MARKS + ".!?\"')-")) :]
+    return frozenset(
+        (words[index - 1], words[index], words[index + 1])
+        for index in range(1, len(words) - 1)
+        if after_mark[index] and words[index] in CONJUNCTION_WORDS
+    )
 
 
 def _adverb_ends_clause(word: str | None, after: str | None) -> bool:
@@ -478,11 +507,21 @@ def repeat_adv(words: list[str], source: str, rng: random.Random, anywhere: bool
     return _repeated(words, index, rng) if anywhere else " ".join(words + [words[index]])
 
 
-def remove_conj(words: list[str], source: str, rng: random.Random, anywhere: bool) -> str | None:
-    """A conjunction removed where two clauses or phrases are left side by side: the last such (FENSE) or any."""
-    index = _qualifying(
-        words, lambda i: words[i] in CONJUNCTION_WORDS and conjunction_removal_is_error(words, i), rng, anywhere
-    )
+def remove_conj(
+    words: list[str], source: str, rng: random.Random, anywhere: bool,
+    kept: frozenset[tuple[str, str, str]] = frozenset(),
+) -> str | None:
+    """
+    A conjunction removed where two clauses or phrases are left side by side: the last such (FENSE) or any. Not one
+    in `kept` (`conjunctions_after_marks` of the caption as written: its word before, it and its word after).
+    """
+
+    def removable(i: int) -> bool:
+        if words[i] not in CONJUNCTION_WORDS or tuple(words[i - 1 : i + 2]) in kept:
+            return False
+        return conjunction_removal_is_error(words, i)
+
+    index = _qualifying(words, removable, rng, anywhere)
     return None if index is None else " ".join(words[:index] + words[index + 1 :])
 
 
@@ -502,22 +541,27 @@ CORRUPTIONS = {
 
 
 def apply_rule(
-    rule: str, text: str, source: str, rng: random.Random, position: str = "fense", by_word_class: bool = False
+    rule: str, text: str, source: str, rng: random.Random, position: str = "fense", by_word_class: bool = False,
+    written: str | None = None,
 ) -> str | None:
     """
     Apply one error kind (`ERROR_KINDS`) to `text` (perhaps already corrupted; `source` is the clean caption) at
     FENSE's position or, with `position="random"`, anywhere it can fall. None where the kind does not apply or would
     leave a well-formed caption (a removal is made only where `conjunction_removal_is_error` /
-    `verb_removal_is_error` say the result is broken). `by_word_class` (training only; the evaluation draws by
-    position): a word doubled anywhere is drawn by `repeat_class` first.
+    `verb_removal_is_error` say the result is broken, and, given `written`, the clean caption with its punctuation,
+    no conjunction it puts after a comma is removed: `conjunctions_after_marks`). `by_word_class` (training only;
+    the evaluation draws by position): a word doubled anywhere is drawn by `repeat_class` first.
     """
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
     if rule not in CORRUPTIONS:
         raise ValueError(f"unknown error kind {rule!r}; expected one of {tuple(CORRUPTIONS)}")
+    anywhere = position == "random"
     if by_word_class and rule == "repeat_word":
-        return repeat_word(text.split(), source, rng, position == "random", by_word_class=True)
-    return CORRUPTIONS[rule](text.split(), source, rng, position == "random")
+        return repeat_word(text.split(), source, rng, anywhere, by_word_class=True)
+    if rule == "remove_conj" and written is not None:
+        return remove_conj(text.split(), source, rng, anywhere, conjunctions_after_marks(written))
+    return CORRUPTIONS[rule](text.split(), source, rng, anywhere)
 
 
 def fense_labels(kind: str) -> list[int]:
@@ -530,6 +574,7 @@ def corrupt_caption(caption: str, rng: random.Random, ensure_error: bool = True)
 
     Rounds follow FENSE: 2 rounds with probability 0.9 (else 1), each applying the first rule whose coin comes up.
     With `ensure_error`, rounds repeat until something changed (FENSE kept unchanged ones as clean examples).
+    `caption` is read as written: see `apply_rule`.
     """
     source = fense_normalize_caption(caption)
     rule_names = list(RULE_PROBABILITIES)
@@ -538,7 +583,7 @@ def corrupt_caption(caption: str, rng: random.Random, ensure_error: bool = True)
         for _ in range(2 if rng.random() < 0.9 else 1):
             for index, rule in enumerate(rule_names):
                 if rng.random() < RULE_PROBABILITIES[rule]:
-                    changed = apply_rule(rule, text, source, rng)
+                    changed = apply_rule(rule, text, source, rng, written=caption)
                     if changed is not None and changed != text:
                         text, labels[index] = changed, 1
                         break
@@ -555,13 +600,15 @@ def single_rule_corruption(
     `caption` corrupted by one error kind among those that apply to it (None when none does), at a random position
     with probability `random_position_share`, else at FENSE's. The kind is drawn uniformly, or, with `counts` (uses
     so far per kind, updated here), the one least used relative to `SINGLE_RULE_WEIGHTS`, so that kinds that apply
-    to few captions (a repeated adverb needs an adverb) are trained on as often as intended. `by_word_class`: see
-    `apply_rule`.
+    to few captions (a repeated adverb needs an adverb) are trained on as often as intended. `caption` is read as
+    written, and `by_word_class` is `apply_rule`'s.
     """
     clean = fense_normalize_caption(caption)
     kinds = list(ERROR_KINDS)
     position = "random" if rng.random() < random_position_share else "fense"
-    applied = {index: apply_rule(kind, clean, clean, rng, position, by_word_class) for index, kind in enumerate(kinds)}
+    applied = {
+        index: apply_rule(kind, clean, clean, rng, position, by_word_class, caption) for index, kind in enumerate(kinds)
+    }
     applied = {index: text for index, text in applied.items() if text is not None and text != clean}
     if not applied:
         return None

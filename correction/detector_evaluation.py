@@ -59,7 +59,7 @@ def single_rule_corruptions(captions: list[str], seed: int, position: str = "fen
     for caption in captions:
         clean = fense_normalize_caption(caption)
         for kind in ERROR_KINDS:
-            text = apply_rule(kind, clean, clean, rng, position)
+            text = apply_rule(kind, clean, clean, rng, position, written=caption)
             if text is not None and text != clean:
                 corrupted[kind].append(text)
     return corrupted

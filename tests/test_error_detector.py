@@ -466,6 +466,39 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     assert ted.ensure_error_detector(str(tmp_path / "detector"), **same) and len(trained) == 2
 
 
+def test_a_conjunction_written_after_a_comma_is_kept_in_the_held_out_rows():
+    """Without its conjunction, "a door closes, and someone walks in" joins two clauses with a comma as clean Clotho
+    captions do ("a door closes, someone walks in"): read as written, the rules keep that conjunction, at FENSE's
+    position and anywhere, and the held-out rows never remove it; one without a comma before it goes. The training
+    corrupts the cleaned caption and may remove it (measured: the detector ranks the other removals better so)."""
+    written = "A door closes, and someone walks in while a dog barks."
+    assert corruptions.conjunctions_after_marks(written) == {("closes", "and", "someone")}
+    assert corruptions.conjunctions_after_marks("Rain; then thunder: and wind, or hail") == {
+        ("rain", "then", "thunder"), ("thunder", "and", "wind"), ("wind", "or", "hail")
+    }
+    assert corruptions.conjunctions_after_marks("A dog barks and a car passes, honking.") == frozenset()
+    clean = "a door closes and someone walks in while a dog barks"
+    assert corruptions.fense_normalize_caption(written) == clean
+    kept = "a door closes and someone walks in a dog barks"
+    comma_removed = "a door closes someone walks in while a dog barks"
+    drawn = {corruptions.apply_rule("remove_conj", clean, clean, random.Random(seed), "random") for seed in range(20)}
+    assert drawn == {kept, comma_removed}  # the cleaned caption alone: both conjunctions are removed
+    for position in corruptions.POSITIONS:
+        drawn = {corruptions.apply_rule("remove_conj", clean, clean, random.Random(seed), position, written=written)
+                 for seed in range(20)}  # fmt: skip
+        assert drawn == {kept}
+    assert corruptions.apply_rule("remove_conj", "a door closes and someone walks in", "", random.Random(0),
+                                  written="A door closes, and someone walks in.") is None  # fmt: skip
+    singles = [corruptions.single_rule_corruption(written, random.Random(seed), random_position_share=1.0)
+               for seed in range(300)]  # fmt: skip
+    mixes = [corruptions.corrupt_caption(written, random.Random(seed))[0] for seed in range(300)]
+    assert kept in {text for text, _ in singles} and comma_removed not in {text for text, _ in singles} | set(mixes)
+    rows = detector_evaluation.held_out_corruptions([written] * 20, 0)
+    assert kept in rows["remove_conj (random)"] and comma_removed not in sum(rows.values(), [])
+    trained = {text for text, _ in ted.labelled_pairs([written] * 300, 0, "balanced", 0.5)}
+    assert {kept, comma_removed} <= trained
+
+
 def test_random_position_removes_any_word_that_qualifies():
     """FENSE's position removes the last qualifying word; "random" any of them, so training sees inner ones too."""
     caption = "a door is opened and closed while rain falls"  # "and" (opened closed) and "while" (rain falls) qualify
