@@ -5,7 +5,7 @@ removed conjunction, removed verb) at fixed places, mostly the caption's end. Th
 lists stand in for FENSE's spaCy part-of-speech tags; a removal is made only where it leaves a broken caption) and
 add the errors small captioners make anywhere: each error kind (`ERROR_KINDS`) is made at FENSE's position or
 anywhere (`POSITIONS`). `correction.train_error_detector` trains on them, `correction.detector_evaluation` scores a
-detector on them; `RULES_VERSION` changes whenever what they make changes.
+detector on them; `RULES_VERSION` changes whenever what the training makes changes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from laac.correction.post_corrector import FENSE_ERROR_TYPES, INTENDED_REPEATS
 from laac.processing_laac import fense_normalize_caption
 
 RULES = FENSE_ERROR_TYPES[:-1]  # the five corruption rules; the last output is "any error"
-# Raised whenever the corruption rules change what they make: `ensure_error_detector` retrains a cached detector
-# made under another version (its recorded arguments alone would not show the change).
+# Raised whenever the corruption rules change what the training makes: `ensure_error_detector` retrains a cached
+# detector made under another version (its recorded arguments alone would not show the change). Not raised when only
+# the held-out rows change (a conjunction written after a comma kept, `conjunctions_after_marks`).
 RULES_VERSION = 11
 
 # ---------------------------------------------------------------------------------------------------------------
