@@ -802,11 +802,12 @@ def test_the_independent_captions_are_not_clotho_s_and_each_twin_is_broken(cloth
 
 def test_the_default_detector_flags_the_independent_corruptions():
     """The detector `ensure_error_detector()` made (cached by set-up), on captions written outside the project: a
-    floor under what trainings of the default recipe reached (three seeds: ROC-AUC 0.990-0.997 over all kinds,
-    0.971-1.00 per kind; one clean caption above the gate; its classifier alone 0.979-0.988, a doubled word 0.93 at
-    seed 2021), well above FENSE-position-only training (ROC-AUC 0.71 for a doubled word, 0.90 over all kinds); not
-    the held-out targets, which it does not all meet. Every doubled word and adverb is caught: they double in place,
-    which the detector flags whatever its classifier says (`flag_doubled_phrases`)."""
+    floor under what trainings of the default recipe reached (three seeds on each of two machines: ROC-AUC
+    0.981-0.997 over all kinds, 0.936-1.00 per kind; at most one clean caption above the gate; its classifier alone
+    0.969-0.988, a doubled word 0.93 at seed 2021 on one), well above FENSE-position-only training (ROC-AUC 0.71 for
+    a doubled word, 0.90 over all kinds); not the held-out targets, which it does not all meet. Every doubled word
+    and adverb is caught: they double in place, which the detector flags whatever its classifier says
+    (`flag_doubled_phrases`)."""
     if ted.needs_training():
         unavailable(
             f"no default error detector in {ted.ERROR_DETECTOR_DIR} (or one made by another recipe). Get them with "
@@ -821,7 +822,7 @@ def test_the_default_detector_flags_the_independent_corruptions():
     assert rows["all kinds"]["clean_flagged"] <= 3  # of 42, five with words repeated on purpose (0-2 measured)
     for kind, row in rows.items():
         assert row["roc_auc"] >= 0.8, (kind, row)
-    assert rows["all kinds"]["roc_auc"] >= 0.98 and rows["all kinds"]["precision"] >= 0.95
+    assert rows["all kinds"]["roc_auc"] >= 0.97 and rows["all kinds"]["precision"] >= 0.95
     assert rows["repeat_word"]["recall"] == 1.0 and rows["repeat_adv"]["recall"] == 1.0
     assert rows["dangling_clause"]["recall"] >= 0.9 and rows["cut_ending"]["recall"] >= 0.9
     # a verb removed so that a word is left hanging ("someone vegetables"): 0.988 and 0.998 in two trainings of the
