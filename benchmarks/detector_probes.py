@@ -27,7 +27,7 @@ from transformers import HfArgumentParser
 
 from laac.cli.paths import ERROR_DETECTOR_DIR
 from laac.correction.corruptions import AUXILIARIES, CONJUNCTION_WORDS, QUANTITY_WORDS, event_phrases, is_verb
-from laac.correction.detector_evaluation import GATE_THRESHOLD, classifier_and_detector_scores, score_rows
+from laac.correction.detector_evaluation import GATE_THRESHOLD, classifier_and_detector_probabilities, score_rows
 from laac.correction.post_corrector import load_error_detector
 from laac.correction.train_error_detector import DetectorTrainingArguments, split_captions
 from laac.processing_laac import fense_normalize_caption
@@ -98,11 +98,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, dict]]:
     captions = [fense_normalize_caption(caption) for caption in held_out["clotho"]]
     detector = load_error_detector(args.detector, flag_doubled_phrases=args.flag_doubled_phrases)
     probes = probe_corruptions(captions)
-    alone, gate = {}, {}
-    for name, texts in {"clean": held_out["clotho"], **probes}.items():  # clean captions as written
-        alone[name], gate[name] = classifier_and_detector_scores(detector, texts)
-    tables = {"detector": score_rows(gate.pop("clean"), gate, GATE_THRESHOLD),
-              "classifier alone": score_rows(alone.pop("clean"), alone, GATE_THRESHOLD)}  # fmt: skip
+    (alone_clean, alone), gate = classifier_and_detector_probabilities(detector, held_out["clotho"], probes)
+    tables = {"detector": score_rows(*gate, GATE_THRESHOLD),
+              "classifier alone": score_rows(alone_clean, alone, GATE_THRESHOLD)}  # fmt: skip
     print(f"{args.detector}, seed {args.seed}: {len(captions)} held-out clean captions; ROC-AUC and recall at "
           f"{GATE_THRESHOLD}, the detector (flag_doubled_phrases={detector.flag_doubled_phrases}) / its classifier "
           "alone")  # fmt: skip

@@ -109,6 +109,21 @@ def classifier_and_detector_scores(
     return np.asarray(alone, dtype=float), np.asarray(gate, dtype=float)
 
 
+Probabilities = tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+def classifier_and_detector_probabilities(
+    detector: ErrorDetector, captions: list[str], corrupted: dict[str, list[str]]
+) -> tuple[Probabilities, Probabilities]:
+    """`error_probabilities` by the classifier alone and by the detector, each text scored once: the clean `captions`
+    as written and each row of `corrupted`."""
+    alone, gate = classifier_and_detector_scores(detector, list(captions))
+    alone_rows, gate_rows = {}, {}
+    for name, texts in corrupted.items():
+        alone_rows[name], gate_rows[name] = classifier_and_detector_scores(detector, texts)
+    return (alone, alone_rows), (gate, gate_rows)
+
+
 def score_detector(
     detector: ErrorDetector, captions: list[str], corrupted: dict[str, list[str]], threshold: float = GATE_THRESHOLD
 ) -> dict[str, dict]:
@@ -142,18 +157,14 @@ def evaluate_detector_by_clean_subset(
     of a row's shortfall those captions make. A detector that flags doubled phrases gets a third table, all clean
     captions against every row scored by its classifier alone (`CLASSIFIER_ALONE`). Each text is scored once.
     """
-    rows = {"clean": list(captions)}  # as written, as `error_probabilities` scores them
-    rows.update(held_out_corruptions(captions, seed))
-    alone, gate = {}, {}
-    for name, texts in rows.items():
-        alone[name], gate[name] = classifier_and_detector_scores(detector, texts)
-    clean = gate.pop("clean")
+    corrupted = held_out_corruptions(captions, seed)
+    alone, (clean, gate) = classifier_and_detector_probabilities(detector, captions, corrupted)
     tables = {ALL_CLEAN: score_rows(clean, gate, threshold)}
     without_commas = np.array(["," not in caption for caption in captions], dtype=bool)
     if 0 < without_commas.sum() < len(captions):
         tables[WITHOUT_COMMAS] = score_rows(clean[without_commas], gate, threshold)
     if detector.flag_doubled_phrases:
-        tables[CLASSIFIER_ALONE] = score_rows(alone.pop("clean"), alone, threshold)
+        tables[CLASSIFIER_ALONE] = score_rows(*alone, threshold)
     return tables
 
 
