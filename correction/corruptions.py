@@ -184,10 +184,9 @@ def conjunctions_after_marks(written: str) -> frozenset[tuple[str, str, str]]:
         if not word:
             gap += token
             continue
-        lead = re.match(r"[^\w]*", token).group()
         words.append(word)
-        after_mark.append(any(mark in gap + lead for mark in CLAUSE_MARKS))
-        gap = token[len(token.rstrip(CLAUSE_MARKS + ".!?\"')-")) :]
+        after_mark.append(any(mark in gap + re.match(r"\W*", token).group() for mark in CLAUSE_MARKS))
+        gap = re.search(r"\W*$", token).group()  # the marks after the word, up to the next word's
     return frozenset(
         (words[index - 1], words[index], words[index + 1])
         for index in range(1, len(words) - 1)
