@@ -36,7 +36,7 @@ RULE_PROBABILITIES = {"add_tail": 0.2, "repeat_event": 0.4, "repeat_adv": 0.1, "
 # make, and removals, which it learns last, more; a removed conjunction most, as it reads like the run-ons that
 # FENSE's cleaning makes of clean captions with commas. An event doubled with "and" between the copies ("a dog barks
 # and a dog barks") was missed with repeat_event weighted 0.75; a removed verb weighs 4 since it may leave a word
-# hanging in more ways (`verb_removal_is_error`) (docs/post-correction.md).
+# hanging in more ways (`verb_removal_is_error`) (docs/detector-trainings.md).
 SINGLE_RULE_WEIGHTS = {"add_tail": 0.3, "dangling_clause": 0.15, "repeat_event": 2.5, "repeat_word": 4.5,
                        "repeat_adv": 1.0, "remove_conj": 5.0, "remove_verb": 4.0}
 CONJUNCTION_WORDS = {"and", "while", "as", "but", "or", "then", "before", "after", "until", "when", "because"}

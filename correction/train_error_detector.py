@@ -143,7 +143,7 @@ def labelled_pairs(
     examples = []
     for caption in captions:
         # Corrupted once cleaned: unlike the held-out rows, the training may remove a conjunction written after a
-        # comma, and the detector trained so ranks the other removed conjunctions higher (docs/post-correction.md).
+        # comma, and the detector trained so ranks the other removed conjunctions higher (docs/detector-trainings.md).
         caption = fense_normalize_caption(caption)
         if mix == "balanced" and rng.random() < intended_repeat_share:
             caption = with_intended_repeat(caption, rng)
