@@ -10,9 +10,20 @@ detector on them; `RULES_VERSION` changes whenever what the training makes chang
 
 from __future__ import annotations
 
+import difflib
 import random
 import re
 
+from laac.correction.english import (
+    AUXILIARIES,
+    CLAUSE_BREAKS,
+    CONJUNCTION_WORDS,
+    SUBORDINATORS,
+    VERB_STEMS,
+    inflects_stem,
+    is_verb,
+    words_after_marks,
+)
 from laac.correction.post_corrector import FENSE_ERROR_TYPES, INTENDED_REPEATS
 from laac.processing_laac import fense_normalize_caption
 
@@ -39,48 +50,14 @@ RULE_PROBABILITIES = {"add_tail": 0.2, "repeat_event": 0.4, "repeat_adv": 0.1, "
 # hanging in more ways (`verb_removal_is_error`) (docs/detector-trainings.md).
 SINGLE_RULE_WEIGHTS = {"add_tail": 0.3, "dangling_clause": 0.15, "repeat_event": 2.5, "repeat_word": 4.5,
                        "repeat_adv": 1.0, "remove_conj": 5.0, "remove_verb": 4.0}
-CONJUNCTION_WORDS = {"and", "while", "as", "but", "or", "then", "before", "after", "until", "when", "because"}
-AUXILIARIES = {"is", "are", "was", "were", "be", "being", "been"}
 EXTRA_ADVERBS = {"again", "away", "together", "often", "very", "too", "still", "quite", "almost"}
 NOT_ADVERBS = {"only", "family", "fly", "butterfly", "dragonfly", "jelly", "belly", "lily", "rally", "ally",
                "reply", "supply", "apply", "assembly", "early", "holy", "hilly", "bully", "july", "italy",
                "lovely", "friendly", "chilly", "ugly", "curly", "wobbly", "bubbly", "daily", "oily", "woolly"}
-NOT_VERBS_ING = {"thing", "something", "anything", "nothing", "everything", "ceiling", "building", "king", "ring",
-                 "spring", "string", "wing", "morning", "evening", "ding", "during", "swing", "sibling",
-                 "clothing", "bring", "sing", "ping", "sling", "awning", "pudding", "railing", "siding"}
-# Irregular forms, and the stems of verbs frequent in sound captions (their -s / -es / -d / -ed forms count too).
-COMMON_VERBS = {"ran", "sang", "fell", "flies", "cries", "blew", "rang", "made", "went", "came", "began", "took"}
-VERB_STEMS = {
-    "bark", "chirp", "sing", "fall", "pass", "blow", "run", "ring", "talk", "speak", "play", "move", "flow", "drip",
-    "crackle", "honk", "hum", "buzz", "whistle", "rustle", "click", "knock", "walk", "open", "close", "start",
-    "stop", "drive", "creak", "squeak", "splash", "pour", "tap", "beep", "roar", "rumble", "growl", "go", "approach",
-    "get", "come", "hit", "make", "speed", "occur", "resonate", "continue", "turn", "slow", "begin", "take", "roll",
-    "rev", "fade", "strike", "swing", "accelerate", "echo", "idle", "use", "clap", "travel", "whir", "say", "shut",
-    "rattle", "fill", "cough", "cheer", "rush", "pause", "whine", "howl", "flush", "grow", "bang", "boom", "beat",
-    "drain", "die", "purr", "scrape", "operate", "blare", "pull", "increase", "produce", "clang", "emit", "patter",
-    "squawk", "shake", "screech", "scratch", "burst", "wail", "break", "work", "bounce", "keep", "drone", "thud",
-    "spray", "reverberate", "repeat", "scream", "tick", "jingle", "descend", "follow", "jump", "breathe", "bellow",
-    "pound", "announce", "yell", "crunch", "slam", "shift", "caw", "laugh", "clink", "arrive", "spin", "zoom",
-    "hoot", "croak", "shout", "sit", "brush", "trickle", "slide", "gush", "hiss", "squeal", "meow", "chatter",
-    "crash", "flap", "wash", "cut", "type", "sweep", "chop", "stir", "fly", "cry", "hear",
-}
 
 
 def is_adverb(word: str) -> bool:
     return word in EXTRA_ADVERBS or (word.endswith("ly") and len(word) > 4 and word not in NOT_ADVERBS)
-
-
-def _inflects_stem(word: str, suffixes: tuple[str, ...]) -> bool:
-    """`word` is a verb of `VERB_STEMS` with one of `suffixes` added ("barks", "chopped")."""
-    return any(word[: -len(suffix)] in VERB_STEMS for suffix in suffixes if word.endswith(suffix))
-
-
-def is_verb(word: str) -> bool:
-    if word in AUXILIARIES or word in COMMON_VERBS:
-        return True
-    if word in VERB_STEMS or _inflects_stem(word, ("s", "es", "d", "ed")):
-        return True
-    return word.endswith("ing") and len(word) > 4 and word not in NOT_VERBS_ING
 
 
 def vary_event(event: str, rng: random.Random) -> str:
@@ -129,11 +106,6 @@ PREPOSITIONS_BEFORE_ING = {"before", "after", "without", "until", "upon"}
 BARE_SUBJECTS = {"someone", "somebody", "something", "everyone", "everybody", "it", "he", "she"}
 # How often an event happens: after a verb only ("a dog barks twice" -> "a dog twice").
 COUNT_WORDS = {"once", "twice", "thrice", "five", "six", "seven", "eight", "nine", "ten"}
-# Marks after which a conjunction is kept where a caption is read as written: without it, "a door closes, and someone
-# walks in" reads as the clean captions that join two clauses with a comma do ("a door closes, someone walks in").
-CLAUSE_MARKS = ",;:"
-# Conjunctions that open a clause of its own: its subject alone is left without the verb ("while waves on a beach").
-SUBORDINATORS = {"while", "as", "when", "because", "until", "whilst", "although", "though", "once"}
 # Verbs and adjectives that take "to" + a verb and never "to" + a place: without the verb, "to" meets the object and
 # the caption is broken ("begins to open the door" -> "begins to the door"). After other words "to" reads as a
 # preposition ("drips to hit something" -> "drips to something", "is used to move grain" -> "is used to grain").
@@ -178,20 +150,47 @@ def conjunctions_after_marks(written: str) -> frozenset[tuple[str, str, str]]:
         >>> sorted(conjunctions_after_marks("A door closes, and someone walks in; then it shuts."))
         [('closes', 'and', 'someone'), ('in', 'then', 'it')]
     """
-    words, after_mark, gap = [], [], ""
-    for token in written.split():
-        word = fense_normalize_caption(token)
-        if not word:
-            gap += token
-            continue
-        words.append(word)
-        after_mark.append(any(mark in gap + re.match(r"\W*", token).group() for mark in CLAUSE_MARKS))
-        gap = re.search(r"\W*$", token).group()  # the marks after the word, up to the next word's
+    pairs = words_after_marks(written)
     return frozenset(
-        (words[index - 1], words[index], words[index + 1])
-        for index in range(1, len(words) - 1)
-        if after_mark[index] and words[index] in CONJUNCTION_WORDS
+        (pairs[index - 1][0], word, pairs[index + 1][0])
+        for index, (word, after_mark) in enumerate(pairs[:-1])
+        if index and after_mark and word in CONJUNCTION_WORDS
     )
+
+
+def with_written_marks(written: str, text: str) -> str:
+    """
+    `text`, a corruption of `written`'s cleaned words, with the clause marks `written` puts between them (a comma
+    where it has any of `CLAUSE_BREAKS` inside it): what a captioner who writes them would have written. Words a
+    corruption inserts after a mark take the mark after them unless they copy the words that follow it (a tail on
+    the clause before, "a dog barks loudly loudly, rain falls", against "a dog barks, rain falls rain falls"); a
+    removed word's mark passes to the word after it.
+
+        >>> with_written_marks("A dog barks, rain falls.", "a dog barks rain falls loudly loudly")
+        'a dog barks, rain falls loudly loudly'
+    """
+    source = words_after_marks(written, CLAUSE_BREAKS)
+    words = text.split()
+    marked, pending = [False] * len(words), False  # pending: the mark of a removed word, for the next word
+    matcher = difflib.SequenceMatcher(a=[word for word, _ in source], b=words, autojunk=False)
+    for tag, start, end, new_start, new_end in matcher.get_opcodes():
+        if tag == "equal":
+            for offset in range(end - start):
+                marked[new_start + offset] = source[start + offset][1]
+            marked[new_start] = marked[new_start] or pending
+        elif tag == "insert":  # the mark before source[start] stays there, after the words put in, unless they copy it
+            copied = [word for word, _ in source[start : start + new_end - new_start]]
+            if start < len(source) and source[start][1] and words[new_start:new_end] == copied:
+                marked[new_start], source[start] = True, (source[start][0], False)
+        elif tag == "replace":
+            marked[new_start] = pending or any(mark for _, mark in source[start:end])
+        pending = tag == "delete" and (pending or any(mark for _, mark in source[start:end]))
+    out: list[str] = []
+    for word, mark in zip(words, marked):
+        if mark and out:
+            out[-1] += ","
+        out.append(word)
+    return " ".join(out)
 
 
 def _adverb_ends_clause(word: str | None, after: str | None) -> bool:
@@ -306,7 +305,7 @@ def _takes_infinitive(word: str | None) -> bool:
 
 def _is_finite(word: str) -> bool:
     """`word` is the -s form of a verb in `VERB_STEMS` ("chops", "gets"; not "hiss", which is its stem)."""
-    return word not in VERB_STEMS and _inflects_stem(word, ("s", "es"))
+    return word not in VERB_STEMS and inflects_stem(word, ("s", "es"))
 
 
 def _ends_verb_phrase(word: str | None) -> bool:

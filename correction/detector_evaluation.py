@@ -13,7 +13,14 @@ from laac.correction.post_corrector import ErrorDetector
 from laac.evaluation.metrics import precision_recall_f1
 from laac.processing_laac import fense_normalize_caption
 
-from .corruptions import ERROR_KINDS, POSITIONS, apply_rule, corrupt_caption, single_rule_corruption
+from .corruptions import (
+    ERROR_KINDS,
+    POSITIONS,
+    apply_rule,
+    corrupt_caption,
+    single_rule_corruption,
+    with_written_marks,
+)
 
 # Quality the detector must reach on held-out real captions: ROC-AUC for every error kind and position, precision
 # at the gate over the mixtures, and the share of clean captions the gate flags.
@@ -53,7 +60,7 @@ def roc_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 def single_rule_corruptions(captions: list[str], seed: int, position: str = "fense") -> dict[str, list[str]]:
     """For each error kind, each caption corrupted by that kind alone at `position` (captions it cannot change are
-    left out)."""
+    left out), with the clause marks the caption is written with (`with_written_marks`)."""
     rng = random.Random(seed)
     corrupted: dict[str, list[str]] = {kind: [] for kind in ERROR_KINDS}
     for caption in captions:
@@ -61,7 +68,7 @@ def single_rule_corruptions(captions: list[str], seed: int, position: str = "fen
         for kind in ERROR_KINDS:
             text = apply_rule(kind, clean, clean, rng, position, written=caption)
             if text is not None and text != clean:
-                corrupted[kind].append(text)
+                corrupted[kind].append(with_written_marks(caption, text))
     return corrupted
 
 
@@ -83,16 +90,18 @@ def held_out_corruptions(captions: list[str], seed: int) -> dict[str, list[str]]
     """
     The evaluation's positives, one row per error kind and position ("repeat_word (random)"), each kind alone, plus
     two mixtures: FENSE's random mix of rules ("mixture (fense)") and one kind drawn per caption, placed anywhere
-    ("mixture (random)").
+    ("mixture (random)"). Each keeps the clause marks its caption is written with (`with_written_marks`), as a
+    captioner that writes them would: a detector that reads them (`read_clause_marks`) sees a comma-joined clean
+    caption and its corruption alike, and FENSE's reading drops them from both.
     """
     rows = {}
     for position in POSITIONS:
         for kind, texts in single_rule_corruptions(captions, seed, position).items():
             rows[f"{kind} ({position})"] = texts
     rng = random.Random(seed + 1)
-    rows["mixture (fense)"] = [corrupt_caption(caption, rng)[0] for caption in captions]
-    anywhere = [single_rule_corruption(caption, rng, random_position_share=1.0) for caption in captions]
-    rows["mixture (random)"] = [corruption[0] for corruption in anywhere if corruption is not None]
+    rows["mixture (fense)"] = [with_written_marks(caption, corrupt_caption(caption, rng)[0]) for caption in captions]
+    anywhere = [(caption, single_rule_corruption(caption, rng, random_position_share=1.0)) for caption in captions]
+    rows["mixture (random)"] = [with_written_marks(caption, made[0]) for caption, made in anywhere if made is not None]
     return {name: texts for name, texts in rows.items() if texts}
 
 

@@ -36,6 +36,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 from transformers.utils import ModelOutput, logging
 
 from ..processing_laac import decode_generated_captions, fense_normalize_caption
+from .english import clauses
 
 
 logger = logging.get_logger(__name__)
@@ -102,6 +103,11 @@ class CorrectorSettings:
     flag_doubled_phrases: Optional[bool] = field(
         default=None,
         metadata={"help": "Flag a phrase doubled in place (error_prob 1.0); unset: the detector checkpoint's choice."},
+    )
+    read_clause_marks: Optional[bool] = field(
+        default=None,
+        metadata={"help": "Score a caption whose commas join clauses also clause by clause, keeping the lower score; "
+                  "unset: the detector checkpoint's choice."},
     )
     corrector_model: str = field(
         default=DEFAULT_CORRECTOR_MODEL, metadata={"help": f"Hub id, folder, .gguf or {OFFLINE_CORRECTOR_MODEL}."}
@@ -330,16 +336,19 @@ def load_echecker_checkpoint(path: str, trust_pickled_checkpoint: bool = False) 
 
 
 def save_echecker_checkpoint(
-    classifier: BertFlatClassifier, path: str, model_type: str, flag_doubled_phrases: bool = False
+    classifier: BertFlatClassifier, path: str, model_type: str, flag_doubled_phrases: bool = False,
+    read_clause_marks: bool = False,
 ) -> None:
-    """Save `classifier` in the FENSE echecker format; `encoder_config` and `flag_doubled_phrases` (what
-    `ErrorDetector.from_pretrained` turns on by default) are extra keys FENSE ignores."""
+    """Save `classifier` in the FENSE echecker format; `encoder_config`, `flag_doubled_phrases` and
+    `read_clause_marks` (the rules `ErrorDetector.from_pretrained` turns on by default) are extra keys FENSE
+    ignores."""
     checkpoint = {
         "model_type": model_type,
         "num_classes": classifier.num_classes,
         "state_dict": {name: tensor.detach().cpu() for name, tensor in classifier.state_dict().items()},
         "encoder_config": classifier.encoder.config.to_dict(),
         "flag_doubled_phrases": flag_doubled_phrases,
+        "read_clause_marks": read_clause_marks,
     }
     torch.save(checkpoint, path)
 
@@ -462,11 +471,14 @@ def doubled_phrase(caption: str) -> str | None:
 class ErrorDetector:
     """FENSE error detector: `detector(captions) -> [error probability]` (sigmoid of the last logit).
 
-    Captions are pre-processed as FENSE does (lower-cased, punctuation stripped, at most 64 tokens). With
-    `flag_doubled_phrases`, a caption that doubles a phrase in place (`doubled_phrase`: "a pond pond", "revs its
-    engine revs its engine") scores 1.0 whatever the classifier says; `classifier_probabilities` is the classifier
-    alone. Detectors trained by `laac.correction.train_error_detector` turn it on (a key of their checkpoint); FENSE's
-    own checkpoints leave it off, as the report's system ran them.
+    Captions are pre-processed as FENSE does (lower-cased, punctuation stripped, at most 64 tokens). Two rules read
+    the caption as written first. With `read_clause_marks`, a caption whose marks join clauses (`english.clauses`:
+    "sheep cry out, water flows and birds chirp", which FENSE's cleaning makes a run-on) scores the lower of the
+    classifier's score of the whole and the highest of its clauses scored one by one. With `flag_doubled_phrases`, a
+    caption that doubles a phrase in place (`doubled_phrase`: "a pond pond", "revs its engine revs its engine")
+    scores 1.0 whatever the classifier says. `classifier_probabilities` is the classifier alone, FENSE's reading.
+    Detectors trained by `laac.correction.train_error_detector` turn both on (keys of their checkpoint); FENSE's own
+    checkpoints leave them off, as the report's system ran them.
     """
 
     def __init__(
@@ -477,6 +489,7 @@ class ErrorDetector:
         device: str | torch.device | None = None,
         name_or_path: str | None = None,
         flag_doubled_phrases: bool = False,
+        read_clause_marks: bool = False,
     ) -> None:
         self.name_or_path = name_or_path
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -484,6 +497,7 @@ class ErrorDetector:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.flag_doubled_phrases = flag_doubled_phrases
+        self.read_clause_marks = read_clause_marks
 
     @classmethod
     def from_pretrained(
@@ -494,13 +508,14 @@ class ErrorDetector:
         device: str | torch.device | None = None,
         trust_pickled_checkpoint: bool = False,
         flag_doubled_phrases: bool | None = None,
+        read_clause_marks: bool | None = None,
     ) -> ErrorDetector:
         """Load a FENSE-format checkpoint from a `.ckpt` file, a folder holding one, a FENSE name or a Hub repo.
 
         The tokenizer comes from `tokenizer_path`, else tokenizer files next to the checkpoint, else the
         checkpoint's `model_type` (e.g. "bert-base-uncased", which needs the Hub). Offline, pass a local
         `tokenizer_path` and `encoder_config` (a folder with config.json) for the original FENSE files.
-        `flag_doubled_phrases` None takes the checkpoint's `flag_doubled_phrases` key (absent: off).
+        `flag_doubled_phrases` and `read_clause_marks` None take the checkpoint's key of that name (absent: off).
         """
         checkpoint_file, folder = _resolve_detector_file(name_or_path)
         checkpoint = load_echecker_checkpoint(checkpoint_file, trust_pickled_checkpoint)
@@ -509,11 +524,9 @@ class ErrorDetector:
         if tokenizer_path is None:
             tokenizer_path = folder if _has_tokenizer_files(folder) else checkpoint["model_type"]
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-        if flag_doubled_phrases is None:
-            flag_doubled_phrases = bool(checkpoint.get("flag_doubled_phrases", False))
-        return cls(
-            classifier, tokenizer, device=device, name_or_path=name_or_path, flag_doubled_phrases=flag_doubled_phrases
-        )
+        given = {"flag_doubled_phrases": flag_doubled_phrases, "read_clause_marks": read_clause_marks}
+        rules = {name: bool(checkpoint.get(name, False)) if value is None else value for name, value in given.items()}
+        return cls(classifier, tokenizer, device=device, name_or_path=name_or_path, **rules)
 
     def tokenize(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
         """FENSE pre-processing: normalise the text, truncate to `max_length` tokens, pad to the batch's longest."""
@@ -524,16 +537,27 @@ class ErrorDetector:
         return {name: tensor.to(self.device) for name, tensor in batch.items()}
 
     def __call__(self, captions: Sequence[str], batch_size: int = 32) -> list[float]:
-        """Each caption's error probability: the classifier's, or 1.0 for a doubled phrase (`flag_doubled_phrases`)."""
+        """Each caption's error probability: the classifier's, read by clauses (`read_clause_marks`), or 1.0 for a
+        doubled phrase (`flag_doubled_phrases`)."""
         return self.probabilities(captions, batch_size)[1]
 
     def probabilities(self, captions: Sequence[str], batch_size: int = 32) -> tuple[list[float], list[float]]:
-        """Each caption's error probability by the classifier alone and by the detector (1.0 for a caption that
-        doubles a phrase in place where `flag_doubled_phrases`), the classifier run once."""
+        """Each caption's error probability by the classifier alone and by the detector (its rules applied: see the
+        class), the classifier run once on each caption and each clause."""
         alone = self.classifier_probabilities(captions, batch_size)
-        if not self.flag_doubled_phrases:
-            return alone, alone
-        return alone, [1.0 if doubled_phrase(caption) else value for caption, value in zip(captions, alone)]
+        gate = self.clause_probabilities(captions, alone, batch_size) if self.read_clause_marks else alone
+        if self.flag_doubled_phrases:
+            gate = [1.0 if doubled_phrase(caption) else value for caption, value in zip(captions, gate)]
+        return alone, gate
+
+    def clause_probabilities(
+        self, captions: Sequence[str], whole: Sequence[float], batch_size: int = 32
+    ) -> list[float]:
+        """`whole` (the classifier's probabilities of `captions`), where a caption's marks join clauses
+        (`english.clauses`) the lower of it and the highest of its clauses' probabilities."""
+        parts = [clauses(caption) for caption in captions]
+        scores = iter(self.classifier_probabilities([part for cut in parts if len(cut) > 1 for part in cut], batch_size))
+        return [min(value, max(next(scores) for _ in cut)) if len(cut) > 1 else value for cut, value in zip(parts, whole)]
 
     @torch.no_grad()
     def classifier_probabilities(self, captions: Sequence[str], batch_size: int = 32) -> list[float]:
@@ -558,14 +582,16 @@ def load_error_detector(
     encoder_config: str | PretrainedConfig | None = None,
     device: str | torch.device | None = None,
     flag_doubled_phrases: bool | None = None,
+    read_clause_marks: bool | None = None,
 ) -> ErrorDetector:
     """
     The one FENSE checker loader: the post-corrector's gate, the FER/FENSE metrics (`evaluation.metrics.load_echecker`)
     and the detector training all load a FENSE-format checkpoint through it. See `ErrorDetector.from_pretrained`.
     """
     return ErrorDetector.from_pretrained(
-        name_or_path, tokenizer_path, encoder_config, device=device, flag_doubled_phrases=flag_doubled_phrases
-    )
+        name_or_path, tokenizer_path, encoder_config, device=device, flag_doubled_phrases=flag_doubled_phrases,
+        read_clause_marks=read_clause_marks,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -807,7 +833,7 @@ class PostCorrector:
             logger.info("Loading error detector %s", self._detector)
             self._detector = load_error_detector(
                 self._detector, self.settings.detector_tokenizer, self.settings.detector_config, device=self.device,
-                flag_doubled_phrases=self.settings.flag_doubled_phrases,
+                flag_doubled_phrases=self.settings.flag_doubled_phrases, read_clause_marks=self.settings.read_clause_marks,
             )  # fmt: skip
         return self._detector
 

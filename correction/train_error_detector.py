@@ -407,6 +407,11 @@ class DetectorTrainingArguments:
                   "whatever its classifier says (`correction.post_corrector.doubled_phrase`; metrics.json then "
                   "holds the classifier alone too)."},
     )
+    read_clause_marks: bool = field(
+        default=True,
+        metadata={"help": "Save the detector so that a caption whose commas join clauses (\"sheep cry out, water "
+                  "flows\") scores the lower of the whole and its highest clause (`correction.english.clauses`)."},
+    )
     encoder: str | None = field(default=None, metadata={"help": "Pretrained BERT (dir or id); default MiniLM-L6."})
     model_type: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Recorded name."})
     held_out_fraction: float = field(default=0.2)
@@ -499,7 +504,9 @@ def train(args: DetectorTrainingArguments) -> dict:
     train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     os.makedirs(args.output_dir, exist_ok=True)
     checkpoint = os.path.join(args.output_dir, CHECKPOINT_NAME)
-    save_echecker_checkpoint(classifier, checkpoint, args.model_type, args.flag_doubled_phrases)
+    save_echecker_checkpoint(
+        classifier, checkpoint, args.model_type, args.flag_doubled_phrases, args.read_clause_marks
+    )
     tokenizer.save_pretrained(args.output_dir)
     detector = load_error_detector(args.output_dir)  # the saved files, as users load them
     held_out_rows = {}

@@ -159,6 +159,34 @@ def test_a_detector_that_flags_doubled_phrases_scores_them_one(tmp_path, tiny_fe
     assert not PostCorrector(detector=fense[0], detector_tokenizer=fense[1], detector_config=fense[2]).detector.flag_doubled_phrases
 
 
+def test_a_detector_that_reads_clause_marks_scores_the_lower_of_the_whole_and_its_highest_clause(
+    tmp_path, tiny_fense_checkpoint: dict, tiny_detector: ErrorDetector
+):
+    """Where commas join clauses, the detector that reads them scores the lower of the classifier's probability of
+    the whole (FENSE's reading, marks dropped) and the highest of its clauses' (`english.clauses`); any other caption
+    keeps its classifier's probability. On where the checkpoint says so (detectors trained by laac) or where asked."""
+    captions = ["Sheep cry out, water flows and birds chirp.", "A man, a car passes by.", "rain falls on a roof"]
+    alone = tiny_detector(captions)
+    whole, first, second = tiny_detector.classifier_probabilities(
+        ["sheep cry out water flows and birds chirp", "sheep cry out", "water flows and birds chirp"]
+    )
+    assert alone[0] == pytest.approx(whole, abs=1e-6) and not tiny_detector.read_clause_marks
+    save_echecker_checkpoint(tiny_detector.classifier, str(tmp_path / "echecker.ckpt"), "tiny-bert", False, True)
+    tiny_fense_checkpoint["hf_tokenizer"].save_pretrained(tmp_path)
+    reading = ErrorDetector.from_pretrained(str(tmp_path))
+    assert reading.read_clause_marks and not reading.flag_doubled_phrases
+    expected = [min(whole, max(first, second)), *alone[1:]]  # "a man" holds no verb: one clause
+    assert reading(captions) == pytest.approx(expected, abs=1e-6)
+    assert reading.probabilities(captions)[0] == pytest.approx(alone, abs=1e-6)  # the classifier alone: FENSE's
+    assert not ErrorDetector.from_pretrained(str(tmp_path), read_clause_marks=False).read_clause_marks
+    fense = tiny_fense_checkpoint["file"], tiny_fense_checkpoint["tokenizer"], tiny_fense_checkpoint["config"]
+    assert not ErrorDetector.from_pretrained(*fense).read_clause_marks
+    assert ErrorDetector.from_pretrained(*fense, read_clause_marks=True)(captions) == pytest.approx(expected, abs=1e-6)
+    post = PostCorrector(detector=fense[0], detector_tokenizer=fense[1], detector_config=fense[2],
+                         read_clause_marks=True, corrector="/nonexistent/llm")  # fmt: skip
+    assert post.detector.read_clause_marks and post.to_settings()["read_clause_marks"] is True
+
+
 def test_detector_refuses_pickled_objects_unless_trusted(tmp_path, tiny_fense_checkpoint: dict):
     checkpoint = torch.load(tiny_fense_checkpoint["file"], weights_only=True)
     checkpoint["hparams"] = argparse.Namespace(lr=1e-4)  # an arbitrary Python object
@@ -384,6 +412,18 @@ def test_cli_on_csv_and_jsonl(tmp_path, tiny_fense_checkpoint: dict, smollm2_cor
     written = [json.loads(line) for line in out_doubled.read_text().splitlines()]
     assert written[0]["error_prob"] == 1.0 and written[0]["reason"] != "below_threshold"
     assert written[1]["error_prob"] < 0.99 and written[1]["reason"] == "below_threshold"
+
+    # --read_clause_marks true: a caption whose commas join clauses is also scored clause by clause
+    joined = tmp_path / "joined.jsonl"
+    captions = ["Sheep cry out, water flows and birds chirp.", "rain falls on a roof"]
+    joined.write_text("".join(json.dumps({"caption": caption}) + "\n" for caption in captions))
+    out_joined = tmp_path / "out_joined.jsonl"
+    correct_captions_main(["--input", str(joined), "--output", str(out_joined), "--threshold", "1.0",
+                           "--read_clause_marks", "true", *common])  # fmt: skip
+    fense = tiny_fense_checkpoint["file"], tiny_fense_checkpoint["tokenizer"], tiny_fense_checkpoint["config"]
+    reading = ErrorDetector.from_pretrained(*fense, read_clause_marks=True)
+    written = [json.loads(line) for line in out_joined.read_text().splitlines()]
+    assert [row["error_prob"] for row in written] == pytest.approx(reading(captions), abs=1e-6)
 
     # --post_corrector: the settings a PostCorrector saved (threshold 0); a flag off its default overrides them
     saved = PostCorrector.from_settings(

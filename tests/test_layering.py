@@ -26,7 +26,8 @@ imports count like top-level ones. The order:
 6. The tools the Hub files reach lazily: conversion.text_tokenizer (the text model's tokenizer with the audio
    placeholder, a Llama 2 GGUF read as SentencePiece does) and correction.post_corrector (the post-corrector,
    FENSE detector + instruct LLM, its settings and its artifact post_corrector_config.json, and the generation
-   hook that decodes and post-corrects).
+   hook that decodes and post-corrects), above correction.english (the word classes the detector's rules read and
+   the clauses of a caption as written), which the corruption rules read too.
 7. Libraries of the tools: conversion.components (assembly from released parts), data.loaders, evaluation.metrics,
    evaluation.report, training.audio_token_cache, training.lora, training.tokenizer_utils, cli.paths, cli.captioning
    (`laac caption`'s loop over the pipeline: error records, out-of-memory splits). None of them imports another.
@@ -78,6 +79,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("laac",),
     ("cli", "conversion", "correction", "data", "demo", "evaluation", "training"),  # sub-package docstrings
     ("fast_decoding",),
+    ("correction.english",),
     ("conversion.text_tokenizer", "correction.post_corrector"),
     (
         "conversion.components",
