@@ -89,6 +89,11 @@ class ProbeArguments:
     flag_doubled_phrases: Optional[bool] = field(
         default=None, metadata={"help": "Whether the detector flags doubled phrases (unset: its checkpoint's choice)."}
     )
+    read_clause_marks: Optional[bool] = field(
+        default=False,
+        metadata={"help": "Whether the detector reads clause marks (off: the probes are made from cleaned captions, "
+                  "without the marks the clean captions keep; unset: the checkpoint's choice)."},
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, dict]]:
@@ -96,7 +101,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, dict]]:
     (args,) = HfArgumentParser(ProbeArguments).parse_args_into_dataclasses(argv)
     _, held_out = split_captions(DetectorTrainingArguments(output_dir=args.detector, seed=args.seed))
     captions = [fense_normalize_caption(caption) for caption in held_out["clotho"]]
-    detector = load_error_detector(args.detector, flag_doubled_phrases=args.flag_doubled_phrases)
+    detector = load_error_detector(
+        args.detector, flag_doubled_phrases=args.flag_doubled_phrases, read_clause_marks=args.read_clause_marks
+    )
     probes = probe_corruptions(captions)
     (alone_clean, alone), gate = classifier_and_detector_probabilities(detector, held_out["clotho"], probes)
     tables = {"detector": score_rows(*gate, GATE_THRESHOLD),

@@ -87,16 +87,17 @@ def words_after_marks(written: str, marks: str = CLAUSE_MARKS) -> list[tuple[str
 def clauses(written: str) -> list[str]:
     """
     `written` (a caption with its punctuation) cut into its clauses at the marks between them (`CLAUSE_BREAKS`),
-    each cleaned as FENSE cleans it. A mark cuts only where the words on either side of it hold a verb, the words
-    after it do not open with a link to the words before (`CLAUSE_LINKS`: "a dog barks, and then it stops") and the
-    two share no two words in a row (a phrase written again after a comma stays whole, to be read as doubled).
+    each cleaned as FENSE cleans it. A mark cuts only where the words after it, up to the next mark, make a clause of
+    their own: they hold a verb, do not open with a link to the words before (`CLAUSE_LINKS`: "a dog barks, and then
+    it stops") and share no two words in a row with them (a phrase written again after a comma stays whole, to be
+    read as doubled).
     FENSE's cleaning drops the marks, which turns "sheep cry out, water flows and birds chirp" into the run-on a
     removed conjunction leaves; `ErrorDetector` with `read_clause_marks` also scores the clauses one by one.
 
         >>> clauses("Sheep cry out, water flows and birds chirp.")
         ['sheep cry out', 'water flows and birds chirp']
-        >>> clauses("Outdoors, bicycle, bicycle bells; a man, then a dog barks.")
-        ['outdoors bicycle bicycle bells a man then a dog barks']
+        >>> clauses("With a dog nearby, someone walks on gravel, and then it stops.")
+        ['with a dog nearby', 'someone walks on gravel and then it stops']
     """
     pieces: list[list[str]] = []
     for word, after_mark in words_after_marks(written, CLAUSE_BREAKS):
@@ -107,7 +108,7 @@ def clauses(written: str) -> list[str]:
     for piece in pieces[1:]:
         before = parts[-1]
         shared = set(zip(before, before[1:])) & set(zip(piece, piece[1:]))
-        if piece[0] in CLAUSE_LINKS or shared or not any(map(is_verb, before)) or not any(map(is_verb, piece)):
+        if piece[0] in CLAUSE_LINKS or shared or not any(map(is_verb, piece)):
             before.extend(piece)
         else:
             parts.append(list(piece))

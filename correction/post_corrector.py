@@ -556,8 +556,12 @@ class ErrorDetector:
         """`whole` (the classifier's probabilities of `captions`), where a caption's marks join clauses
         (`english.clauses`) the lower of it and the highest of its clauses' probabilities."""
         parts = [clauses(caption) for caption in captions]
-        scores = iter(self.classifier_probabilities([part for cut in parts if len(cut) > 1 for part in cut], batch_size))
-        return [min(value, max(next(scores) for _ in cut)) if len(cut) > 1 else value for cut, value in zip(parts, whole)]
+        cut = [part for caption_parts in parts if len(caption_parts) > 1 for part in caption_parts]
+        scores = iter(self.classifier_probabilities(cut, batch_size))  # each clause once, in the captions' order
+        return [
+            min(value, max(next(scores) for _ in caption_parts)) if len(caption_parts) > 1 else value
+            for caption_parts, value in zip(parts, whole)
+        ]
 
     @torch.no_grad()
     def classifier_probabilities(self, captions: Sequence[str], batch_size: int = 32) -> list[float]:
@@ -833,7 +837,8 @@ class PostCorrector:
             logger.info("Loading error detector %s", self._detector)
             self._detector = load_error_detector(
                 self._detector, self.settings.detector_tokenizer, self.settings.detector_config, device=self.device,
-                flag_doubled_phrases=self.settings.flag_doubled_phrases, read_clause_marks=self.settings.read_clause_marks,
+                flag_doubled_phrases=self.settings.flag_doubled_phrases,
+                read_clause_marks=self.settings.read_clause_marks,
             )  # fmt: skip
         return self._detector
 

@@ -165,7 +165,7 @@ def test_a_detector_that_reads_clause_marks_scores_the_lower_of_the_whole_and_it
     """Where commas join clauses, the detector that reads them scores the lower of the classifier's probability of
     the whole (FENSE's reading, marks dropped) and the highest of its clauses' (`english.clauses`); any other caption
     keeps its classifier's probability. On where the checkpoint says so (detectors trained by laac) or where asked."""
-    captions = ["Sheep cry out, water flows and birds chirp.", "A man, a car passes by.", "rain falls on a roof"]
+    captions = ["Sheep cry out, water flows and birds chirp.", "Rain falls, heavy and steady.", "rain falls on a roof"]
     alone = tiny_detector(captions)
     whole, first, second = tiny_detector.classifier_probabilities(
         ["sheep cry out water flows and birds chirp", "sheep cry out", "water flows and birds chirp"]
@@ -175,7 +175,7 @@ def test_a_detector_that_reads_clause_marks_scores_the_lower_of_the_whole_and_it
     tiny_fense_checkpoint["hf_tokenizer"].save_pretrained(tmp_path)
     reading = ErrorDetector.from_pretrained(str(tmp_path))
     assert reading.read_clause_marks and not reading.flag_doubled_phrases
-    expected = [min(whole, max(first, second)), *alone[1:]]  # "a man" holds no verb: one clause
+    expected = [min(whole, max(first, second)), *alone[1:]]  # "heavy and steady" holds no verb: one clause
     assert reading(captions) == pytest.approx(expected, abs=1e-6)
     assert reading.probabilities(captions)[0] == pytest.approx(alone, abs=1e-6)  # the classifier alone: FENSE's
     assert not ErrorDetector.from_pretrained(str(tmp_path), read_clause_marks=False).read_clause_marks

@@ -112,8 +112,9 @@ def test_a_detector_that_flags_doubled_phrases_is_also_scored_by_its_classifier_
         ("A dog barks; rain falls. A car passes by!", ["a dog barks", "rain falls", "a car passes by"]),
         ("A dog barks, and then it stops.", ["a dog barks and then it stops"]),  # a link opens the words after it
         ("A bell rings, followed by footsteps.", ["a bell rings followed by footsteps"]),
-        ("A man, a car passes by.", ["a man a car passes by"]),  # no verb before the comma
-        ("Outdoors, bicycle, bicycle bells, people talking", ["outdoors bicycle bicycle bells people talking"]),
+        ("Rain falls, heavy and steady.", ["rain falls heavy and steady"]),  # no verb after the comma
+        ("Outdoors, bicycle, bicycle bells, people talking", ["outdoors bicycle bicycle bells", "people talking"]),
+        ("With a dog nearby, someone walks on gravel.", ["with a dog nearby", "someone walks on gravel"]),
         ("A dog barks, a dog barks.", ["a dog barks a dog barks"]),  # written again: left whole, to read as doubled
         ("A dog barks rain falls", ["a dog barks rain falls"]),  # no mark: FENSE's reading only
     ],
@@ -892,7 +893,7 @@ def test_the_default_detector_flags_the_independent_corruptions():
 def test_the_default_detector_passes_comma_joined_clean_captions_by_their_clauses(clotho_csv):
     """Held-out clean Clotho captions whose commas join clauses reach FENSE's reading as run-ons ("a clock is ticking
     loudly an alarm is also going off"); the default detector reads them by clauses (`read_clause_marks`) and flags
-    fewer of them (measured on the 2-core AMD EPYC, seed 2021: 14 -> 8 of the 1,045 held-out clean captions)."""
+    fewer of them (measured on the 2-core AMD EPYC, seed 2021: 14 -> 7 of the 1,045 held-out clean captions)."""
     if ted.needs_training():
         unavailable(
             f"no default error detector in {ted.ERROR_DETECTOR_DIR} (or one made by another recipe). Get them with "
@@ -902,7 +903,7 @@ def test_the_default_detector_passes_comma_joined_clean_captions_by_their_clause
     assert detector.read_clause_marks and detector.flag_doubled_phrases
     _, held_out = ted.split_captions(ted.DetectorTrainingArguments(captions_csv=str(clotho_csv)))
     joined = [caption for caption in held_out["clotho"] if len(english.clauses(caption)) > 1]
-    assert len(joined) > 50  # 77 of the 1,045
+    assert len(joined) > 50  # 107 of the 1,045
     fense_reading, by_clauses = (np.array(scores) for scores in detector.probabilities(joined, batch_size=64))
     assert np.all(by_clauses <= fense_reading)
     assert np.sum(by_clauses > 0.9) < np.sum(fense_reading > 0.9)
