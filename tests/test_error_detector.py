@@ -892,8 +892,9 @@ def test_the_default_detector_flags_the_independent_corruptions():
 
 def test_the_default_detector_passes_comma_joined_clean_captions_by_their_clauses(clotho_csv):
     """Held-out clean Clotho captions whose commas join clauses reach FENSE's reading as run-ons ("a clock is ticking
-    loudly an alarm is also going off"); the default detector reads them by clauses (`read_clause_marks`) and flags
-    fewer of them (measured on the 2-core AMD EPYC, seed 2021: 14 -> 7 of the 1,045 held-out clean captions)."""
+    loudly an alarm is also going off"); the default detector reads them by clauses (`read_clause_marks`), scores them
+    lower and flags fewer of them (measured on the 2-core AMD EPYC, seed 2021: 14 -> 7 of the 1,045 held-out clean
+    captions above the gate)."""
     if ted.needs_training():
         unavailable(
             f"no default error detector in {ted.ERROR_DETECTOR_DIR} (or one made by another recipe). Get them with "
@@ -906,7 +907,9 @@ def test_the_default_detector_passes_comma_joined_clean_captions_by_their_clause
     assert len(joined) > 50  # 107 of the 1,045
     fense_reading, by_clauses = (np.array(scores) for scores in detector.probabilities(joined, batch_size=64))
     assert np.all(by_clauses <= fense_reading)
-    assert np.sum(by_clauses > 0.9) < np.sum(fense_reading > 0.9)
+    # measured at seeds 2021 / 1 / 3: mean 0.225 -> 0.061, 0.247 -> 0.092, 0.221 -> 0.072; flagged 8/5/7 -> 1/1/0
+    assert by_clauses.mean() < 2 / 3 * fense_reading.mean()
+    assert np.sum(by_clauses > 0.9) <= max(1, np.sum(fense_reading > 0.9) // 2)
 
 
 def test_detector_probes_double_what_they_name():
