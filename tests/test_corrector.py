@@ -171,7 +171,8 @@ def test_a_detector_that_reads_clause_marks_scores_the_lower_of_the_whole_and_it
         ["sheep cry out water flows and birds chirp", "sheep cry out", "water flows and birds chirp"]
     )
     assert alone[0] == pytest.approx(whole, abs=1e-6) and not tiny_detector.read_clause_marks
-    save_echecker_checkpoint(tiny_detector.classifier, str(tmp_path / "echecker.ckpt"), "tiny-bert", False, True)
+    checkpoint = str(tmp_path / "echecker.ckpt")
+    save_echecker_checkpoint(tiny_detector.classifier, checkpoint, "tiny-bert", read_clause_marks=True)
     tiny_fense_checkpoint["hf_tokenizer"].save_pretrained(tmp_path)
     reading = ErrorDetector.from_pretrained(str(tmp_path))
     assert reading.read_clause_marks and not reading.flag_doubled_phrases
@@ -402,27 +403,24 @@ def test_cli_on_csv_and_jsonl(tmp_path, tiny_fense_checkpoint: dict, smollm2_cor
     assert [r["caption"] for r in written] == CAPTIONS
     assert {r["reason"] for r in written} == {"gate_never"} and not any(r["corrected"] for r in written)
 
+    def corrected(name: str, captions: list[str], *flags: str) -> list[dict]:
+        """`laac correct` with `flags` on a JSONL of `captions`; the records it writes."""
+        source, output = tmp_path / f"{name}.jsonl", tmp_path / f"out_{name}.jsonl"
+        source.write_text("".join(json.dumps({"caption": caption}) + "\n" for caption in captions))
+        correct_captions_main(["--input", str(source), "--output", str(output), *flags, *common])
+        return [json.loads(line) for line in output.read_text().splitlines()]
+
     # --flag_doubled_phrases true: a phrase doubled in place goes to the LLM whatever the classifier says
-    doubled = tmp_path / "doubled.jsonl"
-    captions = ["a dog barks barks", "rain falls on a roof"]
-    doubled.write_text("".join(json.dumps({"caption": caption}) + "\n" for caption in captions))
-    out_doubled = tmp_path / "out_doubled.jsonl"
-    correct_captions_main(["--input", str(doubled), "--output", str(out_doubled), "--threshold", "0.99",
-                           "--flag_doubled_phrases", "true", *common])  # fmt: skip
-    written = [json.loads(line) for line in out_doubled.read_text().splitlines()]
+    written = corrected("doubled", ["a dog barks barks", "rain falls on a roof"], "--threshold", "0.99",
+                        "--flag_doubled_phrases", "true")  # fmt: skip
     assert written[0]["error_prob"] == 1.0 and written[0]["reason"] != "below_threshold"
     assert written[1]["error_prob"] < 0.99 and written[1]["reason"] == "below_threshold"
 
     # --read_clause_marks true: a caption whose commas join clauses is also scored clause by clause
-    joined = tmp_path / "joined.jsonl"
     captions = ["Sheep cry out, water flows and birds chirp.", "rain falls on a roof"]
-    joined.write_text("".join(json.dumps({"caption": caption}) + "\n" for caption in captions))
-    out_joined = tmp_path / "out_joined.jsonl"
-    correct_captions_main(["--input", str(joined), "--output", str(out_joined), "--threshold", "1.0",
-                           "--read_clause_marks", "true", *common])  # fmt: skip
+    written = corrected("joined", captions, "--threshold", "1.0", "--read_clause_marks", "true")
     fense = tiny_fense_checkpoint["file"], tiny_fense_checkpoint["tokenizer"], tiny_fense_checkpoint["config"]
     reading = ErrorDetector.from_pretrained(*fense, read_clause_marks=True)
-    written = [json.loads(line) for line in out_joined.read_text().splitlines()]
     assert [row["error_prob"] for row in written] == pytest.approx(reading(captions), abs=1e-6)
 
     # --post_corrector: the settings a PostCorrector saved (threshold 0); a flag off its default overrides them
