@@ -195,6 +195,27 @@ def quality_problems(rows: dict[str, dict]) -> list[str]:
     return problems
 
 
+def mean_rows(folds: list[dict[str, dict]]) -> dict[str, dict]:
+    """
+    The rows of detectors trained on the folds of one split, each scored on its own held-out captions, as one table:
+    per row the mean ROC-AUC, precision and recall over the folds (and the lowest and highest ROC-AUC), the
+    corrupted and clean captions and the clean captions flagged summed, so that `quality_problems` reads it as one.
+    """
+    if not folds:
+        raise ValueError("mean_rows needs the rows of one fold at least, got none.")
+    names = [name for name in folds[0] if all(name in rows for rows in folds)]
+    table = {}
+    for name in names:
+        rows = [fold[name] for fold in folds]
+        aucs = [row["roc_auc"] for row in rows]
+        table[name] = {
+            **{key: float(np.mean([row[key] for row in rows])) for key in ("roc_auc", "precision", "recall")},
+            **{key: int(sum(row[key] for row in rows)) for key in ("positives", "negatives", "clean_flagged")},
+            "roc_auc_min": float(min(aucs)), "roc_auc_max": float(max(aucs)), "folds": len(rows),
+        }  # fmt: skip
+    return table
+
+
 def format_table(rows: dict[str, dict]) -> str:
     """Markdown table of `evaluate_detector` rows (what docs/post-correction.md shows)."""
     lines = ["| error kind (position) | ROC-AUC | precision @0.9 | recall @0.9 | corrupted / clean | clean flagged |",

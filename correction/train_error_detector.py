@@ -110,12 +110,24 @@ logger = logging.get_logger(__name__)
 # ---------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------
-def split_by_clip(clips: dict[str, list[str]], held_out_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Captions of a random `1 - held_out_fraction` of the clips, and those of the rest (no clip in both)."""
+def split_by_clip(
+    clips: dict[str, list[str]], held_out_fraction: float, seed: int, fold: int = 0
+) -> tuple[list[str], list[str]]:
+    """
+    Captions of a random `1 - held_out_fraction` of the clips, and those of the rest (no clip in both). The clips are
+    shuffled by `seed` and cut into folds of `held_out_fraction` of them, counted from the end: fold 0 holds out the
+    last, fold 1 the one before it, so that the folds of one seed hold out every clip once (cross-validation).
+    """
     names = sorted(clips)
     random.Random(seed).shuffle(names)
-    cut = int(round(len(names) * (1 - held_out_fraction)))
-    return [c for n in names[:cut] for c in clips[n]], [c for n in names[cut:] for c in clips[n]]
+    size = len(names) - int(round(len(names) * (1 - held_out_fraction)))
+    folds = len(names) // size if size else 1
+    if not 0 <= fold < folds:
+        raise ValueError(f"held_out_fold={fold} is not a fold of {len(names)} clips held out {size} at a time: "
+                         f"pass 0 to {folds - 1}.")
+    end = len(names) - fold * size
+    kept, held = names[: end - size] + names[end:], names[end - size : end]
+    return [c for n in kept for c in clips[n]], [c for n in held for c in clips[n]]
 
 
 CORRUPTION_MIXES = ("fense", "balanced")
@@ -415,6 +427,11 @@ class DetectorTrainingArguments:
     encoder: str | None = field(default=None, metadata={"help": "Pretrained BERT (dir or id); default MiniLM-L6."})
     model_type: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Recorded name."})
     held_out_fraction: float = field(default=0.2)
+    held_out_fold: int = field(
+        default=0,
+        metadata={"help": "Which fifth of the shuffled clips is held out (0: the last; 0-4 at the default fraction): "
+                  "the folds of one seed hold out every clip once (benchmarks/detector_cross_validation.py)."},
+    )
     epochs: float = field(default=3.0)
     learning_rate: float = field(default=2e-4)
     batch_size: int = field(default=16)
@@ -435,9 +452,9 @@ class DetectorTrainingArguments:
 def split_captions(args: DetectorTrainingArguments) -> tuple[list[str], dict[str, list[str]]]:
     """Training captions (real + synthetic, shuffled) and held-out captions per source ("clotho", "synthetic")."""
     real = read_clotho_captions(args.captions_csv or clotho_captions_csv())
-    train_real, held_real = split_by_clip(real, args.held_out_fraction, args.seed)
+    train_real, held_real = split_by_clip(real, args.held_out_fraction, args.seed, args.held_out_fold)
     train_synthetic, held_synthetic = split_by_clip(
-        synthetic_captions(args.synthetic_clips, args.seed), args.held_out_fraction, args.seed
+        synthetic_captions(args.synthetic_clips, args.seed), args.held_out_fraction, args.seed, args.held_out_fold
     )
     train = train_real + train_synthetic
     random.Random(args.seed).shuffle(train)
@@ -535,6 +552,11 @@ def recipe(args: DetectorTrainingArguments) -> dict:
     return {**asdict(args), "rules_version": RULES_VERSION, "single_rule_weights": SINGLE_RULE_WEIGHTS}
 
 
+# Training arguments added after detectors were cached, with the value that trains what those detectors were trained
+# by: a metrics.json without one was made with that value.
+RECIPE_KEYS_ADDED = {"held_out_fold": 0}
+
+
 def made_by_another_recipe(path: str, args: DetectorTrainingArguments) -> bool:
     """
     Whether the detector in `path` records (in its metrics.json) other training arguments, corruption rules or
@@ -546,7 +568,9 @@ def made_by_another_recipe(path: str, args: DetectorTrainingArguments) -> bool:
             recorded = json.load(handle)
     except FileNotFoundError:
         return False
-    return any(recorded.get(key) != value for key, value in recipe(args).items() if key != "output_dir")
+    return any(
+        recorded.get(key, RECIPE_KEYS_ADDED.get(key)) != value for key, value in recipe(args).items() if key != "output_dir"
+    )
 
 
 def is_reusable(path: str, args: DetectorTrainingArguments) -> bool:

@@ -457,6 +457,16 @@ def test_fense_corruption_rules():
     train, held_out = split_by_clip(clips, 0.2, seed=1)
     assert len(train) == 40 and len(held_out) == 10
     assert not {c.split()[1] for c in train} & {c.split()[1] for c in held_out}
+    names = sorted(clips)
+    random.Random(1).shuffle(names)
+    assert held_out == [c for name in names[8:] for c in clips[name]]  # fold 0: the last fifth of the shuffled clips
+    # the five folds of one seed hold out every clip once, and each trains on the other four
+    folds = [split_by_clip(clips, 0.2, seed=1, fold=fold) for fold in range(5)]
+    assert folds[0] == (train, held_out)
+    assert sorted(c for _, held in folds for c in held) == sorted(c for captions in clips.values() for c in captions)
+    assert all(len(kept) == 40 and not set(kept) & set(held) for kept, held in folds)
+    with pytest.raises(ValueError, match="held_out_fold=5 .* pass 0 to 4"):
+        split_by_clip(clips, 0.2, seed=1, fold=5)
 
 
 # ------------------------------------------------------------------------------------------------ answer rules

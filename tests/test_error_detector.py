@@ -44,6 +44,26 @@ def test_quality_check_fails_a_detector_that_does_not_detect():
     assert detector_evaluation.quality_problems(good) == [] and good["mixture (fense)"]["clean_flagged"] == 0
 
 
+def test_folds_are_read_as_one_table_of_means():
+    """Detectors trained on the folds of one split, each scored on its own held-out captions: the mean ROC-AUC,
+    precision and recall per row, the captions and clean captions flagged summed, and the targets judged on that."""
+    fold_a = detector_evaluation.score_rows(np.array([0.01, 0.02, 0.95]), {"mixture (fense)": np.array([0.97, 0.99]),
+                                                                           "add_tail (fense)": np.array([0.5, 0.99])}, 0.9)
+    fold_b = detector_evaluation.score_rows(np.array([0.1, 0.2, 0.3, 0.4]), {"mixture (fense)": np.array([0.35, 0.98])}, 0.9)
+    rows = detector_evaluation.mean_rows([fold_a, fold_b])
+    assert list(rows) == ["mixture (fense)"]  # a row one fold lacks is left out
+    row = rows["mixture (fense)"]
+    assert row["roc_auc"] == pytest.approx((1.0 + 7 / 8) / 2) and (row["roc_auc_min"], row["roc_auc_max"]) == (7 / 8, 1.0)
+    assert row["precision"] == pytest.approx((2 / 3 + 1) / 2) and row["recall"] == pytest.approx((1 + 0.5) / 2)
+    assert (row["positives"], row["negatives"], row["clean_flagged"], row["folds"]) == (4, 7, 1, 2)
+    assert detector_evaluation.quality_problems(rows) == [
+        "mixture (fense): ROC-AUC 0.938 < 0.97", "mixture (fense): precision 0.833 at 0.9 < 0.95",
+        "clean captions above 0.9: 1 of 7 > 2%",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="got none"):
+        detector_evaluation.mean_rows([])
+
+
 def test_rows_are_also_scored_against_the_clean_captions_written_without_commas():
     """A comma-joined clean caption reads, cleaned as FENSE does, like a removed conjunction: the second table scores
     the same corruptions against the other clean captions only."""
@@ -517,6 +537,11 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
         patch.setattr(ted, "SINGLE_RULE_WEIGHTS", {**corruptions.SINGLE_RULE_WEIGHTS, "remove_conj": 1.0})
         assert ted.needs_training(str(tmp_path / "detector"), **same)  # another weighting of the rules
     assert ted.needs_training(str(tmp_path / "detector"), **{**same, "epochs": 2})  # what the demo asks first
+    # a detector recorded before the held-out fold was an argument held out fold 0, as the default does
+    metrics_file = tmp_path / "detector" / "metrics.json"
+    metrics_file.write_text(json.dumps({k: v for k, v in json.loads(metrics_file.read_text()).items() if k != "held_out_fold"}))
+    assert same["held_out_fold"] == 0 and not ted.needs_training(str(tmp_path / "detector"), **same)
+    assert ted.needs_training(str(tmp_path / "detector"), **{**same, "held_out_fold": 1})
     ted.ensure_error_detector(str(tmp_path / "detector"), **{**same, "epochs": 2})
     monkeypatch.setattr(ted, "RULES_VERSION", corruptions.RULES_VERSION + 1)
     ted.ensure_error_detector(str(tmp_path / "detector"), **same)
@@ -925,3 +950,36 @@ def test_detector_probes_double_what_they_name():
         ("people are talking as a car passes passes", "people are talking as a car passes and passes"),
     }
     assert probes.predicate_doubled("birds chirping", random.Random(0)) is None
+
+
+def test_detector_cross_validation_trains_each_fold_and_judges_the_mean(tmp_path, monkeypatch, capsys):
+    """benchmarks/detector_cross_validation.py: the cached default serves as fold 0, every other fold is trained into
+    its own folder with its `held_out_fold`, and the targets are judged on the mean of their held-out rows."""
+    from laac.benchmarks import detector_cross_validation as cross_validation
+
+    def write(folder: Path, roc_auc: float, clean_flagged: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        row = {"roc_auc": roc_auc, "precision": 1.0, "recall": 0.5, "positives": 10, "negatives": 100,
+               "clean_flagged": clean_flagged}  # fmt: skip
+        (folder / "metrics.json").write_text(json.dumps({"held_out": {"clotho": {"remove_conj (random)": row}}}))
+
+    trained = []
+
+    def train(path: str, **overrides) -> str:
+        trained.append(overrides)
+        write(Path(path), 0.94 + overrides["held_out_fold"] / 100, 0)
+        return path
+
+    write(tmp_path / "cache", 0.98, 1)
+    monkeypatch.setattr(cross_validation, "ERROR_DETECTOR_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(
+        cross_validation, "is_reusable", lambda path, args: path == str(tmp_path / "cache") and args.held_out_fold == 0
+    )
+    monkeypatch.setattr(cross_validation, "ensure_error_detector", train)
+    rows = cross_validation.main(["--output_dir", str(tmp_path / "folds"), "--folds", "0,1,2"])
+    assert trained == [{"seed": 2021, "held_out_fold": 1}, {"seed": 2021, "held_out_fold": 2}]
+    assert (tmp_path / "folds" / "fold_2" / "metrics.json").is_file()
+    row = rows["remove_conj (random)"]
+    assert row["roc_auc"] == pytest.approx((0.98 + 0.95 + 0.96) / 3) and (row["roc_auc_min"], row["roc_auc_max"]) == (0.95, 0.98)
+    assert (row["clean_flagged"], row["negatives"]) == (1, 300)
+    assert "below target: remove_conj (random): ROC-AUC 0.963 < 0.97" in capsys.readouterr().out
