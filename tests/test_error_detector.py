@@ -560,6 +560,92 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
     assert ted.ensure_error_detector(str(tmp_path / "detector"), **same) and len(trained) == 2
 
 
+def _captions_csv(path: Path, clips: dict[str, list[str]]) -> Path:
+    lines = ["file_name,caption_1,caption_2"] + [f"{name},{','.join(captions)}" for name, captions in clips.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_development_captions_are_trained_on_and_the_evaluation_captions_held_out(tmp_path, monkeypatch, caplog):
+    """By default the detector trains on Clotho's development captions and is scored on all its evaluation captions;
+    where the development captions cannot be had, it trains on 80% of the evaluation clips, as before, and says so."""
+    development = _captions_csv(tmp_path / "clotho_captions_development.csv", {
+        f"dev_{i}.wav": [f"a dog barks {i} times", f"rain falls on roof {i}"] for i in range(10)
+    } | {"shared.wav": ["a clip in both splits", "it is not trained on"]})  # fmt: skip
+    evaluation = _captions_csv(tmp_path / "clotho_evaluation_captions.csv", {
+        f"eval_{i}.wav": [f"a car passes {i}", f"birds chirp {i}"] for i in range(5)
+    } | {"shared.wav": ["a clip in both splits", "held out"]})  # fmt: skip
+    monkeypatch.setattr(ted, "clotho_captions_csv", lambda allow_download=True: str(evaluation))
+    monkeypatch.setattr(ted, "clotho_development_captions_csv", lambda allow_download=True: str(development))
+    args = ted.DetectorTrainingArguments(output_dir=str(tmp_path / "detector"), synthetic_clips=0)
+    assert ted.caption_files(args) == (str(development), str(evaluation))
+    train, held_out = ted.split_captions(args)
+    assert sorted(held_out["clotho"]) == sorted(
+        [c for i in range(5) for c in (f"a car passes {i}", f"birds chirp {i}")] + ["a clip in both splits", "held out"]
+    )
+    assert sorted(train) == sorted(c for i in range(10) for c in (f"a dog barks {i} times", f"rain falls on roof {i}"))
+    # 3 passes of 80% of the evaluation captions' clips are 1,680 steps; Clotho's 19,195 development captions
+    # (and 60 synthetic ones) make 0.7 of a pass in as many steps
+    assert ted.training_epochs(ted.DetectorTrainingArguments(), 4480) == 3.0
+    assert ted.training_epochs(ted.DetectorTrainingArguments(), 19255) == pytest.approx(0.698, abs=1e-3)
+    assert ted.training_epochs(ted.DetectorTrainingArguments(max_steps=None), 19255) == 3.0
+    # the recipe names the captions: a detector trained on the evaluation split is trained again once the
+    # development captions are at hand, and reused while they are not
+    recorded = ted.recipe(args)
+    assert (recorded["training_captions"], recorded["held_out_captions"]) == (
+        "clotho_captions_development.csv", "clotho_evaluation_captions.csv"
+    )
+    (tmp_path / "detector").mkdir()
+    (tmp_path / "detector" / "echecker.ckpt").write_bytes(b"")
+    old = {k: v for k, v in ted.recipe(args, (str(evaluation), None)).items() if k not in ted.RECIPE_KEYS_ADDED}
+    (tmp_path / "detector" / "metrics.json").write_text(json.dumps(old))  # written before the captions were named
+    assert ted.needs_training(str(tmp_path / "detector"), synthetic_clips=0)
+
+    def offline(allow_download=True):
+        raise ted.DataUnavailable("Clotho's development captions", "the download failed: offline", "Get them so.")
+
+    monkeypatch.setattr(ted, "clotho_development_captions_csv", offline)
+    assert not ted.needs_training(str(tmp_path / "detector"), synthetic_clips=0)
+    with caplog.at_level("WARNING"):
+        assert ted.caption_files(args) == (str(evaluation), None)
+    assert "Clotho's development captions cannot be had (the download failed: offline)" in caplog.text
+    assert "trains on 80% of the clips of Clotho's evaluation captions instead" in caplog.text
+    # a CSV of one's own is split by clip, or held out against another given whole
+    own = ted.DetectorTrainingArguments(captions_csv=str(development), held_out_captions_csv=str(evaluation))
+    assert ted.caption_files(own) == (str(development), str(evaluation))
+    assert ted.caption_label(str(tmp_path / "mine.csv")) == str(tmp_path / "mine.csv")
+    assert ted.trained_on((str(evaluation), None), args).startswith("clotho_evaluation_captions.csv, 80% of its clips")
+    assert ted.trained_on((str(development), str(evaluation)), args) == (
+        "clotho_captions_development.csv but 5% of its clips (kept to set the gate on), + synthetic captions; "
+        "clotho_evaluation_captions.csv held out"
+    )
+
+
+def test_a_training_against_a_held_out_csv_sets_its_gate_on_calibration_captions(tmp_path, clotho_csv):
+    """Trained on one CSV and scored on another held out whole (the development and evaluation captions by
+    default), a training keeps 5% of its clips out to set the gate on: the error output's bias is moved so that 1% of
+    those clean captions pass 0.9, as the detector scores them."""
+    clotho = ted.read_clotho_captions(clotho_csv)
+    held_clips = dict(list(clotho.items())[:10])
+    held_csv = _captions_csv(tmp_path / "held.csv", {name: captions[:2] for name, captions in held_clips.items()})
+    args = ted.DetectorTrainingArguments(
+        output_dir=str(tmp_path / "detector"), captions_csv=str(clotho_csv), held_out_captions_csv=str(held_csv),
+        synthetic_clips=5, max_train_captions=48, epochs=1, batch_size=16, max_train_seconds=None,
+    )  # fmt: skip
+    train, held_out = ted.split_captions(args)
+    calibration = held_out["calibration"]
+    assert len(calibration) == 5 * 52  # 5% of the 1,035 clips not held out
+    assert not set(calibration) & set(train) and not set(calibration) & set(held_out["clotho"])
+    assert len(held_out["clotho"]) == 20 and not {c for n in held_clips for c in clotho[n]} & set(train)
+    metrics = ted.train(args)
+    assert metrics["calibration_captions"] == 260 and metrics["held_out"]["clotho"]["mixture (random)"]["negatives"] == 20
+    assert metrics["held_out_captions"] == str(held_csv) and metrics["training_captions"] == "clotho_evaluation_captions.csv"
+    detector = load_error_detector(str(tmp_path / "detector"))
+    above = sum(score > 0.9 for score in detector(calibration, batch_size=64))
+    assert above in (2, 3), above  # 1% of 260, whatever the 6 steps made of the classifier
+    assert abs(metrics["gate_bias_shift"]) > 0.01
+
+
 def test_a_conjunction_written_after_a_comma_is_kept_in_the_held_out_rows():
     """Without its conjunction, "a door closes, and someone walks in" joins two clauses with a comma as clean Clotho
     captions do ("a door closes, someone walks in"): read as written, the rules keep that conjunction, at FENSE's
@@ -986,8 +1072,10 @@ def test_detector_cross_validation_trains_each_fold_and_judges_the_mean(tmp_path
         cross_validation, "is_reusable", lambda path, args: path == str(tmp_path / "cache") and args.held_out_fold == 0
     )
     monkeypatch.setattr(cross_validation, "ensure_error_detector", train)
+    monkeypatch.setattr(cross_validation, "clotho_captions_csv", lambda: "/data/clotho_evaluation_captions.csv")
     rows = cross_validation.main(["--output_dir", str(tmp_path / "folds"), "--folds", "0,1,2"])
-    assert trained == [{"seed": 2021, "held_out_fold": 1}, {"seed": 2021, "held_out_fold": 2}]
+    evaluation = {"captions_csv": "/data/clotho_evaluation_captions.csv"}  # the split, wherever the development captions
+    assert trained == [{"seed": 2021, "held_out_fold": 1, **evaluation}, {"seed": 2021, "held_out_fold": 2, **evaluation}]
     assert (tmp_path / "folds" / "fold_2" / "metrics.json").is_file()
     row = rows["remove_conj (random)"]
     assert row["roc_auc"] == pytest.approx((0.98 + 0.95 + 0.96) / 3) and (row["roc_auc_min"], row["roc_auc_max"]) == (0.95, 0.98)

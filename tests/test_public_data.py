@@ -114,6 +114,34 @@ def test_clotho_is_downloaded_once_into_the_cache(server, no_shared_data, clotho
     assert public_data.clotho_captions_csv(allow_download=False) == os.path.join(folder, public_data.CLOTHO_CAPTIONS)
 
 
+def test_clotho_development_captions_are_md5_checked_and_cached(server, no_shared_data, tmp_path):
+    """Zenodo publishes md5 checksums only: the development captions are checked against the md5 of the record."""
+    captions = b"file_name,caption_1\nclip.wav,a dog barks and a car passes\n"
+    server.files = {"dev.csv": captions}
+    published = RemoteFile(_url(server, "dev.csv"), None, md5=hashlib.md5(captions).hexdigest())
+    cached = no_shared_data / "data" / "clotho" / public_data.CLOTHO_DEVELOPMENT_CAPTIONS
+    assert public_data.clotho_development_captions_csv(remote=published) == str(cached)
+    assert cached.read_bytes() == captions
+    server.files = {}  # cached now: no second download
+    assert public_data.clotho_development_captions_csv(allow_download=False) == str(cached)
+    cached.unlink()
+    with pytest.raises(DataUnavailable) as error:
+        public_data.clotho_development_captions_csv(remote=RemoteFile(published.url, None, md5="0" * 32))
+    assert "not available (the download failed" in str(error.value) and "clotho-development" in str(error.value)
+    assert _leftovers(no_shared_data / "data" / "clotho") == []
+    shared = tmp_path / "empty_shared" / "data" / "clotho"
+    shared.mkdir(parents=True)
+    (shared / public_data.CLOTHO_DEVELOPMENT_CAPTIONS).write_bytes(captions)  # a shared/ folder comes first
+    assert public_data.clotho_development_captions_csv(allow_download=False) == str(
+        shared / public_data.CLOTHO_DEVELOPMENT_CAPTIONS
+    )
+
+
+def test_a_remote_file_needs_a_checksum():
+    with pytest.raises(ValueError, match="needs a sha256 or an md5"):
+        RemoteFile("https://example.org/x", None)
+
+
 def test_clotho_that_cannot_be_had_names_how_to_get_it(server, no_shared_data):
     with pytest.raises(DataUnavailable) as error:
         public_data.clotho_dir(base_url=_url(server, "nothing/"))
@@ -177,11 +205,13 @@ def test_missing_data_skips_with_its_reason_but_fails_under_ci(monkeypatch):
 
 def test_the_command_fetches_and_reports_each(monkeypatch, capsys):
     monkeypatch.setattr(public_data, "clotho_dir", lambda: "/cache/clotho")
+    monkeypatch.setattr(public_data, "clotho_development_captions_csv", lambda: "/cache/clotho/development.csv")
     monkeypatch.setattr(
         public_data, "llama_tokenizers_dir", lambda: (_ for _ in ()).throw(DataUnavailable("X", "offline", "Fix."))
     )
     assert public_data.main([]) == 1
     captured = capsys.readouterr()
-    assert "clotho: /cache/clotho" in captured.out and "tokenizers: X are not available (offline). Fix." in captured.err
+    assert "clotho: /cache/clotho" in captured.out and "clotho-development: /cache/clotho/dev" in captured.out
+    assert "tokenizers: X are not available (offline). Fix." in captured.err
     assert public_data.main(["clotho"]) == 0
     assert public_data.main(["audio"]) == 2 and "unknown data ['audio']" in capsys.readouterr().err
