@@ -751,8 +751,8 @@ def ensure_error_detector(path: str | None = None, **overrides) -> str:
     problems = train(args)["quality_problems"]
     if problems:  # another CPU trains another detector of the recipe; one may fall short where this one did not
         logger.warning(
-            "The error detector trained in %s misses held-out targets (%s); it is used as it is. The recipe's figures "
-            "over five trainings: docs/post-correction.md, 'Across the five fifths'.", path, "; ".join(problems)
+            "The error detector trained in %s misses held-out targets (%s); it is used as it is. The recipe's figures: "
+            "docs/post-correction.md, 'Held-out figures'.", path, "; ".join(problems)
         )  # fmt: skip
     return path
 

@@ -384,7 +384,10 @@ def choose_detector(detector: str | None, no_correction: bool = False) -> Detect
     try:
         csv = clotho_captions_csv()
         return DetectorChoice(
-            ERROR_DETECTOR_DIR, f"error detector: the offline one, trained in this run on {csv}", train=True
+            ERROR_DETECTOR_DIR,
+            f"error detector: the offline one, trained in this run (on Clotho's development captions where they can "
+            f"be had, else on {csv})",
+            train=True,
         )
     except DataUnavailable as error:
         reasons.append(f"Clotho's captions to train one cannot be had ({error.why})")

@@ -161,7 +161,10 @@ def test_the_demo_chooses_its_error_detector_in_order(monkeypatch, tmp_path):
     monkeypatch.setattr(post_corrector, "fense_checkpoint_file", offline)
     monkeypatch.setattr(public_data, "clotho_captions_csv", lambda: "/data/clotho.csv")
     choice = demo_stages.choose_detector(None)
-    assert choice.train and choice.note == "error detector: the offline one, trained in this run on /data/clotho.csv"
+    assert choice.train and choice.note == (
+        "error detector: the offline one, trained in this run (on Clotho's development captions where they can be "
+        "had, else on /data/clotho.csv)"
+    )
     trained = []
     monkeypatch.setattr(train_error_detector, "ensure_error_detector", lambda: trained.append(1) or "offline-folder")
     assert demo_stages.error_detector(choice) == "offline-folder" and trained == [1]

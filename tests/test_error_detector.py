@@ -552,8 +552,7 @@ def test_training_on_a_small_slice_saves_a_loadable_detector(tmp_path, monkeypat
         assert ted.ensure_error_detector(str(tmp_path / "other")) == str(tmp_path / "other")
     assert [r.getMessage() for r in caplog.records if "misses" in r.getMessage()] == [
         f"The error detector trained in {tmp_path / 'other'} misses held-out targets (remove_conj (random): ROC-AUC "
-        "0.960 < 0.97); it is used as it is. The recipe's figures over five trainings: docs/post-correction.md, "
-        "'Across the five fifths'."
+        "0.960 < 0.97); it is used as it is. The recipe's figures: docs/post-correction.md, 'Held-out figures'."
     ]
     monkeypatch.setattr(ted, "train", lambda a: trained.append(a) or {"quality_problems": []})
     (tmp_path / "detector" / "metrics.json").unlink()  # not made here: a detector given, reused as it is
@@ -992,7 +991,7 @@ def test_the_default_detector_flags_the_independent_corruptions():
     if ted.needs_training():
         unavailable(
             f"no default error detector in {ted.ERROR_DETECTOR_DIR} (or one made by another recipe). Get them with "
-            "`bash scripts/setup.sh`, which trains it once from Clotho's evaluation captions"
+            "`bash scripts/setup.sh`, which trains it once from Clotho's captions"
         )
     clean, corrupted = independent_captions()
     detector = load_error_detector(ted.ERROR_DETECTOR_DIR)
@@ -1019,7 +1018,7 @@ def test_the_default_detector_passes_comma_joined_clean_captions_by_their_clause
     if ted.needs_training():
         unavailable(
             f"no default error detector in {ted.ERROR_DETECTOR_DIR} (or one made by another recipe). Get them with "
-            "`bash scripts/setup.sh`, which trains it once from Clotho's evaluation captions"
+            "`bash scripts/setup.sh`, which trains it once from Clotho's captions"
         )
     detector = load_error_detector(ted.ERROR_DETECTOR_DIR)
     assert detector.read_clause_marks and detector.flag_doubled_phrases
