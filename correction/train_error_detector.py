@@ -41,7 +41,7 @@ per-token head that learns which words a corruption touched (`--localization_wei
 inside a long caption is learnt from fewer examples), and clean labels weighted up in the loss
 (`--negative_weight`), so fewer clean captions pass the 0.9 gate. The default 1,680 steps
 (`--max_steps`) are 3 passes over the evaluation split's 80%, 0.7 of one over the development captions; fewer passes
-over more captions rank errors better but score them less sure, so a training against a held-out CSV keeps 5% of
+over more captions rank errors better but score them less sure, so a training against a held-out CSV keeps 10% of
 its clips apart (`--calibration_fraction`) and moves the error output's bias until 1% of their captions pass the
 gate (`--gate_clean_share`, `calibrate_gate`; no ROC-AUC changes).
 
@@ -390,7 +390,7 @@ class DetectorTrainingArguments:
                   "CSV's clips (--held_out_fraction, --held_out_fold)."},
     )
     calibration_fraction: float = field(
-        default=0.05,
+        default=0.1,
         metadata={"help": "With a held-out CSV: the share of the training CSV's clips kept out of training to set the "
                   "gate on (--gate_clean_share)."},
     )
@@ -696,7 +696,7 @@ def recipe(args: DetectorTrainingArguments, files: tuple[str, str | None] | None
 # steps).
 RECIPE_KEYS_ADDED = {
     "held_out_fold": 0, "held_out_captions_csv": None, "max_steps": 1680, "training_captions": CLOTHO_CAPTIONS,
-    "held_out_captions": None, "calibration_fraction": 0.05, "gate_clean_share": 0.01,
+    "held_out_captions": None, "calibration_fraction": 0.1, "gate_clean_share": 0.01,
 }  # fmt: skip
 # Where the captions were found is not compared, only which captions they are (`caption_label`).
 NOT_COMPARED = ("output_dir", "captions_csv", "held_out_captions_csv")

@@ -119,7 +119,7 @@ def read_clotho_captions(csv_path: str | os.PathLike) -> dict[str, list[str]]:
     The one Clotho reader of the repository (training data, the error detector's captions, evaluation references,
     the synthetic corpus). A CSV without `file_name` or any `caption_*` column, or listing a file twice, is refused.
     """
-    with open(csv_path, encoding="utf-8", newline="") as f:
+    with open(csv_path, encoding="utf-8-sig", newline="") as f:  # a byte-order mark, as spreadsheets write, skipped
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         caption_columns = [c for c in columns if c.startswith("caption_")]

@@ -81,6 +81,8 @@ def test_read_clotho_captions(tmp_path, clotho_files):
     short = tmp_path / "short.csv"
     short.write_text("file_name,caption_1,caption_2,caption_3\na.wav,a dog barks,,rain falls\nb.wav,,,\n")
     assert read_clotho_captions(short) == {"a.wav": ["a dog barks", "rain falls"], "b.wav": []}
+    short.write_text("\ufefffile_name,caption_1\na.wav,a dog barks\n", encoding="utf-8")  # saved with a BOM
+    assert read_clotho_captions(short) == {"a.wav": ["a dog barks"]}
     (tmp_path / "bad.csv").write_text("name,caption\na.wav,a dog barks\n")
     with pytest.raises(ValueError, match=r"columns \['name', 'caption'\]; expected file_name, caption_1"):
         read_clotho_captions(tmp_path / "bad.csv")
