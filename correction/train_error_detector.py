@@ -524,6 +524,7 @@ def split_captions(
     """
     training_csv, held_out_csv = files or caption_files(args)
     real = read_clotho_captions(training_csv)
+    calibration: list[str] = []  # a split holds out a fraction of the training CSV's clips and sets no gate
     if held_out_csv is None:
         train_real, held_real = split_by_clip(real, args.held_out_fraction, args.seed, args.held_out_fold)
     else:
@@ -536,9 +537,10 @@ def split_captions(
     )
     train = train_real + train_synthetic
     random.Random(args.seed).shuffle(train)
-    held_out = {"clotho": held_real[: args.max_eval_captions], "synthetic": held_synthetic[: args.max_eval_captions]}
-    if held_out_csv is not None:
-        held_out["calibration"] = calibration
+    held_out = {
+        "clotho": held_real[: args.max_eval_captions], "synthetic": held_synthetic[: args.max_eval_captions],
+        "calibration": calibration,
+    }  # fmt: skip
     return train[: args.max_train_captions], {name: c for name, c in held_out.items() if c}
 
 
@@ -665,9 +667,10 @@ def train(args: DetectorTrainingArguments) -> dict:
 
 def caption_label(path: str | None) -> str | None:
     """How a recipe names a captions CSV: Clotho's own files by name, wherever they were found; another by its path."""
-    if path is None or os.path.basename(path) in (CLOTHO_CAPTIONS, CLOTHO_DEVELOPMENT_CAPTIONS):
-        return path and os.path.basename(path)
-    return os.path.abspath(path)
+    if path is None:
+        return None
+    name = os.path.basename(path)
+    return name if name in (CLOTHO_CAPTIONS, CLOTHO_DEVELOPMENT_CAPTIONS) else os.path.abspath(path)
 
 
 def trained_on(files: tuple[str, str | None], args: DetectorTrainingArguments) -> str:
@@ -716,7 +719,8 @@ def made_by_another_recipe(path: str, args: DetectorTrainingArguments) -> bool:
     try:
         wanted = recipe(args)
     except DataUnavailable:  # no captions to train on here: the recipe is compared without them
-        wanted = {key: value for key, value in recipe(args, ("", None)).items() if key != "training_captions"}
+        unnamed = ("training_captions", "held_out_captions")
+        wanted = {key: value for key, value in recipe(args, ("", None)).items() if key not in unnamed}
     return any(
         recorded.get(key, RECIPE_KEYS_ADDED.get(key)) != value for key, value in wanted.items() if key not in NOT_COMPARED
     )

@@ -611,6 +611,10 @@ def test_the_development_captions_are_trained_on_and_the_evaluation_captions_hel
         assert ted.caption_files(args) == (str(evaluation), None)
     assert "Clotho's development captions cannot be had (the download failed: offline)" in caplog.text
     assert "trains on 80% of the clips of Clotho's evaluation captions instead" in caplog.text
+    # with no Clotho captions here at all, a detector trained on the development captions is used as it is
+    (tmp_path / "detector" / "metrics.json").write_text(json.dumps(ted.recipe(args, (str(development), str(evaluation)))))
+    monkeypatch.setattr(ted, "clotho_captions_csv", offline)
+    assert not ted.needs_training(str(tmp_path / "detector"), synthetic_clips=0)
     # a CSV of one's own is split by clip, or held out against another given whole
     own = ted.DetectorTrainingArguments(captions_csv=str(development), held_out_captions_csv=str(evaluation))
     assert ted.caption_files(own) == (str(development), str(evaluation))
